@@ -1,0 +1,366 @@
+"""Typed run configuration, loaded from TOML.
+
+One TOML file configures a whole run; each stage reads its own section. Every section is a dataclass
+below, with defaults and units in the field comments; ``docs/config.md`` lists them. Unknown sections
+and keys are errors that suggest the nearest valid name. The resolved config (defaults filled in) is
+stored as JSON in every artifact the run writes.
+
+Example (``configs/demo.toml``)::
+
+    [run]
+    out_dir = "runs/demo"
+    seed = 1
+
+    [kinematics]
+    n_candidates = 4000
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DeepDrawError
+
+PLANES = ("horizontal", "vertical")
+
+
+@dataclass
+class RunConfig:
+    """Where outputs go and the root seed of every random draw of the run."""
+
+    out_dir: str = "runs/demo"  # relative paths are taken from the current directory
+    seed: int = 0  # root of every np.random.SeedSequence of the run
+    quiet: bool = False  # no progress bars
+
+
+@dataclass
+class ParallelConfig:
+    """How stages run their shards / tasks (see docs/parallel.md)."""
+
+    mode: str = "local"  # "local" (a LocalCluster), "sync" (in-process, for debugging), "scheduler"
+    workers: int = 0  # local worker processes; 0 = one per core
+    scheduler: str = ""  # address of an existing Dask scheduler (mode "scheduler"), e.g. tcp://host:8786
+    memory_limit: str = "2GB"  # per local worker
+
+
+@dataclass
+class CharactersConfig:
+    """UCI Character Trajectories preprocessing (spec 1.1)."""
+
+    source: str = ""  # "" = the copy shipped in data/; else a path to mixoutALL_shifted.mat
+    keep_aspect: bool = False  # original: each axis rescaled on its own to the box
+    box_cm: float = 10.0  # side of the box the pen path is rescaled to (cm)
+
+
+@dataclass
+class StartpointsConfig:
+    """Start points of the pen path in the arm's workspace (spec 1.2)."""
+
+    source: str = "original"  # "original" (shipped file of DeepDraw) or "search" (our workspace search)
+    grid_step_cm: float = 3.0
+    square_cm: float = 20.0
+    fine: int = 15
+    tol_cm: float = 1e-2
+
+
+@dataclass
+class KinematicsConfig:
+    """Augmented hand trajectories and their inverse kinematics (spec 1.3)."""
+
+    n_candidates: int = 2000  # candidate movements generated (paper: 1,000,000)
+    shard_size: int = 500  # candidates per shard / Dask task
+    planes: list[str] = field(default_factory=lambda: list(PLANES))
+    ik: str = "batched"  # "batched" (fast, default) or "reference" (per-frame SLSQP, as the original)
+    max_tracing_error_cm: float = 1e-2  # acceptance: summed IK error over the frames (cm)
+    max_joint_jerk: float = 1.0  # acceptance: ||d3 q / dt3||_F, degrees / frame^3
+    max_attempts: int = 20  # redraws of the latents before a candidate is given up (recorded)
+    acceptance: str = "and"  # "and" (paper: both criteria) or "original" (the original's `and` bug: either)
+    sizes: list[float] = field(default_factory=lambda: [0.7, 1.0, 1.3])
+    angles: list[float] = field(default_factory=lambda: [-30.0, -15.0, 0.0, 15.0, 30.0])  # rot/shear, degrees
+    speeds: list[float] = field(default_factory=lambda: [0.8, 1.0, 1.2, 1.4])
+    noises: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3])  # drawn, recorded, not applied
+
+
+@dataclass
+class MusclesConfig:
+    """Muscle fiber lengths from the MoBL-ARMS OpenSim model (spec 1.3 step 7)."""
+
+    engine: str = "fast"  # "fast" (validated surrogate with OpenSim fallback) or "exact" (OpenSim per frame)
+    model: str = ""  # "" = data/reference_model/MoBL_ARMS_module5_scaleIK.osim
+    table: str = ""  # "" = the fast-engine artifact shipped in data/ (rebuild: deepdraw dataset muscles build)
+
+
+@dataclass
+class AssemblyConfig:
+    """Selection, temporal placement, proprioceptive inputs and the train/test split (spec 1.4-1.5)."""
+
+    n_samples: int = 1000  # samples kept (paper: 200,000)
+    n_frames: int = 320
+    dt: float = 0.015  # seconds per frame
+    firing_noise: float = 0.3  # spindle_firing noise, x std over time per muscle
+    test_fraction: float = 0.2
+    chunk: int = 1000  # samples per write block
+
+
+@dataclass
+class SvmConfig:
+    """Pairwise linear SVMs and linear decoding baselines (spec 2)."""
+
+    inputs: list[str] = field(
+        default_factory=lambda: [
+            "endeffector_coords",
+            "joint_coords",
+            "muscle_coords",
+            "spindle_firing",
+            "spindle_info",
+        ]
+    )
+    c_grid: list[float] = field(default_factory=lambda: [10.0**k for k in range(-4, 5)])
+    subsets: list[str] = field(default_factory=lambda: ["full"])
+    max_train: int = 0  # 0 = all training samples
+    val_fraction: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Network training (spec 3-4)."""
+
+    models: list[str] = field(
+        default_factory=lambda: [
+            "spatial_temporal_4_8-16-16-32_32-32-64-64_7293",
+            "spatiotemporal_4_8-8-32-64_7272",
+            "lstm_3_8-16-16_256",
+        ]
+    )
+    tasks: list[str] = field(default_factory=lambda: ["art", "tdt"])
+    seeds: list[int] = field(default_factory=lambda: [1, 2])
+    max_epochs: int = 50
+    patience: int = 5
+    lr: float = 5e-4
+    batch_size: int = 256
+    val_fraction: float = 0.1
+    device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
+
+
+@dataclass
+class SearchConfig:
+    """Random architecture search over the paper's grid (Table 2)."""
+
+    families: list[str] = field(default_factory=lambda: ["spatial_temporal", "spatiotemporal", "lstm"])
+    n_per_family: int = 50
+    max_epochs: int = 50
+
+
+@dataclass
+class ActivationsConfig:
+    """Activation extraction on a seeded test subset shared by all models."""
+
+    n_samples: int = 4000
+    batch_size: int = 100
+
+
+@dataclass
+class RsaConfig:
+    """RDMs, CKA, t-SNE and population decoding (spec 5, 6.5, 6.9, 6.10)."""
+
+    per_class: int = 200
+    tsne_perplexity: float = 40.0
+    pca_components: int = 50
+    ridge_alpha: float = 1.0
+
+
+@dataclass
+class TuningConfig:
+    """Single-unit tuning analyses (spec 6)."""
+
+    r2_threshold: float = 0.2
+    test_fraction: float = 0.2
+
+
+@dataclass
+class ReportConfig:
+    """HTML report."""
+
+    title: str = "deepdraw run"
+
+
+SECTIONS: dict[str, type] = {
+    "run": RunConfig,
+    "parallel": ParallelConfig,
+    "characters": CharactersConfig,
+    "startpoints": StartpointsConfig,
+    "kinematics": KinematicsConfig,
+    "muscles": MusclesConfig,
+    "assembly": AssemblyConfig,
+    "svm": SvmConfig,
+    "train": TrainConfig,
+    "search": SearchConfig,
+    "activations": ActivationsConfig,
+    "rsa": RsaConfig,
+    "tuning": TuningConfig,
+    "report": ReportConfig,
+}
+
+
+@dataclass
+class Config:
+    """The whole run configuration: one attribute per section of :data:`SECTIONS`."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    characters: CharactersConfig = field(default_factory=CharactersConfig)
+    startpoints: StartpointsConfig = field(default_factory=StartpointsConfig)
+    kinematics: KinematicsConfig = field(default_factory=KinematicsConfig)
+    muscles: MusclesConfig = field(default_factory=MusclesConfig)
+    assembly: AssemblyConfig = field(default_factory=AssemblyConfig)
+    svm: SvmConfig = field(default_factory=SvmConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    activations: ActivationsConfig = field(default_factory=ActivationsConfig)
+    rsa: RsaConfig = field(default_factory=RsaConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    source: str = ""  # the TOML file it came from ("" = defaults)
+
+    def to_dict(self, sections: list[str] | None = None) -> dict[str, Any]:
+        """The resolved config as plain data (optionally only some sections)."""
+        names = sections or list(SECTIONS)
+        return {n: dataclasses.asdict(getattr(self, n)) for n in names}
+
+    def digest(self, sections: list[str]) -> str:
+        """sha256 of the named sections (what a stage's outputs depend on)."""
+        blob = json.dumps(self.to_dict(sections), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.run.out_dir)
+
+
+def _suggest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else f"; valid: {', '.join(sorted(options))}"
+
+
+def _check_type(value: Any, tp: Any) -> Any:
+    """Return ``value`` coerced to ``tp`` or raise TypeError."""
+    origin = typing.get_origin(tp)
+    if origin in (list, typing.List):  # noqa: UP006
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise TypeError(f"a list of {item.__name__}")
+        return [_check_type(v, item) for v in value]
+    if origin in (types.UnionType, typing.Union):
+        for t in typing.get_args(tp):
+            try:
+                return _check_type(value, t)
+            except TypeError:
+                pass
+        raise TypeError(" or ".join(getattr(t, "__name__", str(t)) for t in typing.get_args(tp)))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError("a number")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError("an integer")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise TypeError("true or false")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise TypeError("a string")
+        return value
+    return value
+
+
+def build_section(name: str, values: dict[str, Any], where: str) -> Any:
+    """Build the dataclass of section ``name`` from TOML values, rejecting unknown keys."""
+    cls = SECTIONS[name]
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in valid:
+            raise DeepDrawError(f"{where}: unknown key '{name}.{key}'{_suggest(key, valid)}")
+        try:
+            kwargs[key] = _check_type(value, hints[key])
+        except TypeError as e:
+            raise DeepDrawError(
+                f"{where}: key '{name}.{key}' is {value!r}; expected {e}"
+            ) from None
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "<config>") -> Config:
+    """Build a :class:`Config` from nested dicts (as parsed from TOML)."""
+    kwargs: dict[str, Any] = {}
+    for sec, values in data.items():
+        if sec not in SECTIONS:
+            raise DeepDrawError(f"{where}: unknown section '[{sec}]'{_suggest(sec, list(SECTIONS))}")
+        if not isinstance(values, dict):
+            raise DeepDrawError(f"{where}: '{sec}' must be a [section] table")
+        kwargs[sec] = build_section(sec, values, where)
+    cfg = Config(**kwargs, source=where)
+    validate_config(cfg, where)
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    """Load and validate a TOML config file."""
+    p = Path(path)
+    if not p.exists():
+        raise DeepDrawError(f"{p}: config file not found")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise DeepDrawError(f"{p}: not valid TOML: {e}") from None
+    return config_from_dict(data, str(p))
+
+
+def _choice(where: str, key: str, value: str, options: list[str] | tuple[str, ...]) -> None:
+    if value not in options:
+        raise DeepDrawError(f"{where}: key '{key}' is '{value}'; expected one of {', '.join(options)}")
+
+
+def validate_config(cfg: Config, where: str = "<config>") -> None:
+    """Cross-field checks (value ranges, choices)."""
+    _choice(where, "parallel.mode", cfg.parallel.mode, ("local", "sync", "scheduler"))
+    if cfg.parallel.mode == "scheduler" and not cfg.parallel.scheduler:
+        raise DeepDrawError(f"{where}: parallel.mode is 'scheduler' but parallel.scheduler (address) is empty")
+    _choice(where, "startpoints.source", cfg.startpoints.source, ("original", "search"))
+    _choice(where, "kinematics.ik", cfg.kinematics.ik, ("batched", "reference"))
+    _choice(where, "kinematics.acceptance", cfg.kinematics.acceptance, ("and", "original"))
+    _choice(where, "muscles.engine", cfg.muscles.engine, ("fast", "exact"))
+    for p in cfg.kinematics.planes:
+        _choice(where, "kinematics.planes", p, PLANES)
+    if not cfg.kinematics.planes:
+        raise DeepDrawError(f"{where}: kinematics.planes is empty; expected at least one of {', '.join(PLANES)}")
+    for key, v in (
+        ("kinematics.n_candidates", cfg.kinematics.n_candidates),
+        ("kinematics.shard_size", cfg.kinematics.shard_size),
+        ("kinematics.max_attempts", cfg.kinematics.max_attempts),
+        ("assembly.n_samples", cfg.assembly.n_samples),
+    ):
+        if v < 1:
+            raise DeepDrawError(f"{where}: key '{key}' is {v}; expected a positive integer")
+    if not 0 < cfg.assembly.test_fraction < 1:
+        raise DeepDrawError(f"{where}: key 'assembly.test_fraction' is {cfg.assembly.test_fraction}; expected 0 < x < 1")
+    if cfg.assembly.n_samples > cfg.kinematics.n_candidates:
+        raise DeepDrawError(
+            f"{where}: assembly.n_samples ({cfg.assembly.n_samples}) exceeds kinematics.n_candidates "
+            f"({cfg.kinematics.n_candidates}); expected at most as many samples as candidates"
+        )
+    if not cfg.svm.c_grid:
+        raise DeepDrawError(f"{where}: key 'svm.c_grid' is empty; expected at least one C value")

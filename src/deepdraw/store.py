@@ -1,0 +1,343 @@
+"""HDF5 artifacts: provenance, atomic writes and validation on read.
+
+Every file a stage writes goes through :class:`ArtifactWriter`:
+
+* it is written under a temporary name in the same folder (``.name.tmp-<pid>``) and renamed only
+  when the writer closes without error, so a killed job never leaves a file that looks complete;
+* an existing file is never overwritten unless ``overwrite=True``;
+* the root attributes carry provenance (see :func:`provenance`): ``deepdraw_version``, ``git_commit``,
+  ``kind``, ``config`` (resolved, JSON), ``seeds`` (JSON), ``inputs`` (file name -> sha256, JSON),
+  ``versions`` (library versions, JSON) and ``created`` (UTC, ISO 8601).
+
+Reading goes through :func:`open_artifact`, which checks that the file exists, is readable HDF5, is of
+the expected ``kind`` and holds the keys of a :data:`Schema` with the expected shapes and dtypes. Every
+failure is a :class:`~deepdraw.errors.DeepDrawError` naming the file, the key, what was expected and
+what was found. Schemas of all artifacts are documented in ``docs/formats.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .errors import DeepDrawError
+
+Dim = int | str | None
+"""One dimension of an expected shape: an int (exact), a str (a named size that must agree across
+keys of one file, e.g. ``"n"``) or None (any size)."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """Expected shape and dtype kind of one dataset of an artifact.
+
+    ``dtype`` is a numpy kind character or a string of them: ``"f"`` float, ``"i"`` signed int,
+    ``"u"`` unsigned, ``"b"`` bool, ``"S"`` bytes, ``"iu"`` any integer.
+    """
+
+    shape: tuple[Dim, ...]
+    dtype: str = "f"
+    required: bool = True
+    doc: str = ""
+
+
+Schema = Mapping[str, Field]
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
+        commit = out.stdout.strip()
+        if out.returncode == 0 and commit:
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=here,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            ).stdout.strip()
+            return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose behaviour affects results."""
+    import importlib.metadata as md
+
+    out = {"python": ".".join(map(str, __import__("sys").version_info[:3]))}
+    for name in ("numpy", "scipy", "h5py", "torch", "opensim", "scikit-learn", "rsatoolbox", "dask"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+_COMMIT: str | None = None
+
+
+def provenance(
+    kind: str,
+    config: Mapping[str, Any] | None = None,
+    seeds: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Root attributes recorded on every artifact (all values are strings; dicts as JSON)."""
+    global _COMMIT
+    if _COMMIT is None:
+        _COMMIT = _git_commit()
+    return {
+        "kind": kind,
+        "deepdraw_version": __version__,
+        "git_commit": _COMMIT,
+        "config": json.dumps(config or {}, sort_keys=True, default=str),
+        "seeds": json.dumps(seeds or {}, sort_keys=True, default=str),
+        "inputs": json.dumps(inputs or {}, sort_keys=True),
+        "versions": json.dumps(library_versions(), sort_keys=True),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def tmp_path_for(path: str | os.PathLike) -> Path:
+    """Temporary name used while ``path`` is being written (same folder, hidden, pid-tagged)."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.tmp-{os.getpid()}")
+
+
+def atomic_replace(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Flush ``tmp`` to disk and rename it to ``final`` in one step."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+
+
+class ArtifactWriter:
+    """Context manager writing one HDF5 artifact atomically.
+
+    >>> with ArtifactWriter("out.h5", kind="characters", config=cfg) as f:   # doctest: +SKIP
+    ...     f.create_dataset("labels", data=labels)
+
+    Inside the block ``f`` is an open :class:`h5py.File` on the temporary name. On normal exit the
+    provenance attributes are written and the file is renamed to its final name; on an exception the
+    temporary file is deleted and the exception propagates.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        kind: str,
+        config: Mapping[str, Any] | None = None,
+        seeds: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, str] | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.tmp = tmp_path_for(self.path)
+        self.attrs = dict(attrs or {})
+        self.attrs.update(provenance(kind, config, seeds, inputs))
+        self.overwrite = overwrite
+        self.file: h5py.File | None = None
+
+    def __enter__(self) -> h5py.File:
+        if self.path.exists() and not self.overwrite:
+            raise DeepDrawError(
+                f"{self.path}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = h5py.File(self.tmp, "w")
+        return self.file
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.file is not None
+        try:
+            if exc_type is None:
+                for k, v in self.attrs.items():
+                    self.file.attrs[k] = v
+        finally:
+            self.file.close()
+        if exc_type is None:
+            atomic_replace(self.tmp, self.path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                self.tmp.unlink()
+
+
+def write_artifact(
+    path: str | os.PathLike,
+    arrays: Mapping[str, np.ndarray],
+    kind: str,
+    config: Mapping[str, Any] | None = None,
+    seeds: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, str] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    compression: str | None = None,
+) -> Path:
+    """Write ``arrays`` (key -> array; keys may contain ``/`` for groups) as one artifact."""
+    with ArtifactWriter(path, kind, config, seeds, inputs, attrs, overwrite) as f:
+        for key, arr in arrays.items():
+            arr = np.asarray(arr)
+            comp = compression if arr.size > 1024 and arr.dtype.kind in "fiub" else None
+            f.create_dataset(key, data=arr, compression=comp)
+    return Path(path)
+
+
+def _check_dtype(kind: str, dt: np.dtype) -> bool:
+    if kind == "iu":
+        return dt.kind in "iu"
+    return dt.kind in kind
+
+
+def validate(f: h5py.File, schema: Schema, path: str | os.PathLike) -> dict[str, int]:
+    """Check the keys of an open file against ``schema``; returns the named sizes found."""
+    sizes: dict[str, int] = {}
+    for key, field in schema.items():
+        if key not in f:
+            if field.required:
+                raise DeepDrawError(
+                    f"{path}: key '{key}' is missing; expected a dataset of shape "
+                    f"{_fmt_shape(field.shape)} ({field.doc or 'see docs/formats.md'})"
+                )
+            continue
+        obj = f[key]
+        if not isinstance(obj, h5py.Dataset):
+            raise DeepDrawError(f"{path}: key '{key}' is a group; expected a dataset")
+        shape = obj.shape
+        if len(shape) != len(field.shape):
+            raise DeepDrawError(
+                f"{path}: key '{key}' has shape {shape}; expected {_fmt_shape(field.shape)}"
+            )
+        for got, want in zip(shape, field.shape):
+            if isinstance(want, int) and got != want:
+                raise DeepDrawError(
+                    f"{path}: key '{key}' has shape {shape}; expected {_fmt_shape(field.shape)}"
+                )
+            if isinstance(want, str):
+                if want in sizes and sizes[want] != got:
+                    raise DeepDrawError(
+                        f"{path}: key '{key}' has shape {shape}; expected {_fmt_shape(field.shape)} "
+                        f"with {want}={sizes[want]} as in the other keys"
+                    )
+                sizes[want] = got
+        if not _check_dtype(field.dtype, obj.dtype):
+            raise DeepDrawError(
+                f"{path}: key '{key}' has dtype {obj.dtype}; expected kind '{field.dtype}'"
+            )
+    return sizes
+
+
+def _fmt_shape(shape: Sequence[Dim]) -> str:
+    return "(" + ", ".join("*" if d is None else str(d) for d in shape) + ")"
+
+
+def open_artifact(
+    path: str | os.PathLike, kind: str | None = None, schema: Schema | None = None
+) -> h5py.File:
+    """Open an artifact read-only after checking existence, readability, kind and schema.
+
+    The caller closes the returned file (use it as a context manager).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DeepDrawError(f"{p}: file not found")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as e:
+        raise DeepDrawError(f"{p}: not a readable HDF5 file (truncated or corrupt?): {e}") from None
+    try:
+        if kind is not None:
+            got = f.attrs.get("kind")
+            if isinstance(got, bytes):
+                got = got.decode()
+            if got != kind:
+                raise DeepDrawError(
+                    f"{p}: attribute 'kind' is {got!r}; expected {kind!r} (is this the right file?)"
+                )
+        if schema is not None:
+            validate(f, schema, p)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def read_arrays(
+    path: str | os.PathLike,
+    keys: Sequence[str] | None = None,
+    kind: str | None = None,
+    schema: Schema | None = None,
+) -> dict[str, np.ndarray]:
+    """Read whole datasets into memory (small artifacts only); validates first."""
+    with open_artifact(path, kind, schema) as f:
+        if keys is None:
+            keys = [k for k in f if isinstance(f[k], h5py.Dataset)]
+        out = {}
+        for k in keys:
+            if k not in f:
+                raise DeepDrawError(f"{path}: key '{k}' is missing")
+            try:
+                out[k] = f[k][()]
+            except OSError as e:
+                raise DeepDrawError(f"{path}: key '{k}' cannot be read (corrupt file?): {e}") from None
+        return out
+
+
+def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """Root attributes of an artifact; JSON-valued provenance fields are decoded."""
+    with open_artifact(path) as f:
+        out: dict[str, Any] = {}
+        for k, v in f.attrs.items():
+            if isinstance(v, bytes):
+                v = v.decode()
+            if k in ("config", "seeds", "inputs", "versions") and isinstance(v, str):
+                v = json.loads(v)
+            out[k] = v
+        return out
+
+
+def check_finite(arr: np.ndarray, path: str | os.PathLike, key: str, where: str = "") -> None:
+    """Raise a DeepDrawError naming the first sample holding a NaN or inf."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = np.argwhere(bad)[0]
+        raise DeepDrawError(
+            f"{path}: key '{key}' holds NaN/inf at index {tuple(int(i) for i in first)}"
+            f"{' ' + where if where else ''}; expected finite values"
+        )
+
+
+def iter_chunks(n: int, chunk: int) -> Iterator[slice]:
+    """Slices covering range(n) in blocks of ``chunk``."""
+    for s in range(0, n, chunk):
+        yield slice(s, min(n, s + chunk))
