@@ -11,8 +11,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
-		|| $(PY) -m pip install --quiet "torch==2.13.0"
+	# torch pinned; the CPU wheel of this version is cached on these machines (pip's find-links)
+	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

@@ -88,6 +88,7 @@ class KinematicsConfig:
     angles: list[float] = field(default_factory=lambda: [-30.0, -15.0, 0.0, 15.0, 30.0])  # rot/shear, degrees
     speeds: list[float] = field(default_factory=lambda: [0.8, 1.0, 1.2, 1.4])
     noises: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3])  # drawn, recorded, not applied
+    save_trajectories: bool = True  # keep hand/joint paths of every candidate in the shards (off at paper scale)
 
 
 @dataclass

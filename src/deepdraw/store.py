@@ -7,7 +7,8 @@ Every file a stage writes goes through :class:`ArtifactWriter`:
 * an existing file is never overwritten unless ``overwrite=True``;
 * the root attributes carry provenance (see :func:`provenance`): ``deepdraw_version``, ``git_commit``,
   ``kind``, ``config`` (resolved, JSON), ``seeds`` (JSON), ``inputs`` (file name -> sha256, JSON),
-  ``versions`` (library versions, JSON) and ``created`` (UTC, ISO 8601).
+  ``versions`` (library versions, JSON). There is deliberately no timestamp: the same config and seeds
+  give byte-identical files (times and peak memory of a stage are in the run's stamp files).
 
 Reading goes through :func:`open_artifact`, which checks that the file exists, is readable HDF5, is of
 the expected ``kind`` and holds the keys of a :data:`Schema` with the expected shapes and dtypes. Every
@@ -18,7 +19,6 @@ what was found. Schemas of all artifacts are documented in ``docs/formats.md``.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import hashlib
 import json
 import os
@@ -121,7 +121,6 @@ def provenance(
         "seeds": json.dumps(seeds or {}, sort_keys=True, default=str),
         "inputs": json.dumps(inputs or {}, sort_keys=True),
         "versions": json.dumps(library_versions(), sort_keys=True),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -1,0 +1,151 @@
+"""The ``deepdraw`` command: one subcommand per stage, each driven by a TOML config.
+
+Run ``deepdraw COMMAND --help`` for the options of a command; ``docs/`` has a page per stage.
+Errors caused by input (a file, a config key, an argument) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from . import __version__
+from .config import Config, load_config
+from .errors import DeepDrawError
+
+log = logging.getLogger("deepdraw")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config) if args.config else Config()
+    if getattr(args, "out", None):
+        cfg.run.out_dir = args.out
+    if args.quiet:
+        cfg.run.quiet = True
+    if hasattr(args, "workers"):
+        from .parallel import apply_cli_overrides
+
+        cfg.parallel = apply_cli_overrides(cfg.parallel, args.workers, args.scheduler, args.sync)
+    return cfg
+
+
+def _add_config(p: argparse.ArgumentParser, parallel: bool = False) -> None:
+    p.add_argument("config", nargs="?", help="TOML config (default: built-in defaults)")
+    p.add_argument("--out", help="output folder (overrides run.out_dir)")
+    if parallel:
+        g = p.add_argument_group("parallel execution")
+        g.add_argument("--workers", type=int, help="local Dask worker processes (default: one per core)")
+        g.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://10.0.0.1:8786")
+        g.add_argument("--sync", action="store_true", help="run every task in this process (debugging)")
+
+
+# --- command implementations -------------------------------------------------------------------
+
+
+def cmd_characters(args: argparse.Namespace) -> None:
+    from .dataset.stage import run_characters
+
+    run_characters(_config(args), overwrite=args.overwrite)
+
+
+def cmd_startpoints(args: argparse.Namespace) -> None:
+    from .dataset.stage import run_startpoints
+
+    run_startpoints(_config(args), overwrite=args.overwrite)
+
+
+def cmd_kinematics(args: argparse.Namespace) -> None:
+    from .dataset.stage import run_kinematics
+
+    paths = run_kinematics(_config(args))
+    log.info("%d candidate shards in %s", len(paths), Path(paths[0]).parent if paths else "-")
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from .dataset.inspect import inspect_sample
+
+    out = inspect_sample(_config(args), args.sample, args.png, source=args.source)
+    print(out)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> None:
+    from .pipeline import run_pipeline, status
+
+    cfg = _config(args)
+    if args.status:
+        for k, v in status(cfg).items():
+            print(f"{k:14s} {v}")
+        return
+    recs = run_pipeline(cfg, only=args.only.split(",") if args.only else None)
+    for k, r in recs.items():
+        log.info("%-14s %s", k, "skipped (up to date)" if r.get("skipped") else f"{r['wall_s']:.1f} s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="deepdraw", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"deepdraw {__version__}")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ds = sub.add_parser("dataset", help="stage 1: the PCRT dataset").add_subparsers(dest="sub", required=True, metavar="STEP")
+    p = ds.add_parser("characters", help="UCI character trajectories -> characters.h5")
+    _add_config(p)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_characters)
+    p = ds.add_parser("startpoints", help="start points of the writing planes -> startpoints.h5")
+    _add_config(p)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_startpoints)
+    p = ds.add_parser("kinematics", help="augmented candidates + inverse kinematics -> candidates/shard_*.h5")
+    _add_config(p, parallel=True)
+    p.set_defaults(func=cmd_kinematics)
+    p = ds.add_parser("inspect", help="PNG of one sample: pen path, hand path, joints (and muscles, inputs)")
+    _add_config(p)
+    p.add_argument("--sample", type=int, default=0, help="index of the sample")
+    p.add_argument("--source", choices=["candidates", "train", "test"], default="candidates")
+    p.add_argument("--png", help="output PNG (default: <out_dir>/figures/inspect_<source>_<sample>.png)")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("pipeline", help="every stage in order, cached and resumable")
+    _add_config(p, parallel=True)
+    p.add_argument("--only", help="comma-separated stage names")
+    p.add_argument("--status", action="store_true", help="show which stages are done, stale or to do")
+    p.set_defaults(func=cmd_pipeline)
+
+    for hook in EXTRA_COMMANDS:
+        hook(sub, ds)
+    return ap
+
+
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction, argparse._SubParsersAction], None]] = []
+"""Functions adding subcommands of later stages (kept in one list, see :mod:`deepdraw.commands`)."""
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import commands  # noqa: F401  (registers the later stages' subcommands)
+
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    _setup_logging(args.quiet, args.verbose)
+    try:
+        args.func(args)
+    except DeepDrawError as e:
+        print(f"deepdraw: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepdraw: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Stage 1: the PCRT dataset (characters, arm kinematics, muscles, proprioceptive inputs)."""

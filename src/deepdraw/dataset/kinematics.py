@@ -1,0 +1,218 @@
+"""Candidate movements: augmented hand paths, inverse kinematics and acceptance (spec 1.3).
+
+Candidates ``0 .. n_candidates-1`` are cut into fixed shards of ``shard_size``. Candidate ``i`` writes
+character ``perm[(i // n_planes) % n_chars]`` in plane ``planes[i % n_planes]``, where ``perm`` is a
+permutation of the UCI samples drawn from the run seed; so characters and planes are balanced at any
+scale. Shard ``k`` draws every latent from its own generator,
+``np.random.default_rng(SeedSequence(seed, spawn_key=(1, k)))``, so the output does not depend on the
+number of workers or on which shards a resumed run still had to do.
+
+Acceptance (the paper; the original's ``and`` was a bug, see docs/deviations.md): the latents of a
+candidate are redrawn until its summed IK tracing error is at most ``max_tracing_error_cm`` **and**
+its joint jerk at most ``max_joint_jerk``, at most ``max_attempts`` times; the number of attempts is
+recorded and a candidate that never passes is kept with ``accepted = 0``. ``acceptance = "original"``
+reproduces the original's loop, which stops as soon as either criterion passes.
+
+Each shard is one HDF5 file written atomically (see docs/formats.md, "candidate shard"); a run that
+is killed and restarted skips the shards already on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import store
+from ..errors import DeepDrawError
+from . import arm
+from .augment import PLANE_CODES, draw_latents, max_length, transform
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_KIND = "candidates"
+LATENT_KEYS = ("size", "rot", "shear_x", "shear_y", "speed", "noise")
+SEED_STREAM_CANDIDATES = 1
+SEED_STREAM_CHARPERM = 2
+
+
+@dataclass
+class ShardTask:
+    """Everything one worker needs to generate shard ``k`` (picklable)."""
+
+    k: int
+    start: int
+    stop: int
+    seed: int
+    characters: str
+    startpoints: str
+    out: str
+    kin: dict[str, Any]
+    muscles: dict[str, Any] | None
+    config: dict[str, Any]
+    inputs: dict[str, str]
+    save_trajectories: bool = True
+
+
+def shard_bounds(n_candidates: int, shard_size: int) -> list[tuple[int, int, int]]:
+    """``[(k, start, stop), ...]`` covering ``range(n_candidates)``."""
+    return [
+        (k, s, min(n_candidates, s + shard_size)) for k, s in enumerate(range(0, n_candidates, shard_size))
+    ]
+
+
+def character_permutation(seed: int, n_chars: int) -> np.ndarray:
+    """The seeded order in which candidates visit the UCI samples."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SEED_STREAM_CHARPERM,)))
+    return rng.permutation(n_chars)
+
+
+def assign(ids: np.ndarray, perm: np.ndarray, planes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate ids -> (UCI sample index, plane index into ``planes``)."""
+    n_pl = len(planes)
+    return perm[(ids // n_pl) % len(perm)], ids % n_pl
+
+
+def load_characters(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """characters.h5 -> (trajectories (n,2,T) cm NaN-padded, lengths (n,), labels (n,) 0..19)."""
+    from .stage import CHARACTERS_SCHEMA
+
+    a = store.read_arrays(path, ["trajectories", "lengths", "labels"], kind="characters", schema=CHARACTERS_SCHEMA)
+    return a["trajectories"], a["lengths"], a["labels"]
+
+
+def load_startpoints(path: str | Path) -> dict[str, np.ndarray]:
+    """startpoints.h5 -> {"horizontal": (n,3), "vertical": (m,3)} cm, {W}."""
+    from .stage import STARTPOINTS_SCHEMA
+
+    return store.read_arrays(path, ["horizontal", "vertical"], kind="startpoints", schema=STARTPOINTS_SCHEMA)
+
+
+def _solve_ik(paths: list[np.ndarray], engine: str) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Hand paths [(3, T_i)] -> joints [(T_i, 4)] deg, tracing error (n,) cm, joint jerk (n,)."""
+    n = len(paths)
+    lengths = np.array([p.shape[1] for p in paths], dtype=np.int64)
+    T = int(lengths.max())
+    if engine == "reference":
+        joints = []
+        err = np.empty(n)
+        for i, p in enumerate(paths):
+            q, e = arm.ik_reference(p.T)
+            joints.append(q)
+            err[i] = e.sum()
+    else:
+        targets = np.full((n, T, 3), np.nan)
+        for i, p in enumerate(paths):
+            targets[i, : p.shape[1]] = p.T
+        q, e = arm.ik_batch(targets, lengths)
+        joints = [q[i, : lengths[i]] for i in range(n)]
+        err = np.array([e[i, : lengths[i]].sum() for i in range(n)])
+    jerk = np.array([arm.joint_jerk(q) for q in joints])
+    return joints, err, jerk
+
+
+def generate_shard(task: ShardTask) -> str:
+    """Generate, check and write one shard; returns its path. Skips a shard already on disk."""
+    out = Path(task.out)
+    if out.exists():
+        return str(out)
+    kin = task.kin
+    traj, lengths, labels = load_characters(task.characters)
+    starts = load_startpoints(task.startpoints)
+    planes: list[str] = list(kin["planes"])
+    for p in planes:
+        if p not in starts or len(starts[p]) == 0:
+            raise DeepDrawError(f"{task.startpoints}: no start points for plane '{p}'")
+    perm = character_permutation(task.seed, len(labels))
+    ids = np.arange(task.start, task.stop)
+    char_idx, plane_idx = assign(ids, perm, planes)
+    n = len(ids)
+    rng = np.random.default_rng(np.random.SeedSequence(task.seed, spawn_key=(SEED_STREAM_CANDIDATES, task.k)))
+
+    lat = {k: np.zeros(n) for k in LATENT_KEYS}
+    start_id = np.zeros(n, dtype=np.int64)
+    attempts = np.zeros(n, dtype=np.int64)
+    accepted = np.zeros(n, dtype=np.int8)
+    tracing = np.full(n, np.inf)
+    jerk = np.full(n, np.inf)
+    hands: list[np.ndarray | None] = [None] * n
+    joints: list[np.ndarray | None] = [None] * n
+    pending = np.arange(n)
+    for _attempt in range(int(kin["max_attempts"])):
+        if len(pending) == 0:
+            break
+        paths = []
+        for j in pending:
+            plane = planes[plane_idx[j]]
+            sp = starts[plane]
+            L = draw_latents(rng, len(sp), kin["sizes"], kin["angles"], kin["speeds"], kin["noises"])
+            for key in LATENT_KEYS:
+                lat[key][j] = getattr(L, key)
+            start_id[j] = L.start_id
+            pen = traj[char_idx[j], :, : lengths[char_idx[j]]]
+            paths.append(transform(pen, L, plane, sp[L.start_id]))
+        q, err, jk = _solve_ik(paths, kin["ik"])
+        ok_err = err <= kin["max_tracing_error_cm"]
+        ok_jerk = jk <= kin["max_joint_jerk"]
+        ok = (ok_err & ok_jerk) if kin["acceptance"] == "and" else (ok_err | ok_jerk)
+        for m, j in enumerate(pending):
+            attempts[j] += 1
+            tracing[j], jerk[j] = err[m], jk[m]
+            hands[j], joints[j] = paths[m], q[m]
+            accepted[j] = ok[m]
+        pending = pending[~ok]
+
+    muscle_jerk = np.full(n, np.nan)
+    mus_list = None
+    if task.muscles is not None:
+        from .muscles_bridge import muscle_lengths_list
+
+        idx = np.flatnonzero(accepted)
+        mus_list = muscle_lengths_list([joints[j] for j in idx], task.muscles)
+        for m, j in enumerate(idx):
+            muscle_jerk[j] = arm.joint_jerk(mus_list[m])
+
+    arrays: dict[str, np.ndarray] = {
+        "candidate_id": ids.astype(np.int64),
+        "char_index": char_idx.astype(np.int64),
+        "label": labels[char_idx].astype(np.int64),
+        "plane": plane_idx.astype(np.int8),
+        "start_id": start_id,
+        "startpt": np.stack([starts[planes[plane_idx[j]]][start_id[j]] for j in range(n)]),
+        "length": np.array([h.shape[1] for h in hands], dtype=np.int64),
+        "attempts": attempts,
+        "accepted": accepted,
+        "tracing_error": tracing,
+        "joint_jerk": jerk,
+        "muscle_jerk": muscle_jerk,
+        **lat,
+    }
+    if task.save_trajectories:
+        T = max_length(traj.shape[2], kin["sizes"], kin["speeds"])
+        hand_arr = np.full((n, 3, T), np.nan, dtype=np.float32)
+        joint_arr = np.full((n, 4, T), np.nan, dtype=np.float32)
+        for j in range(n):
+            hand_arr[j, :, : hands[j].shape[1]] = hands[j]
+            joint_arr[j, :, : joints[j].shape[0]] = joints[j].T
+        arrays["endeffector_coords"] = hand_arr
+        arrays["joint_coords"] = joint_arr
+    store.write_artifact(
+        out,
+        arrays,
+        kind=CANDIDATE_KIND,
+        config=task.config,
+        seeds={"seed": task.seed, "shard": task.k, "spawn_key": [SEED_STREAM_CANDIDATES, task.k]},
+        inputs=task.inputs,
+        attrs={"planes": json_list(planes), "start": task.start, "stop": task.stop},
+        compression="gzip",
+    )
+    return str(out)
+
+
+def json_list(xs: list[str]) -> str:
+    import json
+
+    return json.dumps(list(xs))

@@ -1,0 +1,102 @@
+"""Where the shipped inputs live, and the file names of a run's outputs.
+
+The shipped data folder is found next to the package source (a git clone with ``pip install -e``) or
+through ``DEEPDRAW_DATA`` (any other install). A run's outputs live under ``run.out_dir``; the layout is
+fixed here, in one place, and documented in ``docs/formats.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import DeepDrawError
+
+
+def data_dir() -> Path:
+    """The folder holding the shipped inputs (``data/`` of the repository)."""
+    env = os.environ.get("DEEPDRAW_DATA")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / "data" / "reference_model"
+        if cand.is_dir():
+            return parent / "data"
+    raise DeepDrawError("data/: shipped data folder not found; set DEEPDRAW_DATA to the repository's data/ folder")
+
+
+def osim_model() -> Path:
+    """The MoBL-ARMS model shipped in ``data/reference_model``."""
+    return data_dir() / "reference_model" / "MoBL_ARMS_module5_scaleIK.osim"
+
+
+def original_startpoints() -> Path:
+    """DeepDraw's start points (``pcr_startingpoints.hdf5``)."""
+    return data_dir() / "reference_model" / "pcr_startingpoints.hdf5"
+
+
+class RunPaths:
+    """File names of one run's outputs, all under ``root``."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / "dataset"
+
+    @property
+    def characters(self) -> Path:
+        return self.dataset / "characters.h5"
+
+    @property
+    def startpoints(self) -> Path:
+        return self.dataset / "startpoints.h5"
+
+    @property
+    def candidates(self) -> Path:
+        return self.dataset / "candidates"
+
+    def shard(self, k: int) -> Path:
+        return self.candidates / f"shard_{k:05d}.h5"
+
+    @property
+    def pcrt_train(self) -> Path:
+        return self.dataset / "pcrt_train.h5"
+
+    @property
+    def pcrt_test(self) -> Path:
+        return self.dataset / "pcrt_test.h5"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def svm(self) -> Path:
+        return self.root / "svm"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def activations(self) -> Path:
+        return self.root / "activations"
+
+    @property
+    def rsa(self) -> Path:
+        return self.root / "rsa"
+
+    @property
+    def tuning(self) -> Path:
+        return self.root / "tuning"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def stamps(self) -> Path:
+        return self.root / ".stamps"

@@ -1,0 +1,216 @@
+"""Config, artifact store, characters and augmentation transforms."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from deepdraw import LETTERS, store
+from deepdraw.cli import main
+from deepdraw.config import Config, config_from_dict, load_config
+from deepdraw.dataset import augment, characters
+from deepdraw.errors import DeepDrawError
+
+# --- config ------------------------------------------------------------------------------------
+
+
+def test_unknown_key_suggests_nearest(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("[kinematics]\nn_candidate = 5\n")
+    with pytest.raises(DeepDrawError, match=r"unknown key 'kinematics.n_candidate'.*did you mean 'n_candidates'"):
+        load_config(p)
+
+
+def test_unknown_section_and_wrong_type(tmp_path):
+    with pytest.raises(DeepDrawError, match=r"unknown section '\[kinematic\]'.*'kinematics'"):
+        config_from_dict({"kinematic": {}})
+    with pytest.raises(DeepDrawError, match=r"'kinematics.n_candidates' is 'many'; expected an integer"):
+        config_from_dict({"kinematics": {"n_candidates": "many"}})
+
+
+def test_bad_plane_and_too_many_samples():
+    with pytest.raises(DeepDrawError, match="kinematics.planes.*diagonal.*horizontal, vertical"):
+        config_from_dict({"kinematics": {"planes": ["diagonal"]}})
+    with pytest.raises(DeepDrawError, match="n_samples .*exceeds kinematics.n_candidates"):
+        config_from_dict({"kinematics": {"n_candidates": 10}, "assembly": {"n_samples": 20}})
+
+
+def test_config_defaults_and_digest(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[run]\nseed = 7\n[kinematics]\nsizes = [1, 2]\n')
+    cfg = load_config(p)
+    assert cfg.run.seed == 7 and cfg.kinematics.sizes == [1.0, 2.0]
+    assert cfg.kinematics.max_attempts == Config().kinematics.max_attempts
+    d1 = cfg.digest(["kinematics"])
+    cfg.kinematics.sizes = [1.0]
+    assert cfg.digest(["kinematics"]) != d1
+    assert cfg.digest(["svm"]) == Config().digest(["svm"])
+
+
+# --- store -------------------------------------------------------------------------------------
+
+SCHEMA = {"x": store.Field(("n", 3), "f"), "y": store.Field(("n",), "iu")}
+
+
+def test_artifact_round_trip_and_provenance(tmp_path):
+    p = tmp_path / "a.h5"
+    store.write_artifact(
+        p, {"x": np.ones((4, 3)), "y": np.arange(4)}, kind="demo", config={"a": 1}, seeds={"s": 2},
+        inputs={"f": "abc"},
+    )
+    a = store.read_arrays(p, kind="demo", schema=SCHEMA)
+    assert a["x"].shape == (4, 3) and a["y"].tolist() == [0, 1, 2, 3]
+    attrs = store.read_attrs(p)
+    assert attrs["config"] == {"a": 1} and attrs["seeds"] == {"s": 2} and attrs["inputs"] == {"f": "abc"}
+    assert attrs["versions"]["numpy"] == np.__version__ and attrs["deepdraw_version"]
+    assert not any(n.startswith(".") for n in os.listdir(tmp_path))  # no temporary left
+
+
+def test_store_refuses_overwrite_and_cleans_up_on_error(tmp_path):
+    p = tmp_path / "a.h5"
+    store.write_artifact(p, {"x": np.zeros((1, 3))}, kind="demo")
+    with pytest.raises(DeepDrawError, match="exists; refusing to overwrite"):
+        store.write_artifact(p, {"x": np.zeros((1, 3))}, kind="demo")
+    q = tmp_path / "b.h5"
+    with pytest.raises(RuntimeError):
+        with store.ArtifactWriter(q, kind="demo") as f:
+            f.create_dataset("x", data=np.zeros(3))
+            raise RuntimeError("killed")
+    assert not q.exists() and os.listdir(tmp_path) == ["a.h5"]
+
+
+def test_validation_names_file_key_and_shapes(tmp_path):
+    p = tmp_path / "a.h5"
+    store.write_artifact(p, {"x": np.ones((4, 2)), "y": np.arange(5)}, kind="demo")
+    with pytest.raises(DeepDrawError, match=r"a.h5: key 'x' has shape \(4, 2\); expected \(n, 3\)"):
+        store.open_artifact(p, schema=SCHEMA)
+    with pytest.raises(DeepDrawError, match="attribute 'kind' is 'demo'; expected 'other'"):
+        store.open_artifact(p, kind="other")
+    store.write_artifact(tmp_path / "c.h5", {"x": np.ones((4, 3)), "y": np.arange(5)}, kind="demo")
+    with pytest.raises(DeepDrawError, match="key 'y'.*with n=4"):
+        store.open_artifact(tmp_path / "c.h5", schema=SCHEMA)
+    store.write_artifact(tmp_path / "d.h5", {"x": np.ones((4, 3)), "y": np.ones(4)}, kind="demo")
+    with pytest.raises(DeepDrawError, match="key 'y' has dtype float64; expected kind 'iu'"):
+        store.open_artifact(tmp_path / "d.h5", schema=SCHEMA)
+
+
+def test_truncated_and_missing_files(tmp_path):
+    p = tmp_path / "a.h5"
+    store.write_artifact(p, {"x": np.ones((1000, 3))}, kind="demo")
+    data = p.read_bytes()
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(data[: len(data) // 3])
+    with pytest.raises(DeepDrawError, match="bad.h5: not a readable HDF5 file"):
+        store.open_artifact(bad)
+    with pytest.raises(DeepDrawError, match="nope.h5: file not found"):
+        store.open_artifact(tmp_path / "nope.h5")
+
+
+# --- characters --------------------------------------------------------------------------------
+
+
+def test_shipped_characters_rebuild_matches_uci_checksums():
+    rc = characters.load_shipped()  # verifies both sha256 digests
+    assert len(rc.raw) == 2858
+    counts = np.bincount(rc.labels - 1, minlength=20)
+    # per-class totals from the UCI/UEA checks (data README)
+    assert counts[LETTERS.index("a")] == 171 and counts[LETTERS.index("z")] == 171
+    assert counts[LETTERS.index("r")] == 119 and counts.sum() == 2858
+
+
+def test_preprocess_hand_case():
+    vel = np.array([[1.0, 0.0, 2.0, 1.0], [0.0, 0.0, 1.0, 3.0], [9.0, 9.0, 9.0, 9.0]])
+    p = characters.preprocess_one(vel, box_cm=10.0)
+    # zero-velocity frame dropped; cumsum x = [1, 3, 4] -> [-5, 3.333, 5]; y = [0, 1, 4] -> [-5, -2.5, 5]
+    np.testing.assert_allclose(p, [[-5.0, 10 * (2 / 3 - 0.5), 5.0], [-5.0, -2.5, 5.0]])
+    q = characters.preprocess_one(vel, box_cm=10.0, keep_aspect=True)
+    # both axes scaled by the larger range (4), each centred: x in [-3.75, 3.75]
+    np.testing.assert_allclose(q[0], (np.array([1, 3, 4]) - 2.5) / 4 * 10)
+    np.testing.assert_allclose(q[1], (np.array([0, 1, 4]) - 2.0) / 4 * 10)
+
+
+def test_preprocess_rejects_nan_and_empty():
+    rc = characters.RawCharacters([np.array([[1.0, np.nan], [0.0, 1.0], [0, 0]])], np.array([1]), "x.mat")
+    with pytest.raises(DeepDrawError, match="x.mat: trajectory 0: trajectory holds NaN"):
+        characters.preprocess(rc)
+    with pytest.raises(DeepDrawError, match="character set is empty"):
+        characters.preprocess(characters.RawCharacters([], np.array([], dtype=int), "y.mat"))
+
+
+def test_canonical_mat_reader(tmp_path):
+    from scipy.io import savemat
+
+    rc = characters.load_shipped()
+    mixout = np.empty((1, 3), dtype=object)
+    for i in range(3):
+        mixout[0, i] = rc.raw[i]
+    consts = {"charlabels": rc.labels[:3].reshape(1, -1).astype(float)}
+    savemat(tmp_path / "mixoutALL_shifted.mat", {"mixout": mixout, "consts": consts})
+    got = characters.load_canonical(tmp_path / "mixoutALL_shifted.mat")
+    assert got.labels.tolist() == rc.labels[:3].tolist()
+    np.testing.assert_array_equal(got.raw[2], rc.raw[2])
+    (tmp_path / "junk.mat").write_bytes(b"not a mat file")
+    with pytest.raises(DeepDrawError, match="junk.mat: not a readable MATLAB file"):
+        characters.load_canonical(tmp_path / "junk.mat")
+
+
+def test_characters_command_writes_artifact(tmp_path):
+    cfgp = tmp_path / "c.toml"
+    cfgp.write_text(f'[run]\nout_dir = "{tmp_path / "run"}"\n')
+    assert main(["-q", "dataset", "characters", str(cfgp)]) == 0
+    out = tmp_path / "run" / "dataset" / "characters.h5"
+    with h5py.File(out) as f:
+        assert f["trajectories"].shape == (2858, 2, 182)
+        assert f.attrs["letters"] == LETTERS
+        lab = f["labels"][()]
+        assert lab.min() == 0 and lab.max() == 19
+        assert np.nanmax(np.abs(f["trajectories"][()])) == pytest.approx(5.0)
+        assert json.loads(f.attrs["config"])["characters"]["box_cm"] == 10.0
+    # second run refuses to overwrite, exit code 2, file untouched
+    before = out.read_bytes()
+    assert main(["-q", "dataset", "characters", str(cfgp)]) == 2
+    assert out.read_bytes() == before
+
+
+def test_cli_unknown_config_key_exit_code(tmp_path, capsys):
+    cfgp = tmp_path / "c.toml"
+    cfgp.write_text("[assembly]\nn_sample = 3\n")
+    assert main(["-q", "dataset", "characters", str(cfgp)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'assembly.n_sample'" in err and "n_samples" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+# --- augmentation ------------------------------------------------------------------------------
+
+
+def test_resize_rotate_speedify_hand_cases():
+    p = np.array([[0.0, 1.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0]])
+    r = augment.resize(p, 1.0)
+    np.testing.assert_allclose(r, p)  # size 1 is the identity
+    r2 = augment.resize(p, 2.0)  # 8 points, velocity interpolated on [0, 3] then integrated
+    assert r2.shape == (2, 8)
+    x = np.linspace(0, 3, 8)
+    v = np.interp(x, np.arange(4), [0.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(r2[0], np.cumsum(v))
+    rs = augment.rotate_shear(np.array([[1.0], [0.0]]), np.pi / 2, 0.0, 0.0)
+    np.testing.assert_allclose(rs.ravel(), [0.0, 1.0], atol=1e-12)
+    sh = augment.rotate_shear(np.array([[0.0], [1.0]]), 0.0, np.pi / 4, 0.0)
+    np.testing.assert_allclose(sh.ravel(), [1.0, 1.0])
+    s = augment.speedify(np.array([[0.0, 2.0, 4.0, 6.0], [1.0, 1.0, 1.0, 1.0]]), 2.0)
+    np.testing.assert_allclose(s, [[0.0, 6.0], [1.0, 1.0]])
+
+
+def test_to_world_planes():
+    p = np.array([[1.0], [2.0]])
+    sp = np.array([30.0, -10.0, 5.0])
+    np.testing.assert_allclose(augment.to_world(p, "horizontal", sp).ravel(), [32.0, -11.0, 5.0])
+    np.testing.assert_allclose(augment.to_world(p, "vertical", sp).ravel(), [30.0, -11.0, 7.0])
+
+
+def test_max_length_is_295_for_uci():
+    assert augment.max_length(182, [0.7, 1.0, 1.3], [0.8, 1.0, 1.2, 1.4]) == 295
