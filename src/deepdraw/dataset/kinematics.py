@@ -166,21 +166,19 @@ def generate_shard(task: ShardTask) -> str:
         pending = pending[~ok]
 
     muscle_jerk = np.full(n, np.nan)
-    mus_list = None
     if task.muscles is not None:
-        from .muscles_bridge import muscle_lengths_list
+        from .engines import muscle_lengths
 
         idx = np.flatnonzero(accepted)
-        mus_list = muscle_lengths_list([joints[j] for j in idx], task.muscles)
-        for m, j in enumerate(idx):
-            muscle_jerk[j] = arm.joint_jerk(mus_list[m])
+        for m, mus in enumerate(muscle_lengths([joints[j] for j in idx], task.muscles)):
+            muscle_jerk[idx[m]] = arm.joint_jerk(mus)
 
     arrays: dict[str, np.ndarray] = {
         "candidate_id": ids.astype(np.int64),
         "char_index": char_idx.astype(np.int64),
         "label": labels[char_idx].astype(np.int64),
         "plane": plane_idx.astype(np.int8),
-        "start_id": start_id,
+        "startpt_id": start_id,
         "startpt": np.stack([starts[planes[plane_idx[j]]][start_id[j]] for j in range(n)]),
         "length": np.array([h.shape[1] for h in hands], dtype=np.int64),
         "attempts": attempts,

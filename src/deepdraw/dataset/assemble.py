@@ -1,0 +1,308 @@
+"""Selection, materialisation and the train/test files of the PCRT dataset (spec 1.4-1.5).
+
+Scales to the paper's 1,000,000 candidates without holding them in memory: the candidate shards
+hold every candidate's latents and scores (a few hundred bytes each); selection works on those
+columns only; then the selected movements are *re-generated* from their latents (the transforms and
+the IK are deterministic) in chunks, as Dask tasks, each written atomically to a chunk file
+(resumable); finally the chunk files are copied into ``pcrt_train.h5`` and ``pcrt_test.h5``.
+
+Selection (the paper): accepted candidates only; duplicates (same UCI sample, plane, start point and
+latents) dropped; per character ``n_samples / 20`` samples (the remainder spread over the first
+characters), taken plane by plane in turn, lowest muscle jerk first. Each movement is placed at a
+random onset in 320 frames, holding the first and last posture (same onset for every array). The split
+is a seeded permutation: the first ``1 - test_fraction`` go to train (the networks take validation
+from the end of the train file, as the original).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import LETTERS, store
+from ..config import Config
+from ..errors import DeepDrawError
+from ..parallel import executor
+from ..paths import RunPaths
+from ..store import Field
+from . import arm, proprio
+from .augment import Latents, transform
+from .kinematics import LATENT_KEYS, load_characters, load_startpoints
+
+log = logging.getLogger(__name__)
+
+MUSCLES = (
+    "CORB DELT1 DELT2 DELT3 INFSP LAT1 LAT2 LAT3 PECM1 PECM2 PECM3 SUBSC SUPSP TMAJ TMIN "
+    "ANC BIClong BICshort BRA BRD ECRL PT TRIlat TRIlong TRImed"
+).split()
+SEED_STREAM_SPLIT = 4
+SEED_STREAM_SAMPLE = 3
+SCORE_KEYS = (
+    "candidate_id", "char_index", "label", "plane", "startpt_id", "startpt", "length", "attempts",
+    "accepted", "tracing_error", "joint_jerk", "muscle_jerk", *LATENT_KEYS,
+)  # fmt: skip
+
+PCRT_SCHEMA = {
+    "endeffector_coords": Field(("n", 3, 320), "f", doc="hand position, cm, world frame"),
+    "joint_coords": Field(("n", 4, 320), "f", doc="elv_angle, shoulder_elv, shoulder_rot, elbow_flexion, deg"),
+    "muscle_coords": Field(("n", 25, 320), "f", doc="fiber length, mm"),
+    "spindle_info": Field(("n", 25, 320, 2), "f", doc="length mm, velocity mm/s"),
+    "spindle_firing": Field(("n", 25, 320), "f", doc="noisy spindle rate"),
+    "label": Field(("n",), "iu", doc="0..19"),
+    "plane": Field(("n",), "S", doc="b'horizontal' / b'vertical'"),
+    "startpt": Field(("n", 3), "f"),
+    "start_id": Field(("n",), "iu", doc="movement onset frame"),
+    "end_id": Field(("n",), "iu", doc="movement end frame (exclusive)"),
+    **{k: Field(("n",), "f") for k in LATENT_KEYS},
+}
+
+
+def read_scores(paths: list[str | Path]) -> dict[str, np.ndarray]:
+    """Concatenate the score columns of all candidate shards (no trajectories are read)."""
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in SCORE_KEYS}
+    planes = None
+    for p in paths:
+        with store.open_artifact(p, kind="candidates") as f:
+            pl = json.loads(f.attrs["planes"])
+            if planes is None:
+                planes = pl
+            elif pl != planes:
+                raise DeepDrawError(f"{p}: planes {pl} differ from the other shards' {planes}")
+            for k in SCORE_KEYS:
+                if k not in f:
+                    raise DeepDrawError(f"{p}: key '{k}' is missing; expected a candidate shard")
+                cols[k].append(f[k][()])
+    out = {k: np.concatenate(v) for k, v in cols.items()}
+    out["_planes"] = np.array(planes or [], dtype=object)
+    return out
+
+
+def select(scores: dict[str, np.ndarray], n_samples: int, n_labels: int = 20) -> np.ndarray:
+    """Candidate ids of the selection (sorted); see the module docstring."""
+    ok = (scores["accepted"] == 1) & np.isfinite(scores["muscle_jerk"])
+    idx = np.flatnonzero(ok)
+    # drop duplicates: same UCI sample, plane, start point and latents
+    key = np.stack(
+        [scores["char_index"][idx], scores["plane"][idx], scores["startpt_id"][idx]]
+        + [np.round(scores[k][idx], 9) for k in LATENT_KEYS],
+        axis=1,
+    )
+    _, first = np.unique(key, axis=0, return_index=True)
+    idx = idx[np.sort(first)]
+    quota = np.full(n_labels, n_samples // n_labels)
+    quota[: n_samples % n_labels] += 1
+    chosen = []
+    for lab in range(n_labels):
+        rows = idx[scores["label"][idx] == lab]
+        if len(rows) < quota[lab]:
+            raise DeepDrawError(
+                f"kinematics.n_candidates: character '{LETTERS[lab]}' has {len(rows)} accepted candidates; "
+                f"assembly.n_samples needs {quota[lab]} (raise kinematics.n_candidates or lower assembly.n_samples)"
+            )
+        planes = scores["plane"][rows]
+        jerk = scores["muscle_jerk"][rows]
+        cid = scores["candidate_id"][rows]
+        # rank within plane by (jerk, candidate id), then interleave planes rank by rank
+        order = np.lexsort((cid, jerk, planes))
+        ranked = rows[order]
+        pl_sorted = planes[order]
+        rank = np.empty(len(rows), dtype=np.int64)
+        for p in np.unique(pl_sorted):
+            m = pl_sorted == p
+            rank[m] = np.arange(m.sum())
+        take = ranked[np.lexsort((pl_sorted, rank))][: quota[lab]]
+        chosen.append(take)
+    return np.sort(scores["candidate_id"][np.concatenate(chosen)])
+
+
+def split(ids: np.ndarray, seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded permutation split -> (train ids, test ids), each in permuted order."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SEED_STREAM_SPLIT,)))
+    perm = rng.permutation(len(ids))
+    n_train = len(ids) - int(round(len(ids) * test_fraction))
+    return ids[perm[:n_train]], ids[perm[n_train:]]
+
+
+@dataclass
+class ChunkTask:
+    """Materialise candidates ``rows`` (their score columns) into one chunk file."""
+
+    out: str
+    rows: dict[str, np.ndarray]
+    planes: list[str]
+    seed: int
+    characters: str
+    startpoints: str
+    muscles: dict[str, Any]
+    assembly: dict[str, Any]
+    config: dict[str, Any]
+
+
+def materialise(rows: dict[str, np.ndarray], planes: list[str], seed: int, characters: str,
+                startpoints: str, muscles: dict[str, Any], assembly: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Re-generate the movements of ``rows`` and build every array of the PCRT files."""
+    from .engines import muscle_lengths
+
+    traj, lengths, _ = load_characters(characters)
+    starts = load_startpoints(startpoints)
+    n = len(rows["candidate_id"])
+    F, dt = int(assembly["n_frames"]), float(assembly["dt"])
+    hands = []
+    for i in range(n):
+        c = int(rows["char_index"][i])
+        plane = planes[int(rows["plane"][i])]
+        lat = Latents(*(float(rows[k][i]) for k in LATENT_KEYS), start_id=int(rows["startpt_id"][i]))
+        hands.append(transform(traj[c, :, : lengths[c]], lat, plane, starts[plane][lat.start_id]))
+    lens = np.array([h.shape[1] for h in hands])
+    if not np.array_equal(lens, rows["length"]):
+        raise DeepDrawError("candidate shards: re-generated movement lengths differ from the recorded ones")
+    targets = np.full((n, int(lens.max()), 3), np.nan)
+    for i, h in enumerate(hands):
+        targets[i, : lens[i]] = h.T
+    q, _ = arm.ik_batch(targets, lens)
+    joints = [q[i, : lens[i]] for i in range(n)]
+    mus = muscle_lengths(joints, muscles)
+    out = {
+        "endeffector_coords": np.empty((n, 3, F), np.float32),
+        "joint_coords": np.empty((n, 4, F), np.float32),
+        "muscle_coords": np.empty((n, 25, F), np.float32),
+        "spindle_info": np.empty((n, 25, F, 2), np.float32),
+        "spindle_firing": np.empty((n, 25, F), np.float32),
+        "start_id": np.empty(n, np.int64),
+        "end_id": np.empty(n, np.int64),
+    }
+    for i in range(n):
+        rng = np.random.default_rng(
+            np.random.SeedSequence(seed, spawn_key=(SEED_STREAM_SAMPLE, int(rows["candidate_id"][i])))
+        )
+        onset = proprio.draw_onset(rng, int(lens[i]), F)
+        L = proprio.place(mus[i].T.astype(np.float64), onset, F)
+        out["endeffector_coords"][i] = proprio.place(hands[i], onset, F)
+        out["joint_coords"][i] = proprio.place(joints[i].T, onset, F)
+        out["muscle_coords"][i] = L
+        out["spindle_info"][i] = proprio.spindle_info(L, dt)
+        out["spindle_firing"][i] = proprio.spindle_firing(L, rng, float(assembly["firing_noise"]), dt)
+        out["start_id"][i], out["end_id"][i] = onset, onset + lens[i]
+    for k in ("endeffector_coords", "joint_coords", "muscle_coords"):
+        store.check_finite(out[k], "materialised samples", k)
+    out["label"] = rows["label"].astype(np.int64)
+    out["plane"] = np.array([planes[int(p)].encode() for p in rows["plane"]], dtype="S10")
+    out["startpt"] = rows["startpt"].astype(np.float64)
+    for k in (*LATENT_KEYS, "tracing_error", "joint_jerk", "muscle_jerk"):
+        out[k] = rows[k].astype(np.float64)
+    out["candidate_id"] = rows["candidate_id"].astype(np.int64)
+    out["char_index"] = rows["char_index"].astype(np.int64)
+    out["attempts"] = rows["attempts"].astype(np.int64)
+    return out
+
+
+def run_chunk(task: ChunkTask) -> str:
+    """Materialise one chunk and write it atomically (skipped when already on disk)."""
+    if Path(task.out).exists():
+        return task.out
+    arrays = materialise(task.rows, task.planes, task.seed, task.characters, task.startpoints,
+                         task.muscles, task.assembly)
+    store.write_artifact(task.out, arrays, kind="pcrt_chunk", config=task.config)
+    return task.out
+
+
+PCRT_ATTRS = {
+    "muscle_names": json.dumps(MUSCLES),
+    "letters": LETTERS,
+    "units": json.dumps({
+        "endeffector_coords": "cm (world frame: x forward, y left/right, z up/down; origin shoulder)",
+        "joint_coords": "deg (elv_angle, shoulder_elv, shoulder_rot, elbow_flexion)",
+        "muscle_coords": "mm (fiber length)",
+        "spindle_info": "[..., 0] mm, [..., 1] mm/s",
+        "spindle_firing": "a.u.",
+        "rot": "rad", "shear_x": "rad", "shear_y": "rad", "startpt": "cm",
+        "tracing_error": "cm (sum over frames)", "joint_jerk": "deg/frame^3", "muscle_jerk": "mm/frame^3",
+    }),
+}
+
+
+def _concat(chunks: list[str], out: Path, cfg: Config, inputs: dict[str, str], split_name: str) -> None:
+    total = 0
+    shapes: dict[str, tuple] = {}
+    dtypes: dict[str, np.dtype] = {}
+    for c in chunks:
+        with store.open_artifact(c, kind="pcrt_chunk") as f:
+            n = f["label"].shape[0]
+            total += n
+            for k in f:
+                shapes[k] = f[k].shape[1:]
+                dtypes[k] = f[k].dtype
+    attrs = {**PCRT_ATTRS, "dt": cfg.assembly.dt, "split": split_name, "n_frames": cfg.assembly.n_frames}
+    conf = cfg.to_dict(["characters", "startpoints", "kinematics", "muscles", "assembly"])
+    conf["run"] = {"seed": cfg.run.seed}
+    with store.ArtifactWriter(out, "pcrt", config=conf, seeds={"seed": cfg.run.seed}, inputs=inputs,
+                              attrs=attrs, overwrite=True) as f:
+        for k in shapes:
+            chunk_rows = max(1, min(total, 64))
+            f.create_dataset(k, shape=(total, *shapes[k]), dtype=dtypes[k],
+                             chunks=(chunk_rows, *shapes[k]) if total else None)
+        pos = 0
+        for c in chunks:
+            with store.open_artifact(c, kind="pcrt_chunk") as g:
+                n = g["label"].shape[0]
+                for k in shapes:
+                    f[k][pos : pos + n] = g[k][()]
+                pos += n
+
+
+def run_assemble(cfg: Config) -> tuple[Path, Path]:
+    """Candidate shards -> ``pcrt_train.h5`` and ``pcrt_test.h5`` (resumable, chunked over Dask)."""
+    from .kinematics import shard_bounds
+
+    rp = RunPaths(cfg.out_dir)
+    shards = [rp.shard(k) for k, _, _ in shard_bounds(cfg.kinematics.n_candidates, cfg.kinematics.shard_size)]
+    missing = [s for s in shards if not s.exists()]
+    if missing:
+        raise DeepDrawError(f"{missing[0]}: file not found; run `deepdraw dataset kinematics` first")
+    scores = read_scores(shards)
+    planes = list(scores.pop("_planes"))
+    if cfg.assembly.n_samples > len(scores["candidate_id"]):
+        raise DeepDrawError(
+            f"assembly.n_samples: {cfg.assembly.n_samples} requested but only "
+            f"{len(scores['candidate_id'])} candidates exist; expected at most that many"
+        )
+    ids = select(scores, cfg.assembly.n_samples)
+    train_ids, test_ids = split(ids, cfg.run.seed, cfg.assembly.test_fraction)
+    log.info("selected %d of %d candidates (%d accepted): %d train, %d test", len(ids),
+             len(scores["candidate_id"]), int(scores["accepted"].sum()), len(train_ids), len(test_ids))
+    pos = {int(c): i for i, c in enumerate(scores["candidate_id"])}
+    workdir = rp.dataset / "assembly"
+    conf = cfg.to_dict(["characters", "startpoints", "kinematics", "muscles", "assembly"])
+    conf["run"] = {"seed": cfg.run.seed}
+    tasks: dict[str, list[ChunkTask]] = {"train": [], "test": []}
+    for name, sel in (("train", train_ids), ("test", test_ids)):
+        for c, s in enumerate(range(0, len(sel), cfg.assembly.chunk)):
+            rows_idx = np.array([pos[int(i)] for i in sel[s : s + cfg.assembly.chunk]])
+            tasks[name].append(ChunkTask(
+                out=str(workdir / f"{name}_{c:05d}.h5"),
+                rows={k: v[rows_idx] for k, v in scores.items()},
+                planes=planes, seed=cfg.run.seed, characters=str(rp.characters),
+                startpoints=str(rp.startpoints), muscles=asdict(cfg.muscles),
+                assembly=asdict(cfg.assembly), config=conf,
+            ))
+    every = tasks["train"] + tasks["test"]
+    want = json.loads(json.dumps(conf, sort_keys=True, default=str))
+    for t in every:  # chunks left by an interrupted run of another config are stale
+        if Path(t.out).exists() and store.read_attrs(t.out).get("config") != want:
+            Path(t.out).unlink()
+    todo = [t for t in every if not Path(t.out).exists()]
+    if todo:
+        with executor(cfg.parallel, quiet=cfg.run.quiet) as ex:
+            ex.map(run_chunk, todo, desc="assembling samples")
+    inputs = {rp.characters.name: store.file_sha256(rp.characters),
+              rp.startpoints.name: store.file_sha256(rp.startpoints)}
+    _concat([t.out for t in tasks["train"]], rp.pcrt_train, cfg, inputs, "train")
+    _concat([t.out for t in tasks["test"]], rp.pcrt_test, cfg, inputs, "test")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return rp.pcrt_train, rp.pcrt_test
