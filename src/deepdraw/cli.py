@@ -64,10 +64,18 @@ def cmd_kinematics(args: argparse.Namespace) -> None:
     log.info("%d candidate shards in %s", len(paths), Path(paths[0]).parent if paths else "-")
 
 
-def cmd_inspect(args: argparse.Namespace) -> None:
-    from .dataset.inspect import inspect_sample
+def cmd_assemble(args: argparse.Namespace) -> None:
+    from .dataset.assemble import run_assemble
 
-    out = inspect_sample(_config(args), args.sample, args.png, source=args.source)
+    train, test = run_assemble(_config(args))
+    log.info("wrote %s and %s", train, test)
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from .dataset.inspect import inspect_sample, summary_figure
+
+    cfg = _config(args)
+    out = summary_figure(cfg, args.png) if args.summary else inspect_sample(cfg, args.sample, args.png, args.source)
     print(out)
 
 
@@ -103,10 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = ds.add_parser("kinematics", help="augmented candidates + inverse kinematics -> candidates/shard_*.h5")
     _add_config(p, parallel=True)
     p.set_defaults(func=cmd_kinematics)
-    p = ds.add_parser("inspect", help="PNG of one sample: pen path, hand path, joints (and muscles, inputs)")
+    p = ds.add_parser("assemble", help="select, place in 320 frames, spindle inputs -> pcrt_train.h5, pcrt_test.h5")
+    _add_config(p, parallel=True)
+    p.set_defaults(func=cmd_assemble)
+    p = ds.add_parser("inspect", help="PNG of one sample (pen path to inputs) or of the dataset summary")
     _add_config(p)
-    p.add_argument("--sample", type=int, default=0, help="index of the sample")
+    p.add_argument("--sample", type=int, default=0, help="candidate id, or row of the train/test file")
     p.add_argument("--source", choices=["candidates", "train", "test"], default="candidates")
+    p.add_argument("--summary", action="store_true", help="dataset summary of the PCRT files instead")
     p.add_argument("--png", help="output PNG (default: <out_dir>/figures/inspect_<source>_<sample>.png)")
     p.set_defaults(func=cmd_inspect)
 

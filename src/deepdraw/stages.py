@@ -64,3 +64,24 @@ register(
         doc="augmented candidates, IK, acceptance, jerks",
     )
 )
+
+
+def _assemble(cfg: Config) -> None:
+    from .dataset.assemble import run_assemble
+    from .dataset.inspect import inspect_sample, summary_figure
+
+    run_assemble(cfg)
+    inspect_sample(cfg, 0, str(_rp(cfg).figures / "sample_train_0.png"), source="train")
+    summary_figure(cfg)
+
+
+register(
+    Stage(
+        "assemble",
+        ["assembly"],
+        _assemble,
+        lambda c: [_rp(c).pcrt_train, _rp(c).pcrt_test, _rp(c).figures / "dataset_summary.png"],
+        after=["kinematics"],
+        doc="selection, temporal placement, proprioceptive inputs, train/test files",
+    )
+)

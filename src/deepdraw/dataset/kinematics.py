@@ -81,7 +81,16 @@ def load_characters(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
     from .stage import CHARACTERS_SCHEMA
 
     a = store.read_arrays(path, ["trajectories", "lengths", "labels"], kind="characters", schema=CHARACTERS_SCHEMA)
-    return a["trajectories"], a["lengths"], a["labels"]
+    traj, lengths = a["trajectories"], a["lengths"]
+    if len(lengths) == 0:
+        raise DeepDrawError(f"{path}: the character set is empty; expected at least one trajectory")
+    if lengths.min() < 2 or lengths.max() > traj.shape[2]:
+        raise DeepDrawError(f"{path}: key 'lengths' outside 2..{traj.shape[2]}")
+    inside = np.arange(traj.shape[2])[None, :] < lengths[:, None]
+    bad = np.flatnonzero((~np.isfinite(traj).all(axis=1) & inside).any(axis=1))
+    if len(bad):
+        raise DeepDrawError(f"{path}: trajectory {bad[0]} holds NaN/inf within its length; expected finite values")
+    return traj, lengths, a["labels"]
 
 
 def load_startpoints(path: str | Path) -> dict[str, np.ndarray]:

@@ -142,6 +142,8 @@ def run_kinematics(cfg: Config, with_muscles: bool = True) -> list[str]:
     from .kinematics import generate_shard
 
     tasks = kinematics_tasks(cfg, with_muscles)
+    for stale in RunPaths(cfg.out_dir).candidates.glob(".shard_*.tmp-*"):
+        stale.unlink()  # left by a killed run; never looks like a finished shard
     check_existing_shards(cfg, tasks)
     todo = [t for t in tasks if not Path(t.out).exists()]
     log.info("%d shards of %d candidates; %d to do", len(tasks), cfg.kinematics.shard_size, len(todo))
