@@ -173,18 +173,48 @@ class ActivationsConfig:
 class RsaConfig:
     """RDMs, CKA, t-SNE and population decoding (spec 5, 6.5, 6.9, 6.10)."""
 
-    per_class: int = 200
+    per_class: int = 200  # samples per character in the RDM subset, drawn without replacement
     tsne_perplexity: float = 40.0
-    pca_components: int = 50
-    ridge_alpha: float = 1.0
+    pca_components: int = 50  # PCA before t-SNE
+    ridge_alpha: float = 1.0  # population decoding
+    layers: list[str] = field(default_factory=list)  # layers analysed; [] = every layer of each model
+    inputs: list[str] = field(
+        default_factory=lambda: ["endeffector_coords", "joint_coords", "muscle_coords", "spindle_info"]
+    )  # input representations (test-file keys) given RDMs and t-SNE
+    gram_dtype: str = "float32"  # "float32" or "float64": precision of the Gram products (RDMs, CKA)
+    device: str = "cpu"  # Gram products on "cpu", "cuda" or "auto" (torch, GPU when present)
+    save_rdms: bool = True  # store every condensed RDM (k(k-1)/2 float32) in rsa_results.h5
+    tsne: bool = True
+    tsne_per_class: int = 50  # t-SNE subset per character (paper Fig. 4B: 50)
+    tsne_iter: int = 300  # t-SNE iterations (paper: 300; at least 250)
+    decoding: bool = True
+    decoding_test_fraction: float = 0.2  # test trajectories (split by trajectory, never by frame)
 
 
 @dataclass
 class TuningConfig:
     """Single-unit tuning analyses (spec 6)."""
 
-    r2_threshold: float = 0.2
-    test_fraction: float = 0.2
+    r2_threshold: float = 0.2  # a unit is tuned when its test R^2 (or label index) exceeds this
+    test_fraction: float = 0.2  # fraction of trajectories held out (split by trajectory, per plane)
+    split_seed: int = 42  # seed of the train/test split (original: random_state=42); same for all models
+    orientations: list[str] = field(default_factory=list)  # [] = every orientation present in the file
+    levels_horizontal: list[float] = field(default_factory=list)  # z planes (cm) analysed; [] = all found
+    levels_vertical: list[float] = field(default_factory=list)  # x planes (cm) analysed; [] = all found
+    reference_horizontal: float = 0.0  # central plane for invariance: z = 0 cm
+    reference_vertical: float = 30.0  # central plane for invariance: x = 30 cm
+    plane_tol_cm: float = 0.5  # samples whose level coordinates differ by less share a plane
+    window: str = "movement"  # frames analysed: "movement" (RF centre in [start_id, end_id)) or "all"
+    edge_frames: int = 32  # edge trimming: output frames whose RF centre is <= this are cut at both ends
+    trim: str = "fixed"  # "fixed" (both ends of every layer), "original" (spec 6.4 bug), "none"
+    min_norm: float = 0.0  # direction undefined (NaN, frame dropped) where the vector norm is <= this
+    exclude_below: float = -0.1  # scores below are left out of medians, quantiles and violins
+    dead_tol: float = 1e-6  # dead unit: peak-to-peak activation <= dead_tol * max(1, max |activation|)
+    pd_bins: int = 18  # bins of the preferred-direction histogram on [-pi, pi]
+    min_plane_units: int = 3  # planes with fewer tuned units are left out of the invariance mean
+    label_index: str = "macro"  # label selectivity: "macro" (code: macro AUC) or "max" (paper text)
+    chunk: int = 128  # trajectories read per block
+    figures: bool = True  # write PNG figures
 
 
 @dataclass

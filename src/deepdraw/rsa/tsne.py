@@ -1,0 +1,79 @@
+"""t-SNE embeddings of layer representations (spec 6.10, Fig. 4B and 4-S1A).
+
+Per layer: flatten the representations of a class-balanced subset to (k, d), project them on their
+first ``pca_components`` principal components (``sklearn.decomposition.PCA``, fewer when k or d is
+smaller), then embed them in 2-D with ``sklearn.manifold.TSNE`` (perplexity 40, seeded). The original
+used sklearn 0.20 defaults (random init, learning rate 200) with 300 iterations and no random_state;
+here init is sklearn's current default ("pca"), learning rate "auto" and ``random_state`` is set, so
+embeddings are reproducible. Perplexity is lowered to (k - 1) / 3 when the subset is too small for it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..errors import DeepDrawError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["plot_tsne_grid", "tsne_embedding"]
+
+
+def tsne_embedding(
+    X: np.ndarray,
+    pca_components: int = 50,
+    perplexity: float = 40.0,
+    n_iter: int = 300,
+    seed: int = 0,
+) -> np.ndarray:
+    """2-D t-SNE embedding (k, 2) float32 of representations X (k, ...) after PCA."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+    k, d = X.shape
+    if k < 5:
+        raise DeepDrawError(f"t-SNE: {k} samples; expected at least 5")
+    nc = min(pca_components, k - 1, d)
+    if np.allclose(X, X[:1]):
+        log.warning("t-SNE: representation is constant over the subset; embedding is degenerate")
+        return np.zeros((k, 2), dtype=np.float32)
+    Z = PCA(n_components=nc, random_state=seed).fit_transform(X) if nc < d else X - X.mean(0)
+    perp = min(perplexity, (k - 1) / 3.0)
+    emb = TSNE(
+        n_components=2,
+        perplexity=perp,
+        max_iter=max(250, int(n_iter)),
+        init="pca",
+        learning_rate="auto",
+        random_state=seed,
+    ).fit_transform(Z.astype(np.float64))
+    return emb.astype(np.float32)
+
+
+def plot_tsne_grid(embeddings: dict[str, np.ndarray], labels: np.ndarray, title: str, path) -> None:
+    """One scatter per layer (name -> (k, 2)), coloured by character (tab20), saved as PNG."""
+    from matplotlib.figure import Figure
+
+    from .. import LETTERS
+
+    names = list(embeddings)
+    ncol = min(5, len(names))
+    nrow = int(np.ceil(len(names) / ncol))
+    fig = Figure(figsize=(2.6 * ncol, 2.6 * nrow + 0.6))
+    axes = fig.subplots(nrow, ncol, squeeze=False)
+    labels = np.asarray(labels)
+    for ax, name in zip(axes.ravel(), names):
+        e = embeddings[name]
+        sc = ax.scatter(e[:, 0], e[:, 1], c=labels, cmap="tab20", vmin=-0.5, vmax=19.5, s=2, linewidths=0)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes.ravel()[len(names) :]:
+        ax.axis("off")
+    cb = fig.colorbar(sc, ax=axes.ravel().tolist(), ticks=range(20), fraction=0.02)
+    cb.ax.set_yticklabels(list(LETTERS), fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110)
