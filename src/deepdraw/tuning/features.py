@@ -68,7 +68,9 @@ def master_columns(vec: np.ndarray, min_norm: float = 0.0) -> np.ndarray:
 def project(ee: np.ndarray, orientation: str) -> np.ndarray:
     """Hand coordinates (n, 3, T) in {W} -> the 2 in-plane components (n, T, 2) of ``orientation``."""
     if orientation not in PLANE_AXES:
-        raise DeepDrawError(f"orientation '{orientation}' is unknown; expected one of {', '.join(ORIENTATIONS)}")
+        raise DeepDrawError(
+            f"orientation '{orientation}' is unknown; expected one of {', '.join(ORIENTATIONS)}"
+        )
     a, b = PLANE_AXES[orientation]
     return np.stack([ee[:, a, :], ee[:, b, :]], axis=-1).astype(np.float64)
 

@@ -256,12 +256,19 @@ def paired_tests(
                     t, p = float(res.statistic), float(res.pvalue)
                 fam_rows.append(
                     {
-                        "comparison": name, "arch": fam["arch"], "task": task,
-                        "orientation": fam["orientation"], "tuning_type": fam["tuning_type"],
-                        "metric": fam["metric"], "layer": layer, "layer_index": int(li),
+                        "comparison": name,
+                        "arch": fam["arch"],
+                        "task": task,
+                        "orientation": fam["orientation"],
+                        "tuning_type": fam["tuning_type"],
+                        "metric": fam["metric"],
+                        "layer": layer,
+                        "layer_index": int(li),
                         "n_pairs": int(va.size),
                         "mean_a": float(va.mean()) if va.size else np.nan,
-                        "mean_b": float(vb.mean()) if vb.size else np.nan, "t": t, "p": p,
+                        "mean_b": float(vb.mean()) if vb.size else np.nan,
+                        "t": t,
+                        "p": p,
                     }  # fmt: skip
                 )
             n_tests = sum(np.isfinite(r["p"]) for r in fam_rows)
@@ -270,7 +277,9 @@ def paired_tests(
                 r["significant"] = bool(np.isfinite(r["p_bonferroni"]) and r["p_bonferroni"] < alpha)
             rows.extend(fam_rows)
     out = pd.DataFrame(rows, columns=cols)
-    return out.sort_values(["comparison", "arch", "task", "orientation", "metric", "tuning_type", "layer_index"])
+    return out.sort_values(
+        ["comparison", "arch", "task", "orientation", "metric", "tuning_type", "layer_index"]
+    )
 
 
 def group_summary(df: pd.DataFrame, conf: float = 0.95) -> pd.DataFrame:
