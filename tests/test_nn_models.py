@@ -20,21 +20,43 @@ from deepdraw.nn.models import (
 from deepdraw.nn.search import GRIDS, sample_architectures
 from deepdraw.nn.targets import layer_centres, original_frames, output_centres, receptive_fields
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: tiny models gain nothing from more, and on a shared 2-core machine
+    oversubscribed OpenMP threads are tens of times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 S_NAME = "spatial_temporal_4_8-16-16-32_32-32-64-64_7293"
 ST_NAME = "spatiotemporal_4_8-8-32-64_7272"
 LSTM_NAME = "lstm_3_8-16-16_256"
 
 TABLE3 = {
     S_NAME: {
-        "spatial0": (13, 320, 8), "spatial1": (7, 320, 16), "spatial2": (4, 320, 16), "spatial3": (2, 320, 32),
-        "temporal0": (2, 107, 32), "temporal1": (2, 36, 32), "temporal2": (2, 12, 64), "temporal3": (2, 4, 64),
+        "spatial0": (13, 320, 8),
+        "spatial1": (7, 320, 16),
+        "spatial2": (4, 320, 16),
+        "spatial3": (2, 320, 32),
+        "temporal0": (2, 107, 32),
+        "temporal1": (2, 36, 32),
+        "temporal2": (2, 12, 64),
+        "temporal3": (2, 4, 64),
     },
     ST_NAME: {
-        "spatiotemporal0": (13, 160, 8), "spatiotemporal1": (7, 80, 8), "spatiotemporal2": (4, 40, 32),
+        "spatiotemporal0": (13, 160, 8),
+        "spatiotemporal1": (7, 80, 8),
+        "spatiotemporal2": (4, 40, 32),
         "spatiotemporal3": (2, 20, 64),
     },
     LSTM_NAME: {
-        "spatial0": (25, 320, 8), "spatial1": (25, 320, 16), "spatial2": (25, 320, 16), "recurrent_out": (1, 320, 256),
+        "spatial0": (25, 320, 8),
+        "spatial1": (25, 320, 16),
+        "spatial2": (25, 320, 16),
+        "recurrent_out": (1, 320, 256),
     },
 }
 
@@ -97,7 +119,7 @@ def test_heads():
 
 def test_glorot_init_and_seeds():
     a, b, c = (build_model(S_NAME, seed=s) for s in (1, 1, 2))
-    for (k, va), vb, vc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), k
     assert not torch.equal(a.blocks["spatial0"].conv.weight, c.blocks["spatial0"].conv.weight)
     w = a.blocks["temporal3"].conv.weight  # [64, 64, 1, 9]
@@ -135,7 +157,9 @@ def _numpy_same_conv(x, w, stride):
     return out
 
 
-@pytest.mark.parametrize("kernel,stride,size", [((3, 4), (2, 3), (7, 10)), ((7, 1), (2, 1), (25, 6)), ((1, 9), (1, 3), (2, 20))])
+@pytest.mark.parametrize(
+    "kernel,stride,size", [((3, 4), (2, 3), (7, 10)), ((7, 1), (2, 1), (25, 6)), ((1, 9), (1, 3), (2, 20))]
+)
 def test_conv_same_matches_numpy(kernel, stride, size):
     torch.manual_seed(0)
     conv = Conv2dSame(2, 3, kernel, stride).double()
@@ -150,7 +174,11 @@ def test_conv_same_matches_numpy(kernel, stride, size):
 def test_layernorm_statistics_over_rows_frames_channels():
     torch.manual_seed(0)
     ln = LayerNormHWC(4).double()
-    x = torch.randn(3, 4, 5, 6, dtype=torch.float64) * torch.tensor([1.0, 5.0, 0.1, 2.0]).view(1, 4, 1, 1).double() + 7
+    x = (
+        torch.randn(3, 4, 5, 6, dtype=torch.float64)
+        * torch.tensor([1.0, 5.0, 0.1, 2.0]).view(1, 4, 1, 1).double()
+        + 7
+    )
     y = ln(x)
     # per sample: mean 0, (biased) variance 1 over all of (C, H, W); per channel they are not normalised
     np.testing.assert_allclose(y.mean(dim=(1, 2, 3)).detach(), 0, atol=1e-12)
@@ -172,12 +200,18 @@ def test_layernorm_statistics_over_rows_frames_channels():
 @pytest.mark.parametrize(
     "name",
     [
-        S_NAME, ST_NAME, LSTM_NAME,
-        S_NAME + "_3", S_NAME + "_3r", S_NAME + "r",
+        S_NAME,
+        ST_NAME,
+        LSTM_NAME,
+        S_NAME + "_3",
+        S_NAME + "_3r",
+        S_NAME + "r",
         "spatial_temporal_r_4_8-16-16-32_32-32-64-64_7293_1",
         "temporal_spatial_2_8-16_32-64_3592_5",
         "spatiotemporal_r_4_8-8-32-64_7272_2r",
-        "lstm_3_8-16-16_256_4r", "lstm_2_8-16_128_k3s2", "lstm_r_2_8-16_128_k9s1_7",
+        "lstm_3_8-16-16_256_4r",
+        "lstm_2_8-16_128_k3s2",
+        "lstm_r_2_8-16_128_k9s1_7",
     ],
 )
 def test_name_round_trip(name):
@@ -188,15 +222,36 @@ def test_name_round_trip(name):
 
 def test_parsed_fields():
     s = parse_model_name(S_NAME + "_2r")
-    assert (s.family, s.n_layers, s.s_kernels, s.t_kernels) == ("spatial_temporal", 4, (8, 16, 16, 32), (32, 32, 64, 64))
-    assert (s.s_kernel_size, s.s_stride, s.t_kernel_size, s.t_stride, s.seed, s.untrained) == (7, 2, 9, 3, 2, True)
+    assert (s.family, s.n_layers, s.s_kernels, s.t_kernels) == (
+        "spatial_temporal",
+        4,
+        (8, 16, 16, 32),
+        (32, 32, 64, 64),
+    )
+    assert (s.s_kernel_size, s.s_stride, s.t_kernel_size, s.t_stride, s.seed, s.untrained) == (
+        7,
+        2,
+        9,
+        3,
+        2,
+        True,
+    )
     ts = parse_model_name("temporal_spatial_2_8-16_32-64_3592")
     assert ts.t_kernels == (8, 16) and ts.s_kernels == (32, 64)
     st = ModelSpec("spatiotemporal", 2, (8, 16), s_kernel_size=5, s_stride=2)
     assert st.name == "spatiotemporal_2_8-16_5252" and st.t_kernels == (8, 16)
     lstm = parse_model_name(LSTM_NAME)
-    assert (lstm.s_kernels, lstm.n_units, lstm.s_kernel_size, lstm.s_stride, lstm.seed) == ((8, 16, 16), 256, 5, 1, None)
+    assert (lstm.s_kernels, lstm.n_units, lstm.s_kernel_size, lstm.s_stride, lstm.seed) == (
+        (8, 16, 16),
+        256,
+        5,
+        1,
+        None,
+    )
     assert parse_model_name(S_NAME + "_4r").architecture == parse_model_name(S_NAME)
+    assert ModelSpec("lstm", 3, (8, 16, 16), n_units=256).name == LSTM_NAME  # sK 5, sS 1 by default
+    with pytest.raises(DeepDrawError, match="s_kernel_size and t_kernel_size must be given"):
+        ModelSpec("spatial_temporal", 1, (8,), (8,))
     assert set(FAMILIES) == {"spatial_temporal", "temporal_spatial", "spatiotemporal", "lstm"}
 
 

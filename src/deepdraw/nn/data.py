@@ -78,7 +78,9 @@ def check_pcrt(
                 raise DeepDrawError(f"PCRT file {path} has no dataset 'label'; expected (N,) ints in 0..19.")
             lab = f["label"]
             if lab.shape != (n,):
-                raise DeepDrawError(f"PCRT file {path}: dataset 'label' has shape {lab.shape}; expected ({n},).")
+                raise DeepDrawError(
+                    f"PCRT file {path}: dataset 'label' has shape {lab.shape}; expected ({n},)."
+                )
             values = lab[a:b]
             if values.size and (values.min() < 0 or values.max() >= N_CLASSES):
                 raise DeepDrawError(
@@ -116,7 +118,9 @@ def read_rows(f: h5py.File, path, a: int, b: int, targets: TargetSpec | None):
     x = np.asarray(f[INPUT_KEY][a:b], dtype=np.float32)
     if not np.isfinite(x).all():
         bad = a + int(np.argwhere(~np.isfinite(x).reshape(len(x), -1).all(axis=1))[0, 0])
-        raise DeepDrawError(f"PCRT file {path}: dataset '{INPUT_KEY}' row {bad} holds NaN or inf; expected finite values.")
+        raise DeepDrawError(
+            f"PCRT file {path}: dataset '{INPUT_KEY}' row {bad} holds NaN or inf; expected finite values."
+        )
     y = None if targets is None else targets(f[targets.key][a:b])
     return x, y
 
@@ -185,7 +189,11 @@ class BatchStream:
         if self.cached:
             if self._x is None:
                 self._load_cache()
-            flat = np.concatenate([a - self.start + order for a, _, order in plan]) if plan else np.zeros(0, np.int64)
+            flat = (
+                np.concatenate([a - self.start + order for a, _, order in plan])
+                if plan
+                else np.zeros(0, np.int64)
+            )
             idx = torch.from_numpy(flat).to(self.device)
             for i in range(n_batches):
                 sel = idx[i * self.batch_size : (i + 1) * self.batch_size]

@@ -71,9 +71,9 @@ class Conv2dSame(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ph = same_padding(x.shape[-2], self.kernel[0], self.stride[0])
         pw = same_padding(x.shape[-1], self.kernel[1], self.stride[1])
-        if any(ph) or any(pw):
-            x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
-        return F.conv2d(x, self.weight, None, self.stride)
+        if ph[0] == ph[1] and pw[0] == pw[1]:  # symmetric: let the conv pad (no copy)
+            return F.conv2d(x, self.weight, None, self.stride, (ph[0], pw[0]))
+        return F.conv2d(F.pad(x, (pw[0], pw[1], ph[0], ph[1])), self.weight, None, self.stride)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel={self.kernel}, stride={self.stride}, padding=SAME, bias=False"

@@ -79,9 +79,7 @@ class Task:
 TASKS: dict[str, Task] = {
     "art": Task("art", 20, False, "action recognition: 20 character logits, cross-entropy"),
     "tdt": Task("tdt", 3, True, "trajectory decoding: hand position (cm) per output frame, MSE"),
-    "tdt_pv": Task(
-        "tdt_pv", 6, True, "trajectory decoding: hand position and velocity, min-max scaled, MSE"
-    ),
+    "tdt_pv": Task("tdt_pv", 6, True, "trajectory decoding: hand position and velocity, min-max scaled, MSE"),
 }
 
 
@@ -105,16 +103,17 @@ class ModelSpec:
     ``s_*`` fields describe the spatial convs (over the 25 muscle rows), ``t_*`` the temporal convs (over
     the 320 frames). For ``spatiotemporal`` the temporal fields are forced equal to the spatial ones, as
     in the original constructor. For ``lstm`` ``s_kernels`` are the conv filters and ``n_units`` the
-    LSTM size.
+    LSTM size (``s_kernel_size`` defaults to 5 for the LSTM, as the original's analysed model; conv
+    families need it explicitly).
     """
 
     family: str
     n_layers: int
     s_kernels: tuple[int, ...] = ()
     t_kernels: tuple[int, ...] = ()
-    s_kernel_size: int = 1
+    s_kernel_size: int | None = None
     s_stride: int = 1
-    t_kernel_size: int = 1
+    t_kernel_size: int | None = None
     t_stride: int = 1
     n_units: int = 0
     seed: int | None = None
@@ -179,15 +178,21 @@ class Family:
 
     def validate(self, spec: ModelSpec) -> None:
         where = f"model spec {spec.family} (n_layers={spec.n_layers})"
+        if spec.s_kernel_size is None or spec.t_kernel_size is None:
+            raise DeepDrawError(f"In {where}, s_kernel_size and t_kernel_size must be given.")
         if spec.n_layers < 1:
             raise DeepDrawError(f"In {where}, n_layers must be >= 1.")
         if len(spec.s_kernels) != spec.n_layers:
             raise DeepDrawError(f"In {where}, s_kernels {list(spec.s_kernels)} must have n_layers entries.")
         if not self.recurrent and len(spec.t_kernels) != spec.n_layers:
             raise DeepDrawError(f"In {where}, t_kernels {list(spec.t_kernels)} must have n_layers entries.")
-        sizes = [spec.s_kernel_size, spec.s_stride] + ([] if self.recurrent else [spec.t_kernel_size, spec.t_stride])
+        sizes = [spec.s_kernel_size, spec.s_stride] + (
+            [] if self.recurrent else [spec.t_kernel_size, spec.t_stride]
+        )
         if any(not 1 <= v <= 9 for v in sizes):
-            raise DeepDrawError(f"In {where}, kernel sizes and strides must be single digits 1..9, got {sizes}.")
+            raise DeepDrawError(
+                f"In {where}, kernel sizes and strides must be single digits 1..9, got {sizes}."
+            )
         if any(k < 1 for k in spec.s_kernels + spec.t_kernels):
             raise DeepDrawError(f"In {where}, channel counts must be positive.")
         if self.recurrent and spec.n_units < 1:
@@ -257,7 +262,9 @@ def _conv_parser(order: str, pattern: str) -> Callable[[list[str], str], dict]:
 
     def parse(tokens: list[str], name: str) -> dict:
         if len(tokens) not in (2 + nk, 3 + nk):
-            raise DeepDrawError(f"Model name '{name}' has {len(tokens)} fields after the family; expected '{pattern}'.")
+            raise DeepDrawError(
+                f"Model name '{name}' has {len(tokens)} fields after the family; expected '{pattern}'."
+            )
         n = _int(tokens[0], name, pattern)
         lists = [_ints(t, name, pattern) for t in tokens[1 : 1 + nk]]
         sk, ss, tk, ts = _code(tokens[1 + nk], name, pattern)
@@ -273,7 +280,14 @@ def _conv_parser(order: str, pattern: str) -> Callable[[list[str], str], dict]:
                     f"Model name '{name}': a spatiotemporal code must repeat (sK, sS), e.g. 7272, got '{tokens[1 + nk]}'."
                 )
         return dict(
-            n_layers=n, s_kernels=s, t_kernels=t, s_kernel_size=sk, s_stride=ss, t_kernel_size=tk, t_stride=ts, seed=seed
+            n_layers=n,
+            s_kernels=s,
+            t_kernels=t,
+            s_kernel_size=sk,
+            s_stride=ss,
+            t_kernel_size=tk,
+            t_stride=ts,
+            seed=seed,
         )
 
     return parse
@@ -292,6 +306,8 @@ _KS_RE = re.compile(r"^k(\d)s(\d)$")
 
 
 def _normalise_lstm(spec: ModelSpec) -> None:
+    if spec.s_kernel_size is None:
+        object.__setattr__(spec, "s_kernel_size", LSTM_DEFAULT_SPATIAL[0])
     object.__setattr__(spec, "t_kernels", ())
     object.__setattr__(spec, "t_kernel_size", 1)
     object.__setattr__(spec, "t_stride", 1)
@@ -309,7 +325,9 @@ _LSTM_PATTERN = "lstm[_r]_{n}_{filters}_{units}[_k{sK}s{sS}][_{seed}][r]"
 
 def _lstm_parse(tokens: list[str], name: str) -> dict:
     if not 3 <= len(tokens) <= 5:
-        raise DeepDrawError(f"Model name '{name}' has {len(tokens)} fields after the family; expected '{_LSTM_PATTERN}'.")
+        raise DeepDrawError(
+            f"Model name '{name}' has {len(tokens)} fields after the family; expected '{_LSTM_PATTERN}'."
+        )
     n = _int(tokens[0], name, _LSTM_PATTERN)
     filters = _ints(tokens[1], name, _LSTM_PATTERN)
     units = _int(tokens[2], name, _LSTM_PATTERN)
@@ -391,7 +409,9 @@ class DeepDrawNet(nn.Module):
         self.blocks = nn.ModuleDict()
 
     # ---- helpers for subclasses
-    def _add_blocks(self, layers: list[tuple[str, int, tuple[int, int], tuple[int, int]]]) -> tuple[int, int, int]:
+    def _add_blocks(
+        self, layers: list[tuple[str, int, tuple[int, int], tuple[int, int]]]
+    ) -> tuple[int, int, int]:
         rows, frames, ch = self.input_shape
         self._shapes: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
         self._time_ops: OrderedDict[str, tuple[int, int]] = OrderedDict()
@@ -500,7 +520,9 @@ def _tag(module: nn.Module, init) -> nn.Module:
 class ConvNet(DeepDrawNet):
     """spatial_temporal / temporal_spatial / spatiotemporal network."""
 
-    def __init__(self, spec: ModelSpec, task: str = "art", input_shape: tuple[int, int, int] = INPUT_SHAPE) -> None:
+    def __init__(
+        self, spec: ModelSpec, task: str = "art", input_shape: tuple[int, int, int] = INPUT_SHAPE
+    ) -> None:
         super().__init__(spec, task, input_shape)
         s = [
             (f"spatial{i}", spec.s_kernels[i], (spec.s_kernel_size, 1), (spec.s_stride, 1))
@@ -546,7 +568,9 @@ class ConvNet(DeepDrawNet):
 class RecurrentNet(DeepDrawNet):
     """Spatial convs → ``[B, frames, rows·channels]`` → one-layer LSTM → (dropout) → linear per step."""
 
-    def __init__(self, spec: ModelSpec, task: str = "art", input_shape: tuple[int, int, int] = INPUT_SHAPE) -> None:
+    def __init__(
+        self, spec: ModelSpec, task: str = "art", input_shape: tuple[int, int, int] = INPUT_SHAPE
+    ) -> None:
         super().__init__(spec, task, input_shape)
         plan = [
             (f"spatial{i}", spec.s_kernels[i], (spec.s_kernel_size, 1), (spec.s_stride, 1))
@@ -591,20 +615,59 @@ _T_PAT = "temporal_spatial[_r]_{n}_{temporal kernels}_{spatial kernels}_{sK}{sS}
 _ST_PAT = "spatiotemporal[_r]_{n}_{kernels}_{sK}{sS}{sK}{sS}[_{seed}][r]"
 
 register_family(
-    Family("spatial_temporal", "S", False, _conv_encoder("st"), _conv_parser("st", _S_PAT), ConvNet, 5e-4, 256, _S_PAT)
-)
-register_family(
-    Family("temporal_spatial", "TS", False, _conv_encoder("ts"), _conv_parser("ts", _T_PAT), ConvNet, 5e-4, 256, _T_PAT)
+    Family(
+        "spatial_temporal",
+        "S",
+        False,
+        _conv_encoder("st"),
+        _conv_parser("st", _S_PAT),
+        ConvNet,
+        5e-4,
+        256,
+        _S_PAT,
+    )
 )
 register_family(
     Family(
-        "spatiotemporal", "ST", False, _conv_encoder("joint"), _conv_parser("joint", _ST_PAT), ConvNet,
-        5e-4, 256, _ST_PAT, _normalise_spatiotemporal,
+        "temporal_spatial",
+        "TS",
+        False,
+        _conv_encoder("ts"),
+        _conv_parser("ts", _T_PAT),
+        ConvNet,
+        5e-4,
+        256,
+        _T_PAT,
+    )
+)
+register_family(
+    Family(
+        "spatiotemporal",
+        "ST",
+        False,
+        _conv_encoder("joint"),
+        _conv_parser("joint", _ST_PAT),
+        ConvNet,
+        5e-4,
+        256,
+        _ST_PAT,
+        _normalise_spatiotemporal,
     )
 )
 # The original's LSTM search trained with lr 1e-3 and batch 128 (train_networks.py, train_initializations.py).
 register_family(
-    Family("lstm", "LSTM", True, _lstm_encode, _lstm_parse, RecurrentNet, 1e-3, 128, _LSTM_PATTERN, _normalise_lstm)
+    Family(
+        "lstm",
+        "LSTM",
+        True,
+        _lstm_encode,
+        _lstm_parse,
+        RecurrentNet,
+        1e-3,
+        128,
+        _LSTM_PATTERN,
+        _normalise_lstm,
+    )
 )
 
 

@@ -61,8 +61,14 @@ def sample_architecture(family: str, rng: np.random.Generator, grid: str | Grid 
     if family == "lstm":
         n = _choice(rng, g.lstm_layers)
         filters = _choice(rng, g.lstm_channels, n)
-        return ModelSpec("lstm", n, tuple(filters), s_kernel_size=_choice(rng, g.kernel_sizes),
-                         s_stride=_choice(rng, g.s_strides), n_units=_choice(rng, g.lstm_units))
+        return ModelSpec(
+            "lstm",
+            n,
+            tuple(filters),
+            s_kernel_size=_choice(rng, g.kernel_sizes),
+            s_stride=_choice(rng, g.s_strides),
+            n_units=_choice(rng, g.lstm_units),
+        )
     n = _choice(rng, g.layers)
     if family == "spatiotemporal":
         ch = _choice(rng, g.channels, n)

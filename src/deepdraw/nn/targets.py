@@ -172,8 +172,13 @@ class TargetSpec:
     @classmethod
     def from_state(cls, d: dict) -> TargetSpec:
         arr = lambda v, t: None if v is None else np.asarray(v, dtype=t)  # noqa: E731
-        return cls(d["task"], arr(d.get("frames"), np.int64), arr(d.get("scale_min"), np.float32),
-                   arr(d.get("scale_max"), np.float32), float(d.get("dt", DT)))
+        return cls(
+            d["task"],
+            arr(d.get("frames"), np.int64),
+            arr(d.get("scale_min"), np.float32),
+            arr(d.get("scale_max"), np.float32),
+            float(d.get("dt", DT)),
+        )
 
     @classmethod
     def for_model(cls, model, alignment: str = "centre") -> TargetSpec:

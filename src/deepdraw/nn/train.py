@@ -12,6 +12,8 @@ Training (:func:`train_model`, configured by :class:`TrainConfig`):
   stop at the second plateau or at ``max_epochs``. The original computed the plateau threshold in steps
   but counted validations, so with 144k samples it never fired: its effective schedule was a constant lr
   for ``num_epochs`` keeping the best-validation snapshot. ``schedule='constant'`` reproduces that.
+- Regression (TDT, TDT-PV) models get the original's ``_r_`` name marker
+  (``spatial_temporal_r_4_..._7293_1``).
 - Files in ``out_dir``: ``untrained.pt`` (exact initial weights, written before the first step: the
   untrained control, name suffix ``r``), ``best.pt`` (best validation loss), ``last.pt`` (end of every
   epoch, with optimizer, schedule, RNG state and history: a killed run resumes from it and ends with the
@@ -119,11 +121,14 @@ class TrainConfig:
         device: None = CUDA when available, else CPU.
         quiet: no progress bars.
         chunk_rows: rows per HDF5 block when streaming.
-        cache_gb: cache the whole file as float32 on the device when it fits in this many GiB.
+        cache_gb: cache the whole training file as float32 on the device when it fits in this many GiB
+            (None: half the free GPU memory on CUDA, 2 GiB on CPU); otherwise stream it from HDF5.
         eval_batch_size: batch size for validation/test.
         target_alignment: TDT target frames: ``centre`` (receptive-field centres) or ``original``.
         resume: continue from ``out_dir/last.pt`` when present; with False an existing run is an error.
         deterministic: on CUDA, ask cuDNN for deterministic kernels (slower); CPU is deterministic.
+        num_threads: set torch's intra-op CPU threads (None: leave as is). On a shared machine, fewer
+            threads than cores avoids the large slow-down of oversubscribed OpenMP threads.
     """
 
     model: str | ModelSpec
@@ -144,11 +149,12 @@ class TrainConfig:
     device: str | None = None
     quiet: bool = False
     chunk_rows: int = 2048
-    cache_gb: float = 2.0
+    cache_gb: float | None = None
     eval_batch_size: int = 512
     target_alignment: str = "centre"
     resume: bool = True
     deterministic: bool = False
+    num_threads: int | None = None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -220,10 +226,22 @@ class PlateauSchedule:
         return "decay"
 
     def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in (
-            "lr", "patience", "divisor", "max_plateaus", "min_epochs", "enabled",
-            "best", "best_epoch", "bad_epochs", "plateaus", "stopped",
-        )}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "lr",
+                "patience",
+                "divisor",
+                "max_plateaus",
+                "min_epochs",
+                "enabled",
+                "best",
+                "best_epoch",
+                "bad_epochs",
+                "plateaus",
+                "stopped",
+            )
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for k, v in state.items():
@@ -232,7 +250,11 @@ class PlateauSchedule:
 
 # -------------------------------------------------------------------------------------- checkpoints
 def _versions() -> dict:
-    return {"deepdraw": deepdraw.__version__, "torch": torch.__version__, "numpy": np.__version__}
+    return {
+        "deepdraw": str(deepdraw.__version__),
+        "torch": str(torch.__version__),
+        "numpy": str(np.__version__),
+    }
 
 
 def _atomic(path: Path, write) -> None:
@@ -297,7 +319,9 @@ def _read_checkpoint(path: str | os.PathLike) -> dict:
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
         raise DeepDrawError(f"Checkpoint {p} could not be read as a deepdraw checkpoint ({exc}).") from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        raise DeepDrawError(f"Checkpoint {p} is not a deepdraw network checkpoint (format '{CHECKPOINT_FORMAT}').")
+        raise DeepDrawError(
+            f"Checkpoint {p} is not a deepdraw network checkpoint (format '{CHECKPOINT_FORMAT}')."
+        )
     return ck
 
 
@@ -308,7 +332,9 @@ def _check_same(path, ck: dict, spec: ModelSpec, task: str | None) -> None:
             f"Checkpoint {path} holds model '{held.name}', but the expected architecture is '{spec.architecture.name}'."
         )
     if task is not None and ck["task"] != task:
-        raise DeepDrawError(f"Checkpoint {path} holds a '{ck['task']}' model, but task '{task}' was expected.")
+        raise DeepDrawError(
+            f"Checkpoint {path} holds a '{ck['task']}' model, but task '{task}' was expected."
+        )
 
 
 def load_checkpoint(
@@ -400,7 +426,9 @@ def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _evaluate_stream(model: DeepDrawNet, stream: BatchStream, targets: TargetSpec, quiet: bool, desc: str) -> dict:
+def _evaluate_stream(
+    model: DeepDrawNet, stream: BatchStream, targets: TargetSpec, quiet: bool, desc: str
+) -> dict:
     model.eval()
     meter = _Meter(model.task, targets)
     for x, y in tqdm(stream.epoch(0), total=len(stream), desc=desc, disable=quiet, leave=False):
@@ -431,7 +459,9 @@ def evaluate(
         model = model_or_checkpoint.to(dev)
         if targets is None:
             if model.task == "tdt_pv":
-                raise DeepDrawError("Evaluating a tdt_pv model object needs targets= with the training min-max scaler.")
+                raise DeepDrawError(
+                    "Evaluating a tdt_pv model object needs targets= with the training min-max scaler."
+                )
             targets = TargetSpec.for_model(model)
     else:
         model, ck = load_checkpoint(model_or_checkpoint, device=dev)
@@ -451,12 +481,22 @@ def train_model(config: TrainConfig) -> TrainResult:
     spec = parse_model_name(cfg.model) if not isinstance(cfg.model, ModelSpec) else cfg.model
     task = get_task(cfg.task).name
     if cfg.schedule not in ("paper", "constant"):
-        raise DeepDrawError(f"Unknown schedule '{cfg.schedule}' in the training config; expected 'paper' or 'constant'.")
+        raise DeepDrawError(
+            f"Unknown schedule '{cfg.schedule}' in the training config; expected 'paper' or 'constant'."
+        )
     if not 0.0 <= cfg.val_fraction < 1.0:
-        raise DeepDrawError(f"Training config val_fraction is {cfg.val_fraction}; expected a value in [0, 1).")
+        raise DeepDrawError(
+            f"Training config val_fraction is {cfg.val_fraction}; expected a value in [0, 1)."
+        )
     if cfg.seed is not None:
         spec = spec.replace(seed=int(cfg.seed))
-    spec = spec.replace(untrained=False)
+    regression = get_task(task).regression
+    if spec.regression and not regression:
+        raise DeepDrawError(
+            f"Model name '{spec.name}' marks a regression model ('_r_'), but the training task is '{task}'."
+        )
+    # as the original, regression (TDT) models carry '_r_' after the family in their name
+    spec = spec.replace(untrained=False, regression=regression)
     seed = spec.seed if spec.seed is not None else 0
     fam = get_family(spec.family)
     lr = float(cfg.lr if cfg.lr is not None else fam.default_lr)
@@ -466,8 +506,9 @@ def train_model(config: TrainConfig) -> TrainResult:
         torch.backends.cudnn.benchmark = not cfg.deterministic
         torch.backends.cudnn.deterministic = cfg.deterministic
 
+    if cfg.num_threads is not None:
+        torch.set_num_threads(int(cfg.num_threads))
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f"{k}.pt" for k in ("untrained", "best", "last")}
     metrics_path = out / "metrics.json"
 
@@ -482,17 +523,25 @@ def train_model(config: TrainConfig) -> TrainResult:
         )
     n_test = check_pcrt(cfg.test_path, task, model.input_shape) if cfg.test_path else 0
     targets = TargetSpec.for_model(model, cfg.target_alignment)
+    out.mkdir(parents=True, exist_ok=True)
 
     # ---- state: fresh or resumed
     history: list[dict] = []
     wall = 0.0
     start_epoch = 0
-    schedule = PlateauSchedule(lr, cfg.patience, cfg.lr_divisor, cfg.max_plateaus, cfg.min_epochs, cfg.schedule == "paper")
+    schedule = PlateauSchedule(
+        lr, cfg.patience, cfg.lr_divisor, cfg.max_plateaus, cfg.min_epochs, cfg.schedule == "paper"
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
     resumed = cfg.resume and paths["last"].exists()
     if resumed:
         ck = _read_checkpoint(paths["last"])
         _check_same(paths["last"], ck, spec, task)
+        if ck["spec"].get("seed") != spec.seed:
+            raise DeepDrawError(
+                f"Checkpoint {paths['last']} was trained with seed {ck['spec'].get('seed')}, not {spec.seed}; "
+                "use another output folder for another seed."
+            )
         model.load_state_dict(ck["state_dict"])
         model.to(device)
         optimizer.load_state_dict(ck["optimizer"])
@@ -503,41 +552,72 @@ def train_model(config: TrainConfig) -> TrainResult:
         logger.info("resuming %s from epoch %d (%s)", spec.name, start_epoch, paths["last"])
     else:
         if not cfg.resume and (paths["last"].exists() or paths["best"].exists()):
-            raise DeepDrawError(f"Output folder {out} already holds a training run; pass resume=True or use another folder.")
+            raise DeepDrawError(
+                f"Output folder {out} already holds a training run; pass resume=True or use another folder."
+            )
         if task == "tdt_pv":
             targets.fit_scaler(_target_blocks(cfg.train_path, targets.key, n_train, cfg.chunk_rows))
         model.to(device)
-        save_checkpoint(paths["untrained"], model, kind="untrained", targets=targets, epoch=0,
-                        extra={"config": cfg.to_dict()})
+        save_checkpoint(
+            paths["untrained"],
+            model,
+            kind="untrained",
+            targets=targets,
+            epoch=0,
+            extra={"config": cfg.to_dict()},
+        )
         torch.manual_seed(seed)  # dropout stream; the weights came from their own generator
         if device.type == "cuda":
             torch.cuda.manual_seed_all(seed)
 
     per_row = int(np.prod(model.input_shape)) * 4
-    cache = int(cfg.cache_gb * 2**30) if n_total * per_row <= cfg.cache_gb * 2**30 else 0
+    budget = _cache_budget(cfg.cache_gb, device)
+    cache = budget if n_total * per_row <= budget else 0
     common = dict(device=device, chunk_rows=cfg.chunk_rows, cache_bytes=cache, quiet=True)
-    train_stream = BatchStream(cfg.train_path, (0, n_train), batch_size, targets, shuffle=True, seed=seed,
-                               drop_last=True, **common)
-    val_stream = BatchStream(cfg.train_path, (n_train, n_total), cfg.eval_batch_size, targets, **common) if n_val else None
+    train_stream = BatchStream(
+        cfg.train_path, (0, n_train), batch_size, targets, shuffle=True, seed=seed, drop_last=True, **common
+    )
+    val_stream = (
+        BatchStream(cfg.train_path, (n_train, n_total), cfg.eval_batch_size, targets, **common)
+        if n_val
+        else None
+    )
 
     base = {
-        "model_name": spec.name, "task": task, "family": spec.family, "seed": seed, "device": str(device),
-        "lr_initial": lr, "batch_size": batch_size, "n_train": n_train, "n_val": n_val, "n_test": n_test,
-        "n_parameters": sum(p.numel() for p in model.parameters()), "conv_weights": conv_weight_count(model),
+        "model_name": spec.name,
+        "task": task,
+        "family": spec.family,
+        "seed": seed,
+        "device": str(device),
+        "lr_initial": lr,
+        "batch_size": batch_size,
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_test": n_test,
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "conv_weights": conv_weight_count(model),
         "target_frames": None if targets.frames is None else [int(f) for f in targets.frames],
-        "config": cfg.to_dict(), "versions": _versions(),
+        "config": cfg.to_dict(),
+        "versions": _versions(),
     }
 
     # ---- epochs
-    bar = tqdm(total=cfg.max_epochs, initial=min(start_epoch, cfg.max_epochs), desc=spec.name, disable=cfg.quiet)
+    bar = tqdm(
+        total=cfg.max_epochs, initial=min(start_epoch, cfg.max_epochs), desc=spec.name, disable=cfg.quiet
+    )
     epoch = start_epoch
     while epoch < cfg.max_epochs and not schedule.stopped:
         epoch += 1
         t0 = time.perf_counter()
         model.train()
         meter = _Meter(task, targets)
-        for x, y in tqdm(train_stream.epoch(epoch), total=len(train_stream), desc=f"epoch {epoch}",
-                         disable=cfg.quiet, leave=False):
+        for x, y in tqdm(
+            train_stream.epoch(epoch),
+            total=len(train_stream),
+            desc=f"epoch {epoch}",
+            disable=cfg.quiet,
+            leave=False,
+        ):
             optimizer.zero_grad(set_to_none=True)
             o = model(x)
             loss = _loss(task, o, y)
@@ -549,30 +629,60 @@ def train_model(config: TrainConfig) -> TrainResult:
         lr_used = optimizer.param_groups[0]["lr"]
         action = schedule.step(va["loss"], epoch)
         if action == "improved":
-            save_checkpoint(paths["best"], model, kind="best", targets=targets, epoch=epoch,
-                            extra={"optimizer": optimizer.state_dict(), "validation": va, "config": cfg.to_dict()})
+            save_checkpoint(
+                paths["best"],
+                model,
+                kind="best",
+                targets=targets,
+                epoch=epoch,
+                extra={"optimizer": optimizer.state_dict(), "validation": va, "config": cfg.to_dict()},
+            )
         elif action == "decay":
-            best = _read_checkpoint(paths["best"])
-            model.load_state_dict(best["state_dict"])
-            optimizer.load_state_dict(best["optimizer"])
+            if paths["best"].exists():
+                best = _read_checkpoint(paths["best"])
+                model.load_state_dict(best["state_dict"])
+                optimizer.load_state_dict(best["optimizer"])
+                logger.info("plateau at epoch %d: best weights of epoch %d reloaded", epoch, best["epoch"])
+            else:  # no finite validation loss yet
+                logger.warning("plateau at epoch %d without a best checkpoint; weights kept", epoch)
             for g in optimizer.param_groups:
                 g["lr"] = schedule.lr
-            logger.info("plateau at epoch %d: lr -> %.3g, best weights (epoch %d) reloaded", epoch, schedule.lr,
-                        best["epoch"])
+            logger.info("plateau at epoch %d: lr -> %.3g", epoch, schedule.lr)
         dt = time.perf_counter() - t0
         wall += dt
         row = {"epoch": epoch, "lr": lr_used, "action": action, "time_s": dt}
         row.update({f"train_{k}": v for k, v in tr.items() if k != "n"})
         row.update({f"val_{k}": v for k, v in va.items() if k != "n"})
         history.append(row)
-        save_checkpoint(paths["last"], model, kind="last", targets=targets, epoch=epoch, extra={
-            "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "rng": _rng_state(),
-            "history": history, "wall_time_s": wall, "finished": False, "config": cfg.to_dict(),
-        })
-        _write_json(metrics_path, {**base, "epochs": history, "epochs_run": epoch, "wall_time_s": wall,
-                                   "finished": False})
-        logger.info("epoch %d: train loss %.4g, val loss %.4g, lr %.3g (%s, %.1f s)", epoch, tr["loss"], va["loss"],
-                    lr_used, action, dt)
+        save_checkpoint(
+            paths["last"],
+            model,
+            kind="last",
+            targets=targets,
+            epoch=epoch,
+            extra={
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "rng": _rng_state(),
+                "history": history,
+                "wall_time_s": wall,
+                "finished": False,
+                "config": cfg.to_dict(),
+            },
+        )
+        _write_json(
+            metrics_path,
+            {**base, "epochs": history, "epochs_run": epoch, "wall_time_s": wall, "finished": False},
+        )
+        logger.info(
+            "epoch %d: train loss %.4g, val loss %.4g, lr %.3g (%s, %.1f s)",
+            epoch,
+            tr["loss"],
+            va["loss"],
+            lr_used,
+            action,
+            dt,
+        )
         bar.update(1)
         bar.set_postfix(val_loss=f"{va['loss']:.4g}")
     bar.close()
@@ -580,7 +690,11 @@ def train_model(config: TrainConfig) -> TrainResult:
     # ---- final: best weights, test
     best_ck = load_into(model, paths["best"]) if paths["best"].exists() else None
     metrics = {
-        **base, "epochs": history, "epochs_run": epoch, "wall_time_s": wall, "finished": True,
+        **base,
+        "epochs": history,
+        "epochs_run": epoch,
+        "wall_time_s": wall,
+        "finished": True,
         "stopped_by": "schedule" if schedule.stopped else "max_epochs",
         "best_epoch": None if best_ck is None else int(best_ck["epoch"]),
         "best_val_loss": None if best_ck is None else best_ck["validation"]["loss"],
@@ -589,8 +703,15 @@ def train_model(config: TrainConfig) -> TrainResult:
     if best_ck is not None:
         metrics["best_validation"] = best_ck["validation"]
     if cfg.test_path:
-        test = evaluate(model, cfg.test_path, batch_size=cfg.eval_batch_size, device=device, targets=targets,
-                        cache_gb=cfg.cache_gb, quiet=cfg.quiet)
+        test = evaluate(
+            model,
+            cfg.test_path,
+            batch_size=cfg.eval_batch_size,
+            device=device,
+            targets=targets,
+            cache_gb=_cache_budget(cfg.cache_gb, device) / 2**30,
+            quiet=cfg.quiet,
+        )
         metrics["test"] = test
         if task == "art":
             metrics["test_accuracy"] = test["accuracy"]
@@ -602,6 +723,16 @@ def train_model(config: TrainConfig) -> TrainResult:
     return TrainResult(out, paths["untrained"], paths["best"], paths["last"], metrics_path, metrics)
 
 
+def _cache_budget(cache_gb: float | None, device: torch.device) -> int:
+    """Bytes a data file may take when cached on ``device``."""
+    if cache_gb is not None:
+        return int(cache_gb * 2**30)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free // 2)
+    return 2 * 2**30
+
+
 def _target_blocks(path, key: str, stop: int, chunk_rows: int):
     with open_pcrt(path) as f:
         for a in range(0, stop, chunk_rows):
@@ -609,7 +740,10 @@ def _target_blocks(path, key: str, stop: int, chunk_rows: int):
 
 
 # -------------------------------------------------------------------------------------- activations
-_KINEMATICS = {"endeffector_coords": "kinematics/endeffector_coords", "joint_coords": "kinematics/joint_coords"}
+_KINEMATICS = {
+    "endeffector_coords": "kinematics/endeffector_coords",
+    "joint_coords": "kinematics/joint_coords",
+}
 _COPY = ("label", "plane", "start_id", "end_id", "size", "rot", "shear_x", "shear_y", "speed")
 
 
@@ -678,8 +812,12 @@ def extract_activations(
                         arrays[lname] = t[:, None] if t.ndim == 3 else t
                     if not created:
                         for lname, arr in arrays.items():
-                            dst.create_dataset(f"layers/{lname}", shape=(n,) + arr.shape[1:], dtype=np.float32,
-                                               chunks=(min(batch, n),) + arr.shape[1:])
+                            dst.create_dataset(
+                                f"layers/{lname}",
+                                shape=(n,) + arr.shape[1:],
+                                dtype=np.float32,
+                                chunks=(min(batch, n),) + arr.shape[1:],
+                            )
                         dst.create_dataset("outputs", shape=(n,) + tuple(out.shape[1:]), dtype=np.float32)
                         created = True
                     s = slice(a, a + len(bidx))
@@ -695,7 +833,7 @@ def extract_activations(
             dst.attrs["layer_names"] = ["input", *model.layer_names]
             dst.attrs["source"] = str(test_path)
             dst.attrs["deepdraw_version"] = deepdraw.__version__
-            dst.attrs["torch_version"] = torch.__version__
+            dst.attrs["torch_version"] = str(torch.__version__)
         os.replace(tmp, out_path)
         ok = True
     finally:
