@@ -150,6 +150,12 @@ class TrainConfig:
     batch_size: int = 256
     val_fraction: float = 0.1
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
+    lstm_lr: float = 1e-3  # lr of the lstm family (original train_networks.py; paper text: "same" 5e-4)
+    lstm_batch_size: int = 128  # batch size of the lstm family (original; paper text: 256)
+    schedule: str = "paper"  # "paper" (lr / 4 after 5 flat epochs, stop at the 2nd plateau) or "constant"
+    min_epochs: int = 0  # no early stop before this epoch (original code: 40; 0 = off)
+    target_alignment: str = "centre"  # TDT target frames: "centre" (receptive-field centres) or "original"
+    num_threads: int = 0  # torch CPU threads for in-process training; 0 = torch's default
 
 
 @dataclass
@@ -159,6 +165,8 @@ class SearchConfig:
     families: list[str] = field(default_factory=lambda: ["spatial_temporal", "spatiotemporal", "lstm"])
     n_per_family: int = 50
     max_epochs: int = 50
+    grid: str = "paper"  # "paper" (eLife Table 2) or "code" (train_networks.py's LSTM grid)
+    select_by: str = "test_accuracy"  # best per family: "test_accuracy" (original) or "val_accuracy"
 
 
 @dataclass

@@ -85,3 +85,123 @@ register(
         doc="selection, temporal placement, proprioceptive inputs, train/test files",
     )
 )
+
+
+def _json_safe(d: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, bool | int | float | str) or v is None:
+            out[k] = v
+        elif hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
+            out[k] = v.item()
+    return out
+
+
+def _write_summary(folder, summary: dict) -> None:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".summary.json.tmp"
+    tmp.write_text(json.dumps(_json_safe(summary), indent=1, sort_keys=True))
+    tmp.replace(folder / "summary.json")
+
+
+def _svm(cfg: Config) -> None:
+    from .svm.stage import run_svm
+
+    rp = _rp(cfg)
+    _write_summary(rp.svm, run_svm(cfg, rp.pcrt_train, rp.pcrt_test, rp.svm, quiet=cfg.run.quiet))
+
+
+register(
+    Stage(
+        "svm",
+        ["svm"],
+        _svm,
+        lambda c: [_rp(c).svm / "summary.json"],
+        after=["assemble"],
+        doc="pairwise and one-vs-one SVMs, linear TDT decoding",
+    )
+)
+
+
+def _train(cfg: Config) -> None:
+    from .nn.stage import run_train
+
+    run_train(cfg)
+
+
+register(
+    Stage(
+        "train",
+        ["train"],
+        _train,
+        lambda c: __import__("deepdraw.nn.stage", fromlist=["x"]).train_output_paths(c),
+        after=["assemble"],
+        doc="networks: ART and TDT, seeds, untrained controls",
+    )
+)
+
+
+def _activations(cfg: Config) -> None:
+    from .nn.stage import run_activations
+
+    run_activations(cfg)
+
+
+def _activation_paths(cfg: Config):
+    from .nn.stage import activation_paths
+
+    return activation_paths(cfg)
+
+
+register(
+    Stage(
+        "activations",
+        ["activations"],
+        _activations,
+        _activation_paths,
+        after=["train"],
+        doc="layer activations on a seeded test subset",
+    )
+)
+
+
+def _rsa(cfg: Config) -> None:
+    from .rsa.stage import run_rsa
+
+    rp = _rp(cfg)
+    res = run_rsa(cfg, _activation_paths(cfg), rp.pcrt_test, rp.rsa, quiet=cfg.run.quiet)
+    _write_summary(rp.rsa, res)
+
+
+register(
+    Stage(
+        "rsa",
+        ["rsa"],
+        _rsa,
+        lambda c: [_rp(c).rsa / "summary.json"],
+        after=["activations"],
+        doc="RDMs, CKA, t-SNE, population decoding",
+    )
+)
+
+
+def _tuning(cfg: Config) -> None:
+    from .tuning.stage import run_tuning
+
+    rp = _rp(cfg)
+    res = run_tuning(cfg, _activation_paths(cfg), rp.tuning, quiet=cfg.run.quiet, overwrite=True)
+    _write_summary(rp.tuning, res)
+
+
+register(
+    Stage(
+        "tuning",
+        ["tuning"],
+        _tuning,
+        lambda c: [_rp(c).tuning / "summary.json"],
+        after=["activations"],
+        doc="single-unit tuning analyses",
+    )
+)

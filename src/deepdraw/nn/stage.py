@@ -1,0 +1,777 @@
+"""Stage 3 orchestration: training the model list, the architecture search, activations, evaluation.
+
+Functions (see ``docs/training.md``):
+
+- :func:`run_train`: every model of ``[train] models`` x ``tasks`` x ``seeds`` trained with
+  :func:`~deepdraw.nn.train.train_model` into ``models/<name>/`` (``models/tdt_pv/<name>/`` for TDT-PV,
+  whose name would otherwise collide with the TDT one). Finished runs (``metrics.json`` with ``finished``)
+  are skipped, killed ones resume from ``last.pt``. Each run's ``untrained.pt`` (its exact initial weights)
+  is the untrained control of that seed; it is evaluated too (cached in ``untrained_metrics.json``).
+  The table of all runs goes to ``models/summary.csv``.
+- :func:`run_search`: ``[search] n_per_family`` random architectures per family trained for ART (one
+  Dask task each, single-threaded torch) into ``search/<architecture>/``; ``search/search_results.csv``,
+  ``search/best_per_family.csv``; then the best architecture of each family is trained for every seed
+  and task of ``[train]`` (``search/seeds_summary.csv``).
+- :func:`run_activations`: every trained model (``best.pt``) and untrained control (``untrained.pt``) of
+  the train table run on one seeded subset of the test file, ``activations/<name>.h5`` (untrained names
+  end in ``r``; TDT-PV files in ``activations/tdt_pv/``).
+- :func:`run_evaluate`: metrics of one checkpoint on one PCRT file.
+
+Seeds: the activation subset is drawn with ``SeedSequence(run.seed, spawn_key=(6,))``; the search
+samples family ``f`` with ``SeedSequence(run.seed, spawn_key=(7, crc32(f)))`` and initialises every
+candidate with the run seed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from deepdraw.config import Config
+from deepdraw.errors import DeepDrawError
+from deepdraw.parallel import executor
+from deepdraw.paths import RunPaths
+
+__all__ = [
+    "PlannedRun",
+    "SUMMARY_COLUMNS",
+    "SEARCH_COLUMNS",
+    "planned_runs",
+    "run_train",
+    "train_output_paths",
+    "activation_indices",
+    "activation_paths",
+    "run_activations",
+    "run_search",
+    "search_dir",
+    "search_output_paths",
+    "best_per_family",
+    "run_evaluate",
+]
+
+logger = logging.getLogger(__name__)
+
+SEED_STREAM_ACTIVATIONS = 6
+SEED_STREAM_SEARCH = 7
+
+SUMMARY_COLUMNS = [
+    "model",
+    "architecture",
+    "family",
+    "task",
+    "seed",
+    "state",
+    "trained",
+    "epochs",
+    "best_epoch",
+    "stopped_by",
+    "wall_s",
+    "n_parameters",
+    "conv_weights",
+    "test_loss",
+    "test_accuracy",
+    "test_error_cm",
+    "test_rmse_scaled",
+    "test_velocity_error_cm_s",
+    "val_loss",
+    "val_accuracy",
+    "val_error_cm",
+    "val_rmse_scaled",
+    "checkpoint",
+]
+"""Columns of ``models/summary.csv`` (one row per trained model and one per untrained control)."""
+
+SEARCH_COLUMNS = [
+    "name",
+    "family",
+    "model_name",
+    "n_layers",
+    "parameters",
+    "parameters_no_readout",
+    "conv_weights",
+    "train_accuracy",
+    "val_accuracy",
+    "test_accuracy",
+    "train_loss",
+    "val_loss",
+    "test_loss",
+    "epochs",
+    "best_epoch",
+    "stopped_by",
+    "wall_s",
+    "directory",
+]
+"""Columns of ``search/search_results.csv`` (plus ``best``)."""
+
+_METRIC_KEYS = ("loss", "accuracy", "error_cm", "rmse_scaled", "velocity_error_cm_s")
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _write_csv(path: Path, table: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _device(name: str) -> str | None:
+    """``[train] device`` checked: None for "auto", else a torch device string that exists here."""
+    import torch
+
+    if name in ("", "auto"):
+        return None
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise DeepDrawError(f"train.device is '{name}'; expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeepDrawError(f"train.device is '{name}' but CUDA is not available here; use 'auto' or 'cpu'")
+    return name
+
+
+def _require_data(rp: RunPaths, test: bool = True) -> None:
+    for p in (rp.pcrt_train, rp.pcrt_test) if test else (rp.pcrt_train,):
+        if not p.is_file():
+            raise DeepDrawError(f"{p}: PCRT file not found; run 'deepdraw dataset assemble' first")
+
+
+def _metric_cols(prefix: str, m: dict | None) -> dict:
+    m = m or {}
+    return {f"{prefix}_{k}": m.get(k, math.nan) for k in _METRIC_KEYS}
+
+
+def _check_choice(key: str, value: str, options: Sequence[str]) -> None:
+    if value not in options:
+        raise DeepDrawError(f"{key} is '{value}'; expected one of {', '.join(options)}")
+
+
+def _check_train_section(cfg: Config) -> None:
+    t = cfg.train
+    _check_choice("train.schedule", t.schedule, ("paper", "constant"))
+    _check_choice("train.target_alignment", t.target_alignment, ("centre", "original"))
+    for key, v in (
+        ("train.max_epochs", t.max_epochs),
+        ("train.patience", t.patience),
+        ("train.batch_size", t.batch_size),
+        ("train.lstm_batch_size", t.lstm_batch_size),
+    ):
+        if v < 1:
+            raise DeepDrawError(f"{key} is {v}; expected a positive integer")
+    for key, v in (("train.lr", t.lr), ("train.lstm_lr", t.lstm_lr)):
+        if not v > 0:
+            raise DeepDrawError(f"{key} is {v}; expected a positive learning rate")
+    if not 0 < t.val_fraction < 1:
+        raise DeepDrawError(f"train.val_fraction is {t.val_fraction}; expected 0 < x < 1")
+    if t.num_threads < 0:
+        raise DeepDrawError(
+            f"train.num_threads is {t.num_threads}; expected 0 (default) or a positive integer"
+        )
+    _device(t.device)
+
+
+# ---------------------------------------------------------------------------------------- the runs
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run of :func:`run_train`: an architecture, a task and a seed."""
+
+    architecture: str  # name without seed, regression or untrained markers
+    family: str
+    task: str
+    seed: int
+    name: str  # trained model name: '_r_' for regression tasks, '_{seed}' at the end
+    directory: Path  # models/<name> (models/tdt_pv/<name> for TDT-PV)
+
+    @property
+    def untrained_name(self) -> str:
+        return self.name + "r"
+
+    def checkpoint(self, trained: bool) -> Path:
+        return self.directory / ("best.pt" if trained else "untrained.pt")
+
+
+def _task_dir(root: Path, task: str) -> Path:
+    return root / "tdt_pv" if task == "tdt_pv" else root
+
+
+def planned_runs(cfg: Config, models: Sequence[str] | None = None) -> list[PlannedRun]:
+    """Runs of ``models`` (default ``[train] models``) x ``[train] tasks`` x ``[train] seeds``, checked.
+
+    A seed, ``_r_`` or ``r`` in a given model name is ignored: ``[train] seeds`` and the task decide.
+    Unknown families, malformed names and unknown tasks raise :class:`DeepDrawError`.
+    """
+    from deepdraw.nn.models import get_task, parse_model_name
+
+    names = list(cfg.train.models if models is None else models)
+    if not names:
+        raise DeepDrawError("train.models is empty; expected at least one model name")
+    if not cfg.train.tasks:
+        raise DeepDrawError("train.tasks is empty; expected some of art, tdt, tdt_pv")
+    if not cfg.train.seeds:
+        raise DeepDrawError("train.seeds is empty; expected at least one seed (the paper: 1..5)")
+    for s in cfg.train.seeds:
+        if s < 0:
+            raise DeepDrawError(f"train.seeds holds {s}; expected non-negative integers")
+    tasks = [get_task(t).name for t in cfg.train.tasks]
+    root = RunPaths(cfg.out_dir).models
+    out: list[PlannedRun] = []
+    seen: set[tuple[str, str]] = set()
+    for raw in names:
+        arch = parse_model_name(raw).architecture
+        for task in tasks:
+            for seed in cfg.train.seeds:
+                name = arch.replace(seed=int(seed), regression=get_task(task).regression).name
+                if (name, task) in seen:
+                    continue
+                seen.add((name, task))
+                out.append(
+                    PlannedRun(arch.name, arch.family, task, int(seed), name, _task_dir(root, task) / name)
+                )
+    return out
+
+
+def _lr_batch(cfg: Config, family: str) -> tuple[float, int]:
+    from deepdraw.nn.models import get_family
+
+    if get_family(family).recurrent:
+        return float(cfg.train.lstm_lr), int(cfg.train.lstm_batch_size)
+    return float(cfg.train.lr), int(cfg.train.batch_size)
+
+
+def _train_config(cfg: Config, run: PlannedRun, quiet: bool):
+    from deepdraw.nn.train import TrainConfig
+
+    rp = RunPaths(cfg.out_dir)
+    lr, batch = _lr_batch(cfg, run.family)
+    return TrainConfig(
+        model=run.architecture,
+        train_path=str(rp.pcrt_train),
+        test_path=str(rp.pcrt_test),
+        out_dir=str(run.directory),
+        task=run.task,
+        seed=run.seed,
+        lr=lr,
+        batch_size=batch,
+        max_epochs=cfg.train.max_epochs,
+        patience=cfg.train.patience,
+        min_epochs=cfg.train.min_epochs,
+        schedule=cfg.train.schedule,
+        val_fraction=cfg.train.val_fraction,
+        device=_device(cfg.train.device),
+        target_alignment=cfg.train.target_alignment,
+        num_threads=cfg.train.num_threads or None,
+        quiet=quiet,
+    )
+
+
+def _untrained_metrics(run: PlannedRun, tc, metrics: dict) -> dict:
+    """Test and validation metrics of the run's untrained control (cached next to it)."""
+    from deepdraw.nn.train import evaluate
+
+    n_train, n_val = int(metrics["n_train"]), int(metrics["n_val"])
+    key = {
+        "train_path": str(tc.train_path),
+        "test_path": str(tc.test_path),
+        "val_rows": [n_train, n_train + n_val],
+    }
+    path = run.directory / "untrained_metrics.json"
+    cached = _read_json(path)
+    if cached.get("key") == key:
+        return cached
+    ck = run.checkpoint(False)
+    test = evaluate(ck, tc.test_path, device=tc.device, batch_size=tc.eval_batch_size)
+    val = (
+        evaluate(
+            ck,
+            tc.train_path,
+            rows=(n_train, n_train + n_val),
+            device=tc.device,
+            batch_size=tc.eval_batch_size,
+        )
+        if n_val
+        else None
+    )
+    out = {"key": key, "model_name": run.untrained_name, "test": test, "validation": val}
+    _write_json(path, out)
+    return out
+
+
+_SETTINGS = (
+    "lr",
+    "batch_size",
+    "max_epochs",
+    "patience",
+    "lr_divisor",
+    "max_plateaus",
+    "min_epochs",
+    "schedule",
+    "val_fraction",
+    "target_alignment",
+)
+"""Training settings an existing run folder must share with the config to be reused or resumed."""
+
+
+def _check_settings(directory: Path, metrics: dict, tc) -> None:
+    held, want = metrics.get("config") or {}, tc.to_dict()
+    diff = [f"{k}={held[k]!r} (config: {want[k]!r})" for k in _SETTINGS if k in held and held[k] != want[k]]
+    if diff:
+        raise DeepDrawError(
+            f"{directory}: holds a run trained with {', '.join(diff)}; "
+            "delete the folder or use another run.out_dir"
+        )
+
+
+def _train_one(job: tuple) -> list[dict]:
+    """Train (or skip) one planned run; its trained and untrained summary rows. A Dask task."""
+    from deepdraw.nn.train import train_model
+
+    run, tc, out_dir = job
+    metrics = _read_json(run.directory / "metrics.json")
+    _check_settings(run.directory, metrics, tc)
+    if metrics.get("finished"):
+        logger.info("%s (%s): finished run found, skipped", run.name, run.task)
+    else:
+        metrics = train_model(tc).metrics
+    if metrics.get("model_name") != run.name:
+        raise DeepDrawError(
+            f"{run.directory / 'metrics.json'}: holds model '{metrics.get('model_name')}'; expected '{run.name}'"
+        )
+    un = _untrained_metrics(run, tc, metrics)
+    rel = Path(out_dir)
+
+    def relpath(p: Path) -> str:
+        try:
+            return str(p.relative_to(rel))
+        except ValueError:
+            return str(p)
+
+    common = {
+        "architecture": run.architecture,
+        "family": run.family,
+        "task": run.task,
+        "seed": run.seed,
+        "n_parameters": metrics.get("n_parameters"),
+        "conv_weights": metrics.get("conv_weights"),
+    }
+    trained = {
+        "model": run.name,
+        **common,
+        "state": "trained",
+        "trained": True,
+        "epochs": metrics.get("epochs_run"),
+        "best_epoch": metrics.get("best_epoch"),
+        "stopped_by": metrics.get("stopped_by"),
+        "wall_s": metrics.get("wall_time_s"),
+        **_metric_cols("test", metrics.get("test")),
+        **_metric_cols("val", metrics.get("best_validation")),
+        "checkpoint": relpath(run.checkpoint(True)),
+    }
+    untrained = {
+        "model": run.untrained_name,
+        **common,
+        "state": "untrained",
+        "trained": False,
+        "epochs": 0,
+        "best_epoch": 0,
+        "stopped_by": "untrained",
+        "wall_s": 0.0,
+        **_metric_cols("test", un.get("test")),
+        **_metric_cols("val", un.get("validation")),
+        "checkpoint": relpath(run.checkpoint(False)),
+    }
+    return [trained, untrained]
+
+
+def run_train(
+    cfg: Config, models: Sequence[str] | None = None, summary_path: str | os.PathLike | None = None
+) -> pd.DataFrame:
+    """Train every planned run (see :func:`planned_runs`) and write the summary table.
+
+    Runs go in order in this process (torch uses the cores), or as Dask tasks when
+    ``parallel.mode == "scheduler"``. Returns the table written to ``summary_path`` (default
+    ``models/summary.csv``), columns :data:`SUMMARY_COLUMNS`; ``checkpoint`` is relative to ``run.out_dir``.
+    """
+    _check_train_section(cfg)
+    runs = planned_runs(cfg, models)
+    rp = RunPaths(cfg.out_dir)
+    _require_data(rp)
+    quiet = cfg.run.quiet
+    distributed = cfg.parallel.mode == "scheduler"
+    jobs = [(r, _train_config(cfg, r, quiet or distributed), str(cfg.out_dir)) for r in runs]
+    logger.info(
+        "training %d runs (%d models x %d tasks x %d seeds)",
+        len(runs),
+        len(models or cfg.train.models),
+        len(cfg.train.tasks),
+        len(cfg.train.seeds),
+    )
+    t0 = time.perf_counter()
+    if distributed:
+        with executor(cfg.parallel, quiet) as ex:
+            results = ex.map(_train_one, jobs, desc="train")
+    else:
+        results = [_train_one(j) for j in tqdm(jobs, desc="train", unit="run", disable=quiet)]
+    table = pd.DataFrame([row for rows in results for row in rows], columns=SUMMARY_COLUMNS)
+    out = Path(summary_path) if summary_path is not None else rp.models / "summary.csv"
+    _write_csv(out, table)
+    logger.info("%d runs in %.1f s; summary in %s", len(runs), time.perf_counter() - t0, out)
+    return table
+
+
+def train_output_paths(cfg: Config) -> list[Path]:
+    """What :func:`run_train` leaves: ``models/summary.csv`` and every run's folder.
+
+    Folders, not files: a stale run must be removed whole (a ``last.pt`` left alone would be resumed).
+    """
+    return [RunPaths(cfg.out_dir).models / "summary.csv", *(r.directory for r in planned_runs(cfg))]
+
+
+# ------------------------------------------------------------------------------------------ activations
+def activation_indices(cfg: Config, n_test: int) -> np.ndarray:
+    """Sorted rows of the test file whose activations are extracted, the same for every model.
+
+    ``[activations] n_samples`` rows drawn without replacement with
+    ``SeedSequence(run.seed, spawn_key=(6,))``; all rows when the file is not larger (or n_samples <= 0).
+    """
+    n_test = int(n_test)
+    if n_test < 1:
+        raise DeepDrawError(f"activation_indices: the test file has {n_test} rows; expected at least one")
+    k = int(cfg.activations.n_samples)
+    if k <= 0 or k >= n_test:
+        return np.arange(n_test, dtype=np.int64)
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.run.seed, spawn_key=(SEED_STREAM_ACTIVATIONS,)))
+    return np.sort(rng.choice(n_test, size=k, replace=False)).astype(np.int64)
+
+
+def _activation_file(cfg: Config, name: str, task: str) -> Path:
+    return _task_dir(RunPaths(cfg.out_dir).activations, task) / f"{name}.h5"
+
+
+def _activation_jobs(cfg: Config, table: pd.DataFrame | None) -> list[tuple[Path, Path, str]]:
+    """``(checkpoint, activations file, model name)`` for every row of the train table."""
+    if table is None:
+        jobs = []
+        for r in planned_runs(cfg):
+            jobs.append((r.checkpoint(True), _activation_file(cfg, r.name, r.task), r.name))
+            jobs.append(
+                (r.checkpoint(False), _activation_file(cfg, r.untrained_name, r.task), r.untrained_name)
+            )
+        return jobs
+    missing = {"model", "task", "checkpoint"} - set(table.columns)
+    if missing:
+        raise DeepDrawError(f"run_activations: the train table lacks columns {sorted(missing)}")
+    jobs = []
+    for _, row in table.iterrows():
+        ck = Path(row["checkpoint"])
+        ck = ck if ck.is_absolute() else Path(cfg.out_dir) / ck
+        jobs.append((ck, _activation_file(cfg, str(row["model"]), str(row["task"])), str(row["model"])))
+    return jobs
+
+
+def activation_paths(cfg: Config) -> list[Path]:
+    """The activations files :func:`run_activations` writes for ``cfg`` (two per planned run)."""
+    return [out for _, out, _ in _activation_jobs(cfg, None)]
+
+
+def _up_to_date(path: Path, name: str, idx: np.ndarray) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            same = np.array_equal(f["sample_index"][()], idx)
+            held = f.attrs.get("model_name")
+            held = held.decode() if isinstance(held, bytes) else held
+            return bool(same and held == name)
+    except (OSError, KeyError):
+        return False
+
+
+def run_activations(cfg: Config, table: pd.DataFrame | None = None) -> list[Path]:
+    """Activations of every model of the train table on the seeded test subset; the files written.
+
+    ``table`` defaults to the planned runs of ``cfg`` (the rows of ``models/summary.csv``): trained models
+    from ``best.pt``, untrained controls from ``untrained.pt``. An existing file with the same model and
+    sample rows is kept; one with other rows is rewritten.
+    """
+    from deepdraw.nn.data import check_pcrt
+    from deepdraw.nn.train import extract_activations
+
+    rp = RunPaths(cfg.out_dir)
+    if not rp.pcrt_test.is_file():
+        raise DeepDrawError(
+            f"{rp.pcrt_test}: PCRT test file not found; run 'deepdraw dataset assemble' first"
+        )
+    if cfg.activations.batch_size < 1:
+        raise DeepDrawError(
+            f"activations.batch_size is {cfg.activations.batch_size}; expected a positive integer"
+        )
+    device = _device(cfg.train.device)
+    jobs = _activation_jobs(cfg, table)
+    for ck, _, name in jobs:
+        if not ck.is_file():
+            raise DeepDrawError(f"{ck}: checkpoint of '{name}' not found; run 'deepdraw train' first")
+    idx = activation_indices(cfg, check_pcrt(rp.pcrt_test))
+    out: list[Path] = []
+    for ck, path, name in tqdm(jobs, desc="activations", unit="model", disable=cfg.run.quiet):
+        if _up_to_date(path, name, idx):
+            logger.info("%s: up to date, skipped", path)
+        else:
+            if path.exists():
+                logger.warning("%s: other model or sample rows; rewritten", path)
+            extract_activations(
+                ck,
+                rp.pcrt_test,
+                idx,
+                path,
+                cfg.activations.batch_size,
+                device=device,
+                overwrite=True,
+                quiet=True,
+            )
+        out.append(path)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- search
+def search_dir(cfg: Config) -> Path:
+    """``<out_dir>/search``."""
+    return Path(cfg.out_dir) / "search"
+
+
+def search_output_paths(cfg: Config) -> list[Path]:
+    """The tables :func:`run_search` writes (the seed runs' files are those of :func:`run_train`)."""
+    d = search_dir(cfg)
+    return [d / "search_results.csv", d / "best_per_family.csv"]
+
+
+def _family_seed(seed: int, family: str) -> int:
+    ss = np.random.SeedSequence(int(seed), spawn_key=(SEED_STREAM_SEARCH, zlib.crc32(family.encode())))
+    return int(ss.generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class _SearchJob:
+    name: str
+    family: str
+    n_layers: int
+    out_dir: str
+    train_path: str
+    test_path: str
+    seed: int
+    lr: float
+    batch_size: int
+    max_epochs: int
+    patience: int
+    min_epochs: int
+    schedule: str
+    val_fraction: float
+    device: str | None
+    target_alignment: str
+
+
+def _search_task(job: _SearchJob) -> dict:
+    """Train one search candidate for ART with single-threaded torch; its results row. A Dask task."""
+    import torch
+
+    from deepdraw.nn.models import build_model
+    from deepdraw.nn.train import TrainConfig, evaluate, train_model
+
+    out = Path(job.out_dir)
+    prev = torch.get_num_threads()
+    try:
+        tc = TrainConfig(
+            model=job.name,
+            train_path=job.train_path,
+            test_path=job.test_path,
+            out_dir=out,
+            task="art",
+            seed=job.seed,
+            lr=job.lr,
+            batch_size=job.batch_size,
+            max_epochs=job.max_epochs,
+            patience=job.patience,
+            min_epochs=job.min_epochs,
+            schedule=job.schedule,
+            val_fraction=job.val_fraction,
+            device=job.device,
+            target_alignment=job.target_alignment,
+            num_threads=1,
+            quiet=True,
+        )
+        _check_settings(out, _read_json(out / "metrics.json"), tc)
+        done = _read_json(out / "search.json")
+        if done.get("name") == job.name and done.get("epochs") is not None:
+            return done
+        m = train_model(tc).metrics
+        tr = evaluate(out / "best.pt", job.train_path, rows=(0, int(m["n_train"])), device=job.device)
+    finally:
+        torch.set_num_threads(prev)
+    model = build_model(job.name, "art")
+    readout = sum(p.numel() for p in model.readout.parameters())
+    va, te = m.get("best_validation") or {}, m.get("test") or {}
+    row = {
+        "name": job.name,
+        "family": job.family,
+        "model_name": m["model_name"],
+        "n_layers": job.n_layers,
+        "parameters": int(m["n_parameters"]),
+        "parameters_no_readout": int(m["n_parameters"]) - int(readout),
+        "conv_weights": int(m["conv_weights"]),
+        "train_accuracy": tr.get("accuracy"),
+        "val_accuracy": va.get("accuracy"),
+        "test_accuracy": te.get("accuracy"),
+        "train_loss": tr.get("loss"),
+        "val_loss": va.get("loss"),
+        "test_loss": te.get("loss"),
+        "epochs": m["epochs_run"],
+        "best_epoch": m.get("best_epoch"),
+        "stopped_by": m.get("stopped_by"),
+        "wall_s": m["wall_time_s"],
+        "directory": out.name,
+    }
+    _write_json(out / "search.json", row)
+    return row
+
+
+def best_per_family(table: pd.DataFrame, by: str = "test_accuracy") -> pd.DataFrame:
+    """The best candidate of each family: highest ``by``, ties to fewer parameters, then the name."""
+    if by not in ("test_accuracy", "val_accuracy"):
+        raise DeepDrawError(f"search.select_by is '{by}'; expected test_accuracy or val_accuracy")
+    if table.empty:
+        return table.copy()
+    order = table.sort_values([by, "parameters", "name"], ascending=[False, True, True], na_position="last")
+    best = order.groupby("family", sort=False).head(1)
+    families = list(dict.fromkeys(table["family"]))
+    return best.set_index("family", drop=False).loc[families].reset_index(drop=True)
+
+
+def _check_search_section(cfg: Config) -> list[str]:
+    from deepdraw.nn.models import get_family
+    from deepdraw.nn.search import GRIDS
+
+    s = cfg.search
+    if not s.families:
+        raise DeepDrawError(
+            "search.families is empty; expected some of spatial_temporal, spatiotemporal, lstm"
+        )
+    for fam in s.families:
+        try:
+            get_family(fam)
+        except DeepDrawError as e:
+            raise DeepDrawError(f"search.families: {e}") from None
+    if s.n_per_family < 1:
+        raise DeepDrawError(f"search.n_per_family is {s.n_per_family}; expected a positive integer")
+    if s.max_epochs < 1:
+        raise DeepDrawError(f"search.max_epochs is {s.max_epochs}; expected a positive integer")
+    _check_choice("search.grid", s.grid, list(GRIDS))
+    _check_choice("search.select_by", s.select_by, ("test_accuracy", "val_accuracy"))
+    return list(dict.fromkeys(s.families))
+
+
+def run_search(cfg: Config, seeds: bool = True) -> pd.DataFrame:
+    """Random architecture search for ART, then (``seeds``) the best per family for every seed and task.
+
+    Writes ``search/search_results.csv`` (:data:`SEARCH_COLUMNS` + ``best``), ``search/best_per_family.csv``
+    and, with ``seeds``, the runs of :func:`run_train` for the best names (``search/seeds_summary.csv``).
+    Candidates with a finished ``search.json`` are skipped. Returns the results table.
+    """
+    from deepdraw.nn.search import sample_architectures
+
+    families = _check_search_section(cfg)
+    _check_train_section(cfg)
+    rp = RunPaths(cfg.out_dir)
+    _require_data(rp)
+    sdir = search_dir(cfg)
+    device = _device(cfg.train.device)
+    jobs: list[_SearchJob] = []
+    for fam in families:
+        specs = sample_architectures(
+            fam, cfg.search.n_per_family, _family_seed(cfg.run.seed, fam), grid=cfg.search.grid
+        )
+        lr, batch = _lr_batch(cfg, fam)
+        for spec in specs:
+            jobs.append(
+                _SearchJob(
+                    name=spec.name,
+                    family=fam,
+                    n_layers=spec.n_layers,
+                    out_dir=str(sdir / spec.name),
+                    train_path=str(rp.pcrt_train),
+                    test_path=str(rp.pcrt_test),
+                    seed=int(cfg.run.seed),
+                    lr=lr,
+                    batch_size=batch,
+                    max_epochs=cfg.search.max_epochs,
+                    patience=cfg.train.patience,
+                    min_epochs=cfg.train.min_epochs,
+                    schedule=cfg.train.schedule,
+                    val_fraction=cfg.train.val_fraction,
+                    device=device,
+                    target_alignment=cfg.train.target_alignment,
+                )
+            )
+    logger.info("search: %d candidates (%s)", len(jobs), ", ".join(families))
+    with executor(cfg.parallel, cfg.run.quiet) as ex:
+        rows = ex.map(_search_task, jobs, desc="search")
+    table = pd.DataFrame(rows, columns=SEARCH_COLUMNS)
+    best = best_per_family(table, cfg.search.select_by)
+    table["best"] = table["name"].isin(set(best["name"]))
+    _write_csv(sdir / "search_results.csv", table)
+    _write_csv(sdir / "best_per_family.csv", best)
+    for _, r in best.iterrows():
+        logger.info(
+            "best %s: %s (%s %.4f)", r["family"], r["name"], cfg.search.select_by, r[cfg.search.select_by]
+        )
+    if seeds:
+        run_train(cfg, models=list(best["name"]), summary_path=sdir / "seeds_summary.csv")
+    return table
+
+
+# --------------------------------------------------------------------------------------------- evaluate
+def run_evaluate(
+    checkpoint: str | os.PathLike,
+    data_path: str | os.PathLike,
+    device: str | None = "auto",
+    quiet: bool = True,
+) -> dict:
+    """Metrics of a checkpoint on a PCRT file, with the checkpoint's identity (JSON-ready)."""
+    from deepdraw.nn.train import evaluate, load_checkpoint
+
+    dev = _device(device or "auto")
+    _, ck = load_checkpoint(checkpoint)
+    metrics = evaluate(checkpoint, data_path, device=dev, quiet=quiet)
+    return {
+        "checkpoint": str(checkpoint),
+        "data": str(data_path),
+        "model_name": ck["model_name"],
+        "task": ck["task"],
+        "trained": bool(ck["trained"]),
+        "kind": ck["kind"],
+        "epoch": int(ck["epoch"]),
+        **metrics,
+    }

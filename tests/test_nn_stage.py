@@ -1,0 +1,327 @@
+"""Stage-3 orchestration on a tiny synthetic PCRT pair: run_train (summary, untrained controls, skip on
+rerun), run_activations (shared rows, names, layout), run_search (sync), the CLI commands, bad input."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deepdraw.cli import EXTRA_COMMANDS, main
+from deepdraw.config import config_from_dict
+from deepdraw.errors import DeepDrawError
+from deepdraw.nn import search as search_mod
+from deepdraw.nn.cli import add_commands
+from deepdraw.nn.models import build_model
+from deepdraw.nn.stage import (
+    SEARCH_COLUMNS,
+    SUMMARY_COLUMNS,
+    activation_indices,
+    activation_paths,
+    best_per_family,
+    planned_runs,
+    run_activations,
+    run_evaluate,
+    run_search,
+    run_train,
+    train_output_paths,
+)
+from deepdraw.nn.train import load_checkpoint
+from deepdraw.paths import RunPaths
+
+TINY = "spatial_temporal_1_4_4_5233"  # spatial0 (13, 320, 4) -> temporal0 (13, 107, 4)
+N_CLASSES = 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine oversubscribed OpenMP threads are very slow."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _commands():
+    if add_commands not in EXTRA_COMMANDS:
+        EXTRA_COMMANDS.append(add_commands)
+    yield
+
+
+def make_pcrt(path, n, seed):
+    """Separable toy PCRT file: class c raises channel 0 of muscles 6c..6c+5 and has its own rhythm."""
+    rng = np.random.default_rng(seed)
+    label = np.arange(n) % N_CLASSES
+    rng.shuffle(label)
+    t = np.arange(320) * 0.015
+    x = rng.normal(0, 0.3, size=(n, 25, 320, 2)).astype(np.float32)
+    for i, c in enumerate(label):
+        x[i, 6 * c : 6 * c + 6, :, 0] += 1.5
+        x[i, :, :, 1] += np.sin(2 * np.pi * (c + 1) * t / 4.8)
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 1))
+    ee = np.stack([30 + 5 * np.sin(t + phase), -10 + 5 * np.cos(t + phase), np.zeros((n, 320))], axis=1)
+    with h5py.File(path, "w") as f:
+        f.attrs["kind"] = "pcrt"
+        f["spindle_info"] = x
+        f["label"] = label.astype(np.int64)
+        f["endeffector_coords"] = ee.astype(np.float32)
+        f["joint_coords"] = rng.normal(size=(n, 4, 320)).astype(np.float32)
+        f["plane"] = np.array([b"horizontal", b"vertical"] * (n // 2), dtype="S10")
+        f["start_id"] = rng.integers(0, 100, n)
+        f["end_id"] = rng.integers(100, 320, n)
+        for k, vals in (("size", [0.7, 1.0, 1.3]), ("speed", [0.8, 1.0, 1.2, 1.4])):
+            f[k] = rng.choice(vals, n)
+        for k in ("rot", "shear_x", "shear_y"):
+            f[k] = rng.choice([-30.0, -15.0, 0.0, 15.0, 30.0], n)
+    return path
+
+
+def make_cfg(root, **sections):
+    data = {
+        "run": {"out_dir": str(root), "seed": 5, "quiet": True},
+        "parallel": {"mode": "sync"},
+        "train": {
+            "models": [TINY],
+            "tasks": ["art", "tdt"],
+            "seeds": [1, 2],
+            "max_epochs": 2,
+            "lr": 5e-3,
+            "batch_size": 16,
+            "device": "cpu",
+        },
+        "activations": {"n_samples": 20, "batch_size": 8},
+    }
+    for k, v in sections.items():
+        data.setdefault(k, {}).update(v)
+    return config_from_dict(data)
+
+
+def write_toml(path, cfg_dict):
+    lines = []
+    for sec, values in cfg_dict.items():
+        lines.append(f"[{sec}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stage")
+    rp = RunPaths(root)
+    rp.dataset.mkdir(parents=True)
+    make_pcrt(rp.pcrt_train, 120, 0)
+    make_pcrt(rp.pcrt_test, 48, 1)
+    cfg = make_cfg(root)
+    t0 = time.perf_counter()
+    table = run_train(cfg)
+    return cfg, table, time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------------------------------------ train
+def test_summary_table(run):
+    cfg, table, _ = run
+    on_disk = pd.read_csv(RunPaths(cfg.out_dir).models / "summary.csv")
+    assert list(on_disk.columns) == SUMMARY_COLUMNS
+    assert len(on_disk) == len(table) == 2 * 2 * 2  # tasks x seeds x (trained, untrained)
+    assert set(on_disk["model"]) == {
+        f"{TINY}_1",
+        f"{TINY}_2",
+        f"{TINY}_1r",
+        f"{TINY}_2r",
+        "spatial_temporal_r_1_4_4_5233_1",
+        "spatial_temporal_r_1_4_4_5233_2",
+        "spatial_temporal_r_1_4_4_5233_1r",
+        "spatial_temporal_r_1_4_4_5233_2r",
+    }
+    art = on_disk[on_disk.task == "art"]
+    tdt = on_disk[on_disk.task == "tdt"]
+    assert art["test_accuracy"].notna().all() and art["test_error_cm"].isna().all()
+    assert tdt["test_error_cm"].notna().all() and tdt["test_accuracy"].isna().all()
+    assert (on_disk[on_disk.trained].epochs == 2).all()
+    assert set(on_disk[on_disk.trained].stopped_by) == {"max_epochs"}
+    for _, r in art.iterrows():
+        assert r["val_accuracy"] == r["val_accuracy"]  # not NaN
+        assert (RunPaths(cfg.out_dir).root / r["checkpoint"]).is_file()
+    assert all(p.exists() for p in train_output_paths(cfg))
+
+
+def test_trained_beats_untrained(run):
+    cfg, table, _ = run
+    art = table[table.task == "art"].set_index("model")
+    for s in (1, 2):
+        trained, untrained = art.loc[f"{TINY}_{s}", "test_accuracy"], art.loc[f"{TINY}_{s}r", "test_accuracy"]
+        assert trained > untrained and trained > 0.5, (trained, untrained)
+        assert untrained < 0.6  # chance is 0.25 on the toy set
+    tdt = table[table.task == "tdt"].set_index("model")
+    assert (
+        tdt.loc["spatial_temporal_r_1_4_4_5233_1", "test_error_cm"]
+        < tdt.loc["spatial_temporal_r_1_4_4_5233_1r", "test_error_cm"]
+    )
+
+
+def test_untrained_is_initial_weights(run):
+    cfg, _, _ = run
+    for r in planned_runs(cfg):
+        model, ck = load_checkpoint(r.checkpoint(False))
+        assert ck["model_name"] == r.untrained_name and not ck["trained"]
+        fresh = build_model(r.architecture, r.task, seed=r.seed)
+        for k, v in fresh.state_dict().items():
+            assert torch.equal(model.state_dict()[k], v), (r.name, k)
+
+
+def test_rerun_skips(run, tmp_path):
+    cfg, table, first_s = run
+    metrics = RunPaths(cfg.out_dir).models / f"{TINY}_1" / "metrics.json"
+    before = metrics.read_text()
+    toml = write_toml(
+        tmp_path / "c.toml",
+        {
+            "run": {"out_dir": str(cfg.out_dir), "seed": 5},
+            "parallel": {"mode": "sync"},
+            "train": cfg.to_dict(["train"])["train"],
+        },
+    )
+    t0 = time.perf_counter()
+    assert main(["-q", "train", str(toml)]) == 0
+    again_s = time.perf_counter() - t0
+    assert metrics.read_text() == before
+    again = pd.read_csv(RunPaths(cfg.out_dir).models / "summary.csv")
+    pd.testing.assert_frame_equal(again, table.reset_index(drop=True), check_dtype=False)
+    assert again_s < max(0.5 * first_s, 2.0), (again_s, first_s)
+
+
+def test_changed_settings_refused(run):
+    cfg, _, _ = run
+    changed = make_cfg(cfg.out_dir, train={"max_epochs": 3})
+    with pytest.raises(DeepDrawError, match="max_epochs=2"):
+        run_train(changed)
+
+
+# ------------------------------------------------------------------------------------------ activations
+def test_activations(run):
+    cfg, table, _ = run
+    paths = run_activations(cfg)
+    assert paths == activation_paths(cfg) and len(paths) == 8
+    idx = activation_indices(cfg, 48)
+    assert len(idx) == 20 and np.all(np.diff(idx) > 0)
+    names = set()
+    for p in paths:
+        with h5py.File(p, "r") as f:
+            np.testing.assert_array_equal(f["sample_index"][()], idx)
+            name = f.attrs["model_name"]
+            names.add(name)
+            assert p.stem == name and f.attrs["trained"] == (not name.endswith("r"))
+            layers = list(f.attrs["layer_names"])
+            assert layers == ["input", "spatial0", "temporal0"]
+            assert f["layers/input"].shape == (20, 25, 320, 2)
+            assert f["layers/spatial0"].shape == (20, 13, 320, 4)
+            assert f["layers/temporal0"].shape == (20, 13, 107, 4)
+            assert f["centres/temporal0"].shape == (107,)
+            assert f["kinematics/endeffector_coords"].shape == (20, 3, 320)
+            assert f["plane"].dtype.kind == "S" and f["label"].shape == (20,)
+    assert set(table["model"]) == names
+    mtimes = [p.stat().st_mtime_ns for p in paths]
+    assert run_activations(cfg) == paths
+    assert [p.stat().st_mtime_ns for p in paths] == mtimes  # skipped
+
+
+def test_activation_indices_all_rows_when_small(run):
+    cfg, _, _ = run
+    np.testing.assert_array_equal(activation_indices(cfg, 12), np.arange(12))
+    other = make_cfg(cfg.out_dir, run={"seed": 6})
+    assert not np.array_equal(activation_indices(other, 48), activation_indices(cfg, 48))
+
+
+# ----------------------------------------------------------------------------------------------- search
+def test_search_sync(run, monkeypatch):
+    cfg, _, _ = run
+    tiny = search_mod.Grid(layers=(1,), channels=(4, 8), kernel_sizes=(3, 5), s_strides=(2,), t_strides=(3,))
+    monkeypatch.setitem(search_mod.GRIDS, "tiny", tiny)
+    scfg = make_cfg(
+        cfg.out_dir,
+        search={
+            "families": ["spatial_temporal", "spatiotemporal"],
+            "n_per_family": 2,
+            "max_epochs": 1,
+            "grid": "tiny",
+        },
+    )
+    table = run_search(scfg, seeds=False)
+    csv = pd.read_csv(cfg.out_dir / "search" / "search_results.csv")
+    assert list(csv.columns) == SEARCH_COLUMNS + ["best"] and len(csv) == 4
+    assert csv.groupby("family").size().to_dict() == {"spatial_temporal": 2, "spatiotemporal": 2}
+    assert csv[["train_accuracy", "val_accuracy", "test_accuracy"]].notna().all().all()
+    assert csv.groupby("family")["best"].sum().to_dict() == {"spatial_temporal": 1, "spatiotemporal": 1}
+    best = best_per_family(table)
+    assert list(best.family) == ["spatial_temporal", "spatiotemporal"]
+    for _, b in best.iterrows():
+        assert b.test_accuracy == table[table.family == b.family].test_accuracy.max()
+    # resumable: a rerun reads every candidate's search.json
+    t0 = time.perf_counter()
+    again = run_search(scfg, seeds=False)
+    assert time.perf_counter() - t0 < 5.0
+    pd.testing.assert_frame_equal(again, table)
+    # seeds of the best architectures, trained and untrained, for ART and TDT-PV
+    seeded = make_cfg(
+        cfg.out_dir,
+        search=scfg.to_dict(["search"])["search"],
+        train={"tasks": ["art", "tdt_pv"], "seeds": [1], "max_epochs": 1},
+    )
+    run_search(seeded, seeds=True)
+    seeds = pd.read_csv(cfg.out_dir / "search" / "seeds_summary.csv")
+    assert len(seeds) == 2 * 2 * 2 and set(seeds.architecture) == set(best.name)
+    pv = seeds[seeds.task == "tdt_pv"]
+    assert pv["test_rmse_scaled"].notna().all() and pv.checkpoint.str.startswith("models/tdt_pv/").all()
+    assert set(seeds[~seeds.trained].model) == {n + "r" for n in seeds[seeds.trained].model}
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+def test_cli_evaluate(run, capsys):
+    cfg, table, _ = run
+    rp = RunPaths(cfg.out_dir)
+    ck = rp.models / f"{TINY}_1" / "best.pt"
+    capsys.readouterr()
+    assert main(["-q", "evaluate", str(ck), str(rp.pcrt_test), "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model_name"] == f"{TINY}_1" and out["task"] == "art" and out["n"] == 48
+    row = table.set_index("model").loc[f"{TINY}_1"]
+    assert out["accuracy"] == pytest.approx(row["test_accuracy"])
+    assert run_evaluate(ck, rp.pcrt_test, device="cpu")["accuracy"] == out["accuracy"]
+
+
+# -------------------------------------------------------------------------------------------- bad input
+def test_unknown_family_exits_2(run, tmp_path, capsys):
+    cfg, _, _ = run
+    toml = write_toml(
+        tmp_path / "bad.toml",
+        {
+            "run": {"out_dir": str(cfg.out_dir)},
+            "parallel": {"mode": "sync"},
+            "search": {"families": ["spatial_temporl"], "n_per_family": 1},
+        },
+    )
+    capsys.readouterr()
+    assert main(["-q", "search", str(toml), "--no-seeds"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "spatial_temporl" in err and "spatial_temporal" in err
+    toml = write_toml(
+        tmp_path / "bad2.toml",
+        {"run": {"out_dir": str(cfg.out_dir)}, "train": {"models": ["spatial_temporl_1_4_4_5233"]}},
+    )
+    assert main(["-q", "train", str(toml)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_missing_checkpoint_for_activations(tmp_path):
+    rp = RunPaths(tmp_path)
+    rp.dataset.mkdir(parents=True)
+    make_pcrt(rp.pcrt_test, 8, 2)
+    with pytest.raises(DeepDrawError, match="deepdraw train"):
+        run_activations(make_cfg(tmp_path))
