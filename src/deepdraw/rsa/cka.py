@@ -41,7 +41,9 @@ def linear_cka(X: np.ndarray, Y: np.ndarray, method: str = "auto") -> float:
     X = _centred(X)
     Y = _centred(Y)
     if X.shape[0] != Y.shape[0]:
-        raise DeepDrawError(f"CKA: X holds {X.shape[0]} samples and Y {Y.shape[0]}; expected the same samples")
+        raise DeepDrawError(
+            f"CKA: X holds {X.shape[0]} samples and Y {Y.shape[0]}; expected the same samples"
+        )
     n, dx = X.shape
     dy = Y.shape[1]
     if method == "auto":
@@ -77,7 +79,9 @@ def cka_normalised(A: np.ndarray | None, B: np.ndarray | None, block: int = 512)
     if A is None or B is None:
         return float("nan")
     if A.shape != B.shape:
-        raise DeepDrawError(f"CKA: Gram matrices of shapes {A.shape} and {B.shape}; expected the same samples")
+        raise DeepDrawError(
+            f"CKA: Gram matrices of shapes {A.shape} and {B.shape}; expected the same samples"
+        )
     tot = 0.0
     for s in range(0, A.shape[0], block):
         a = A[s : s + block].astype(np.float64).ravel()
@@ -91,7 +95,11 @@ def check_same_samples(index_a: np.ndarray, index_b: np.ndarray, path_a: str, pa
     a = np.asarray(index_a)
     b = np.asarray(index_b)
     if a.shape != b.shape or not np.array_equal(a, b):
-        where = "sizes differ" if a.shape != b.shape else f"first difference at row {int(np.flatnonzero(a != b)[0])}"
+        where = (
+            "sizes differ"
+            if a.shape != b.shape
+            else f"first difference at row {int(np.flatnonzero(a != b)[0])}"
+        )
         raise DeepDrawError(
             f"{path_b}: key 'sample_index' differs from that of {path_a} ({where}); expected the same test "
             "samples in the same order for every model compared (extract activations with the same seed)"

@@ -13,8 +13,8 @@ at the centre of that output frame's receptive field (``centres[t]``). One ridge
   degrees (chance: 90°). The original regressed θ itself linearly, which breaks at ±180°.
 * **speed**: ‖v‖ in cm/s (velocity = ``np.gradient`` of position over frames / dt); RMSE and R².
 
-Direction and speed use only the points inside the movement (``start_id <= frame <= end_id`` with
-speed > 0), where the direction is defined; position uses every point.
+Direction and speed use only the points inside the movement (``start_id <= frame < end_id``, end
+exclusive as the dataset stage writes it, with speed > 0), where the direction is defined; position uses every point.
 
 Trajectories, never frames, are split 80/20 into train and test (:func:`trajectory_split`), so no
 test trajectory contributes any frame to the fit. The normal equations are accumulated in float64 over
@@ -24,8 +24,10 @@ blocks of trajectories, so no (points x features) float64 copy of a whole layer 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..errors import DeepDrawError
 
@@ -52,7 +54,7 @@ class Kinematics:
     """Per-frame decoding targets of n trajectories of T frames.
 
     position (n, 3, T) cm; speed (n, T) cm/s; angle (n, T) rad in (-π, π], in-plane direction;
-    moving (n, T) bool: inside [start_id, end_id] with speed > 0.
+    moving (n, T) bool: inside [start_id, end_id) with speed > 0.
     """
 
     position: np.ndarray
@@ -89,7 +91,7 @@ def kinematic_targets(
     vb = vel[rows, axes[:, 1]]
     angle = np.arctan2(vb, va)
     frames = np.arange(T)[None, :]
-    inside = (frames >= np.asarray(start_id)[:, None]) & (frames <= np.asarray(end_id)[:, None])
+    inside = (frames >= np.asarray(start_id)[:, None]) & (frames < np.asarray(end_id)[:, None])
     return Kinematics(position=pos, speed=speed, angle=angle, moving=inside & (speed > 0))
 
 
@@ -122,7 +124,7 @@ class RidgeStats:
         if X.shape[0] == 0:
             return
         self.xx += X.T @ X
-        self.xy += X.T @ Y
+        self.xy += X.T @ Y.astype(X.dtype, copy=False)
         self.sx += X.sum(axis=0)
         self.sy += Y.sum(axis=0)
         self.n += X.shape[0]
@@ -151,11 +153,20 @@ class RidgeStats:
         return W, my - mx @ W
 
 
-def _block_points(act: np.ndarray, traj: np.ndarray) -> np.ndarray:
-    """Features of trajectories ``traj``: (len(traj) * frames, rows * channels) float64."""
-    a = np.asarray(act[traj], dtype=np.float64)  # (c, rows, T, ch)
+def _block_points(act: np.ndarray, traj: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
+    """Features of trajectories ``traj`` minus ``shift``: (len(traj) * frames, rows * channels).
+
+    float32 for float32 activations (each block's products are small; they are summed in float64),
+    float64 otherwise. Ridge with an intercept is invariant to the shift, which keeps the float32 sums
+    free of cancellation.
+    """
+    a = act[traj]  # (c, rows, T, ch)
     c, r, T, ch = a.shape
-    return a.transpose(0, 2, 1, 3).reshape(c * T, r * ch)
+    dt = np.float32 if a.dtype == np.float32 else np.float64
+    X = np.ascontiguousarray(a.transpose(0, 2, 1, 3), dtype=dt).reshape(c * T, r * ch)
+    if shift is not None:
+        X -= shift.astype(dt)
+    return X
 
 
 def _block_targets(kin: Kinematics, traj: np.ndarray, centres: np.ndarray):
@@ -166,8 +177,8 @@ def _block_targets(kin: Kinematics, traj: np.ndarray, centres: np.ndarray):
     return pos, ang, spd, mov
 
 
-def _blocks(idx: np.ndarray, points_per_traj: int, d: int, budget: int = 1 << 23):
-    """Split trajectory indices into blocks of about ``budget`` float64 values."""
+def _blocks(idx: np.ndarray, points_per_traj: int, d: int, budget: int = 1 << 20):
+    """Split trajectory indices into blocks of about ``budget`` values (a few MB: cache-friendly)."""
     per = max(1, budget // max(1, points_per_traj * d))
     for s in range(0, idx.size, per):
         yield idx[s : s + per]
@@ -179,7 +190,7 @@ def decode_layer(
     kin: Kinematics,
     test_mask: np.ndarray,
     alpha: float = 1.0,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Fit ridge decoders on the train trajectories of one layer; metrics on the test trajectories.
 
     Parameters
@@ -193,21 +204,38 @@ def decode_layer(
 
     Returns the metrics of :data:`DECODING_METRICS` plus the point counts ``n_train_points`` and
     ``n_test_points`` (position), and ``weights``: dict of the fitted (W, b) per target group.
+
+    The block products are small (thousands of points x at most a few hundred features), where BLAS
+    threads cost more than they bring (5x on a busy 2-core machine): they run on one thread.
     """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _decode_layer(act, centres, kin, test_mask, alpha)
+
+
+def _decode_layer(
+    act: np.ndarray, centres: np.ndarray, kin: Kinematics, test_mask: np.ndarray, alpha: float
+) -> dict[str, Any]:
     if act.ndim != 4:
-        raise DeepDrawError(f"decoding: activations of shape {act.shape}; expected (n, rows, frames, channels)")
+        raise DeepDrawError(
+            f"decoding: activations of shape {act.shape}; expected (n, rows, frames, channels)"
+        )
     n, rows, T, ch = act.shape
     centres = np.asarray(centres, dtype=np.int64)
     if centres.shape != (T,):
-        raise DeepDrawError(f"decoding: {centres.size} centre frames for {T} output frames; expected one per frame")
+        raise DeepDrawError(
+            f"decoding: {centres.size} centre frames for {T} output frames; expected one per frame"
+        )
     d = rows * ch
     train = np.flatnonzero(~np.asarray(test_mask))
     test = np.flatnonzero(test_mask)
     # columns: x, y, z | cos, sin, speed; moving and still points kept apart, summed for position
     mov_stats = RidgeStats(d, 6)
     still_stats = RidgeStats(d, 6)
+    shift = None  # a reference feature mean (first block), subtracted from every point
     for blk in _blocks(train, T, d):
-        X = _block_points(act, blk)
+        if shift is None:
+            shift = _block_points(act, blk, None).mean(axis=0, dtype=np.float64)
+        X = _block_points(act, blk, shift)
         pos, ang, spd, mov = _block_targets(kin, blk, centres)
         Y = np.zeros((X.shape[0], 6))
         Y[:, :3] = pos
@@ -233,7 +261,7 @@ def decode_layer(
     yy_spd = 0.0
     n_mov = 0
     for blk in _blocks(test, T, d):
-        X = _block_points(act, blk)
+        X = _block_points(act, blk, shift)
         pos, ang, spd, mov = _block_targets(kin, blk, centres)
         res = X @ W_pos + b_pos - pos
         sse_pos += float(np.sum(res**2))
@@ -262,5 +290,9 @@ def decode_layer(
     if n_mov:
         sst_spd = yy_spd - ys_spd**2 / n_mov
         out["speed_r2"] = 1.0 - sse_spd / sst_spd if sst_spd > 0 else float("nan")
-    out["weights"] = {"position": (W_pos, b_pos), "movement": (W_mov, b_mov)}
+    # weights on the raw (unshifted) features
+    out["weights"] = {
+        "position": (W_pos, b_pos - shift @ W_pos),
+        "movement": (W_mov, None if W_mov is None else b_mov - shift @ W_mov),
+    }
     return out

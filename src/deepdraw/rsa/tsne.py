@@ -13,12 +13,15 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..errors import DeepDrawError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["plot_tsne_grid", "tsne_embedding"]
+
+SERIAL_BELOW = 2000  # samples under which t-SNE runs on one thread
 
 
 def tsne_embedding(
@@ -29,9 +32,6 @@ def tsne_embedding(
     seed: int = 0,
 ) -> np.ndarray:
     """2-D t-SNE embedding (k, 2) float32 of representations X (k, ...) after PCA."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
     X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
     k, d = X.shape
     if k < 5:
@@ -40,16 +40,27 @@ def tsne_embedding(
     if np.allclose(X, X[:1]):
         log.warning("t-SNE: representation is constant over the subset; embedding is degenerate")
         return np.zeros((k, 2), dtype=np.float32)
+    # threads only pay off for large embeddings; on a busy machine they make small ones 10x slower
+    with threadpool_limits(limits=1 if k < SERIAL_BELOW else None):
+        return _embed(X, nc, d, perplexity, n_iter, seed)
+
+
+def _embed(X: np.ndarray, nc: int, d: int, perplexity: float, n_iter: int, seed: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    k = X.shape[0]
     Z = PCA(n_components=nc, random_state=seed).fit_transform(X) if nc < d else X - X.mean(0)
     perp = min(perplexity, (k - 1) / 3.0)
-    emb = TSNE(
+    tsne = TSNE(
         n_components=2,
         perplexity=perp,
         max_iter=max(250, int(n_iter)),
         init="pca",
         learning_rate="auto",
         random_state=seed,
-    ).fit_transform(Z.astype(np.float64))
+    )
+    emb = tsne.fit_transform(Z.astype(np.float64))
     return emb.astype(np.float32)
 
 
@@ -62,12 +73,16 @@ def plot_tsne_grid(embeddings: dict[str, np.ndarray], labels: np.ndarray, title:
     names = list(embeddings)
     ncol = min(5, len(names))
     nrow = int(np.ceil(len(names) / ncol))
-    fig = Figure(figsize=(2.6 * ncol, 2.6 * nrow + 0.6))
+    fig = Figure(figsize=(2.6 * ncol + 0.8, 2.6 * nrow + 0.6), layout="constrained")
     axes = fig.subplots(nrow, ncol, squeeze=False)
     labels = np.asarray(labels)
     for ax, name in zip(axes.ravel(), names):
         e = embeddings[name]
         sc = ax.scatter(e[:, 0], e[:, 1], c=labels, cmap="tab20", vmin=-0.5, vmax=19.5, s=2, linewidths=0)
+        lo, hi = np.percentile(e, [0.5, 99.5], axis=0)  # a few far outliers should not squash the plot
+        pad = 0.08 * (hi - lo) + 1e-6
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
