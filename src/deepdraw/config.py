@@ -129,6 +129,15 @@ class SvmConfig:
     subsets: list[str] = field(default_factory=lambda: ["full"])
     max_train: int = 0  # 0 = all training samples
     val_fraction: float = 0.1
+    rank: int = 0  # 0 = exact solver; k > 0 = project each pair on its top-k principal directions (approx.)
+    tol: float = 1e-6  # dual solver tolerance (largest projected-gradient entry, margin units)
+    max_iter: int = 100  # active-set iterations per C before the Huber-Newton fallback
+    save_weights: bool = True  # store every chosen model's weights in svm_results.h5
+    read_chunk: int = 256  # samples per HDF5 read when streaming the test file / the TDT decoder
+    decode: bool = True  # fit the linear TDT baseline (hand position from decode_input)
+    decode_input: str = "spindle_info"
+    decode_window: int = 1  # frames per design row (odd; 1 = the inputs at that frame only)
+    decode_alpha: float = 1e-6  # ridge on the standardised inputs (~ ordinary least squares)
 
 
 @dataclass

@@ -16,8 +16,11 @@ Two IK engines solve the same problem, frame after frame along a trajectory: the
 joint limits.
 
 * :func:`ik_reference` is the original method: one ``scipy.optimize.fmin_slsqp`` call per frame,
-  always started from ``x0 = (10, 10, 10, 10)``. It is slow (a few hundred frames per second) and
-  kept as the reference.
+  always started from ``x0 = (10, 10, 10, 10)``, with the equality constraint ``‖FK(q) - target‖ = 0``.
+  It is slow (30-50 frames per second) and, because that constraint has no gradient where it holds,
+  it often stops on the constraint short of the nearest posture (about 1 frame in 10 on letter-like
+  paths, see ``tests/test_arm.py``). Kept as the reference; ``method="smooth"`` is a well-posed SLSQP
+  variant of the same objective, used to check the batched engine.
 * :func:`ik_batch` solves thousands of trajectories at once. Elbow flexion follows from the
   shoulder-hand distance, ``|hand|² = 33² + 26² + 2·33·26·cos d``; the remaining freedom is one angle
   ``φ``, the rotation of the whole arm about the shoulder-hand axis (the swivel). Every rotation
@@ -34,9 +37,11 @@ joint limits.
   of arcs whose ends are roots of sinusoid equations (``a`` or ``c`` at a limit), found in closed form;
   so are the points where ``a``, ``b`` or ``c`` equals the previous posture's value (these find the
   narrow stretch near ``b = 0`` where ``a`` sweeps quickly). These roots and a uniform grid are the
-  candidates; the best feasible one is refined by shrinking grids around it, all vectorised over the
-  trajectories. A target with no feasible swivel is unreachable: the posture whose hand is nearest
-  the target is found by projected Gauss-Newton within the limits and its (positive) error returned.
+  candidates; the best feasible one is refined by safeguarded Newton steps on the squared joint
+  distance (analytic first and second derivatives in φ), all vectorised over the trajectories. A
+  target with no feasible swivel (or out of the 25.7-59 cm distance range) is unreachable: the posture
+  whose hand is nearest the target is found by projected Levenberg-Marquardt within the limits and its
+  (positive) error returned.
 """
 
 from __future__ import annotations
@@ -229,8 +234,8 @@ def _fk_scalar(q: np.ndarray) -> tuple[float, float, float]:
     return ca * x2 + sa * z1, sb * x1 + cb * vy, -sa * x2 + ca * z1
 
 
-def _slsqp_point(target_s: np.ndarray, q_prev: np.ndarray) -> np.ndarray:
-    """One call of the original ``Arm.inv_kin``: SLSQP from ``x0 = (10, 10, 10, 10)``.
+def _slsqp_point(target_s: np.ndarray, q_prev: np.ndarray, x0: Sequence[float] = Q_X0) -> np.ndarray:
+    """One call of the original ``Arm.inv_kin``: SLSQP from ``x0`` (the original: (10, 10, 10, 10)).
 
     Gradients are forward differences with step sqrt(eps), as ``fmin_slsqp`` computed them; they are
     coded here (and the FK in scalar math) only to avoid scipy's generic finite-difference overhead.
@@ -259,31 +264,72 @@ def _slsqp_point(target_s: np.ndarray, q_prev: np.ndarray) -> np.ndarray:
 
     res = minimize(
         obj,
-        np.asarray(Q_X0, dtype=float),
+        np.asarray(x0, dtype=float),
         jac=lambda q: fd(obj, q),
         method="SLSQP",
         constraints=[
             {"type": "eq", "fun": lambda q: np.array([pos(q)]), "jac": lambda q: fd(pos, q)[None, :]},
-            {"type": "ineq", "fun": lambda q: np.concatenate([Q_MAX - q, q - Q_MIN]), "jac": lambda q: _LIMITS_JAC},
+            {
+                "type": "ineq",
+                "fun": lambda q: np.concatenate([Q_MAX - q, q - Q_MIN]),
+                "jac": lambda q: _LIMITS_JAC,
+            },
         ],
         options={"maxiter": 100, "ftol": 1e-6},
     )
     return res.x
 
 
+def _slsqp_smooth_point(target_s: np.ndarray, q_prev: np.ndarray) -> np.ndarray:
+    """A well-posed local solve of the same problem (not the original): SLSQP on ``‖q - q_prev‖²``
+    with the smooth vector constraint ``FK(q) - target = 0`` (3 equations) and exact gradients,
+    warm-started from ``q_prev`` clipped to the limits."""
+    from scipy.optimize import minimize
+
+    qp = np.asarray(q_prev, dtype=float)
+    target = np.asarray(target_s, dtype=float)
+    res = minimize(
+        lambda q: float(np.sum((q - qp) ** 2)),
+        np.clip(qp, Q_MIN, Q_MAX),
+        jac=lambda q: 2.0 * (q - qp),
+        method="SLSQP",
+        constraints=[
+            {"type": "eq", "fun": lambda q: fk(q) - target, "jac": lambda q: _fk_jacobian(q[None])[0]},
+            {
+                "type": "ineq",
+                "fun": lambda q: np.concatenate([Q_MAX - q, q - Q_MIN]),
+                "jac": lambda q: _LIMITS_JAC,
+            },
+        ],
+        options={"maxiter": 200, "ftol": 1e-12},
+    )
+    return res.x
+
+
 def ik_reference(
-    targets_w: np.ndarray, q0: Sequence[float] = Q_START
+    targets_w: np.ndarray, q0: Sequence[float] = Q_START, method: str = "original"
 ) -> tuple[np.ndarray, np.ndarray]:
     """The original IK (``make_joint_config``): SLSQP frame by frame.
 
-    At each frame, ``fmin_slsqp`` minimises ``‖q - q_prev‖`` subject to ``‖FK(q) - target‖ = 0`` and
-    the joint limits, started from ``x0 = (10, 10, 10, 10)``; ``q_prev`` is ``q0`` for the first frame,
-    then the previous solution.
+    ``method="original"``: at each frame, ``fmin_slsqp`` minimises ``‖q - q_prev‖`` subject to
+    ``‖FK(q) - target‖ = 0`` and the joint limits, started from ``x0 = (10, 10, 10, 10)``; ``q_prev``
+    is ``q0`` for the first frame, then the previous solution. Because this equality constraint is not
+    differentiable where it is satisfied, SLSQP often stops on the constraint short of the nearest
+    posture (about 1 frame in 10 along letter-like test trajectories, with jumps of 10-60° in joint
+    space; :func:`ik_batch` finds the nearest posture on every frame, see ``tests/test_arm.py``).
+
+    ``method="smooth"`` (not the original; a check of :func:`ik_batch`): the same objective with the
+    differentiable constraint ``FK(q) - target = 0``, exact gradients and SLSQP warm-started from
+    ``q_prev``. It converges to the local optimum nearest the previous posture.
 
     targets_w: (T, 3) hand targets in {W}, cm (no NaN). q0: (4,) degrees.
     Returns joints (T, 4) in degrees and err (T,) = ‖target - FK(q)‖ in cm; the original's
     ``tracing_error`` is ``err.sum()`` (:func:`tracing_error`).
     """
+    solvers = {"original": _slsqp_point, "smooth": _slsqp_smooth_point}
+    if method not in solvers:
+        raise DeepDrawError(f"method: expected 'original' or 'smooth', got {method!r}")
+    solve = solvers[method]
     targets_w = np.asarray(targets_w, dtype=float)
     if targets_w.ndim != 2 or targets_w.shape[1] != 3:
         raise DeepDrawError(f"targets_w: expected shape (T, 3) in cm, got {targets_w.shape}")
@@ -294,7 +340,7 @@ def ik_reference(
     joints = np.empty((len(targets_s), 4))
     err = np.empty(len(targets_s))
     for t, target in enumerate(targets_s):
-        q = _slsqp_point(target, q_prev)
+        q = solve(target, q_prev)
         joints[t] = q
         err[t] = np.linalg.norm(target - _fk_matrix(q))
         q_prev = q
@@ -306,16 +352,21 @@ def tracing_error(err: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.nansum(np.asarray(err, dtype=float), axis=axis)
 
 
-def reach_error_reference(points_w: np.ndarray, q0: Sequence[float] = Q_START) -> np.ndarray:
+def reach_error_reference(
+    points_w: np.ndarray, q0: Sequence[float] = Q_START, x0: Sequence[float] = Q_X0
+) -> np.ndarray:
     """Single-point reach error of the original start-point search (``isreachable_point``), with SLSQP.
 
-    points_w: (m, 3) cm in {W}. Returns (m,) cm. Slow (milliseconds per point).
+    ``‖p - FK(q)‖`` where q is SLSQP's answer for ``min ‖q - q0‖`` s.t. ``‖FK(q) - p‖ = 0`` and the
+    limits, started from ``x0``. SLSQP sometimes stops short of a reachable point (mostly stuck at
+    b = 0, where a has no effect on the hand); the error is then large although the point is reachable.
+    points_w: (m, 3) cm in {W}. Returns (m,) cm. Slow (about 10 ms per point).
     """
     points_s = world_to_shoulder(np.atleast_2d(np.asarray(points_w, dtype=float)))
     q0 = np.asarray(q0, dtype=float)
     out = np.empty(len(points_s))
     for i, p in enumerate(points_s):
-        q = _slsqp_point(p, q0)
+        q = _slsqp_point(p, q0, x0)
         out[i] = np.linalg.norm(p - _fk_matrix(q))
     return out
 
@@ -324,24 +375,24 @@ def reach_error_reference(points_w: np.ndarray, q0: Sequence[float] = Q_START) -
 # batched engine: swivel search
 # --------------------------------------------------------------------------------------------------
 class _Swivel:
-    """The joint angles along the swivel circle of k targets (all arrays have leading axis k).
+    """Joint angles along the swivel circle of k targets p_s (k, 3) in {S} (see the module docstring).
 
-    ``coef`` (k, 5, 3): the five sinusoids X=-R01, Y=R21, Z=R11, S=R02-R20, C=R00+R22 of φ, each
-    ``A + B cos φ + C sin φ``; ``d`` (k,) elbow flexion in degrees.
+    ``coef`` (k, 5, 3): the sinusoids X=-R01, Y=R21, Z=R11, S=R02-R20, C=R00+R22 of the swivel angle
+    φ, each ``A + B cos φ + C sin φ``; ``d`` (k,) elbow flexion (degrees) for the distance clamped to
+    the reachable range; ``r`` (k,) the target distance (cm).
     """
 
     def __init__(self, p_s: np.ndarray):
         r = np.linalg.norm(p_s, axis=-1)
         self.r = r
-        r_c = np.clip(r, _R_MIN, _R_MAX)
-        self.d = elbow_flexion_from_distance(r_c)
+        self.d = elbow_flexion_from_distance(np.clip(r, _R_MIN, _R_MAX))
         dr = np.deg2rad(self.d)
         vy = -_L1 - _L2 * np.cos(dr)
         vz = -_L2 * np.sin(dr)
         rv = np.sqrt(vy**2 + vz**2)
         k = len(p_s)
-        # frame of the arm at rest: (v̂, e_x, v̂ × e_x)
-        fa = np.zeros((k, 3, 3))  # columns
+        # orthonormal frame of the arm at rest (columns): (v̂, e_x, v̂ × e_x), v = (0, vy, vz)
+        fa = np.zeros((k, 3, 3))
         fa[:, 1, 0] = vy / rv
         fa[:, 2, 0] = vz / rv
         fa[:, 0, 1] = 1.0
@@ -350,19 +401,17 @@ class _Swivel:
         # frame of the target: (u, b1, u × b1), b1 ⟂ u built from the axis least aligned with u
         safe_r = np.where(r > 0, r, 1.0)
         u = np.where(r[:, None] > 0, p_s / safe_r[:, None], np.array([0.0, -1.0, 0.0]))
-        ax = np.argmin(np.abs(u), axis=1)
         e = np.zeros((k, 3))
-        e[np.arange(k), ax] = 1.0
+        e[np.arange(k), np.argmin(np.abs(u), axis=1)] = 1.0
         b1 = np.cross(u, e)
         b1 /= np.linalg.norm(b1, axis=1, keepdims=True)
-        b2 = np.cross(u, b1)
-        fb = np.stack([u, b1, b2], axis=2)
-        r0 = fb @ np.swapaxes(fa, 1, 2)
-        p0 = u[:, :, None] * np.einsum("ki,kij->kj", u, r0)[:, None, :]  # u uᵀ R0
+        fb = np.stack([u, b1, np.cross(u, b1)], axis=2)
+        r0 = fb @ np.swapaxes(fa, 1, 2)  # R0 · v̂ = u
+        # Rot(u, φ) = u uᵀ + cos φ (I - u uᵀ) + sin φ [u]x, so R(φ) = P0 + cos φ P1 + sin φ P2
+        p0 = u[:, :, None] * np.einsum("ki,kij->kj", u, r0)[:, None, :]
         p1 = r0 - p0
-        p2 = np.cross(u[:, None, :], np.swapaxes(r0, 1, 2), axis=-1)  # rows: u × column j of R0
-        p2 = np.swapaxes(p2, 1, 2)
-        parts = np.stack([p0, p1, p2], axis=-1)  # (k, 3, 3, 3): R = P0 + cos P1 + sin P2
+        p2 = np.swapaxes(np.cross(u[:, None, :], np.swapaxes(r0, 1, 2)), 1, 2)
+        parts = np.stack([p0, p1, p2], axis=-1)  # (k, 3, 3, 3)
         coef = np.empty((k, 5, 3))
         coef[:, 0] = -parts[:, 0, 1]
         coef[:, 1] = parts[:, 2, 1]
@@ -371,164 +420,201 @@ class _Swivel:
         coef[:, 4] = parts[:, 0, 0] + parts[:, 2, 2]
         self.coef = coef
 
-    def joints(self, phi: np.ndarray, a_prev: np.ndarray) -> np.ndarray:
-        """(a, b, c) in degrees at swivel angles ``phi`` (k, m) -> (k, m, 3)."""
-        cp, sp = np.cos(phi), np.sin(phi)
-        co = self.coef
-        v = co[:, :, 0, None] + co[:, :, 1, None] * cp[:, None, :] + co[:, :, 2, None] * sp[:, None, :]
-        x, y, z, s, c = v[:, 0], v[:, 1], v[:, 2], v[:, 3], v[:, 4]
-        out = np.empty(phi.shape + (3,))
-        out[..., 0] = np.rad2deg(np.arctan2(y, x))
-        out[..., 1] = np.rad2deg(np.arccos(np.clip(z, -1.0, 1.0)))
-        out[..., 2] = np.rad2deg(np.arctan2(s, c))
-        # b = 0: a is free (set to the previous one, clipped); c stays well defined
-        pole = (x * x + y * y) < 1e-24
-        if pole.any():
-            ap = np.broadcast_to(np.clip(a_prev, Q_MIN[0], Q_MAX[0])[:, None], phi.shape)
-            out[..., 0] = np.where(pole, ap, out[..., 0])
+    def subset(self, rows: np.ndarray) -> _Swivel:
+        out = _Swivel.__new__(_Swivel)
+        out.coef, out.r, out.d = self.coef[rows], self.r[rows], self.d[rows]
         return out
 
-    def roots(self, which: int, theta_deg: np.ndarray) -> np.ndarray:
-        """Swivel angles where joint ``which`` (0: a, 1: b, 2: c) equals ``theta_deg`` (k,): (k, 2).
+    def joints(self, phi: np.ndarray, a_prev: np.ndarray, deriv: bool = False) -> tuple[np.ndarray, ...]:
+        """(a, b, c) in radians at swivel angles ``phi`` (k, m), each (k, m).
 
-        Solves ``A + B cos φ + C sin φ = 0`` in closed form; with no root, returns the extremum's φ
-        (still a valid point of the swivel circle, so a harmless extra candidate).
+        With ``deriv``, also their first and second derivatives with respect to φ (9 arrays). Where
+        b = 0 exactly, ``a`` is free and set to ``a_prev`` (k,) radians clipped to the limits.
         """
-        th = np.deg2rad(theta_deg)
+        cp = np.cos(phi)[:, None, :]
+        sp = np.sin(phi)[:, None, :]
+        co = self.coef
+        ca, cb, cc = co[:, :, 0, None], co[:, :, 1, None], co[:, :, 2, None]
+        v = ca + cb * cp + cc * sp  # (k, 5, m)
+        x, y, z, s, c = v[:, 0], v[:, 1], v[:, 2], v[:, 3], v[:, 4]
+        a = np.arctan2(y, x)
+        b = np.arccos(np.clip(z, -1.0, 1.0))
+        cj = np.arctan2(s, c)
+        rxy = x * x + y * y
+        pole = rxy < 1e-24
+        if pole.any():
+            ap = np.clip(a_prev, *_LIM_RAD[0])[:, None]
+            a = np.where(pole, ap, a)
+        if not deriv:
+            return a, b, cj
+        v1 = cc * cp - cb * sp
+        v2 = ca - v
+        x1, y1, z1, s1, c1 = v1[:, 0], v1[:, 1], v1[:, 2], v1[:, 3], v1[:, 4]
+        x2, y2, z2, s2, c2 = v2[:, 0], v2[:, 1], v2[:, 2], v2[:, 3], v2[:, 4]
+
+        def atan2_derivs(yy, xx, y1_, x1_, y2_, x2_, den):
+            den = np.maximum(den, 1e-24)
+            num = xx * y1_ - yy * x1_
+            d1 = num / den
+            d2 = (xx * y2_ - yy * x2_) / den - 2.0 * d1 * (xx * x1_ + yy * y1_) / den
+            return d1, d2
+
+        da, dda = atan2_derivs(y, x, y1, x1, y2, x2, rxy)
+        dc, ddc = atan2_derivs(s, c, s1, c1, s2, c2, s * s + c * c)
+        w = np.maximum(1.0 - z * z, 1e-24)  # b = 0 or 180°: derivatives capped, not inf
+        sw = np.sqrt(w)
+        db = -z1 / sw
+        ddb = -(z2 * w + z * z1 * z1) / (w * sw)
+        return a, b, cj, da, db, dc, dda, ddb, ddc
+
+    def roots(self, which: int, theta: np.ndarray) -> np.ndarray:
+        """Swivel angles where joint ``which`` (0: a, 1: b, 2: c) equals ``theta`` (k,) radians: (k, 2).
+
+        Solves ``A + B cos φ + C sin φ = 0`` in closed form; without a root, returns the φ of the
+        extremum (a valid point of the swivel circle all the same, so a harmless extra candidate).
+        """
         co = self.coef
         if which == 0:  # Y cos θ - X sin θ = 0
-            g = co[:, 1] * np.cos(th)[:, None] - co[:, 0] * np.sin(th)[:, None]
+            g = co[:, 1] * np.cos(theta)[:, None] - co[:, 0] * np.sin(theta)[:, None]
         elif which == 1:  # Z - cos θ = 0
             g = co[:, 2].copy()
-            g[:, 0] -= np.cos(th)
+            g[:, 0] -= np.cos(theta)
         else:  # S cos θ - C sin θ = 0
-            g = co[:, 3] * np.cos(th)[:, None] - co[:, 4] * np.sin(th)[:, None]
+            g = co[:, 3] * np.cos(theta)[:, None] - co[:, 4] * np.sin(theta)[:, None]
         rho = np.hypot(g[:, 1], g[:, 2])
         psi = np.arctan2(g[:, 2], g[:, 1])
-        t = np.clip(-g[:, 0] / np.where(rho > 0, rho, 1.0), -1.0, 1.0)
-        w = np.arccos(t)
+        w = np.arccos(np.clip(-g[:, 0] / np.where(rho > 0, rho, 1.0), -1.0, 1.0))
         return np.stack([psi + w, psi - w], axis=1)
 
 
-def _objective(abc: np.ndarray, q_prev3: np.ndarray) -> np.ndarray:
-    """Squared joint distance to the previous posture (a, b, c only: d is fixed), inf where infeasible."""
-    lo = Q_MIN[:3] - _FEAS_TOL_DEG
-    hi = Q_MAX[:3] + _FEAS_TOL_DEG
-    feas = np.all((abc >= lo) & (abc <= hi), axis=-1)
-    f = np.sum((abc - q_prev3[:, None, :]) ** 2, axis=-1)
-    return np.where(feas, f, np.inf)
+_LIM_RAD = np.deg2rad(np.stack([Q_MIN, Q_MAX], axis=1))  # (4, 2) [lo, hi] radians
+_FEAS_TOL_RAD = np.deg2rad(_FEAS_TOL_DEG)
+
+
+def _objective(a: np.ndarray, b: np.ndarray, c: np.ndarray, qp: np.ndarray) -> np.ndarray:
+    """Squared distance (rad²) of (a, b, c) (k, m) to the previous posture qp (k, 3) radians; inf if infeasible.
+
+    d is fixed by the target, and b = arccos(.) is always within [0°, 180°]: only a and c can leave
+    their limits.
+    """
+    feas = (a >= _LIM_RAD[0, 0] - _FEAS_TOL_RAD) & (a <= _LIM_RAD[0, 1] + _FEAS_TOL_RAD)
+    feas &= (c >= _LIM_RAD[2, 0] - _FEAS_TOL_RAD) & (c <= _LIM_RAD[2, 1] + _FEAS_TOL_RAD)
+    f = (a - qp[:, 0, None]) ** 2 + (b - qp[:, 1, None]) ** 2 + (c - qp[:, 2, None]) ** 2
+    f[~feas] = np.inf
+    return f
 
 
 def _solve_frame(
-    p_s: np.ndarray,
-    q_prev: np.ndarray,
-    n_grid: int,
-    n_zoom: int,
-    zoom_points: int,
-    zoom_shrink: float,
+    p_s: np.ndarray, q_prev: np.ndarray, n_grid: int = 32, n_newton: int = 10
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest feasible posture to ``q_prev`` (k, 4) with the hand on ``p_s`` (k, 3); see module doc."""
+    """Nearest feasible posture (k, 4) to ``q_prev`` (k, 4, degrees) with the hand on ``p_s`` (k, 3, {S} cm).
+
+    Candidates: ``n_grid`` uniform swivel angles, and the closed-form swivel angles where a, b or c
+    equals its previous value or a or c is at a limit. The best feasible candidate is refined by
+    safeguarded Newton steps on the squared joint distance (trust radius = grid spacing, a step is
+    kept only if it lowers the distance and stays feasible). Returns (q (k, 4) degrees, err (k,) cm).
+    """
     k = len(p_s)
     sw = _Swivel(p_s)
-    a_prev = q_prev[:, 0]
-    qp3 = q_prev[:, :3]
-    grid = np.broadcast_to(np.linspace(-np.pi, np.pi, n_grid, endpoint=False), (k, n_grid))
-    ones = np.ones(k)
-    cands = [
-        grid,
-        sw.roots(0, a_prev),
-        sw.roots(1, q_prev[:, 1]),
-        sw.roots(2, q_prev[:, 2]),
-        sw.roots(0, Q_MIN[0] * ones),
-        sw.roots(0, Q_MAX[0] * ones),
-        sw.roots(2, Q_MIN[2] * ones),
-        sw.roots(2, Q_MAX[2] * ones),
-    ]
-    phi = np.concatenate(cands, axis=1)
-    abc = sw.joints(phi, a_prev)
-    f = _objective(abc, qp3)
+    qp = np.deg2rad(q_prev[:, :3])
+    a_prev = qp[:, 0]
+    lim = _LIM_RAD
+    phi = np.concatenate(
+        [
+            np.broadcast_to(np.linspace(-np.pi, np.pi, n_grid, endpoint=False), (k, n_grid)),
+            sw.roots(0, a_prev),
+            sw.roots(1, qp[:, 1]),
+            sw.roots(2, qp[:, 2]),
+            sw.roots(0, np.full(k, lim[0, 0])),
+            sw.roots(0, np.full(k, lim[0, 1])),
+            sw.roots(2, np.full(k, lim[2, 0])),
+            sw.roots(2, np.full(k, lim[2, 1])),
+        ],
+        axis=1,
+    )
+    a, b, c = sw.joints(phi, a_prev)
+    f = _objective(a, b, c, qp)
     rows = np.arange(k)
-    best = np.argmin(f, axis=1)
-    best_f = f[rows, best]
-    best_phi = phi[rows, best]
-    best_abc = abc[rows, best]
-    # a stretch of the circle (a, c at a limit) can be narrower than the grid: use the root spacing
-    hw = np.full(k, np.pi / n_grid * 2.0)
-    offs = np.linspace(-1.0, 1.0, zoom_points)
-    ok = np.isfinite(best_f)
-    idx = np.flatnonzero(ok)
-    for _ in range(n_zoom if idx.size else 0):
-        ph = best_phi[idx, None] + hw[idx, None] * offs[None, :]
-        abc_z = sw_joints_subset(sw, idx, ph, a_prev)
-        fz = _objective(abc_z, qp3[idx])
-        j = np.argmin(fz, axis=1)
-        fj = fz[np.arange(idx.size), j]
-        better = fj < best_f[idx]
-        if better.any():
-            sel = idx[better]
-            best_f[sel] = fj[better]
-            best_phi[sel] = ph[better, j[better]]
-            best_abc[sel] = abc_z[better, j[better]]
-        hw[idx] /= zoom_shrink
+    j = np.argmin(f, axis=1)
+    f_cur = f[rows, j]
+    ok = np.isfinite(f_cur)
+    ph = phi[rows, j][:, None]
+    if n_newton > 0:
+        cur = sw.joints(ph, a_prev, deriv=True)
+        h = np.full((k, 1), 2 * np.pi / n_grid)
+        fc = f_cur[:, None].copy()
+        for _ in range(n_newton):
+            a, b, c, da, db, dc, dda, ddb, ddc = cur
+            ra, rb, rc = a - qp[:, 0, None], b - qp[:, 1, None], c - qp[:, 2, None]
+            g = ra * da + rb * db + rc * dc
+            hess = da * da + db * db + dc * dc + ra * dda + rb * ddb + rc * ddc
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = np.where(hess > 0, -g / hess, -np.sign(g) * h)
+            step = np.clip(np.nan_to_num(step), -h, h)
+            new = sw.joints(ph + step, a_prev, deriv=True)
+            fn = _objective(new[0], new[1], new[2], qp)
+            acc = fn < fc
+            if not acc.any():
+                h *= 0.25
+                continue
+            ph = np.where(acc, ph + step, ph)
+            fc = np.where(acc, fn, fc)
+            cur = tuple(np.where(acc, nv, cv) for nv, cv in zip(new, cur))
+            h = np.where(acc, np.where(np.abs(step) >= 0.99 * h, 2.0 * h, h), 0.25 * np.abs(step))
+            if np.max(np.abs(step), initial=0.0) < 1e-12:
+                break
+        a, b, c = cur[0][:, 0], cur[1][:, 0], cur[2][:, 0]
+    else:
+        a, b, c = a[rows, j], b[rows, j], c[rows, j]
     q = np.empty((k, 4))
-    q[:, :3] = best_abc
+    q[:, 0], q[:, 1], q[:, 2] = np.rad2deg(a), np.rad2deg(b), np.rad2deg(c)
     q[:, 3] = sw.d
     np.clip(q, Q_MIN, Q_MAX, out=q)
     bad = ~ok | (sw.r < _R_MIN) | (sw.r > _R_MAX)
     if bad.any():
-        q[bad] = _nearest_reachable(p_s[bad], sw, np.flatnonzero(bad), phi[bad], a_prev)
+        idx = np.flatnonzero(bad)
+        q[idx] = _nearest_reachable(p_s[idx], sw.subset(idx), phi[idx], a_prev[idx])
     err = np.linalg.norm(fk(q) - p_s, axis=-1)
     return q, err
 
 
-def sw_joints_subset(sw: _Swivel, idx: np.ndarray, phi: np.ndarray, a_prev: np.ndarray) -> np.ndarray:
-    """:meth:`_Swivel.joints` for the rows ``idx`` only."""
-    if idx.size == len(sw.coef):
-        return sw.joints(phi, a_prev)
-    sub = _Swivel.__new__(_Swivel)
-    sub.coef = sw.coef[idx]
-    return sub.joints(phi, a_prev[idx])
-
-
 def _fk_jacobian(q: np.ndarray, h: float = 1e-5) -> np.ndarray:
     """d hand / d q, (k, 3, 4) in cm/degree, by central differences."""
-    k = len(q)
     steps = np.eye(4) * h
     qq = np.concatenate([q[:, None, :] + steps[None], q[:, None, :] - steps[None]], axis=1)
     x = fk(qq)  # (k, 8, 3)
-    return np.swapaxes((x[:, :4] - x[:, 4:]) / (2 * h), 1, 2).reshape(k, 3, 4)
+    return np.swapaxes((x[:, :4] - x[:, 4:]) / (2 * h), 1, 2)
 
 
 def _nearest_reachable(
-    p_s: np.ndarray, sw: _Swivel, rows: np.ndarray, phi: np.ndarray, a_prev: np.ndarray, n_iter: int = 60
+    p_s: np.ndarray, sw: _Swivel, phi: np.ndarray, a_prev: np.ndarray, n_iter: int = 60
 ) -> np.ndarray:
     """Posture within the limits whose hand is nearest ``p_s`` (k, 3), for unreachable targets.
 
-    Start: the best of the swivel candidates (distance clamped to [r_min, 59], angles clipped to the
-    limits); then projected Levenberg-Marquardt on ‖FK(q) - p‖² inside the joint box.
+    Start: the best of the swivel candidates ``phi`` (k, m) (distance clamped to [r_min, 59] cm,
+    angles clipped to the limits); then projected Levenberg-Marquardt on ‖FK(q) - p‖² inside the box.
     """
     k = len(p_s)
-    abc = sw_joints_subset(sw, rows, phi, a_prev)
-    qc = np.empty(abc.shape[:2] + (4,))
-    qc[..., :3] = abc
-    qc[..., 3] = sw.d[rows, None]
-    qc = np.clip(np.nan_to_num(qc), Q_MIN, Q_MAX)
+    a, b, c = sw.joints(phi, a_prev)
+    qc = np.stack([a, b, c, np.broadcast_to(np.deg2rad(sw.d)[:, None], a.shape)], axis=-1)
+    qc = np.clip(np.nan_to_num(np.rad2deg(qc)), Q_MIN, Q_MAX)
     e = np.linalg.norm(fk(qc) - p_s[:, None, :], axis=-1)
     q = qc[np.arange(k), np.argmin(e, axis=1)]
     res = fk(q) - p_s
     cost = np.sum(res**2, axis=1)
     lam = np.full(k, 1e-3)
+    eye = np.eye(4)
     for _ in range(n_iter):
         jac = _fk_jacobian(q)
         grad = np.einsum("kij,ki->kj", jac, res)
-        # freeze joints at a limit whose gradient pushes outwards
-        at_lo = (q <= Q_MIN + 1e-12) & (grad > 0)
-        at_hi = (q >= Q_MAX - 1e-12) & (grad < 0)
-        free = ~(at_lo | at_hi)
+        # a joint at a limit whose gradient pushes outwards stays there
+        free = ~(((q <= Q_MIN + 1e-12) & (grad > 0)) | ((q >= Q_MAX - 1e-12) & (grad < 0)))
         jf = jac * free[:, None, :]
-        h = np.einsum("kij,kil->kjl", jf, jf)
-        h += (lam[:, None, None] + 1e-12) * np.eye(4) * (1.0 + np.einsum("kjj->kj", h)[:, :, None])
-        step = -np.linalg.solve(h, (grad * free)[..., None])[..., 0]
+        hess = np.einsum("kij,kil->kjl", jf, jf)
+        hess = (
+            hess + lam[:, None, None] * (eye * (1.0 + np.einsum("kjj->kj", hess)[:, :, None])) + 1e-12 * eye
+        )
+        step = -np.linalg.solve(hess, (grad * free)[..., None])[..., 0]
         q_new = np.clip(q + step, Q_MIN, Q_MAX)
         res_new = fk(q_new) - p_s
         cost_new = np.sum(res_new**2, axis=1)
@@ -567,12 +653,10 @@ def _validate_targets(targets_w: np.ndarray, lengths: np.ndarray | None) -> tupl
 def ik_batch(
     targets_w: np.ndarray,
     lengths: np.ndarray | None = None,
-    q0: Sequence[float] = Q_START,
+    q0: Sequence[float] | np.ndarray = Q_START,
     *,
-    n_grid: int = 48,
-    n_zoom: int = 14,
-    zoom_points: int = 9,
-    zoom_shrink: float = 4.0,
+    n_grid: int = 32,
+    n_newton: int = 10,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batched IK: at each frame, the feasible posture nearest the previous one that reaches the target.
@@ -583,35 +667,41 @@ def ik_batch(
 
     targets_w: (n, T, 3) hand targets in {W}, cm; NaN after the end of a trajectory.
     lengths: (n,) int valid frames per trajectory; None: up to the last finite frame.
-    q0: (4,) degrees. Returns joints (n, T, 4) degrees and err (n, T) = ‖target - FK(q)‖ cm, both NaN
-    beyond ``lengths``. Unreachable targets get the posture whose hand is nearest (within the limits)
-    and a positive error.
+    q0: (4,) or (n, 4) posture before the first frame, degrees.
+    n_grid, n_newton: swivel candidates on a uniform grid, and Newton refinement steps.
+    Returns joints (n, T, 4) degrees and err (n, T) = ‖target - FK(q)‖ cm, both NaN beyond
+    ``lengths``. Unreachable targets get the posture whose hand is nearest the target (within the
+    limits) and a positive error; the next frame starts from that posture.
     """
     targets_w, lengths = _validate_targets(targets_w, lengths)
     n, t_max, _ = targets_w.shape
+    q0 = np.asarray(q0, dtype=float)
+    if q0.shape not in ((4,), (n, 4)):
+        raise DeepDrawError(f"q0: expected shape (4,) or ({n}, 4) in degrees, got {q0.shape}")
     joints = np.full((n, t_max, 4), np.nan)
     err = np.full((n, t_max), np.nan)
     if n == 0 or lengths.max(initial=0) == 0:
         return joints, err
-    order = np.argsort(-lengths, kind="stable")  # active trajectories form a prefix
+    order = np.argsort(-lengths, kind="stable")  # the trajectories still running form a prefix
     len_sorted = lengths[order]
-    p_s = world_to_shoulder(targets_w[order, : len_sorted[0]])
-    q_prev = np.broadcast_to(np.asarray(q0, dtype=float), (n, 4)).copy()
-    q_out = np.full((n, t_max, 4), np.nan)
-    e_out = np.full((n, t_max), np.nan)
-    steps = range(int(len_sorted[0]))
+    t_run = int(len_sorted[0])
+    p_s = world_to_shoulder(targets_w[order, :t_run])
+    q_prev = np.broadcast_to(q0, (n, 4))[order].copy()
+    q_out = np.full((n, t_run, 4), np.nan)
+    e_out = np.full((n, t_run), np.nan)
+    steps = range(t_run)
     if progress:
         from tqdm import tqdm
 
         steps = tqdm(steps, desc="ik_batch frames", leave=False)
     for t in steps:
-        k = int(np.count_nonzero(len_sorted > t))  # rows still running
-        q, e = _solve_frame(p_s[:k, t], q_prev[:k], n_grid, n_zoom, zoom_points, zoom_shrink)
+        k = int(np.count_nonzero(len_sorted > t))  # padding frames cost nothing
+        q, e = _solve_frame(p_s[:k, t], q_prev[:k], n_grid, n_newton)
         q_out[:k, t] = q
         e_out[:k, t] = e
         q_prev[:k] = q
-    joints[order] = q_out
-    err[order] = e_out
+    joints[order, :t_run] = q_out
+    err[order, :t_run] = e_out
     return joints, err
 
 
@@ -632,7 +722,7 @@ def reach_error(points_w: np.ndarray, chunk: int = 200_000) -> np.ndarray:
         p_s = world_to_shoulder(pts[s : s + chunk])
         k = len(p_s)
         q_prev = np.broadcast_to(q_ref, (k, 4))
-        _, e = _solve_frame(p_s, q_prev, n_grid=24, n_zoom=0, zoom_points=1, zoom_shrink=1.0)
+        _, e = _solve_frame(p_s, q_prev, n_grid=16, n_newton=0)
         out[s : s + chunk] = e
     return out
 

@@ -297,3 +297,850 @@ class ExactEngine:
     def path_lengths(self, joints: Any, lengths: Any = None, quiet: bool = True) -> np.ndarray:
         """Muscle-tendon (path) lengths in mm, same shapes as :meth:`lengths`."""
         return self.evaluate(joints, lengths, fiber=False, path=True, quiet=quiet)["path"]
+
+    def fiber_subset(self, joints: np.ndarray, which: np.ndarray, quiet: bool = True) -> np.ndarray:
+        """Exact fiber lengths (mm) of some muscles at some postures (the fast engine's fallback).
+
+        joints: (K, 4) degrees; which: (K, 25) bool. Returns (K, 25) with NaN where ``which`` is False.
+        Each muscle's equilibrium depends only on its own path, so the values equal :meth:`lengths`.
+        """
+        q = np.asarray(joints, dtype=np.float64)
+        which = np.asarray(which, dtype=bool)
+        out = np.full(which.shape, np.nan)
+        s = self._state
+        from tqdm.auto import tqdm
+
+        for k in tqdm(range(len(q)), desc="OpenSim fallback", unit="frame", disable=quiet, leave=False):
+            idx = np.flatnonzero(which[k])
+            if idx.size == 0:
+                continue
+            r = np.pi * (q[k] / 180.0)
+            if self.procedure == "original":
+                self._set_original(s, r)
+            else:
+                self._set_direct(s, r)
+            self._model.realizeVelocity(s)
+            for j in idx:
+                m = self._muscles[j]
+                m.computeEquilibrium(s)
+                out[k, j] = m.getFiberLength(s) * 1000.0
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# postures of the dataset: synthetic pen paths around DeepDraw's start points, through the arm's IK
+# --------------------------------------------------------------------------------------------------
+_PLANES = {
+    "horizontal": np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]),
+    "vertical": np.array([[0.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
+}
+
+
+def _resample(p: np.ndarray, n: int) -> np.ndarray:
+    x = np.linspace(0, p.shape[1] - 1, max(n, 2))
+    src = np.arange(p.shape[1])
+    return np.stack([np.interp(x, src, row) for row in p])
+
+
+def synthetic_trajectories(
+    n: int,
+    seed: int = 0,
+    startpoints: str | os.PathLike | None = None,
+    box_cm: float = 10.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Joint trajectories like the dataset's: smooth pen paths at DeepDraw's start points, solved by IK.
+
+    Each pen path is a random smooth curve (a sum of sinusoids in velocity, 40-182 frames), rescaled
+    per axis to a ``box_cm`` box as the UCI characters are, then augmented as in generate_data.py
+    (size 0.7/1/1.3, rotation and shears in {0, ±15°, ±30°}, speed 0.8-1.4), put in a horizontal or
+    vertical plane at a random start point of ``pcr_startingpoints.hdf5`` and solved by
+    :func:`deepdraw.dataset.arm.ik_batch` from the posture (50, 40, 20, 75).
+    Returns joints (n, T, 4) degrees (NaN after each end) and lengths (n,).
+    """
+    import h5py
+
+    from . import arm
+
+    if startpoints is None:
+        from ..paths import original_startpoints
+
+        startpoints = original_startpoints()
+    try:
+        with h5py.File(startpoints, "r") as f:
+            starts = {k: np.asarray(f[k][()], dtype=np.float64) for k in _PLANES}
+    except (OSError, KeyError) as e:
+        raise DeepDrawError(f"{startpoints}: cannot read the start points 'horizontal'/'vertical' ({e})") from None
+    rng = np.random.default_rng(seed)
+    angles = np.deg2rad([-30.0, -15.0, 0.0, 15.0, 30.0])
+    paths = []
+    for _ in range(n):
+        t0 = int(rng.integers(40, 183))
+        s = np.linspace(0.0, 1.0, t0)
+        vel = np.zeros((2, t0))
+        for ax in range(2):
+            for _k in range(int(rng.integers(2, 6))):
+                fr = rng.uniform(0.5, 3.5)
+                vel[ax] += rng.normal() / fr * np.sin(2 * np.pi * fr * s + rng.uniform(0, 2 * np.pi))
+        p = np.cumsum(vel, axis=1)
+        lo, hi = p.min(axis=1, keepdims=True), p.max(axis=1, keepdims=True)
+        p = ((p - lo) / np.where(hi - lo > 0, hi - lo, 1.0) - 0.5) * box_cm
+        size = float(rng.choice([0.7, 1.0, 1.3]))
+        p = _resample(p[:, :1] + size * (p - p[:, :1]), int(t0 * size))
+        rot, shx, shy = (float(rng.choice(angles)) for _ in range(3))
+        c, si = np.cos(rot), np.sin(rot)
+        p = np.array([[1.0, np.tan(shx)], [np.tan(shy), 1.0]]) @ np.array([[c, -si], [si, c]]) @ p
+        p = _resample(p, int(p.shape[1] / float(rng.choice([0.8, 1.0, 1.2, 1.4]))))
+        plane = "horizontal" if rng.random() < 0.5 else "vertical"
+        start = starts[plane][int(rng.integers(len(starts[plane])))]
+        p3 = np.concatenate([p, np.zeros((1, p.shape[1]))])
+        paths.append((_PLANES[plane] @ p3 + start[:, None]).T)
+    lens = np.array([len(p) for p in paths], dtype=np.int64)
+    targets = np.full((n, int(lens.max(initial=1)), 3), np.nan)
+    for i, p in enumerate(paths):
+        targets[i, : len(p)] = p
+    joints, _ = arm.ik_batch(targets, lens)
+    return joints, lens
+
+
+def character_trajectories(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Joint trajectories of the dataset's kind from the shipped UCI characters (as generate_data.py).
+
+    Uses :mod:`deepdraw.dataset.characters`, :mod:`~deepdraw.dataset.augment` and
+    :func:`~deepdraw.dataset.arm.ik_batch`; for validation and benchmarks.
+    Returns joints (n, T, 4) degrees (NaN after each end) and lengths (n,).
+    """
+    import h5py
+
+    from ..paths import original_startpoints
+    from . import arm, augment, characters
+
+    rc = characters.load_shipped(verify=False)
+    trajs, lens, _ = characters.preprocess(rc)
+    with h5py.File(original_startpoints(), "r") as f:
+        starts = {k: np.asarray(f[k][()], dtype=np.float64) for k in _PLANES}
+    rng = np.random.default_rng(seed)
+    paths = []
+    for _ in range(n):
+        j = int(rng.integers(len(lens)))
+        plane = "horizontal" if rng.random() < 0.5 else "vertical"
+        lat = augment.draw_latents(
+            rng, len(starts[plane]), [0.7, 1.0, 1.3], [-30.0, -15.0, 0.0, 15.0, 30.0], [0.8, 1.0, 1.2, 1.4], [0.0]
+        )
+        paths.append(augment.transform(trajs[j, :, : lens[j]], lat, plane, starts[plane][lat.start_id]).T)
+    out_lens = np.array([len(p) for p in paths], dtype=np.int64)
+    targets = np.full((n, int(out_lens.max(initial=1)), 3), np.nan)
+    for i, p in enumerate(paths):
+        targets[i, : len(p)] = p
+    joints, _ = arm.ik_batch(targets, out_lens)
+    return joints, out_lens
+
+
+def dataset_trajectories(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Realistic joint trajectories: from the UCI characters when available, else synthetic ones."""
+    try:
+        return character_trajectories(n, seed)
+    except (DeepDrawError, ImportError, AttributeError, OSError) as e:
+        log.warning("character trajectories unavailable (%s); using synthetic pen paths", e)
+        return synthetic_trajectories(n, seed)
+
+
+# --------------------------------------------------------------------------------------------------
+# OpenSim evaluation of many postures, in worker processes
+# --------------------------------------------------------------------------------------------------
+_WORKER: ExactEngine | None = None
+
+
+def _worker_init(model_path: str) -> None:
+    global _WORKER
+    _WORKER = ExactEngine(model_path)
+
+
+def _worker_eval(task: tuple[np.ndarray, bool]) -> tuple[np.ndarray, np.ndarray | None]:
+    postures, fiber = task
+    assert _WORKER is not None
+    r = _WORKER.evaluate(postures[None], fiber=fiber, path=True)
+    return r["path"][0], (r["fiber"][0] if fiber else None)
+
+
+def evaluate_postures(
+    model_path: str | os.PathLike,
+    postures: np.ndarray,
+    fiber: bool = False,
+    workers: int = 1,
+    chunk: int = 500,
+    quiet: bool = True,
+    desc: str = "OpenSim postures",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Path (and fiber) lengths, mm, of many postures (K, 4) degrees, in ``workers`` processes.
+
+    Returns (path (K, 25), fiber (K, 25) or None). Postures are independent; the values do not
+    depend on the number of workers beyond OpenSim's ~1e-11 mm history effects.
+    """
+    from tqdm.auto import tqdm
+
+    postures = np.ascontiguousarray(postures, dtype=np.float64).reshape(-1, 4)
+    k = len(postures)
+    path = np.full((k, len(MUSCLES)), np.nan)
+    fib = np.full((k, len(MUSCLES)), np.nan) if fiber else None
+    if k == 0:
+        return path, fib
+    bounds = [(s, min(k, s + chunk)) for s in range(0, k, chunk)]
+    bar = tqdm(total=k, desc=desc, unit="posture", disable=quiet, leave=False, smoothing=0.05)
+    try:
+        if workers <= 1 or len(bounds) == 1:
+            eng = ExactEngine(model_path)
+            for s, e in bounds:
+                r = eng.evaluate(postures[None, s:e], fiber=fiber, path=True)
+                path[s:e] = r["path"][0]
+                if fib is not None:
+                    fib[s:e] = r["fiber"][0]
+                bar.update(e - s)
+            return path, fib
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(bounds)),
+            mp_context=mp.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(str(model_path),),
+        ) as pool:
+            futs = {pool.submit(_worker_eval, (postures[s:e], fiber)): (s, e) for s, e in bounds}
+            for fut in as_completed(futs):
+                s, e = futs[fut]
+                p, f = fut.result()
+                path[s:e] = p
+                if fib is not None:
+                    fib[s:e] = f
+                bar.update(e - s)
+        return path, fib
+    finally:
+        bar.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# tables: cubic Lagrange interpolation on a regular grid, with a per-cell choice of stencil
+# --------------------------------------------------------------------------------------------------
+FALLBACK = 255
+"""Stencil code of a cell the fast engine does not trust (the exact engine is asked)."""
+_SHIFTS = np.array([-1, 0, 1])
+
+
+def _lagrange4(x: np.ndarray) -> np.ndarray:
+    """Weights (..., 4) of the cubic through nodes -1, 0, 1, 2 at position(s) x."""
+    x = np.asarray(x, dtype=np.float64)
+    xm, x1, x2 = x + 1.0, x - 1.0, x - 2.0
+    return np.stack([-x * x1 * x2 / 6.0, xm * x1 * x2 / 2.0, -xm * x * x2 / 2.0, xm * x * x1 / 6.0], axis=-1)
+
+
+def _stencil6(t: float) -> np.ndarray:
+    """(3, 6): weights over nodes -2..3 of the cubic stencils shifted by -1, 0, +1, at position t."""
+    w = np.zeros((3, 6))
+    for k, s in enumerate(_SHIFTS):
+        w[k, 1 + s : 5 + s] = _lagrange4(t - s)
+    return w
+
+
+def _choose_stencils(pred_err: np.ndarray, tol: float, centre: int) -> np.ndarray:
+    """pred_err (..., n_shift, M) max abs error over the check points -> codes (..., M) uint8.
+
+    The centred stencil when it passes; else the best shifted one that passes; else FALLBACK.
+    """
+    err = np.where(np.isfinite(pred_err), pred_err, np.inf)
+    best = np.argmin(err, axis=-2)
+    best_err = np.take_along_axis(err, best[..., None, :], axis=-2)[..., 0, :]
+    code = np.where(err[..., centre, :] <= tol, centre, best)
+    ok = (err[..., centre, :] <= tol) | (best_err <= tol)
+    return np.where(ok, code, FALLBACK).astype(np.uint8)
+
+
+# 7 check points of a cell (unit coordinates): centre and the 6 face centres
+_CHECK_POINTS = np.array(
+    [[0.5, 0.5, 0.5], [0.0, 0.5, 0.5], [1.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 1.0, 0.5], [0.5, 0.5, 0.0], [0.5, 0.5, 1.0]]
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# building the fast engine
+# --------------------------------------------------------------------------------------------------
+_PAD = 3  # nodes beyond the joint limits on each side (room for shifted stencils)
+_S0 = np.array([50.0, 40.0, 20.0])  # shoulder posture at which the elbow parts are tabulated
+_D0 = 90.0  # elbow flexion at which the shoulder parts are tabulated
+_FIBER_DL = 0.01  # mm: spacing of the path -> fiber map
+
+def _engine_schema() -> dict:
+    from ..store import Field
+
+    return {
+        "muscles": Field((25,), "S", doc="muscle names, dataset order"),
+        "coupling": Field((25,), "iu", doc="bit 0: depends on the shoulder, bit 1: on the elbow"),
+        "offset": Field((25,), "f", doc="mm subtracted from shoulder part + elbow part"),
+        "shoulder_index": Field(("ms",), "iu", doc="muscles with a shoulder table"),
+        "shoulder_grid": Field((2, 3), "f", doc="origin (deg) and step (deg) per axis"),
+        "shoulder_table": Field(("ms", None, None, None), "f", doc="path length at the nodes, mm"),
+        "shoulder_code": Field(("ms", None, None, None), "u", doc="stencil code per cell (255: exact)"),
+        "elbow_index": Field(("me",), "iu", doc="muscles with an elbow table"),
+        "elbow_grid": Field((2,), "f", doc="origin and step, deg"),
+        "elbow_table": Field(("me", None), "f", doc="path length at the nodes, mm"),
+        "elbow_code": Field(("me", None), "u", doc="stencil code per cell (255: exact)"),
+        "fiber_map_path": Field((None,), "f", doc="path lengths, mm, sorted per muscle"),
+        "fiber_map_fiber": Field((None,), "f", doc="fiber lengths at those path lengths, mm"),
+        "fiber_map_start": Field((26,), "iu", doc="start of each muscle's map in the two arrays"),
+    }
+
+
+def _region_cells(post3: np.ndarray, origin: np.ndarray, step: float, n: np.ndarray, margin: int) -> np.ndarray:
+    """Boolean (n-1)^3 mask of the cells holding postures, dilated by ``margin`` cells."""
+    from scipy import ndimage
+
+    ncell = n - 1
+    cells = np.floor((post3 - origin) / step).astype(np.int64)
+    ok = np.all((cells >= 2) & (cells <= n - 4), axis=1)
+    occ = np.zeros(tuple(ncell), dtype=bool)
+    occ[tuple(cells[ok].T)] = True
+    if margin > 0:
+        occ = ndimage.binary_dilation(occ, structure=np.ones((3, 3, 3), dtype=bool), iterations=margin)
+    inside = np.zeros(tuple(ncell), dtype=bool)
+    inside[2 : n[0] - 3, 2 : n[1] - 3, 2 : n[2] - 3] = True
+    return occ & inside
+
+
+def _stencil_nodes(region: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Boolean n^3 mask of the nodes that the stencils (shifted by up to one) of region cells use."""
+    r = np.zeros(tuple(n), dtype=bool)
+    r[:-1, :-1, :-1] = region
+    out = np.zeros_like(r)
+    for da in range(-2, 4):
+        for db in range(-2, 4):
+            for dc in range(-2, 4):
+                out |= np.roll(r, (da, db, dc), axis=(0, 1, 2))
+    return out
+
+
+def _coupling(eng: ExactEngine, post: np.ndarray, rng: np.random.Generator, k: int = 80) -> tuple[np.ndarray, np.ndarray]:
+    """Which muscles depend on the shoulder / the elbow, and the mixed difference (additivity check)."""
+    i = rng.integers(len(post), size=(k, 4))
+    s1, s2 = post[i[:, 0], :3], post[i[:, 1], :3]
+    d1, d2 = post[i[:, 2], 3:], post[i[:, 3], 3:]
+    quad = np.concatenate(
+        [np.concatenate([s1, d1], 1), np.concatenate([s1, d2], 1), np.concatenate([s2, d1], 1), np.concatenate([s2, d2], 1)]
+    )
+    L = eng.path_lengths(quad[None])[0].reshape(4, k, len(MUSCLES))
+    with np.errstate(invalid="ignore"):
+        dep_sh = np.nanmax(np.abs(L[0] - L[2]), axis=0) > 1e-9
+        dep_el = np.nanmax(np.abs(L[0] - L[1]), axis=0) > 1e-9
+        mixed = np.nanmax(np.abs(L[0] - L[1] - L[2] + L[3]), axis=0)
+    coupling = dep_sh.astype(np.int8) | (dep_el.astype(np.int8) << 1)
+    coupling[coupling == 0] = 1  # constant: a (flat) shoulder table
+    return coupling, mixed
+
+
+def _fiber_map(path: np.ndarray, fiber: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Per muscle: path lengths sorted and thinned to _FIBER_DL, the fiber lengths there, and the
+    largest error of linear interpolation of the thinned map at all samples (mm)."""
+    xs, ys, errs = [], [], np.zeros(len(MUSCLES))
+    for m in range(len(MUSCLES)):
+        ok = np.isfinite(path[:, m]) & np.isfinite(fiber[:, m])
+        x, y = path[ok, m], fiber[ok, m]
+        o = np.argsort(x, kind="stable")
+        x, y = x[o], y[o]
+        _, first = np.unique(np.floor(x / _FIBER_DL), return_index=True)
+        keep = np.union1d(first, [len(x) - 1]) if len(x) else first
+        xs.append(x[keep])
+        ys.append(y[keep])
+        errs[m] = float(np.max(np.abs(np.interp(x, x[keep], y[keep]) - y))) if len(x) else np.nan
+    return xs, ys, errs
+
+
+def build_fast_engine(
+    model_path: str | os.PathLike | None = None,
+    out_path: str | os.PathLike | None = None,
+    *,
+    step_deg: float = 2.5,
+    elbow_step_deg: float = 0.1,
+    tol_mm: float = 0.03,
+    n_region_traj: int = 20000,
+    region_margin: int = 1,
+    region_joints: np.ndarray | None = None,
+    n_fiber_samples: int = 20000,
+    seed: int = 0,
+    workers: int = 0,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> Path:
+    """Build the fast engine's tables from OpenSim and write them as an artifact (``kind`` muscle_fast_engine).
+
+    The region tabulated is the set of shoulder cells (``step_deg``) visited by the postures of
+    ``n_region_traj`` :func:`synthetic_trajectories` (or by ``region_joints``, any (..., 4) array of
+    postures, degrees), dilated by ``region_margin`` cells. Every cell is checked against OpenSim at its
+    centre and face centres; a muscle's cell whose best cubic stencil misses by more than ``tol_mm``
+    is marked for the exact engine. ``workers``: OpenSim processes (0: one per core).
+    Returns the path written. See docs/muscles.md.
+    """
+    t_start = time.time()
+    model_path = Path(model_path) if model_path is not None else default_model_path()
+    out_path = Path(out_path) if out_path is not None else default_engine_path()
+    if out_path.exists() and not overwrite:
+        raise DeepDrawError(f"{out_path}: output exists; refusing to overwrite it (delete it, or use --overwrite)")
+    if not (0.2 <= step_deg <= 20.0) or not (0.005 <= elbow_step_deg <= 5.0) or tol_mm <= 0:
+        raise DeepDrawError(
+            f"build_fast_engine: step_deg={step_deg}, elbow_step_deg={elbow_step_deg}, tol_mm={tol_mm}; "
+            "expected 0.2-20 deg, 0.005-5 deg and a positive tolerance"
+        )
+    workers = int(workers) if workers and workers > 0 else (os.cpu_count() or 1)
+    eng = ExactEngine(model_path)
+    rng = np.random.default_rng(seed)
+    stats: dict[str, Any] = {}
+
+    # 1. postures of the dataset -> region
+    t0 = time.time()
+    if region_joints is None:
+        joints, lens = synthetic_trajectories(n_region_traj, seed)
+        post = joints[np.arange(joints.shape[1])[None, :] < lens[:, None]]
+    else:
+        post = np.asarray(region_joints, dtype=np.float64).reshape(-1, 4)
+        post = post[np.all(np.isfinite(post), axis=1)]
+    if len(post) == 0:
+        raise DeepDrawError("region_joints: no finite posture; expected an array (..., 4) of joint angles in degrees")
+    stats["region_postures"] = int(len(post))
+    stats["time_region_s"] = round(time.time() - t0, 1)
+
+    # 2. which muscle depends on what; the split path = shoulder part + elbow part must be exact
+    coupling, mixed = _coupling(eng, post, rng)
+    both = coupling == 3
+    if np.any(both & ~(mixed <= 1e-6)):
+        m = int(np.argmax(np.where(both, np.nan_to_num(mixed, nan=np.inf), -1)))
+        raise DeepDrawError(
+            f"{model_path}: the path length of {MUSCLES[m]} is not a shoulder part plus an elbow part "
+            f"(mixed difference {mixed[m]:.3g} mm); expected separable paths (docs/muscles.md)"
+        )
+    sh_idx = np.flatnonzero(coupling & 1)
+    el_idx = np.flatnonzero(coupling & 2)
+    stats["mixed_difference_max_mm"] = float(np.nanmax(np.where(both, mixed, 0.0)))
+
+    # 3. shoulder grid, region, nodes and check points
+    h = float(step_deg)
+    origin = Q_MIN[:3] - _PAD * h
+    n = np.ceil((Q_MAX[:3] - Q_MIN[:3]) / h - 1e-9).astype(np.int64) + 1 + 2 * _PAD
+    region = _region_cells(post[:, :3], origin, h, n, region_margin)
+    nodes_mask = _stencil_nodes(region, n)
+    node_ix = np.argwhere(nodes_mask)
+    cells = np.argwhere(region)
+    half = (2 * cells[:, None, :] + np.rint(2 * _CHECK_POINTS)[None].astype(np.int64)).reshape(-1, 3)
+    half_u, half_inv = np.unique(half, axis=0, return_inverse=True)
+    half_inv = half_inv.reshape(len(cells), len(_CHECK_POINTS))
+    # 4. elbow grid, nodes and check points (t = 1/3, 2/3 of each cell)
+    he = float(elbow_step_deg)
+    origin_e = Q_MIN[3] - _PAD * he
+    ne = int(np.ceil((Q_MAX[3] - Q_MIN[3]) / he - 1e-9)) + 1 + 2 * _PAD
+    cells_e = np.arange(2, ne - 3)
+    chk_e = np.array([1.0 / 3.0, 2.0 / 3.0])
+    # 5. fiber-map samples: dataset postures and random ones in the region with any elbow flexion
+    n_fs = int(n_fiber_samples)
+    pick = post[rng.integers(len(post), size=n_fs // 2)]
+    rc = cells[rng.integers(len(cells), size=n_fs - n_fs // 2)]
+    rnd = np.concatenate(
+        [origin + h * (rc + rng.random((len(rc), 3))), rng.uniform(Q_MIN[3], Q_MAX[3], (len(rc), 1))], axis=1
+    )
+    fib_post = np.concatenate([pick, rnd])
+
+    def with_elbow(q3: np.ndarray, d: float) -> np.ndarray:
+        return np.concatenate([q3, np.full((len(q3), 1), d)], axis=1)
+
+    def with_shoulder(d: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.broadcast_to(_S0, (len(d), 3)), d[:, None]], axis=1)
+
+    post_sh = np.concatenate([with_elbow(origin + h * node_ix, _D0), with_elbow(origin + h * half_u / 2.0, _D0)])
+    d_nodes = origin_e + he * np.arange(ne)
+    d_chk = (origin_e + he * (cells_e[:, None] + chk_e[None, :])).ravel()
+    post_el = np.concatenate([with_shoulder(d_nodes), with_shoulder(d_chk), np.r_[_S0, _D0][None]])
+    log.info(
+        "fast engine: %d region cells (step %.3g deg), %d shoulder nodes, %d check points, %d elbow postures, "
+        "%d fiber samples, %d workers",
+        len(cells), h, len(node_ix), len(half_u), len(post_el), len(fib_post), workers,
+    )  # fmt: skip
+    t0 = time.time()
+    all_post = np.concatenate([post_sh, post_el])
+    path_all, _ = evaluate_postures(model_path, all_post, False, workers, quiet=quiet, desc="OpenSim: tables")
+    path_fs, fib_fs = evaluate_postures(model_path, fib_post, True, workers, quiet=quiet, desc="OpenSim: fiber map")
+    stats["time_opensim_s"] = round(time.time() - t0, 1)
+    stats["opensim_postures"] = int(len(all_post) + len(fib_post))
+
+    # 6. shoulder table (float32 as stored) and stencil choice per cell and muscle
+    t0 = time.time()
+    ms = len(sh_idx)
+    table = np.full((ms, *n), np.nan, dtype=np.float32)
+    vals_nodes = path_all[: len(node_ix)][:, sh_idx]
+    table[:, node_ix[:, 0], node_ix[:, 1], node_ix[:, 2]] = vals_nodes.T.astype(np.float32)
+    vals_chk = path_all[len(node_ix) : len(node_ix) + len(half_u)][:, sh_idx]
+    code = np.full((ms, *(n - 1)), FALLBACK, dtype=np.uint8)
+    w6 = [[_stencil6(t) for t in p] for p in _CHECK_POINTS]  # [point][axis] -> (3, 6)
+    off6 = np.arange(-2, 4)
+    chunk = 400
+    for s in range(0, len(cells), chunk):
+        c = cells[s : s + chunk]
+        ia = (c[:, 0, None] + off6)[:, :, None, None]
+        ib = (c[:, 1, None] + off6)[:, None, :, None]
+        ic = (c[:, 2, None] + off6)[:, None, None, :]
+        v6 = table[:, ia, ib, ic].astype(np.float64)  # (ms, C, 6, 6, 6)
+        err = np.zeros((len(c), 27, ms))
+        for p in range(len(_CHECK_POINTS)):
+            pred = np.einsum("xa,yb,zc,mnabc->nxyzm", w6[p][0], w6[p][1], w6[p][2], v6, optimize=True)
+            truth = vals_chk[half_inv[s : s + chunk, p]]  # (C, ms)
+            e = np.abs(pred.reshape(len(c), 27, ms) - truth[:, None, :])
+            err = np.maximum(err, np.where(np.isfinite(e), e, np.inf))
+        code[:, c[:, 0], c[:, 1], c[:, 2]] = _choose_stencils(err, tol_mm, 13).T
+    stats["time_stencils_s"] = round(time.time() - t0, 1)
+
+    # 7. elbow table and stencils
+    pe = path_all[len(post_sh) :]
+    me = len(el_idx)
+    table_e = pe[:ne][:, el_idx].T.copy()  # (me, ne)
+    chk_vals = pe[ne : ne + 2 * len(cells_e)][:, el_idx].reshape(len(cells_e), 2, me)
+    ref = pe[-1]
+    err_e = np.zeros((len(cells_e), 3, me))
+    for p, t in enumerate(chk_e):
+        w = _stencil6(t)  # (3, 6)
+        v6 = table_e[:, cells_e[:, None] + off6]  # (me, C, 6)
+        pred = np.einsum("sa,mca->csm", w, v6)
+        e = np.abs(pred - chk_vals[:, p, None, :])
+        err_e = np.maximum(err_e, np.where(np.isfinite(e), e, np.inf))
+    code_e = np.full((me, ne - 1), FALLBACK, dtype=np.uint8)
+    code_e[:, cells_e] = _choose_stencils(err_e, tol_mm, 1).T
+    offset = np.where(both, ref, 0.0)
+
+    # 8. path -> fiber maps
+    fx, fy, ferr = _fiber_map(path_fs, fib_fs)
+    start = np.zeros(len(MUSCLES) + 1, dtype=np.int64)
+    start[1:] = np.cumsum([len(x) for x in fx])
+
+    in_region = code != FALLBACK
+    stats.update(
+        region_cells=int(len(cells)),
+        shoulder_nodes=int(len(node_ix)),
+        check_points=int(len(half_u)),
+        fallback_cell_frac={MUSCLES[m]: round(float(1 - in_region[k][region].mean()), 4) for k, m in enumerate(sh_idx)},
+        elbow_fallback_cells=int((code_e[:, cells_e] == FALLBACK).sum()),
+        fiber_map_err_max_mm=float(np.nanmax(ferr)),
+        fiber_map_points=int(start[-1]),
+    )
+    stats["build_time_s"] = round(time.time() - t_start, 1)
+    config = {
+        "step_deg": h, "elbow_step_deg": he, "tol_mm": tol_mm, "n_region_traj": n_region_traj if region_joints is None else None,
+        "region_margin": region_margin, "n_fiber_samples": n_fs, "shoulder_ref_deg": _S0.tolist(), "elbow_ref_deg": _D0,
+        "pad": _PAD, "fiber_map_dl_mm": _FIBER_DL, "region": "synthetic_trajectories" if region_joints is None else "region_joints",
+    }  # fmt: skip
+    from ..paths import original_startpoints
+    from ..store import ArtifactWriter, file_sha256
+
+    inputs = {model_path.name: file_sha256(model_path)}
+    if region_joints is None:
+        sp = original_startpoints()
+        inputs[sp.name] = file_sha256(sp)
+    arrays = {
+        "muscles": np.array(MUSCLES, dtype="S"),
+        "coupling": coupling.astype(np.uint8),
+        "offset": offset,
+        "shoulder_index": sh_idx.astype(np.int16),
+        "shoulder_grid": np.stack([origin, np.full(3, h)]),
+        "shoulder_table": table,
+        "shoulder_code": code,
+        "elbow_index": el_idx.astype(np.int16),
+        "elbow_grid": np.array([origin_e, he]),
+        "elbow_table": table_e,
+        "elbow_code": code_e,
+        "fiber_map_path": np.concatenate(fx),
+        "fiber_map_fiber": np.concatenate(fy),
+        "fiber_map_start": start,
+    }
+    attrs = {"build_stats": json.dumps(stats, sort_keys=True), "model_file": model_path.name}
+    with ArtifactWriter(out_path, ENGINE_KIND, config, {"region": seed}, inputs, attrs, overwrite) as f:
+        for key, arr in arrays.items():
+            big = arr.size > 4096 and arr.dtype.kind in "fiu"
+            f.create_dataset(key, data=arr, **({"compression": "gzip", "compression_opts": 9, "shuffle": True} if big else {}))
+    log.info("fast engine written to %s in %.0f s: %s", out_path, stats["build_time_s"], stats)
+    return out_path
+
+
+# --------------------------------------------------------------------------------------------------
+# the fast engine
+# --------------------------------------------------------------------------------------------------
+class FastEngine:
+    """Fiber lengths from tables built by :func:`build_fast_engine`, with exact fallback.
+
+    Per muscle, path length = shoulder part (tricubic Lagrange on a regular grid of
+    (elv_angle, shoulder_elv, shoulder_rot)) + elbow part (cubic on a fine grid of elbow_flexion)
+    - offset; fiber length = a 1-D map of the path length (the muscle's equilibrium at fixed
+    activation depends on nothing else). Each (cell, muscle) has a stencil checked against OpenSim at
+    build time; where none passes, outside the tabulated region or outside the fiber map, the exact
+    engine computes that muscle at that frame.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], path: Path, attrs: dict[str, Any]) -> None:
+        self.path = path
+        self.attrs = attrs
+        names = tuple(x.decode() if isinstance(x, bytes) else str(x) for x in arrays["muscles"])
+        if names != MUSCLES:
+            raise DeepDrawError(f"{path}: key 'muscles' is {names}; expected {MUSCLES}")
+        self.coupling = arrays["coupling"].astype(np.int64)
+        self.offset = arrays["offset"].astype(np.float64)
+        self.sh_idx = arrays["shoulder_index"].astype(np.int64)
+        self.sh_origin = arrays["shoulder_grid"][0].astype(np.float64)
+        self.sh_step = arrays["shoulder_grid"][1].astype(np.float64)
+        tab = arrays["shoulder_table"]
+        self.sh_n = np.array(tab.shape[1:], dtype=np.int64)
+        self.sh_table = tab.reshape(len(self.sh_idx), -1)  # float32, flat nodes
+        self.sh_code = arrays["shoulder_code"].reshape(len(self.sh_idx), -1)
+        if arrays["shoulder_code"].shape[1:] != tuple(self.sh_n - 1):
+            raise DeepDrawError(f"{path}: key 'shoulder_code' has shape {arrays['shoulder_code'].shape}; expected cells of 'shoulder_table'")
+        self.el_idx = arrays["elbow_index"].astype(np.int64)
+        self.el_origin, self.el_step = (float(v) for v in arrays["elbow_grid"])
+        self.el_table = arrays["elbow_table"].astype(np.float64)
+        self.el_code = arrays["elbow_code"]
+        self.map_x = arrays["fiber_map_path"].astype(np.float64)
+        self.map_y = arrays["fiber_map_fiber"].astype(np.float64)
+        self.map_start = arrays["fiber_map_start"].astype(np.int64)
+        self._exact: ExactEngine | None = None
+        self.model_path: Path | None = None
+        self.model_sha256 = ""
+        inputs = attrs.get("inputs", {})
+        model_file = attrs.get("model_file", "")
+        if isinstance(inputs, dict) and model_file in inputs:
+            self.model_sha256 = inputs[model_file]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, model_path: str | os.PathLike | None = None) -> FastEngine:
+        """Load the artifact (default: the one shipped in data/muscles); ``model_path`` for the fallback."""
+        from ..store import read_arrays, read_attrs
+
+        p = Path(path) if path is not None else default_engine_path()
+        arrays = read_arrays(p, kind=ENGINE_KIND, schema=_engine_schema())
+        eng = cls(arrays, p, read_attrs(p))
+        eng.model_path = Path(model_path) if model_path is not None else None
+        return eng
+
+    # -- exact fallback ---------------------------------------------------------------------------
+    def exact(self) -> ExactEngine:
+        """The exact engine used for fallback frames (created on first use; model checked by sha256)."""
+        if self._exact is None:
+            from ..store import file_sha256
+
+            mp = self.model_path if self.model_path is not None else default_model_path()
+            if not mp.is_file():
+                raise DeepDrawError(f"{mp}: model file not found; the fast engine {self.path} needs it for its fallback frames")
+            if self.model_sha256 and file_sha256(mp) != self.model_sha256:
+                raise DeepDrawError(
+                    f"{mp}: sha256 differs from the model the fast engine {self.path} was built from "
+                    f"({self.model_sha256[:12]}...); expected the same model (rebuild the engine for this one)"
+                )
+            self._exact = ExactEngine(mp)
+        return self._exact
+
+    # -- tables -----------------------------------------------------------------------------------
+    def _shoulder(self, q3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Shoulder parts (K, ms) and a mask (K, ms) of entries to compute exactly."""
+        k, ms = len(q3), len(self.sh_idx)
+        u = (q3 - self.sh_origin) / self.sh_step
+        i0 = np.floor(u)
+        t = u - i0
+        n = self.sh_n
+        inside = np.all((i0 >= 2) & (i0 <= n - 4), axis=1)
+        i0 = np.where(inside[:, None], i0, 2).astype(np.int64)
+        cell = (i0[:, 0] * (n[1] - 1) + i0[:, 1]) * (n[2] - 1) + i0[:, 2]
+        code = self.sh_code[:, cell].T.astype(np.int64)  # (K, ms)
+        bad = (code == FALLBACK) | ~inside[:, None]
+        code = np.where(bad, 13, code)
+        shift = np.stack([code // 9, (code // 3) % 3, code % 3], axis=-1) - 1  # (K, ms, 3)
+        w = _lagrange4(t[:, None, :] - shift)  # (K, ms, 3, 4)
+        base = i0[:, None, :] - 1 + shift  # first node of the stencil per axis
+        flat0 = (base[..., 0] * n[1] + base[..., 1]) * n[2] + base[..., 2]
+        flat0 += (np.arange(ms) * int(np.prod(n)))[None, :]
+        tab = self.sh_table.reshape(-1)
+        acc = np.zeros((k, ms))
+        for a in range(4):
+            for b in range(4):
+                wab = w[..., 0, a] * w[..., 1, b]
+                off = (a * n[1] + b) * n[2]
+                for c in range(4):
+                    acc += (wab * w[..., 2, c]) * tab[flat0 + (off + c)]
+        return acc, bad | ~np.isfinite(acc)
+
+    def _elbow(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        me = len(self.el_idx)
+        ne = self.el_table.shape[1]
+        u = (d - self.el_origin) / self.el_step
+        i0 = np.floor(u)
+        t = u - i0
+        inside = (i0 >= 2) & (i0 <= ne - 4)
+        i0 = np.where(inside, i0, 2).astype(np.int64)
+        code = self.el_code[:, i0].T.astype(np.int64)  # (K, me)
+        bad = (code == FALLBACK) | ~inside[:, None]
+        shift = np.where(bad, 1, code) - 1
+        w = _lagrange4(t[:, None] - shift)  # (K, me, 4)
+        base = i0[:, None] - 1 + shift + (np.arange(me) * ne)[None, :]
+        tab = self.el_table.reshape(-1)
+        acc = sum(w[..., j] * tab[base + j] for j in range(4))
+        return acc, bad | ~np.isfinite(acc)
+
+    def table_lengths(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Tables only, for postures q (K, 4) degrees: (fiber (K, 25), path (K, 25), exact-needed (K, 25))."""
+        q = np.asarray(q, dtype=np.float64).reshape(-1, 4)
+        k = len(q)
+        path = np.zeros((k, len(MUSCLES)))
+        need = np.zeros((k, len(MUSCLES)), dtype=bool)
+        if len(self.sh_idx):
+            s, bad = self._shoulder(q[:, :3])
+            path[:, self.sh_idx] += s
+            need[:, self.sh_idx] |= bad
+        if len(self.el_idx):
+            e, bad = self._elbow(q[:, 3])
+            path[:, self.el_idx] += e
+            need[:, self.el_idx] |= bad
+        path -= self.offset
+        fiber = np.empty_like(path)
+        for m in range(len(MUSCLES)):
+            x = self.map_x[self.map_start[m] : self.map_start[m + 1]]
+            y = self.map_y[self.map_start[m] : self.map_start[m + 1]]
+            col = path[:, m]
+            if len(x) == 0:
+                need[:, m] = True
+                fiber[:, m] = np.nan
+                continue
+            fiber[:, m] = np.interp(col, x, y)
+            need[:, m] |= ~((col >= x[0]) & (col <= x[-1]))
+        fiber[need] = np.nan
+        return fiber, path, need
+
+    # -- public -----------------------------------------------------------------------------------
+    def lengths(
+        self,
+        joints: Any,
+        lengths: Any = None,
+        *,
+        fallback: bool = True,
+        return_fallback: bool = False,
+        chunk: int = 32768,
+        quiet: bool = True,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Fiber lengths (mm): joints (n, T, 4) or (T, 4) degrees -> (n, T, 25) or (T, 25).
+
+        ``lengths`` (n,) ints: valid frames per trajectory (NaN out beyond them). Entries the tables
+        cannot give are computed by the exact engine (``fallback=True``) or left NaN. With
+        ``return_fallback`` also returns the mask (..., T, 25) of the entries that needed the exact
+        engine (a frame fell back when any of its muscles did: ``mask.any(-1)``).
+        """
+        from tqdm.auto import tqdm
+
+        q, valid, squeeze = _as_joints(joints, lengths)
+        flat = q[valid]
+        fib = np.empty((len(flat), len(MUSCLES)))
+        need = np.zeros((len(flat), len(MUSCLES)), dtype=bool)
+        for s in tqdm(range(0, len(flat), chunk), desc="fast muscle tables", disable=quiet, leave=False):
+            f, _, nd = self.table_lengths(flat[s : s + chunk])
+            fib[s : s + chunk] = f
+            need[s : s + chunk] = nd
+        rows = np.flatnonzero(need.any(axis=1))
+        if fallback and rows.size:
+            log.debug("fast engine: %d of %d frames (%d muscle values) from OpenSim", rows.size, len(flat), int(need.sum()))
+            ex = self.exact().fiber_subset(flat[rows], need[rows], quiet=quiet)
+            sub = fib[rows]
+            sub[need[rows]] = ex[need[rows]]
+            fib[rows] = sub
+        out = np.full(q.shape[:2] + (len(MUSCLES),), np.nan)
+        out[valid] = fib
+        if not return_fallback:
+            return out[0] if squeeze else out
+        mask = np.zeros(q.shape[:2] + (len(MUSCLES),), dtype=bool)
+        mask[valid] = need
+        return (out[0], mask[0]) if squeeze else (out, mask)
+
+
+# --------------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------------
+def velocity(fiber: np.ndarray, lengths: np.ndarray | None = None, dt: float = 0.015) -> np.ndarray:
+    """The velocity channel of the dataset: ``np.gradient(L, dt)`` along time over each valid stretch.
+
+    fiber: (n, T, M); lengths (n,) valid frames (None: all). Trajectories shorter than 2 frames and
+    frames beyond ``lengths`` get NaN.
+    """
+    fiber = np.asarray(fiber, dtype=np.float64)
+    n, t_max = fiber.shape[:2]
+    lens = np.full(n, t_max) if lengths is None else np.asarray(lengths)
+    out = np.full_like(fiber, np.nan)
+    for i in range(n):
+        k = int(lens[i])
+        if k >= 2:
+            out[i, :k] = np.gradient(fiber[i, :k], dt, axis=0)
+    return out
+
+
+def compare(fast: np.ndarray, exact: np.ndarray, lengths: np.ndarray | None = None, dt: float = 0.015) -> dict[str, Any]:
+    """Error figures of fiber lengths ``fast`` vs ``exact`` (n, T, 25) over the valid frames."""
+    n, t_max = exact.shape[:2]
+    lens = np.full(n, t_max) if lengths is None else np.asarray(lengths)
+    valid = np.arange(t_max)[None, :] < lens[:, None]
+    a, b = fast[valid], exact[valid]
+    both_nan = np.isnan(a) & np.isnan(b)
+    one_nan = np.isnan(a) ^ np.isnan(b)
+    err = np.where(both_nan, 0.0, np.abs(a - b))
+    err = np.where(one_nan, np.inf, err)
+    va, vb = velocity(fast, lens, dt)[valid], velocity(exact, lens, dt)[valid]
+    ok = np.isfinite(va) & np.isfinite(vb)
+    den = float(np.sum(vb[ok] ** 2))
+    rel = float(np.sqrt(np.sum((va[ok] - vb[ok]) ** 2) / den)) if den > 0 else float("nan")
+    per_m = np.percentile(np.where(np.isfinite(err), err, 1e9), 99.9, axis=0) if len(err) else np.zeros(len(MUSCLES))
+    return {
+        "frames": int(valid.sum()),
+        "trajectories": int(n),
+        "length_err_p999_mm": float(np.percentile(err, 99.9)) if err.size else 0.0,
+        "length_err_max_mm": float(err.max(initial=0.0)),
+        "length_err_mean_mm": float(np.mean(err[np.isfinite(err)])) if err.size else 0.0,
+        "nan_mismatch": int(one_nan.sum()),
+        "velocity_rel_rms": rel,
+        "length_err_p999_per_muscle_mm": {m: round(float(v), 5) for m, v in zip(MUSCLES, per_m)},
+    }
+
+
+def validate_fast_engine(
+    engine: FastEngine | str | os.PathLike | None = None,
+    joints: np.ndarray | None = None,
+    lengths: np.ndarray | None = None,
+    *,
+    n_traj: int = 200,
+    seed: int = 12345,
+    exact: ExactEngine | None = None,
+    quiet: bool = True,
+) -> dict[str, Any]:
+    """Fast vs exact engine on dataset-like trajectories: error figures, fallback and speed.
+
+    joints (n, T, 4) degrees (NaN after ``lengths``); default: ``n_traj`` trajectories of
+    :func:`dataset_trajectories` (UCI characters through the arm's IK). Returns a dict with
+    ``length_err_p999_mm``, ``length_err_max_mm``, ``velocity_rel_rms`` (of ``np.gradient(L, 0.015)``),
+    ``fallback_frac`` (frames that needed OpenSim), ``fallback_entry_frac`` (muscle values),
+    ``fast_frames_per_s``, ``exact_frames_per_s``, ``muscles_speedup`` and per-muscle figures.
+    """
+    fe = engine if isinstance(engine, FastEngine) else FastEngine.load(engine)
+    if joints is None:
+        joints, lengths = dataset_trajectories(n_traj, seed)
+    q, valid, squeeze = _as_joints(joints, lengths)
+    lens = valid.sum(axis=1)
+    ex = exact if exact is not None else fe.exact()
+    t0 = time.perf_counter()
+    ref = ex.lengths(q, lens, quiet=quiet)
+    t_exact = time.perf_counter() - t0
+    fe._exact = ex  # share the OpenSim model between the two timings (the fallback uses it)
+    t0 = time.perf_counter()
+    fast, mask = fe.lengths(q, lens, return_fallback=True, quiet=quiet)
+    t_fast = time.perf_counter() - t0
+    out = compare(fast, ref, lens)
+    frames = out["frames"]
+    out.update(
+        fallback_frac=float(mask[valid].any(axis=-1).mean()) if frames else 0.0,
+        fallback_entry_frac=float(mask[valid].mean()) if frames else 0.0,
+        fallback_entry_frac_per_muscle={m: round(float(v), 4) for m, v in zip(MUSCLES, mask[valid].mean(axis=0))},
+        exact_frames_per_s=frames / t_exact if t_exact > 0 else float("nan"),
+        fast_frames_per_s=frames / t_fast if t_fast > 0 else float("nan"),
+    )
+    out["muscles_speedup"] = out["fast_frames_per_s"] / out["exact_frames_per_s"]
+    return out

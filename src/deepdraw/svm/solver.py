@@ -1,35 +1,40 @@
 """Linear hinge-loss SVMs along a C path, one-vs-one voting and the linear TDT decoder.
 
 The pair solver minimises exactly the objective of ``sklearn.svm.LinearSVC(loss="hinge")``
-(liblinear's L2-regularised L1-loss SVM, intercept as an extra constant feature of value 1 that is
-regularised like the weights)::
+(liblinear's L2-regularised L1-loss SVM; the intercept is an extra constant feature of value 1 and
+is regularised like the weights)::
 
-    min_{w, b}  1/2 (|w|^2 + b^2) + C * sum_i max(0, 1 - y_i (w . x_i + b)),   y_i in {-1, +1}
+    P(w, b) = 1/2 (|w|^2 + b^2) + C * sum_i max(0, 1 - y_i (w . x_i + b)),   y_i in {-1, +1}
 
 through its dual, a box-constrained quadratic program::
 
-    min_a  1/2 a^T Q a - sum_i a_i,   0 <= a_i <= C,   Q_ij = y_i y_j (x_i . x_j + 1)
-    w = sum_i a_i y_i x_i,  b = sum_i a_i y_i
+    min_a  D(a) = 1/2 a^T Q a - sum_i a_i,   0 <= a_i <= C,   Q_ij = y_i y_j (x_i . x_j + 1)
+    w = sum_i a_i y_i x_i,   b = sum_i a_i y_i
 
-Differences to liblinear are in *how* it is solved (see ``docs/svm.md``):
+It differs from liblinear only in *how* the optimum is found (``docs/svm.md``):
 
-* the data enter only through the Gram matrix ``X X^T`` (``n x n``, computed once per pair and shared
-  by the whole C grid) when ``n`` is small, or through a reduced orthogonal basis of the data (the
-  eigenvectors of ``X^T X``, optionally truncated to ``rank`` directions) otherwise;
-* the dual is solved by a projected Newton method (Bertsekas 1982: an epsilon-active set is held at
-  its bounds, a Newton step is taken on the free variables, with a backtracking search along the
-  projection arc; a projected-gradient step with exact line search is the safeguard). Once the active
-  set is right, one Newton step lands on the exact optimum, so it stops at a much tighter tolerance
-  than liblinear's coordinate descent reaches in its 1000 epochs;
-* the C grid is walked upwards with warm starts (``a`` at the old bound moves to the new bound), and
-  once no ``a_i`` sits at its upper bound the solution is the same for every larger C (the bound is
-  inactive), so those fits are copied instead of solved.
+* the data enter through the Gram matrix ``X X^T`` (``n x n``, computed once per pair and shared by
+  the whole C grid) when ``n <= d``, or through an orthonormal basis of the rows of ``X`` (the
+  eigenvectors of ``X^T X``, optionally truncated to ``rank`` directions) otherwise. ``Q = A A^T``
+  with ``A`` the ``(n, p)`` matrix of rows ``y_i [z_i, 1]`` of reduced coordinates ``z_i``;
+* the dual is solved by a primal-dual active-set (semismooth Newton) method: variables are split into
+  those at 0, those at C and free ones, the free ones solve one linear system, and the split is
+  updated from the new gradient until it repeats (then the KKT conditions hold exactly). If the
+  split cycles (it can, on rank-deficient data), a globally convergent fallback takes over: Newton's
+  method on the primal with the hinge smoothed into a Huber loss of width h, h driven from 1 to
+  1e-4, whose final split restarts the active-set method (Chapelle 2007, "Training a support vector
+  machine in the primal");
+* the C grid is walked upwards, each C starting from the previous C's split; once no ``a_i`` sits at
+  its upper bound, the solution is the same for every larger C (the bound is inactive), so those fits
+  are copied instead of solved.
+
+Accuracy: every fit reports its duality gap ``P - (-D)`` (>= 0, zero at the optimum).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,70 +57,79 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------------
-# The dual operator: Q given explicitly (Gram form) or as Q = A A^T (factor form)
+# The dual matrix Q, held explicitly (n x n) or as a factor Q = A A^T (n x p)
 # ----------------------------------------------------------------------------------------------------
 
 
-class _GramQ:
-    """Q held as an explicit ``(n, n)`` matrix."""
-
-    def __init__(self, Q: np.ndarray) -> None:
-        self.Q = Q
-        self.diag = np.ascontiguousarray(np.diag(Q)).copy()
-        self.n = Q.shape[0]
-
-    def matvec(self, v: np.ndarray) -> np.ndarray:
-        return self.Q @ v
-
-    def matvec_sparse(self, idx: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """``Q[:, idx] @ v`` (``v`` holds the values at ``idx``)."""
-        return self.Q[:, idx] @ v
-
-    def solve_free(self, F: np.ndarray, gF: np.ndarray, rel_reg: float) -> np.ndarray:
-        """``(Q_FF + delta I)^-1 gF``."""
-        M = self.Q[np.ix_(F, F)]
-        return _chol_solve(M, gF, rel_reg)
-
-
-class _FactorQ:
-    """Q = A A^T with ``A`` of shape ``(n, p)`` (rows ``y_i [z_i, 1]``)."""
-
-    def __init__(self, A: np.ndarray) -> None:
-        self.A = A
-        self.diag = np.einsum("ij,ij->i", A, A)
-        self.n = A.shape[0]
-
-    def matvec(self, v: np.ndarray) -> np.ndarray:
-        return self.A @ (self.A.T @ v)
-
-    def matvec_sparse(self, idx: np.ndarray, v: np.ndarray) -> np.ndarray:
-        return self.A @ (self.A[idx].T @ v)
-
-    def solve_free(self, F: np.ndarray, gF: np.ndarray, rel_reg: float) -> np.ndarray:
-        AF = self.A[F]
-        m, p = AF.shape
-        if m <= p:
-            return _chol_solve(AF @ AF.T, gF, rel_reg)
-        # Woodbury: (AF AF^T + d I)^-1 g = (g - AF (d I + AF^T AF)^-1 AF^T g) / d
-        G = AF.T @ AF
-        delta = rel_reg * max(float(np.trace(G)) / m, 1e-300)
-        G[np.diag_indices_from(G)] += delta
-        t = sla.cho_solve(sla.cho_factor(G, check_finite=False), AF.T @ gF, check_finite=False)
-        return (gF - AF @ t) / delta
-
-
 def _chol_solve(M: np.ndarray, g: np.ndarray, rel_reg: float) -> np.ndarray:
+    """``(M + delta I)^-1 g`` for a symmetric PSD ``M``, ``delta = rel_reg * mean(diag M)``."""
     m = M.shape[0]
     delta = rel_reg * max(float(np.trace(M)) / max(m, 1), 1e-300)
     M = M.copy()
-    M[np.diag_indices_from(M)] += delta
-    for _ in range(6):
+    idx = np.diag_indices_from(M)
+    M[idx] += delta
+    for _ in range(8):
         try:
             return sla.cho_solve(sla.cho_factor(M, check_finite=False), g, check_finite=False)
         except np.linalg.LinAlgError:
-            M[np.diag_indices_from(M)] += 9 * delta
+            M[idx] += 9 * delta
             delta *= 10
     return np.linalg.lstsq(M, g, rcond=None)[0]
+
+
+class _DualQ:
+    """The dual matrix of one training set.
+
+    ``Q`` (n x n) is formed when ``n <= gram_max``; the factor ``A`` (n x p, ``Q = A A^T`` up to the
+    dropped near-null directions) is formed on demand (``factor()``) by the Huber-Newton fallback.
+    """
+
+    def __init__(
+        self,
+        Q: np.ndarray | None,
+        factor: Callable[[], np.ndarray] | np.ndarray,
+    ) -> None:
+        self.Q = Q
+        self._factor = factor
+        if Q is not None:
+            self.diag = np.diag(Q).copy()
+            self.n = Q.shape[0]
+        else:
+            A = self.factor()
+            self.diag = np.einsum("ij,ij->i", A, A)
+            self.n = A.shape[0]
+
+    def factor(self) -> np.ndarray:
+        if callable(self._factor):
+            self._factor = self._factor()
+        return self._factor
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        if self.Q is not None:
+            return self.Q @ v
+        A = self.factor()
+        return A @ (A.T @ v)
+
+    def sub_sum(self, F: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """``Q[F][:, U] @ 1``."""
+        if self.Q is not None:
+            return self.Q[np.ix_(F, U)].sum(axis=1)
+        A = self.factor()
+        return A[F] @ A[U].sum(axis=0)
+
+    def solve_free(self, F: np.ndarray, r: np.ndarray, rel_reg: float) -> np.ndarray:
+        """``(Q_FF + delta I)^-1 r`` (Woodbury through ``A_F^T A_F`` when ``|F| > p``)."""
+        if self.Q is not None and (callable(self._factor) or F.size <= self._factor.shape[1]):
+            return _chol_solve(self.Q[np.ix_(F, F)], r, rel_reg)
+        AF = self.factor()[F]
+        m, p = AF.shape
+        if m <= p:
+            return _chol_solve(AF @ AF.T, r, rel_reg)
+        G = AF.T @ AF
+        delta = rel_reg * max(float(np.trace(G)) / m, 1e-300)
+        G[np.diag_indices_from(G)] += delta
+        t = sla.cho_solve(sla.cho_factor(G, check_finite=False), AF.T @ r, check_finite=False)
+        return (r - AF @ t) / delta
 
 
 def _projected_gradient(alpha: np.ndarray, g: np.ndarray, C: float) -> np.ndarray:
@@ -127,74 +141,205 @@ def _projected_gradient(alpha: np.ndarray, g: np.ndarray, C: float) -> np.ndarra
     return pg
 
 
-def _solve_dual(
-    op: _GramQ | _FactorQ,
+def _gap(alpha: np.ndarray, q: np.ndarray, C: float) -> tuple[float, float]:
+    """(primal objective, duality gap) of a feasible ``alpha`` with ``q = Q alpha``.
+
+    Margins of the primal point ``u = A^T alpha`` are ``q``, and ``|u|^2 = alpha . q``.
+    """
+    aq = float(alpha @ q)
+    primal = 0.5 * aq + C * float(np.maximum(0.0, 1.0 - q).sum())
+    dual = float(alpha.sum()) - 0.5 * aq
+    return primal, primal - dual
+
+
+# ----------------------------------------------------------------------------------------------------
+# Solvers of the dual box QP
+# ----------------------------------------------------------------------------------------------------
+
+
+def _pdas(
+    op: _DualQ,
     C: float,
     alpha: np.ndarray,
+    partition: tuple[np.ndarray, np.ndarray] | None,
     tol: float,
     max_iter: int,
-    rel_reg: float = 1e-11,
-) -> tuple[np.ndarray, int, bool]:
-    """Projected Newton on ``min 1/2 a^T Q a - 1^T a, 0 <= a <= C`` from the feasible ``alpha``.
+    rel_reg: float,
+) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """Primal-dual active-set (semismooth Newton) iterations on the dual box QP.
 
-    Stops when the largest projected-gradient entry is <= ``tol`` (margin units). Returns
-    ``(alpha, iterations, converged)``.
+    With ``z = alpha - g / diag(Q)`` (``g = Q alpha - 1``): variables with ``z <= 0`` are fixed at 0,
+    ``z >= C`` at C, the rest solve ``Q_FF a_F = 1 - C Q_FU 1`` (zero gradient). When the split
+    repeats, the iterate satisfies the KKT conditions. ``partition`` = (at_upper, at_lower) masks
+    replace the first split (warm start). Returns ``(alpha, Q alpha, iterations, converged)`` for the
+    best feasible (clipped) iterate; converged means every projected-gradient entry <= ``tol``.
     """
     n = op.n
     diag = np.maximum(op.diag, 1e-300)
     alpha = np.clip(alpha, 0.0, C)
-    q = op.matvec(alpha)  # Q alpha
-    f = 0.5 * float(alpha @ q) - float(alpha.sum())
-    sigma = 1e-4
-    for it in range(max_iter):
-        g = q - 1.0
-        pg = _projected_gradient(alpha, g, C)
-        if np.max(np.abs(pg)) <= tol:
-            return alpha, it, True
-        # epsilon-active set (Bertsekas): variables near a bound that the gradient pushes onto it
-        w = float(np.linalg.norm(alpha - np.clip(alpha - g / diag, 0.0, C)))
-        eps = min(1e-3 * C, w)
-        act = ((alpha <= eps) & (g > 0)) | ((alpha >= C - eps) & (g < 0))
-        F = np.flatnonzero(~act)
-        d = np.where(act, -g / diag, 0.0)
+    q = op.matvec(alpha)
+    best, q_best = alpha, q
+    f_best = 0.5 * float(alpha @ q) - float(alpha.sum())
+    seen: set[bytes] = set()
+    prev = b""
+    it = stall = 0
+    for it in range(1, max_iter + 1):
+        if partition is not None and it == 1:
+            upper, lower = partition
+        else:
+            z = alpha - (q - 1.0) / diag
+            upper = z >= C
+            lower = z <= 0
+        key = np.packbits(upper).tobytes() + np.packbits(lower).tobytes()
+        if key == prev or key in seen:  # solved (stable split) or cycling
+            break
+        seen.add(key)
+        prev = key
+        F = np.flatnonzero(~(upper | lower))
+        U = np.flatnonzero(upper)
+        alpha = np.zeros(n)
+        alpha[U] = C
         if F.size:
-            d[F] = -op.solve_free(F, g[F], rel_reg)
-        accepted = False
-        s = 1.0
-        for _ in range(40):
-            new = np.clip(alpha + s * d, 0.0, C)
-            delta = new - alpha
-            nz = np.flatnonzero(delta)
-            if nz.size == 0:
+            rhs = 1.0 - C * op.sub_sum(F, U) if U.size else np.ones(F.size)
+            alpha[F] = op.solve_free(F, rhs, rel_reg)
+        q = op.matvec(alpha)
+        clipped = np.clip(alpha, 0.0, C)
+        if np.any(clipped != alpha):
+            q_c = op.matvec(clipped)
+        else:
+            q_c = q
+        f_c = 0.5 * float(clipped @ q_c) - float(clipped.sum())
+        if f_c < f_best - 1e-15 * abs(f_best):
+            f_best, best, q_best = f_c, clipped, q_c
+            stall = 0
+        else:
+            stall += 1
+            if stall >= 6:  # no progress: not converging, hand over
                 break
-            gd = float(g[nz] @ delta[nz])
-            if gd < 0:
-                qd = op.matvec_sparse(nz, delta[nz])
-                df = gd + 0.5 * float(delta @ qd)
-                if df <= sigma * gd:
-                    alpha, q, f = new, q + qd, f + df
-                    accepted = True
-                    break
-            s *= 0.5
-        if not accepted:
-            # safeguard: projected (diagonally scaled) gradient step with exact line search
-            delta = np.clip(alpha - g / diag, 0.0, C) - alpha
-            nz = np.flatnonzero(delta)
-            if nz.size == 0:
-                return alpha, it, True
-            qd = op.matvec_sparse(nz, delta[nz])
-            gd = float(g[nz] @ delta[nz])
-            curv = float(delta @ qd)
-            if gd >= 0:
-                return alpha, it, False
-            t = 1.0 if curv <= 0 else min(1.0, -gd / curv)
-            alpha = np.clip(alpha + t * delta, 0.0, C)
-            q = op.matvec(alpha)
-            f = 0.5 * float(alpha @ q) - float(alpha.sum())
-    g = q - 1.0
-    ok = bool(np.max(np.abs(_projected_gradient(alpha, g, C))) <= tol)
-    del n
-    return alpha, max_iter, ok
+    pg = _projected_gradient(best, q_best - 1.0, C)
+    return best, q_best, it, bool(np.max(np.abs(pg)) <= tol)
+
+
+def _huber_step(r: np.ndarray, e: np.ndarray, ud: float, dd: float, C: float, h: float) -> tuple[float, float]:
+    """Step length along a Newton direction of :func:`_huber_newton`.
+
+    ``phi'(t) = ud + t dd - sum_i C clip((r_i - t e_i) / h, 0, 1) e_i`` is increasing and piecewise
+    linear; returns ``(t, phi'(t))`` with t = 1 when ``phi'(1) <= 0`` (the full step), else the root in
+    (0, 1) by Newton steps kept inside a bisection bracket.
+    """
+
+    def dphi(t: float) -> tuple[float, float]:
+        rt = r - t * e
+        b = C * np.clip(rt / h, 0.0, 1.0)
+        band = (rt > 0) & (rt < h)
+        return ud + t * dd - float(b @ e), dd + (C / h) * float(e[band] @ e[band])
+
+    val, slope = dphi(1.0)
+    if val <= 0:
+        return 1.0, val
+    lo, hi, t = 0.0, 1.0, 1.0
+    for _ in range(60):
+        t_new = t - val / slope if slope > 0 else 0.5 * (lo + hi)
+        if not lo < t_new < hi:
+            t_new = 0.5 * (lo + hi)
+        t = t_new
+        val, slope = dphi(t)
+        if abs(val) <= 1e-13 * (abs(ud) + 1e-300):
+            break
+        if val > 0:
+            hi = t
+        else:
+            lo = t
+        if hi - lo <= 1e-15:
+            break
+    return t, val
+
+
+def _huber_newton(
+    A: np.ndarray, C: float, u: np.ndarray, h: float, max_iter: int = 50
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Newton's method on ``1/2 |u|^2 + C sum_i huber_h(1 - a_i . u)`` (strongly convex, C^1).
+
+    ``huber_h(r)`` is 0 for r <= 0, r^2 / (2h) for 0 < r < h and r - h/2 beyond: the hinge smoothed
+    over a band of width h. The Hessian ``I + C/h A_S^T A_S`` (S: samples in the band) is solved
+    through Woodbury when ``|S| < p``; the step length comes from an exact search on the piecewise
+    quadratic line function. Returns ``(u, beta, iterations)`` with the dual point
+    ``beta_i = C clip((1 - a_i . u) / h, 0, 1)`` (``u = A^T beta`` at the optimum).
+    """
+    n, p = A.shape
+    it = 0
+    for it in range(1, max_iter + 1):
+        r = 1.0 - A @ u
+        beta = C * np.clip(r / h, 0.0, 1.0)
+        grad = u - A.T @ beta
+        gnorm = float(np.linalg.norm(grad))
+        if gnorm <= 1e-11 * (1.0 + float(np.linalg.norm(u))):
+            return u, beta, it
+        S = np.flatnonzero((r > 0) & (r < h))
+        if S.size == 0:
+            d = -grad
+        elif S.size < p:
+            AS = A[S]
+            M = AS @ AS.T
+            M[np.diag_indices_from(M)] += h / C
+            d = -(grad - AS.T @ _chol_solve(M, AS @ grad, 1e-14))
+        else:
+            AS = A[S]
+            H = (C / h) * (AS.T @ AS)
+            H[np.diag_indices_from(H)] += 1.0
+            d = -_chol_solve(H, grad, 1e-14)
+        # exact line search on the piecewise quadratic phi(t) = objective(u + t d)
+        e = A @ d
+        t, val = _huber_step(r, e, float(u @ d), float(d @ d), C, h)
+        u = u + t * d
+        if t == 1.0 and val <= 0:
+            r_new = 1.0 - A @ u
+            if np.array_equal(S, np.flatnonzero((r_new > 0) & (r_new < h))):
+                # same quadratic piece after a full Newton step: this is the exact minimiser
+                return u, C * np.clip(r_new / h, 0.0, 1.0), it
+    r = 1.0 - A @ u
+    return u, C * np.clip(r / h, 0.0, 1.0), max_iter
+
+
+def _solve_dual(
+    op: _DualQ,
+    C: float,
+    alpha: np.ndarray,
+    partition: tuple[np.ndarray, np.ndarray] | None,
+    tol: float,
+    max_iter: int,
+    rel_reg: float = 1e-11,
+) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """Solve ``min 1/2 a^T Q a - 1^T a, 0 <= a <= C``; returns ``(alpha, Q alpha, iterations, ok)``.
+
+    Active-set method from the warm-start split; if it cycles, Huber-Newton continuation on the
+    primal (h = 1 ... 1e-4) followed by the active-set method from its split.
+    """
+    a1, q1, it1, ok = _pdas(op, C, alpha, partition, tol, max_iter, rel_reg)
+    if ok:
+        return a1, q1, it1, True
+    A = op.factor()
+    u = A.T @ a1
+    it_total = it1
+    # start wide enough that most samples sit in the quadratic band, then narrow it
+    h = max(1.0, 2.0 * float(np.max(1.0 - A @ u)))
+    while True:
+        u, beta, k = _huber_newton(A, C, u, h, max_iter)
+        it_total += k
+        if h <= 1e-4:
+            break
+        h = max(h / 10.0, 1e-4)
+    r = 1.0 - A @ u
+    split = (r >= 1e-4, r <= 0)
+    a2, q2, it2, ok = _pdas(op, C, beta, split, tol, max_iter, rel_reg)
+    it_total += it2
+    if ok:
+        return a2, q2, it_total, True
+    # keep the better of the two feasible points (lower dual objective)
+    qb = op.matvec(beta)
+    cands = [(a1, q1), (a2, q2), (beta, qb)]
+    a, q = min(cands, key=lambda c: 0.5 * float(c[0] @ c[1]) - float(c[0].sum()))
+    return a, q, it_total, False
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -204,14 +349,15 @@ def _solve_dual(
 
 @dataclass
 class HingeFit:
-    """One fitted linear SVM: ``f(x) = x . coef + intercept``; ``f > 0`` means the +1 class."""
+    """One fitted linear SVM: ``f(x) = x . coef + intercept``; ``f > 0`` predicts the +1 class."""
 
     C: float
     coef: np.ndarray  # (d,) weights in input space
     intercept: float
-    n_iter: int
+    n_iter: int  # active-set (+ Newton) iterations; 0 when copied from a smaller C
     converged: bool
     objective: float  # primal objective on the training data
+    gap: float  # duality gap (>= 0); objective - gap is a lower bound of the optimum
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         return X @ self.coef + self.intercept
@@ -233,29 +379,40 @@ def _as_signed(y: np.ndarray) -> np.ndarray:
     return np.where(y == vals[1], 1.0, -1.0)
 
 
+def _top_eig(M: np.ndarray, rank: int, rtol: float) -> tuple[np.ndarray, np.ndarray]:
+    lam, V = np.linalg.eigh(M)
+    lam, V = lam[::-1], V[:, ::-1]
+    keep = lam > rtol * max(float(lam[0]), 1e-300)
+    if rank > 0:
+        keep[rank:] = False
+    return lam[keep], V[:, keep]
+
+
 def fit_hinge_path(
     X: np.ndarray,
     y: np.ndarray,
     c_grid: Sequence[float],
     *,
     rank: int = 0,
-    tol: float = 1e-5,
-    max_iter: int = 200,
+    tol: float = 1e-6,
+    max_iter: int = 100,
     gram_max: int = 6000,
-    rtol: float = 1e-12,
+    rtol: float = 1e-13,
+    gap_tol: float = 1e-6,
 ) -> list[HingeFit]:
-    """Fit ``LinearSVC(loss='hinge', C)`` for every C of ``c_grid`` on one data set.
+    """Fit ``LinearSVC(loss='hinge', C)`` for every C of ``c_grid`` on one training set.
 
     Parameters
     ----------
-    X : (n, d) array of flattened samples (no scaling is applied).
-    y : (n,) labels with exactly two values; the larger (or +1) is the positive class.
-    c_grid : C values (any order; results are returned in the order given).
-    rank : 0 solves exactly (all directions of the data above ``rtol`` of the largest eigenvalue);
-        k > 0 first projects the samples on their top-k principal directions (uncentred SVD), an
-        approximation that makes very large pairs cheap.
-    tol : stop when every projected-gradient entry of the dual is below ``tol`` (margin units).
-    gram_max : largest ``n`` for which the ``(n, n)`` dual matrix is formed explicitly.
+    X : (n, d) flattened samples, used as they are (no scaling).
+    y : (n,) labels with exactly two values; the larger one (or +1) is the positive class.
+    c_grid : positive C values, any order; results come back in the order given.
+    rank : 0 solves exactly (every direction of the data whose eigenvalue exceeds ``rtol`` times the
+        largest); k > 0 first projects the samples on their top-k principal directions (uncentred),
+        an approximation for very large pairs.
+    tol : the dual is solved when every projected-gradient entry is <= ``tol`` (margin units) or
+        the duality gap is <= ``gap_tol`` times the primal objective (``HingeFit.converged``).
+    gram_max : largest ``n`` for which the (n, n) dual matrix is formed explicitly.
     """
     c_grid = [float(c) for c in c_grid]
     if not c_grid:
@@ -267,68 +424,74 @@ def fit_hinge_path(
         raise ValueError(f"X must be 2-D (n, d), got shape {X.shape}")
     ys = _as_signed(y)
     n, d = X.shape
+    exact = rank <= 0 or rank >= min(n, d)
 
-    # --- the dual operator and the map from dual variables back to input-space weights ---
-    use_gram = n <= gram_max and (rank <= 0 or rank >= min(n, d))
-    if use_gram:
+    if n <= d:
         K = X @ X.T
-        Q = (K + 1.0) * np.outer(ys, ys)
-        op: _GramQ | _FactorQ = _GramQ(Q)
+        holder: dict[str, np.ndarray] = {}
 
-        def to_weights(a: np.ndarray) -> tuple[np.ndarray, float]:
-            ya = a * ys
-            return X.T @ ya, float(ya.sum())
+        def factor() -> np.ndarray:
+            lam, U = _top_eig(K, 0 if exact else rank, rtol)
+            holder["U"], holder["s"] = U, np.sqrt(lam)
+            return np.hstack([U * holder["s"], np.ones((n, 1))]) * ys[:, None]
+
+        if exact:
+            Q = (K + 1.0) * np.outer(ys, ys)
+            op = _DualQ(Q, factor)
+
+            def to_weights(a: np.ndarray) -> tuple[np.ndarray, float]:
+                ya = a * ys
+                return X.T @ ya, float(ya.sum())
+
+        else:
+            A = factor()
+            op = _DualQ(A @ A.T if n <= gram_max and 2 * A.shape[1] >= n else None, A)
+            V = X.T @ (holder["U"] / holder["s"])  # (d, r) orthonormal directions
+
+            def to_weights(a: np.ndarray) -> tuple[np.ndarray, float]:
+                u = A.T @ a
+                return V @ u[:-1], float(u[-1])
 
     else:
-        if n <= d:
-            lam, U = np.linalg.eigh(X @ X.T)
-            lam, U = lam[::-1], U[:, ::-1]
-            keep = lam > rtol * max(lam[0], 1e-300)
-            if rank > 0:
-                keep[rank:] = False
-            sq = np.sqrt(lam[keep])
-            Z = U[:, keep] * sq
-            V = X.T @ (U[:, keep] / sq)  # (d, r) orthonormal directions
-        else:
-            lam, V = np.linalg.eigh(X.T @ X)
-            lam, V = lam[::-1], V[:, ::-1]
-            keep = lam > rtol * max(lam[0], 1e-300)
-            if rank > 0:
-                keep[rank:] = False
-            V = V[:, keep]
-            Z = X @ V
-        A = np.hstack([Z, np.ones((n, 1))]) * ys[:, None]
-        op = _GramQ(A @ A.T) if n <= gram_max else _FactorQ(A)
+        lam, V = _top_eig(X.T @ X, 0 if exact else rank, rtol)
+        A = np.hstack([X @ V, np.ones((n, 1))]) * ys[:, None]
+        # the explicit (n, n) matrix only pays off when the factor is not much thinner than n
+        op = _DualQ(A @ A.T if n <= gram_max and 2 * A.shape[1] >= n else None, A)
 
         def to_weights(a: np.ndarray) -> tuple[np.ndarray, float]:
             u = A.T @ a
             return V @ u[:-1], float(u[-1])
 
     order = np.argsort(c_grid, kind="stable")
+    prev_C = c_grid[order[0]]
     fits: dict[int, HingeFit] = {}
-    alpha = None
-    prev_C = None
-    saturated: HingeFit | None = None
+    alpha: np.ndarray | None = None
+    partition: tuple[np.ndarray, np.ndarray] | None = None
+    saturated: tuple[np.ndarray, np.ndarray, bool] | None = None
     for k in order:
         C = c_grid[k]
         if saturated is not None:
-            # the upper bound was inactive at a smaller C: same solution for every larger C
-            w, b = saturated.coef, saturated.intercept
-            fits[k] = HingeFit(C, w, b, 0, saturated.converged, hinge_objective(w, b, X, ys, C))
-            continue
-        if alpha is None:
-            alpha = np.full(n, C)
+            # no a_i reached its bound at a smaller C: the same point is optimal for every larger C
+            alpha, q, ok = saturated
+            it = 0
         else:
-            alpha = np.where(alpha >= prev_C * (1 - 1e-12), C, alpha)
-        alpha, it, ok = _solve_dual(op, C, alpha, tol, max_iter)
-        if not ok:
-            log.debug("dual did not reach tol %.1e at C=%g in %d iterations", tol, C, it)
-        w, b = to_weights(alpha)
-        fit = HingeFit(C, w, b, it, ok, hinge_objective(w, b, X, ys, C))
-        fits[k] = fit
-        if ok and np.all(alpha < C * (1 - 1e-9)):
-            saturated = fit
+            if alpha is None:
+                alpha = np.full(n, C)
+                partition = (np.ones(n, bool), np.zeros(n, bool))
+            else:
+                partition = (alpha >= prev_C * (1 - 1e-12), alpha <= 0)
+                alpha = np.where(partition[0], C, alpha)
+            alpha, q, it, ok = _solve_dual(op, C, alpha, partition, tol, max_iter)
+            primal, gap = _gap(alpha, q, C)
+            ok = ok or gap <= gap_tol * max(primal, 1e-300)
+            if ok and np.all(alpha < C * (1 - 1e-9)):
+                saturated = (alpha, q, ok)
         prev_C = C
+        primal, gap = _gap(alpha, q, C)
+        if not ok:
+            log.debug("dual not solved to tol %.1e at C=%g (relative gap %.2e)", tol, C, gap / max(primal, 1e-300))
+        w, b = to_weights(alpha)
+        fits[k] = HingeFit(C, w, b, it, ok, hinge_objective(w, b, X, ys, C), max(gap, 0.0))
     return [fits[k] for k in range(len(c_grid))]
 
 

@@ -1,0 +1,447 @@
+"""The paper's numbers that a run can reproduce: one registry, read by the report's "paper vs this run" table.
+
+Every :class:`Fact` names a *run value* by its key. Run values are a flat namespace built by
+:func:`deepdraw.report.build.collect_values` from the run folder:
+
+* ``dataset.*``: sizes read from ``dataset/pcrt_{train,test}.h5`` (``n_samples``, ``n_train``, ``n_test``,
+  ``n_classes``, ``n_horizontal_planes``, ``n_vertical_planes``, ``test_percent``) and
+  ``dataset.n_candidates`` from the config;
+* ``svm.<key>``: every number of ``svm/summary.json`` as written by the SVM stage;
+* ``models.<metric>.<family>``: means over seeds of the trained models of ``models/summary.csv`` (best
+  architecture of each family), with ``.sem`` beside them; ``models.untrained_art_test_accuracy``;
+* ``rsa.*``: oracle similarity (Pearson r of the layer RDM with the category oracle) from
+  ``rsa/rsa_oracle.csv``: ``rsa.oracle_final_art.<family>`` (last layer, trained ART, mean over seeds),
+  ``rsa.oracle_untrained_max`` (highest layer mean of any untrained model), ``rsa.oracle_input.<input>``;
+  plus every number of ``rsa/summary.json``;
+* ``tuning.<key>``: every number of ``tuning/summary.json`` (:func:`deepdraw.tuning.stage.headline`) and
+  ``tuning.label_selectivity_final`` (final layer of the trained ART spatial-temporal models, mean over
+  seeds of the per-model median index; from ``tuning/tuning_summary.csv`` or the summary's per-model dict).
+
+``source`` is the section of ``shared/reference/paper-facts.md`` the paper value comes from. ``era``
+tells eLife values from the preprint-era pickles (1-channel spindle firing, not eLife targets).
+Accuracies are compared in percent: a run value <= 1 of a ``percent`` fact is a fraction and is shown x 100.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Fact", "FACTS", "PAPER_SCALE", "FAMILIES"]
+
+FAMILIES = ("spatial_temporal", "spatiotemporal", "lstm")
+"""The three network families of the eLife paper, in its order."""
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One number of the paper and the run value it is compared with."""
+
+    key: str  # run value key (see the module docs)
+    what: str  # what the number is
+    paper: float | None  # the paper's value, in ``unit`` (None: qualitative / not given as a number)
+    paper_text: str  # as the paper states it (with spread and N)
+    unit: str  # "%", "cm", "" ...
+    source: str  # section of paper-facts.md
+    scale: str  # which scale of the run to show beside it: dataset, svm, models, rsa, tuning
+    spread_key: str = ""  # run value key of the spread (SD or SEM), if any
+    spread_label: str = ""  # "SD", "SEM"
+    percent: bool = False  # compared in percent; a run value <= 1 is a fraction
+    era: str = "eLife"  # "eLife" or "preprint" (pickle era; rough check only)
+    digits: int = 3  # significant digits shown
+
+
+_DS = "§1 Dataset"
+_SVM = "§2 Baselines"
+_SVM_PRE = "§2 Baselines (preprint pickle)"
+_NN = "§3 Neural networks, Results: eLife"
+_RSA = "§4 RDM / RSA (preprint pickle)"
+_TUN = "§5 Single-unit analyses"
+
+_FAM_LABEL = {"spatial_temporal": "spatial-temporal", "spatiotemporal": "spatiotemporal", "lstm": "LSTM"}
+
+_SVM_INPUTS = (
+    # input key, label, preprint pairwise mean, SD, preprint multiclass
+    ("endeffector_coords", "end-effector", 88.7, 11.1, 37.1),
+    ("joint_coords", "joint angles", 85.0, 11.4, 31.3),
+    ("muscle_coords", "muscle lengths", 86.0, 13.1, 31.9),
+    ("spindle_firing", "spindle firing (P&G)", 80.7, 14.2, 23.4),
+)
+
+
+def _facts() -> list[Fact]:
+    f: list[Fact] = [
+        # ---- dataset
+        Fact(
+            "dataset.n_candidates",
+            "candidate end-effector trajectories generated",
+            1_000_000,
+            "1,000,000",
+            "",
+            _DS,
+            "dataset",
+            digits=0,
+        ),
+        Fact(
+            "dataset.n_samples",
+            "samples in the PCRT dataset (train + test files)",
+            200_000,
+            "200,000",
+            "",
+            _DS,
+            "dataset",
+            digits=0,
+        ),
+        Fact(
+            "dataset.n_train",
+            "training file (train + validation, 72 % + 8 %)",
+            160_000,
+            "144,000 + 16,000 (derived)",
+            "",
+            _DS,
+            "dataset",
+            digits=0,
+        ),
+        Fact("dataset.n_test", "test file (20 %)", 40_000, "40,000 (derived)", "", _DS, "dataset", digits=0),
+        Fact("dataset.test_percent", "test share of the samples", 20.0, "20 %", "%", _DS, "dataset"),
+        Fact("dataset.n_classes", "characters (classes)", 20, "20", "", _DS, "dataset", digits=0),
+        Fact(
+            "dataset.n_horizontal_planes", "horizontal writing planes", 26, "26", "", _DS, "dataset", digits=0
+        ),
+        Fact("dataset.n_vertical_planes", "vertical writing planes", 18, "18", "", _DS, "dataset", digits=0),
+        # ---- SVM / linear baselines
+        Fact(
+            "svm.pairwise_mean_acc_spindle_info",
+            "pairwise SVM accuracy, proprioceptive inputs (length + velocity), mean over 190 pairs",
+            86.6,
+            "86.6 ± 12.5 % (SD, N = 190)",
+            "%",
+            _SVM,
+            "svm",
+            spread_key="svm.pairwise_std_acc_spindle_info",
+            spread_label="SD",
+            percent=True,
+        ),
+        Fact(
+            "svm.pairwise_frac_below_70_spindle_info",
+            "share of character pairs below 70 % pairwise accuracy, proprioceptive inputs",
+            12.0,
+            "12 % of pairs",
+            "%",
+            _SVM,
+            "svm",
+            percent=True,
+        ),
+        Fact(
+            "svm.pairwise_frac_below_70_spindle_firing",
+            "share of character pairs below 70 % pairwise accuracy, spindle firing (P&G)",
+            27.0,
+            "27 % of pairs",
+            "%",
+            _SVM_PRE,
+            "svm",
+            percent=True,
+            era="preprint",
+        ),
+        Fact(
+            "svm.tdt_linear_error_cm",
+            "linear regression decoding of hand position (TDT baseline)",
+            1.72,
+            "1.72 cm",
+            "cm",
+            _SVM,
+            "svm",
+        ),
+    ]
+    for key, label, mean, sd, _multi in _SVM_INPUTS:
+        f.append(
+            Fact(
+                f"svm.pairwise_mean_acc_{key}",
+                f"pairwise SVM accuracy, {label}",
+                mean,
+                f"{mean} ± {sd} %",
+                "%",
+                _SVM_PRE,
+                "svm",
+                spread_key=f"svm.pairwise_std_acc_{key}",
+                spread_label="SD",
+                percent=True,
+                era="preprint",
+            )
+        )
+    for key, label, _mean, _sd, multi in _SVM_INPUTS:
+        f.append(
+            Fact(
+                f"svm.multiclass_acc_{key}",
+                f"multi-class (one-vs-one) SVM accuracy, {label}",
+                multi,
+                f"{multi} %",
+                "%",
+                _SVM_PRE,
+                "svm",
+                percent=True,
+                era="preprint",
+            )
+        )
+    f.append(
+        Fact(
+            "svm.multiclass_acc_spindle_info",
+            "multi-class (one-vs-one) SVM accuracy, proprioceptive inputs",
+            None,
+            "“poor” (Fig. 3C only)",
+            "%",
+            _SVM,
+            "svm",
+            percent=True,
+        )
+    )
+    # ---- networks
+    art = {"spatial_temporal": (98.86, 0.04), "spatiotemporal": (97.93, 0.03), "lstm": (99.56, 0.04)}
+    tdt = {"spatial_temporal": (0.22, 0.005), "spatiotemporal": (0.13, 0.005), "lstm": (0.05, 0.01)}
+    pv = {"spatial_temporal": (0.26, 0.01), "spatiotemporal": (0.20, 0.01), "lstm": (0.09, 0.006)}
+    for fam in FAMILIES:
+        m, s = art[fam]
+        f.append(
+            Fact(
+                f"models.art_test_accuracy.{fam}",
+                f"ART test accuracy, best {_FAM_LABEL[fam]}",
+                m,
+                f"{m} ± {s} % (SEM, N = 5)",
+                "%",
+                _NN,
+                "models",
+                spread_key=f"models.art_test_accuracy.{fam}.sem",
+                spread_label="SEM",
+                percent=True,
+                digits=4,
+            )
+        )
+    for fam in FAMILIES:
+        m, s = tdt[fam]
+        f.append(
+            Fact(
+                f"models.tdt_test_error_cm.{fam}",
+                f"TDT position error, best {_FAM_LABEL[fam]}",
+                m,
+                f"{m} ± {s} cm (SEM, N = 5)",
+                "cm",
+                _NN,
+                "models",
+                spread_key=f"models.tdt_test_error_cm.{fam}.sem",
+                spread_label="SEM",
+            )
+        )
+    for fam in FAMILIES:
+        m, s = pv[fam]
+        f.append(
+            Fact(
+                f"models.tdt_pv_test_error_cm.{fam}",
+                f"TDT-PV position error, {_FAM_LABEL[fam]}",
+                m,
+                f"{m} ± {s} cm (SEM, N = 5)",
+                "cm",
+                _NN,
+                "models",
+                spread_key=f"models.tdt_pv_test_error_cm.{fam}.sem",
+                spread_label="SEM",
+            )
+        )
+    f.append(
+        Fact(
+            "models.untrained_art_test_accuracy",
+            "untrained networks, ART test accuracy (chance)",
+            5.0,
+            "5 % (chance)",
+            "%",
+            _NN,
+            "models",
+            spread_key="models.untrained_art_test_accuracy.sd",
+            spread_label="SD",
+            percent=True,
+        )
+    )
+    # ---- RSA
+    f += [
+        Fact(
+            "rsa.oracle_final_art.spatial_temporal",
+            "oracle RDM similarity, final layer, ART spatial-temporal",
+            0.214,
+            "0.214 (temporal3, mean of 5 seeds)",
+            "",
+            _RSA,
+            "rsa",
+            era="preprint",
+            spread_key="rsa.oracle_final_art.spatial_temporal.sd",
+            spread_label="SD",
+        ),
+        Fact(
+            "rsa.oracle_final_art.spatiotemporal",
+            "oracle RDM similarity, final layer, ART spatiotemporal",
+            0.181,
+            "0.181 (mean of 5 seeds)",
+            "",
+            _RSA,
+            "rsa",
+            era="preprint",
+            spread_key="rsa.oracle_final_art.spatiotemporal.sd",
+            spread_label="SD",
+        ),
+        Fact(
+            "rsa.oracle_untrained_max",
+            "oracle RDM similarity, untrained models, highest layer",
+            0.013,
+            "≤ 0.013 everywhere",
+            "",
+            _RSA,
+            "rsa",
+            era="preprint",
+        ),
+        Fact(
+            "rsa.oracle_input.spindle_info",
+            "oracle RDM similarity, proprioceptive inputs",
+            0.015,
+            "0.015 (1-channel spindle firing)",
+            "",
+            _RSA,
+            "rsa",
+            era="preprint",
+        ),
+        Fact(
+            "rsa.oracle_input.muscles",
+            "oracle RDM similarity, muscle lengths",
+            0.011,
+            "0.011",
+            "",
+            _RSA,
+            "rsa",
+            era="preprint",
+        ),
+        Fact(
+            "rsa.oracle_input.joints",
+            "oracle RDM similarity, joint angles",
+            0.007,
+            "0.007",
+            "",
+            _RSA,
+            "rsa",
+            era="preprint",
+        ),
+        Fact(
+            "rsa.oracle_input.hand",
+            "oracle RDM similarity, end-effector",
+            0.005,
+            "0.005",
+            "",
+            _RSA,
+            "rsa",
+            era="preprint",
+        ),
+    ]
+    # ---- single units
+    f += [
+        Fact(
+            "tuning.spindle_length_position_median",
+            "spindle length channel: position tuning, median R²",
+            0.36,
+            "0.36 (N = 25)",
+            "",
+            _TUN,
+            "tuning",
+        ),
+        Fact(
+            "tuning.spindle_length_direction_median",
+            "spindle length channel: direction tuning, median R²",
+            0.001,
+            "0.001",
+            "",
+            _TUN,
+            "tuning",
+        ),
+        Fact(
+            "tuning.spindle_length_dirspeed_median",
+            "spindle length channel: velocity tuning, median R²",
+            0.0026,
+            "0.0026",
+            "",
+            _TUN,
+            "tuning",
+        ),
+        Fact(
+            "tuning.spindle_velocity_direction_median",
+            "spindle velocity channel: direction tuning, median R²",
+            0.58,
+            "0.58",
+            "",
+            _TUN,
+            "tuning",
+        ),
+        Fact(
+            "tuning.spindle_velocity_dirspeed_median",
+            "spindle velocity channel: velocity tuning, median R²",
+            0.83,
+            "0.83",
+            "",
+            _TUN,
+            "tuning",
+        ),
+        Fact(
+            "tuning.spindle_velocity_position_median",
+            "spindle velocity channel: position tuning, median R²",
+            0.0024,
+            "0.0024",
+            "",
+            _TUN,
+            "tuning",
+        ),
+        Fact(
+            "tuning.spindle_pd_invariance_horizontal",
+            "spindle preferred-direction deviation across horizontal planes (MAD, rad)",
+            0.225,
+            "0.225 (N = 25)",
+            "",
+            _TUN,
+            "tuning",
+        ),
+        Fact(
+            "tuning.spindle_pd_invariance_vertical",
+            "spindle preferred-direction deviation across vertical planes (MAD, rad)",
+            0.439,
+            "0.439 (N = 16)",
+            "",
+            _TUN,
+            "tuning",
+        ),
+        Fact(
+            "tuning.label_selectivity_final",
+            "label selectivity index, final layer, ART spatial-temporal (median over units)",
+            0.210,
+            "0.210 ± 0.006 (SEM, N = 5)",
+            "",
+            _TUN,
+            "tuning",
+            spread_key="tuning.label_selectivity_final.sem",
+            spread_label="SEM",
+        ),
+        Fact(
+            "tuning.label_selectivity_final_unit_max",
+            "label selectivity index, final layer, ART spatial-temporal, highest unit",
+            0.40,
+            "never above 0.40",
+            "",
+            _TUN,
+            "tuning",
+        ),
+    ]
+    return f
+
+
+FACTS: list[Fact] = _facts()
+"""The registry: every paper number the report compares, in table order."""
+
+PAPER_SCALE: dict[str, str] = {
+    "dataset": "1,000,000 candidates → 200,000 samples",
+    "svm": "160,000 train / 40,000 test samples, 190 pairs",
+    "models": "5 seeds, ≤ 50 epochs, 144,000 train samples",
+    "rsa": "4,000 test samples (200 per class)",
+    "tuning": "4,000 test samples (code), 5 seeds",
+}
+"""The paper's scale of each group of facts, shown beside the run's."""

@@ -1,0 +1,195 @@
+"""Muscle fiber lengths: the exact OpenSim engine, the fast tabulated engine and its builder."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import h5py
+import numpy as np
+import pytest
+
+from deepdraw.dataset import muscles as M
+from deepdraw.errors import DeepDrawError
+from deepdraw.paths import osim_model
+
+CO = list(M.JOINTS)
+
+
+@pytest.fixture(scope="module")
+def exact():
+    return M.ExactEngine()
+
+
+@pytest.fixture(scope="module")
+def fast():
+    path = M.default_engine_path()
+    if not path.exists():
+        pytest.skip(f"{path} not built (deepdraw dataset muscles build)")
+    return M.FastEngine.load(path)
+
+
+@pytest.fixture(scope="module")
+def trajectories():
+    """20+ smooth dataset-like joint trajectories (pen paths at the start points, through the IK)."""
+    joints, lens = M.synthetic_trajectories(24, seed=7)
+    lens = np.minimum(lens, 70)  # keep OpenSim time small
+    return joints[:, :70], lens
+
+
+def original_procedure(joints_deg: np.ndarray) -> np.ndarray:
+    """DeepDraw's make_muscle_config, literally (fresh model, setValue with assembly, equilibrate)."""
+    import opensim
+
+    model = opensim.Model(str(osim_model()))
+    state = model.initSystem()
+    model.equilibrateMuscles(state)
+    mset = model.getMuscles()
+    out = np.zeros((len(joints_deg), len(M.MUSCLES)))
+    for t, q in enumerate(joints_deg):
+        for i in range(4):
+            model.getCoordinateSet().get(CO[i]).setValue(state, np.pi * (q[i] / 180))
+        model.equilibrateMuscles(state)
+        for k, name in enumerate(M.MUSCLES):
+            out[t, k] = mset.get(name).getFiberLength(state) * 1000
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# exact engine
+# --------------------------------------------------------------------------------------------------
+def test_exact_equals_original_procedure(exact):
+    rng = np.random.default_rng(0)
+    a = rng.uniform(M.Q_MIN, M.Q_MAX)
+    b = np.clip(a + rng.normal(0, 15, 4), M.Q_MIN, M.Q_MAX)
+    s = np.linspace(0, 1, 10)[:, None]
+    traj = a + (b - a) * s
+    rand = rng.uniform(M.Q_MIN, M.Q_MAX, (6, 4))  # random postures, far apart
+    for q in (traj, rand):
+        ref = original_procedure(q)
+        got = exact.lengths(q)
+        assert got.shape == (len(q), 25)
+        # same values up to OpenSim's own history effects (wrapping caches): ~1e-11 mm
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
+    lit = M.ExactEngine(procedure="original").lengths(rand)
+    np.testing.assert_allclose(lit, original_procedure(rand), rtol=0, atol=1e-9)
+
+
+def test_exact_shapes_and_padding(exact):
+    rng = np.random.default_rng(1)
+    q = rng.uniform(M.Q_MIN, M.Q_MAX, (2, 3, 4))
+    q[1, 2] = np.nan  # padding after the end of trajectory 1
+    out = exact.lengths(q, lengths=np.array([3, 2]))
+    assert out.shape == (2, 3, 25)
+    assert np.isnan(out[1, 2]).all() and np.isfinite(out[0]).all()
+    np.testing.assert_allclose(out[1, :2], exact.lengths(q[1, :2]), atol=1e-9)
+    sub = exact.fiber_subset(q[0], np.eye(3, 25, dtype=bool))
+    assert np.isfinite(sub[np.eye(3, 25, dtype=bool)]).all() and np.isnan(sub[~np.eye(3, 25, dtype=bool)]).all()
+    np.testing.assert_allclose(sub[0, 0], out[0, 0, 0], atol=1e-9)
+
+
+def test_bad_inputs(tmp_path, exact):
+    with pytest.raises(DeepDrawError, match="missing.osim: model file not found"):
+        M.ExactEngine(tmp_path / "missing.osim")
+    bad = tmp_path / "garbage.osim"
+    bad.write_text("<OpenSimDocument><Model name='x'>this is not a model")
+    with pytest.raises(DeepDrawError, match="garbage.osim"):
+        M.ExactEngine(bad)
+    xml = osim_model().read_text()
+    renamed = xml.replace('<Schutte1993Muscle_Deprecated name="TMIN">', '<Schutte1993Muscle_Deprecated name="TMINX">')
+    assert renamed != xml
+    lacking = tmp_path / "no_tmin.osim"
+    lacking.write_text(renamed)
+    with pytest.raises(DeepDrawError, match=r"no_tmin\.osim: muscle 'TMIN' is missing"):
+        M.ExactEngine(lacking)
+    q = np.full((4, 4), 30.0)
+    q[2, 1] = np.nan
+    with pytest.raises(DeepDrawError, match="frame 2 holds NaN"):
+        exact.lengths(q)
+    with pytest.raises(DeepDrawError, match=r"shape \(n, T, 4\)"):
+        exact.lengths(np.zeros((3, 5)))
+    with pytest.raises(DeepDrawError, match="procedure"):
+        M.ExactEngine(procedure="fast")
+
+
+# --------------------------------------------------------------------------------------------------
+# fast engine (the shipped artifact)
+# --------------------------------------------------------------------------------------------------
+def test_fast_matches_exact_on_dataset_trajectories(fast, exact, trajectories):
+    joints, lens = trajectories
+    assert len(joints) >= 20
+    fig = M.validate_fast_engine(fast, joints, lens, exact=exact)
+    assert fig["nan_mismatch"] == 0
+    assert fig["length_err_p999_mm"] <= 0.1, fig
+    assert fig["velocity_rel_rms"] <= 0.01, fig
+    assert fig["fallback_frac"] < 0.9
+
+
+def test_fast_handles_known_discontinuities(fast, exact):
+    """Sweeps through the model's wrapping jumps: the fast engine must reproduce them (via fallback)."""
+    sweeps = []
+    for j, lo, hi in [(0, -60.0, -7.0), (1, 90.0, 108.0), (2, -75.0, -60.0)]:
+        q = np.tile([50.0, 40.0, 20.0, 75.0], (60, 1))
+        q[:, j] = np.linspace(lo, hi, 60)
+        sweeps.append(q)
+    q = np.stack(sweeps)
+    ref = exact.lengths(q)
+    got, mask = fast.lengths(q, return_fallback=True)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=0.1)
+    jumps = np.abs(np.diff(ref, axis=1)) > 5.0  # (3, 59, 25): jumps between consecutive frames
+    assert jumps.any(), "expected the sweeps to cross the model's wrapping discontinuities"
+    i, t, m = np.nonzero(jumps)
+    assert np.all(mask[i, t, m] | mask[i, t + 1, m])  # each jump is bracketed by an exact frame
+    # without fallback, the flagged entries are NaN and the rest is still close
+    raw = fast.lengths(q, fallback=False)
+    assert np.isnan(raw[mask]).all()
+    np.testing.assert_allclose(raw[~mask], ref[~mask], atol=0.1)
+
+
+def test_fast_outside_table_falls_back(fast, exact):
+    q = np.array([[125.0, 175.0, -88.0, 2.0], [-89.0, 1.0, 19.0, 129.0], [50.0, 40.0, 20.0, 75.0]])
+    got, mask = fast.lengths(q, return_fallback=True)
+    np.testing.assert_allclose(got, exact.lengths(q), atol=0.1)
+    assert mask[0].any()  # far outside the dataset's region
+
+
+def test_fast_engine_model_check(fast, tmp_path):
+    other = tmp_path / "other.osim"
+    other.write_text(osim_model().read_text().replace("MoBL_ARMS_Upper_Limb_Model_OpenSim", "Other", 1))
+    eng = M.FastEngine.load(fast.path, model_path=other)
+    with pytest.raises(DeepDrawError, match="sha256 differs"):
+        eng.exact()
+    with pytest.raises(DeepDrawError, match="file not found"):
+        M.FastEngine.load(tmp_path / "none.h5")
+    notours = tmp_path / "x.h5"
+    with h5py.File(notours, "w") as f:
+        f.attrs["kind"] = "something"
+    with pytest.raises(DeepDrawError, match="kind"):
+        M.FastEngine.load(notours)
+
+
+# --------------------------------------------------------------------------------------------------
+# builder (a tiny table)
+# --------------------------------------------------------------------------------------------------
+def test_build_tiny_engine(tmp_path, exact):
+    joints, lens = M.synthetic_trajectories(2, seed=3)
+    region = joints[0, : min(lens[0], 40)]
+    out = tmp_path / "tiny.h5"
+    M.build_fast_engine(
+        out_path=out, region_joints=region, step_deg=5.0, elbow_step_deg=2.0, n_fiber_samples=300, workers=1, quiet=True
+    )
+    from deepdraw.store import read_attrs
+
+    attrs = read_attrs(out)
+    assert attrs["kind"] == M.ENGINE_KIND
+    assert osim_model().name in attrs["inputs"]
+    stats = json.loads(attrs["build_stats"])
+    assert stats["mixed_difference_max_mm"] < 1e-6
+    eng = M.FastEngine.load(out)
+    assert set(np.asarray(M.MUSCLES)[eng.el_idx]) >= {"ANC", "BRA", "BIClong", "TRIlong"}
+    assert "ANC" not in set(np.asarray(M.MUSCLES)[eng.sh_idx])
+    got, mask = eng.lengths(region, return_fallback=True)
+    np.testing.assert_allclose(got, exact.lengths(region), atol=0.1)
+    assert not mask.all()
+    with pytest.raises(DeepDrawError, match=re.escape("refusing to overwrite")):
+        M.build_fast_engine(out_path=out, region_joints=region)
