@@ -87,14 +87,21 @@ register(
 )
 
 
-def _json_safe(d: dict) -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, bool | int | float | str) or v is None:
-            out[k] = v
-        elif hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
-            out[k] = v.item()
-    return out
+def _json_safe(v):
+    """Numbers, strings, paths and nested dicts/lists of them, as plain JSON data."""
+    from pathlib import Path
+
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, Path):
+        return str(v)
+    if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
+        return v.item()
+    if isinstance(v, bool | int | float | str) or v is None:
+        return v
+    return str(v)
 
 
 def _write_summary(folder, summary: dict) -> None:
@@ -203,5 +210,23 @@ register(
         lambda c: [_rp(c).tuning / "summary.json"],
         after=["activations"],
         doc="single-unit tuning analyses",
+    )
+)
+
+
+def _report(cfg: Config) -> None:
+    from .report.build import build_report
+
+    build_report(cfg)
+
+
+register(
+    Stage(
+        "report",
+        ["report"],
+        _report,
+        lambda c: [_rp(c).report / "index.html"],
+        after=["svm", "rsa", "tuning"],
+        doc="HTML report",
     )
 )
