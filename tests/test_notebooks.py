@@ -45,7 +45,9 @@ def kernel_env(tmp_path_factory):
         )
     )
     saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "OMP_NUM_THREADS", "MPLBACKEND")}
-    os.environ["JUPYTER_PATH"] = os.pathsep.join([str(root)] + ([saved["JUPYTER_PATH"]] if saved["JUPYTER_PATH"] else []))
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(
+        [str(root)] + ([saved["JUPYTER_PATH"]] if saved["JUPYTER_PATH"] else [])
+    )
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ.pop("MPLBACKEND", None)  # the kernel uses its inline backend
     from jupyter_client.kernelspec import KernelSpecManager
@@ -116,7 +118,11 @@ def test_01_from_pen_to_proprioception(kernel_env, tmp_path):
     assert s["muscle_shape"][1] == 25 and s["muscle_shape"][0] == s["hand_shape"][1]
     if s["fast_engine"]:
         assert s["fast_vs_exact_max_mm"] < 1.0
-    assert s["dt"] == 0.015 and s["spindle_info_shape"] == [25, 320, 2] and s["spindle_firing_shape"] == [25, 320]
+    assert (
+        s["dt"] == 0.015
+        and s["spindle_info_shape"] == [25, 320, 2]
+        and s["spindle_firing_shape"] == [25, 320]
+    )
 
     z = np.load(d / "sample.npz")
     info, L, firing = z["spindle_info"], z["muscle_coords"], z["spindle_firing"]
