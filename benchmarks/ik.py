@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help="small sizes, < 1 minute")
     args = ap.parse_args(argv)
     if args.quick:
-        args.n, args.n_ref, args.t_min, args.t_max = 500, 3, 60, 150
+        args.n, args.n_ref, args.t_min, args.t_max = 1500, 3, 80, 200
     rng = np.random.default_rng(args.seed)
     paths, lengths = make_paths(args.n, rng, args.t_min, args.t_max)
     print(f"{args.n} trajectories, {lengths.sum()} frames ({lengths.min()}-{lengths.max()} per trajectory)")

@@ -10,7 +10,7 @@ About the IK comparisons. Both engines target the same problem: at each frame, t
   ``‖FK(q) - target‖ = 0``, always started from (10, 10, 10, 10)) full trajectories cannot agree on
   95 % of frames: that constraint is not differentiable where it holds, so SLSQP often stops on the
   constraint surface short of the nearest posture. Given the same previous posture, the original
-  lands on the nearest posture on ~90 % of frames; on the others it takes a longer step (10-60° jumps
+  lands on the nearest posture on 90-95 % of frames; on the others it takes a longer step (10-60° jumps
   along the swivel, never a shorter one), and from then on the two trajectories follow different
   postures. The first frame is the worst case (the step from (50, 40, 20, 75) is 40-100°). The test
   therefore compares frame by frame from the original's own previous posture, and checks that the

@@ -104,3 +104,37 @@ def test_compare_startpoints(original):
     assert c["horizontal"]["only_ours"].tolist() == [[99.0, 99.0, 99.0]]
     assert len(c["horizontal"]["only_original"]) == 0
     assert c["vertical"]["common"] == 1441 and len(c["vertical"]["only_original"]) == 1
+
+
+def test_original_reach_test_false_negatives():
+    """Why the original has fewer start points (docs/startpoints.md): its SLSQP reach test says
+    'unreachable' for some reachable points. With the settings of the original code, SLSQP stops at
+    b = 0 (arm hanging, where a has no effect) with a 3.15 cm error at (21, 0, -24), whereas an exact
+    posture exists. (That point is a corner of the shipped start points (33, -12, -24) and
+    (21, -12, -36), so the shipped file was not made with exactly these settings.)"""
+    p = np.array([[21.0, 0.0, -24.0]])
+    assert arm.reach_error(p)[0] < 1e-9
+    joints, err = arm.ik_batch(p[:, None])
+    assert err[0, 0] < 1e-9 and np.all(joints >= arm.Q_MIN) and np.all(joints <= arm.Q_MAX)
+    q = arm._slsqp_point(arm.world_to_shoulder(p[0]), np.array(arm.Q_START))
+    assert q[1] < 0.1 and abs(q[0] - 50.0) < 0.5  # stuck at b = 0, a never moved from q0's 50°
+    assert arm.reach_error_reference(p)[0] == pytest.approx(3.1527, abs=1e-3)
+    # a tolerance edge case: a corner 0.0068 cm outside the workspace counts as reachable (< 1e-2)
+    edge = np.array([[9.0, 6.0, -54.0]])
+    assert arm.reach_error(edge)[0] == pytest.approx(0.006758, abs=1e-5)
+    assert arm.reach_error_reference(edge)[0] > 1.0
+
+
+def test_search_reference_option_is_subset_of_exact():
+    """The SLSQP reach test only adds false negatives: on a coarse toy grid its start points are a
+    subset of the exact search's."""
+    kw = dict(
+        grid_step=15.0, square=20.0, fine=3, progress=False, horizontal_levels=[-30.0], vertical_levels=[30.0]
+    )
+    exact = sp.search_startpoints(**kw)
+    ref = sp.search_startpoints(reach="reference", **kw)
+    for plane in ("horizontal", "vertical"):
+        a = {tuple(p) for p in exact[plane]}
+        b = {tuple(p) for p in ref[plane]}
+        assert b <= a
+    assert len(exact["horizontal"]) + len(exact["vertical"]) > 0

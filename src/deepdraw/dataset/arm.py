@@ -104,6 +104,7 @@ __all__ = [
     "tracing_error",
     "joint_jerk",
     "reach_error",
+    "reach_error_reference",
 ]
 
 
@@ -505,23 +506,23 @@ def _objective(a: np.ndarray, b: np.ndarray, c: np.ndarray, qp: np.ndarray) -> n
 
 
 def _solve_frame(
-    p_s: np.ndarray, q_prev: np.ndarray, n_grid: int = 32, n_newton: int = 10
+    p_s: np.ndarray, q_prev: np.ndarray, n_grid: int = 32, n_newton: int = 12
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest feasible posture (k, 4) to ``q_prev`` (k, 4, degrees) with the hand on ``p_s`` (k, 3, {S} cm).
 
     Candidates: ``n_grid`` uniform swivel angles, and the closed-form swivel angles where a, b or c
     equals its previous value or a or c is at a limit. The best feasible candidate is refined by
-    safeguarded Newton steps on the squared joint distance (trust radius = grid spacing, a step is
-    kept only if it lowers the distance and stays feasible). Returns (q (k, 4) degrees, err (k,) cm).
+    safeguarded Newton steps on the squared joint distance (:func:`_newton`). Rows with no feasible
+    candidate are unreachable (:func:`_nearest_reachable`). Returns (q (k, 4) degrees, err (k,) cm).
     """
     k = len(p_s)
     sw = _Swivel(p_s)
     qp = np.deg2rad(q_prev[:, :3])
     a_prev = qp[:, 0]
     lim = _LIM_RAD
-    phi = np.concatenate(
+    grid = np.linspace(-np.pi, np.pi, n_grid, endpoint=False)[None, :]  # shared: cos/sin computed once
+    roots = np.concatenate(
         [
-            np.broadcast_to(np.linspace(-np.pi, np.pi, n_grid, endpoint=False), (k, n_grid)),
             sw.roots(0, a_prev),
             sw.roots(1, qp[:, 1]),
             sw.roots(2, qp[:, 2]),
@@ -532,40 +533,19 @@ def _solve_frame(
         ],
         axis=1,
     )
-    a, b, c = sw.joints(phi, a_prev)
+    abc_g = sw.joints(grid, a_prev)
+    abc_r = sw.joints(roots, a_prev)
+    a, b, c = (np.concatenate([u, v], axis=1) for u, v in zip(abc_g, abc_r))
+    phi = np.concatenate([np.broadcast_to(grid, (k, n_grid)), roots], axis=1)
     f = _objective(a, b, c, qp)
     rows = np.arange(k)
     j = np.argmin(f, axis=1)
     f_cur = f[rows, j]
     ok = np.isfinite(f_cur)
     ph = phi[rows, j][:, None]
-    if n_newton > 0:
-        cur = sw.joints(ph, a_prev, deriv=True)
-        h = np.full((k, 1), 2 * np.pi / n_grid)
-        fc = f_cur[:, None].copy()
-        for _ in range(n_newton):
-            a, b, c, da, db, dc, dda, ddb, ddc = cur
-            ra, rb, rc = a - qp[:, 0, None], b - qp[:, 1, None], c - qp[:, 2, None]
-            g = ra * da + rb * db + rc * dc
-            hess = da * da + db * db + dc * dc + ra * dda + rb * ddb + rc * ddc
-            with np.errstate(divide="ignore", invalid="ignore"):
-                step = np.where(hess > 0, -g / hess, -np.sign(g) * h)
-            step = np.clip(np.nan_to_num(step), -h, h)
-            new = sw.joints(ph + step, a_prev, deriv=True)
-            fn = _objective(new[0], new[1], new[2], qp)
-            acc = fn < fc
-            if not acc.any():
-                h *= 0.25
-                continue
-            ph = np.where(acc, ph + step, ph)
-            fc = np.where(acc, fn, fc)
-            cur = tuple(np.where(acc, nv, cv) for nv, cv in zip(new, cur))
-            h = np.where(acc, np.where(np.abs(step) >= 0.99 * h, 2.0 * h, h), 0.25 * np.abs(step))
-            if np.max(np.abs(step), initial=0.0) < 1e-12:
-                break
-        a, b, c = cur[0][:, 0], cur[1][:, 0], cur[2][:, 0]
-    else:
-        a, b, c = a[rows, j], b[rows, j], c[rows, j]
+    a, b, c = a[rows, j], b[rows, j], c[rows, j]  # copies
+    if n_newton > 0 and ok.any():
+        _newton(sw, np.flatnonzero(ok), ph, f_cur, qp, a_prev, 2 * np.pi / n_grid, n_newton, (a, b, c))
     q = np.empty((k, 4))
     q[:, 0], q[:, 1], q[:, 2] = np.rad2deg(a), np.rad2deg(b), np.rad2deg(c)
     q[:, 3] = sw.d
@@ -576,6 +556,62 @@ def _solve_frame(
         q[idx] = _nearest_reachable(p_s[idx], sw.subset(idx), phi[idx], a_prev[idx])
     err = np.linalg.norm(fk(q) - p_s, axis=-1)
     return q, err
+
+
+def _newton(
+    sw: _Swivel,
+    idx: np.ndarray,
+    ph: np.ndarray,
+    f_cur: np.ndarray,
+    qp: np.ndarray,
+    a_prev: np.ndarray,
+    h0: float,
+    n_iter: int,
+    out: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    """Safeguarded Newton on the squared joint distance along the swivel, for the rows ``idx``.
+
+    ``ph`` (k, 1) start angles, ``f_cur`` (k,) their distances; a step (clipped to the trust radius,
+    first ``h0``) is kept only if it lowers the distance and stays feasible; the radius doubles after
+    a full accepted step and shrinks to a quarter of a rejected one. A row stops once its step is
+    below 1e-11 rad, or when it sits on a joint limit and the step leaves the feasible set. The
+    resulting (a, b, c) (radians) are written into ``out`` at the rows ``idx``.
+    """
+    sub = sw.subset(idx)
+    qps, aps, ph = qp[idx], a_prev[idx], ph[idx]
+    fc = f_cur[idx, None]
+    h = np.full((idx.size, 1), h0)
+    cur = sub.joints(ph, aps, deriv=True)
+    lim = _LIM_RAD
+    for it in range(n_iter):
+        a, b, c, da, db, dc, dda, ddb, ddc = cur
+        ra, rb, rc = a - qps[:, 0, None], b - qps[:, 1, None], c - qps[:, 2, None]
+        g = ra * da + rb * db + rc * dc
+        hess = da * da + db * db + dc * dc + ra * dda + rb * ddb + rc * ddc
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = np.where(hess > 0, -g / hess, -np.sign(g) * h)
+        step = np.clip(np.nan_to_num(step), -h, h)
+        new = sub.joints(ph + step, aps, deriv=True)
+        fn = _objective(new[0], new[1], new[2], qps)
+        acc = fn < fc
+        ph = np.where(acc, ph + step, ph)
+        fc = np.where(acc, fn, fc)
+        cur = tuple(np.where(acc, nv, cv) for nv, cv in zip(new, cur))
+        h = np.where(acc, np.where(np.abs(step) >= 0.99 * h, 2.0 * h, h), 0.25 * np.abs(step))
+        at_lim = (np.abs(cur[0] - lim[0, 0]) < 1e-9) | (np.abs(cur[0] - lim[0, 1]) < 1e-9)
+        at_lim |= (np.abs(cur[2] - lim[2, 0]) < 1e-9) | (np.abs(cur[2] - lim[2, 1]) < 1e-9)
+        done = ((np.abs(step) < 1e-11) | (~acc & np.isinf(fn) & at_lim))[:, 0]
+        if it == n_iter - 1:
+            done[:] = True
+        if done.any():
+            rows = idx[done]
+            out[0][rows], out[1][rows], out[2][rows] = cur[0][done, 0], cur[1][done, 0], cur[2][done, 0]
+            keep = ~done
+            if not keep.any():
+                return
+            idx, sub, qps, aps = idx[keep], sub.subset(keep), qps[keep], aps[keep]
+            ph, fc, h = ph[keep], fc[keep], h[keep]
+            cur = tuple(v[keep] for v in cur)
 
 
 def _fk_jacobian(q: np.ndarray, h: float = 1e-5) -> np.ndarray:
@@ -656,7 +692,7 @@ def ik_batch(
     q0: Sequence[float] | np.ndarray = Q_START,
     *,
     n_grid: int = 32,
-    n_newton: int = 10,
+    n_newton: int = 12,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batched IK: at each frame, the feasible posture nearest the previous one that reaches the target.
@@ -716,6 +752,8 @@ def reach_error(points_w: np.ndarray, chunk: int = 200_000) -> np.ndarray:
     pts = np.asarray(points_w, dtype=float)
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise DeepDrawError(f"points_w: expected shape (m, 3) in cm, got {pts.shape}")
+    if not np.all(np.isfinite(pts)):
+        raise DeepDrawError("points_w: expected finite coordinates (cm), got NaN/inf")
     out = np.empty(len(pts))
     q_ref = np.asarray(Q_START, dtype=float)
     for s in range(0, len(pts), chunk):
@@ -730,10 +768,11 @@ def reach_error(points_w: np.ndarray, chunk: int = 200_000) -> np.ndarray:
 def joint_jerk(q: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
     """Joint jerk as the original ``compute_jerk``: ``‖∇³q‖_F`` over a trajectory's valid frames.
 
-    ``∇`` is ``np.gradient`` along time with unit spacing (per frame), applied three times.
-    q: (T, 4) or (n, T, 4) degrees; lengths: (n,) valid frames (None: all frames, or up to the last
-    finite frame). Returns a float (T, 4 input) or (n,) (deg/frame³). Trajectories of fewer than 2
-    frames get NaN.
+    ``∇`` is ``np.gradient`` along time with unit spacing (per frame), applied three times; the
+    original's (4, T) layout gives the same number as our (T, 4).
+    q: (T, k) or (n, T, k), usually k = 4 joints in degrees (any k works, e.g. 25 muscle lengths in
+    mm, the original ``muscle_jerk``); lengths: (n,) valid frames (None: up to the last finite frame).
+    Returns a float for a (T, k) input, else (n,) (units of q per frame³). Fewer than 2 frames: NaN.
     """
     q = np.asarray(q, dtype=float)
     single = q.ndim == 2

@@ -13,7 +13,7 @@ A start point is a point of a 3 cm grid over the workspace (X in [0, 60], Y in [
 
 Output order is the original's: plane by plane (increasing Z, resp. X), then X (resp. Y) and Y (resp.
 Z) increasing. ``reach="reference"`` uses the original per-point SLSQP reach test instead of the exact
-one (slow: minutes for a few planes); ``docs/startpoints.md`` compares both with the original file.
+one (slow); ``docs/startpoints.md`` compares both with the original file and explains the differences.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeepDrawError
-from .arm import REACH_TOL_CM, reach_error, reach_error_reference
+from .arm import Q_X0, REACH_TOL_CM, reach_error, reach_error_reference
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ ORIGINAL_COUNTS = {"horizontal": 539, "vertical": 1442}
 __all__ = [
     "WORKSPACE_BOUNDS_CM",
     "ORIGINAL_COUNTS",
+    "REFERENCE_SCREEN_CM",
     "grid_axes",
+    "reach_error_screened_reference",
     "search_startpoints",
     "load_original_startpoints",
     "compare_startpoints",
@@ -57,8 +59,10 @@ REFERENCE_SCREEN_CM = 1.0
 """With ``reach="reference"``, points farther than this from the workspace skip SLSQP (cm)."""
 
 
-def reach_error_screened_reference(points_w: np.ndarray, screen: float = REFERENCE_SCREEN_CM) -> np.ndarray:
-    """The original's SLSQP reach error, run only where the exact distance is below ``screen`` cm.
+def reach_error_screened_reference(
+    points_w: np.ndarray, screen: float = REFERENCE_SCREEN_CM, x0: Sequence[float] = Q_X0
+) -> np.ndarray:
+    """The original's SLSQP reach error (from ``x0``), run only where the exact distance is below ``screen`` cm.
 
     SLSQP's error can never be much smaller than the true distance to the workspace (its result stays
     within the joint limits up to its constraint tolerance), so points farther than ``screen`` are
@@ -67,17 +71,19 @@ def reach_error_screened_reference(points_w: np.ndarray, screen: float = REFEREN
     err = reach_error(points_w)
     near = np.flatnonzero(err < screen)
     if near.size:
-        err[near] = reach_error_reference(np.asarray(points_w, dtype=float)[near])
+        err[near] = reach_error_reference(np.asarray(points_w, dtype=float)[near], x0=x0)
     return err
 
 
-def _reach_fn(reach: str | Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+def _reach_fn(
+    reach: str | Callable[[np.ndarray], np.ndarray], x0: Sequence[float]
+) -> Callable[[np.ndarray], np.ndarray]:
     if callable(reach):
         return reach
     if reach == "analytic":
         return reach_error
     if reach == "reference":
-        return reach_error_screened_reference
+        return lambda pts: reach_error_screened_reference(pts, x0=x0)
     raise DeepDrawError(f"reach: expected 'analytic', 'reference' or a callable, got {reach!r}")
 
 
@@ -103,19 +109,22 @@ def search_startpoints(
     reach: str | Callable[[np.ndarray], np.ndarray] = "analytic",
     horizontal_levels: Sequence[float] | None = None,
     vertical_levels: Sequence[float] | None = None,
+    reference_x0: Sequence[float] = Q_X0,
 ) -> dict[str, np.ndarray]:
     """The original start-point search (see the module docstring).
 
     grid_step: coarse grid spacing (cm); square: side of the character's bounding square (cm);
     fine: side of the fine check grid (points, 1 cm apart); tol: reach tolerance (cm).
-    reach: ``"analytic"`` (exact distance to the workspace, vectorised), ``"reference"`` (the
-    original SLSQP test, slow) or a callable ``(m, 3) cm -> (m,) cm``.
+    reach: ``"analytic"`` (exact distance to the workspace, vectorised; default), ``"reference"``
+    (the original SLSQP test from ``reference_x0``, (10, 10, 10, 10) in the original code; about 15
+    minutes on one core for the whole search) or a callable ``(m, 3) cm -> (m,) cm``. Neither
+    reproduces the shipped ``pcr_startingpoints.hdf5`` exactly; see ``docs/startpoints.md``.
     horizontal_levels / vertical_levels: restrict the search to these Z (resp. X) planes (cm); None:
     all planes. Planes are independent, so a restricted search returns exactly the full search's
     points on those planes.
     Returns ``{"horizontal": (n, 3), "vertical": (m, 3)}`` float64 cm in {W}.
     """
-    err_fn = _reach_fn(reach)
+    err_fn = _reach_fn(reach, reference_x0)
     xs, ys, zs = grid_axes(grid_step)
     hz = _select_levels(zs, horizontal_levels)
     vx = _select_levels(xs, vertical_levels)
@@ -175,7 +184,7 @@ def search_startpoints(
 def _run_chunks(
     fn: Callable[[np.ndarray], np.ndarray], pts: np.ndarray, progress: bool, what: str
 ) -> np.ndarray:
-    chunk = 20_000 if fn is reach_error else 200
+    chunk = 20_000 if fn is reach_error else 100
     starts = range(0, len(pts), chunk)
     if progress and len(pts) > chunk:
         from tqdm import tqdm
