@@ -214,3 +214,13 @@ def test_to_world_planes():
 
 def test_max_length_is_295_for_uci():
     assert augment.max_length(182, [0.7, 1.0, 1.3], [0.8, 1.0, 1.2, 1.4]) == 295
+
+
+def test_config_reference_doc_is_up_to_date():
+    """docs/config.md lists every key with its default (regenerate with reference_markdown())."""
+    from pathlib import Path
+
+    from deepdraw.config import reference_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    assert doc.read_text().strip() == reference_markdown().strip()

@@ -66,10 +66,10 @@ class StartpointsConfig:
     """Start points of the pen path in the arm's workspace (spec 1.2)."""
 
     source: str = "original"  # "original" (shipped file of DeepDraw) or "search" (our workspace search)
-    grid_step_cm: float = 3.0
-    square_cm: float = 20.0
-    fine: int = 15
-    tol_cm: float = 1e-2
+    grid_step_cm: float = 3.0  # search grid spacing over the workspace (cm)
+    square_cm: float = 20.0  # in-plane square whose corners must be reachable (cm)
+    fine: int = 15  # fine check: fine x fine points 1 cm apart around the candidate
+    tol_cm: float = 1e-2  # a point is reachable when the IK error is below this (cm)
 
 
 @dataclass
@@ -78,15 +78,15 @@ class KinematicsConfig:
 
     n_candidates: int = 2000  # candidate movements generated (paper: 1,000,000)
     shard_size: int = 500  # candidates per shard / Dask task
-    planes: list[str] = field(default_factory=lambda: list(PLANES))
+    planes: list[str] = field(default_factory=lambda: list(PLANES))  # writing planes used
     ik: str = "batched"  # "batched" (fast, default) or "reference" (per-frame SLSQP, as the original)
     max_tracing_error_cm: float = 1e-2  # acceptance: summed IK error over the frames (cm)
     max_joint_jerk: float = 1.0  # acceptance: ||d3 q / dt3||_F, degrees / frame^3
     max_attempts: int = 20  # redraws of the latents before a candidate is given up (recorded)
     acceptance: str = "and"  # "and" (paper: both criteria) or "original" (the original's `and` bug: either)
-    sizes: list[float] = field(default_factory=lambda: [0.7, 1.0, 1.3])
+    sizes: list[float] = field(default_factory=lambda: [0.7, 1.0, 1.3])  # size latent (scales length and duration)
     angles: list[float] = field(default_factory=lambda: [-30.0, -15.0, 0.0, 15.0, 30.0])  # rot/shear, degrees
-    speeds: list[float] = field(default_factory=lambda: [0.8, 1.0, 1.2, 1.4])
+    speeds: list[float] = field(default_factory=lambda: [0.8, 1.0, 1.2, 1.4])  # speed latent (duration / speed)
     noises: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3])  # drawn, recorded, not applied
     save_trajectories: bool = True  # keep hand/joint paths of every candidate in the shards (off at paper scale)
 
@@ -105,10 +105,10 @@ class AssemblyConfig:
     """Selection, temporal placement, proprioceptive inputs and the train/test split (spec 1.4-1.5)."""
 
     n_samples: int = 1000  # samples kept (paper: 200,000)
-    n_frames: int = 320
+    n_frames: int = 320  # frames per sample (4.8 s at 15 ms)
     dt: float = 0.015  # seconds per frame
     firing_noise: float = 0.3  # spindle_firing noise, x std over time per muscle
-    test_fraction: float = 0.2
+    test_fraction: float = 0.2  # share of samples in pcrt_test.h5
     chunk: int = 1000  # samples per write block
 
 
@@ -116,7 +116,7 @@ class AssemblyConfig:
 class SvmConfig:
     """Pairwise linear SVMs and linear decoding baselines (spec 2)."""
 
-    inputs: list[str] = field(
+    inputs: list[str] = field(  # PCRT keys fitted (flattened per sample)
         default_factory=lambda: [
             "endeffector_coords",
             "joint_coords",
@@ -125,17 +125,17 @@ class SvmConfig:
             "spindle_info",
         ]
     )
-    c_grid: list[float] = field(default_factory=lambda: [10.0**k for k in range(-4, 5)])
-    subsets: list[str] = field(default_factory=lambda: ["full"])
+    c_grid: list[float] = field(default_factory=lambda: [10.0**k for k in range(-4, 5)])  # C values (paper: 9, 1e-4..1e4)
+    subsets: list[str] = field(default_factory=lambda: ["full"])  # "full", "all", or e.g. "size=0.7,plane=vertical"
     max_train: int = 0  # 0 = all training samples
-    val_fraction: float = 0.1
+    val_fraction: float = 0.1  # last share of each pair's training rows used to choose C
     rank: int = 0  # 0 = exact solver; k > 0 = project each pair on its top-k principal directions (approx.)
     tol: float = 1e-6  # dual solver tolerance (largest projected-gradient entry, margin units)
     max_iter: int = 100  # active-set iterations per C before the Huber-Newton fallback
     save_weights: bool = True  # store every chosen model's weights in svm_results.h5
     read_chunk: int = 256  # samples per HDF5 read when streaming the test file / the TDT decoder
     decode: bool = True  # fit the linear TDT baseline (hand position from decode_input)
-    decode_input: str = "spindle_info"
+    decode_input: str = "spindle_info"  # input of the linear TDT baseline
     decode_window: int = 1  # frames per design row (odd; 1 = the inputs at that frame only)
     decode_alpha: float = 1e-6  # ridge on the standardised inputs (~ ordinary least squares)
 
@@ -144,20 +144,20 @@ class SvmConfig:
 class TrainConfig:
     """Network training (spec 3-4)."""
 
-    models: list[str] = field(
+    models: list[str] = field(  # architectures trained (names as the original)
         default_factory=lambda: [
             "spatial_temporal_4_8-16-16-32_32-32-64-64_7293",
             "spatiotemporal_4_8-8-32-64_7272",
             "lstm_3_8-16-16_256",
         ]
     )
-    tasks: list[str] = field(default_factory=lambda: ["art", "tdt"])
-    seeds: list[int] = field(default_factory=lambda: [1, 2])
-    max_epochs: int = 50
-    patience: int = 5
-    lr: float = 5e-4
-    batch_size: int = 256
-    val_fraction: float = 0.1
+    tasks: list[str] = field(default_factory=lambda: ["art", "tdt"])  # "art", "tdt", "tdt_pv"
+    seeds: list[int] = field(default_factory=lambda: [1, 2])  # one trained model and its untrained control per seed
+    max_epochs: int = 50  # epoch cap
+    patience: int = 5  # epochs without validation improvement before lr / 4
+    lr: float = 5e-4  # Adam learning rate (conv families)
+    batch_size: int = 256  # conv families
+    val_fraction: float = 0.1  # validation = last share of the train file
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
     lstm_lr: float = 1e-3  # lr of the lstm family (original train_networks.py; paper text: "same" 5e-4)
     lstm_batch_size: int = 128  # batch size of the lstm family (original; paper text: 256)
@@ -171,9 +171,9 @@ class TrainConfig:
 class SearchConfig:
     """Random architecture search over the paper's grid (Table 2)."""
 
-    families: list[str] = field(default_factory=lambda: ["spatial_temporal", "spatiotemporal", "lstm"])
-    n_per_family: int = 50
-    max_epochs: int = 50
+    families: list[str] = field(default_factory=lambda: ["spatial_temporal", "spatiotemporal", "lstm"])  # families searched
+    n_per_family: int = 50  # random architectures per family
+    max_epochs: int = 50  # epoch cap per candidate
     grid: str = "paper"  # "paper" (eLife Table 2) or "code" (train_networks.py's LSTM grid)
     select_by: str = "test_accuracy"  # best per family: "test_accuracy" (original) or "val_accuracy"
 
@@ -182,8 +182,8 @@ class SearchConfig:
 class ActivationsConfig:
     """Activation extraction on a seeded test subset shared by all models."""
 
-    n_samples: int = 4000
-    batch_size: int = 100
+    n_samples: int = 4000  # test samples (seeded subset, same for every model)
+    batch_size: int = 100  # forward-pass batch
 
 
 @dataclass
@@ -191,20 +191,20 @@ class RsaConfig:
     """RDMs, CKA, t-SNE and population decoding (spec 5, 6.5, 6.9, 6.10)."""
 
     per_class: int = 200  # samples per character in the RDM subset, drawn without replacement
-    tsne_perplexity: float = 40.0
+    tsne_perplexity: float = 40.0  # t-SNE perplexity (paper: 40)
     pca_components: int = 50  # PCA before t-SNE
     ridge_alpha: float = 1.0  # population decoding
     layers: list[str] = field(default_factory=list)  # layers analysed; [] = every layer of each model
-    inputs: list[str] = field(
+    inputs: list[str] = field(  # input representations (test-file keys) given RDMs and t-SNE
         default_factory=lambda: ["endeffector_coords", "joint_coords", "muscle_coords", "spindle_info"]
-    )  # input representations (test-file keys) given RDMs and t-SNE
+    )
     gram_dtype: str = "float32"  # "float32" or "float64": precision of the Gram products (RDMs, CKA)
     device: str = "cpu"  # Gram products on "cpu", "cuda" or "auto" (torch, GPU when present)
     save_rdms: bool = True  # store every condensed RDM (k(k-1)/2 float32) in rsa_results.h5
-    tsne: bool = True
+    tsne: bool = True  # compute t-SNE embeddings per layer
     tsne_per_class: int = 50  # t-SNE subset per character (paper Fig. 4B: 50)
     tsne_iter: int = 300  # t-SNE iterations (paper: 300; at least 250)
-    decoding: bool = True
+    decoding: bool = True  # population decoding of position, direction and speed per layer
     decoding_test_fraction: float = 0.2  # test trajectories (split by trajectory, never by frame)
 
 
@@ -238,7 +238,7 @@ class TuningConfig:
 class ReportConfig:
     """HTML report."""
 
-    title: str = "deepdraw run"
+    title: str = "deepdraw run"  # title of the HTML report
 
 
 SECTIONS: dict[str, type] = {
@@ -412,3 +412,35 @@ def validate_config(cfg: Config, where: str = "<config>") -> None:
         )
     if not cfg.svm.c_grid:
         raise DeepDrawError(f"{where}: key 'svm.c_grid' is empty; expected at least one C value")
+
+
+def reference_markdown() -> str:
+    """``docs/config.md``: every section and key with its default and the comment beside it in the
+    source (the test suite checks that the file is up to date)."""
+    import inspect
+    import re
+
+    lines = [
+        "# Configuration reference",
+        "",
+        "One TOML file configures a run; each `[section]` is read by one stage. Every key is optional (the",
+        "default is shown). Unknown sections and keys are errors that name the nearest valid key. The",
+        "resolved config is stored in every artifact (`config` attribute). Examples: `configs/demo.toml`,",
+        "`configs/paper.toml`. This page is generated from `src/deepdraw/config.py`",
+        "(`python -c 'import deepdraw.config as c; print(c.reference_markdown())' > docs/config.md`).",
+        "",
+    ]
+    for name, cls in SECTIONS.items():
+        src = inspect.getsource(cls)
+        comments = {
+            m.group(1): (m.group(2) or "").strip()
+            for m in re.finditer(r"^    (\w+): [^=\n]+=[^#\n]*(?:#\s*(.*))?$", src, re.M)
+        }
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        lines += [f"## `[{name}]`", "", doc, "", "| key | default | meaning |", "|---|---|---|"]
+        for f in dataclasses.fields(cls):
+            d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            dv = json.dumps(d)
+            lines.append(f"| `{f.name}` | `{dv}` | {comments.get(f.name, '').replace('|', '/')} |")
+        lines.append("")
+    return "\n".join(lines)
