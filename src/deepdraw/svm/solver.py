@@ -220,7 +220,9 @@ def _pdas(
     return best, q_best, it, bool(np.max(np.abs(pg)) <= tol)
 
 
-def _huber_step(r: np.ndarray, e: np.ndarray, ud: float, dd: float, C: float, h: float) -> tuple[float, float]:
+def _huber_step(
+    r: np.ndarray, e: np.ndarray, ud: float, dd: float, C: float, h: float
+) -> tuple[float, float]:
     """Step length along a Newton direction of :func:`_huber_newton`.
 
     ``phi'(t) = ud + t dd - sum_i C clip((r_i - t e_i) / h, 0, 1) e_i`` is increasing and piecewise
@@ -313,7 +315,7 @@ def _solve_dual(
     """Solve ``min 1/2 a^T Q a - 1^T a, 0 <= a <= C``; returns ``(alpha, Q alpha, iterations, ok)``.
 
     Active-set method from the warm-start split; if it cycles, Huber-Newton continuation on the
-    primal (h = 1 ... 1e-4) followed by the active-set method from its split.
+    primal (h from >= 1 down to 1e-4), handing each band's split to the active-set method.
     """
     a1, q1, it1, ok = _pdas(op, C, alpha, partition, tol, max_iter, rel_reg)
     if ok:
@@ -321,25 +323,32 @@ def _solve_dual(
     A = op.factor()
     u = A.T @ a1
     it_total = it1
-    # start wide enough that most samples sit in the quadratic band, then narrow it
+    best = (a1, q1)
+    # start wide enough that most samples sit in the quadratic band, then narrow it; from h <= 1 on,
+    # the band's split is handed to the active-set method, which finishes when the split is right
     h = max(1.0, 2.0 * float(np.max(1.0 - A @ u)))
     while True:
-        u, beta, k = _huber_newton(A, C, u, h, max_iter)
+        u, beta, k = _huber_newton(A, C, u, h, min(max_iter, 40))
         it_total += k
+        if h <= 1.0:
+            r = 1.0 - A @ u
+            a2, q2, it2, ok = _pdas(op, C, beta, (r >= h, r <= 0), tol, min(max_iter, 20), rel_reg)
+            it_total += it2
+            if ok:
+                return a2, q2, it_total, True
+            if _dual_value(a2, q2) < _dual_value(*best):
+                best = (a2, q2)
         if h <= 1e-4:
             break
         h = max(h / 10.0, 1e-4)
-    r = 1.0 - A @ u
-    split = (r >= 1e-4, r <= 0)
-    a2, q2, it2, ok = _pdas(op, C, beta, split, tol, max_iter, rel_reg)
-    it_total += it2
-    if ok:
-        return a2, q2, it_total, True
-    # keep the better of the two feasible points (lower dual objective)
     qb = op.matvec(beta)
-    cands = [(a1, q1), (a2, q2), (beta, qb)]
-    a, q = min(cands, key=lambda c: 0.5 * float(c[0] @ c[1]) - float(c[0].sum()))
-    return a, q, it_total, False
+    if _dual_value(beta, qb) < _dual_value(*best):
+        best = (beta, qb)
+    return best[0], best[1], it_total, False
+
+
+def _dual_value(alpha: np.ndarray, q: np.ndarray) -> float:
+    return 0.5 * float(alpha @ q) - float(alpha.sum())
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -489,7 +498,9 @@ def fit_hinge_path(
         prev_C = C
         primal, gap = _gap(alpha, q, C)
         if not ok:
-            log.debug("dual not solved to tol %.1e at C=%g (relative gap %.2e)", tol, C, gap / max(primal, 1e-300))
+            log.debug(
+                "dual not solved to tol %.1e at C=%g (relative gap %.2e)", tol, C, gap / max(primal, 1e-300)
+            )
         w, b = to_weights(alpha)
         fits[k] = HingeFit(C, w, b, it, ok, hinge_objective(w, b, X, ys, C), max(gap, 0.0))
     return [fits[k] for k in range(len(c_grid))]

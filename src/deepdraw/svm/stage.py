@@ -36,7 +36,7 @@ from ..config import PLANES, Config
 from ..errors import DeepDrawError
 from ..parallel import executor
 from ..store import ArtifactWriter, Field, file_sha256, iter_chunks, open_artifact
-from .solver import LinearDecoder, fit_pair, ovo_pairs, ovo_predict
+from .solver import LinearDecoder, fit_pair, ovo_pairs, ovo_predict, split_train_val
 
 log = logging.getLogger(__name__)
 
@@ -242,9 +242,7 @@ def _read_latents(f: h5py.File, path: Path, keys: Sequence[str]) -> dict[str, np
 
 def _check_input(f: h5py.File, path: Path, key: str, n: int, why: str) -> tuple[int, ...]:
     if key not in f or not isinstance(f[key], h5py.Dataset):
-        raise DeepDrawError(
-            f"{path}: key '{key}' is missing; expected a dataset of shape ({n}, ...) ({why})"
-        )
+        raise DeepDrawError(f"{path}: key '{key}' is missing; expected a dataset of shape ({n}, ...) ({why})")
     shape = f[key].shape
     if len(shape) < 2 or shape[0] != n:
         raise DeepDrawError(f"{path}: key '{key}' has shape {shape}; expected ({n}, ...) like 'label'")
@@ -258,7 +256,9 @@ def _read_labels(f: h5py.File, path: Path) -> np.ndarray:
         raise DeepDrawError(f"{path}: key 'label' is missing; expected integer class labels 0..19")
     y = f["label"][()]
     if y.ndim != 1 or y.dtype.kind not in "iu":
-        raise DeepDrawError(f"{path}: key 'label' has shape {y.shape} and dtype {y.dtype}; expected (n,) integers")
+        raise DeepDrawError(
+            f"{path}: key 'label' has shape {y.shape} and dtype {y.dtype}; expected (n,) integers"
+        )
     if y.size and (y.min() < 0 or y.max() >= N_CLASSES):
         raise DeepDrawError(
             f"{path}: key 'label' holds values {int(y.min())}..{int(y.max())}; expected 0..{N_CLASSES - 1}"
@@ -304,13 +304,15 @@ def fit_pair_task(task: PairTask) -> dict[str, Any]:
         r = int(np.argwhere(bad)[0][0])
         raise DeepDrawError(f"{where}: sample {int(task.rows[r])} holds NaN/inf; expected finite values")
     y = np.where(task.positive, 1.0, -1.0)
-    try:
-        fit = fit_pair(
-            X, y, task.c_grid, task.val_fraction, rank=task.rank, tol=task.tol, max_iter=task.max_iter
-        )
-    except ValueError as e:
-        raise DeepDrawError(f"{where}: cannot fit ({e}); expected both classes among its first "
-                            f"{100 * (1 - task.val_fraction):.0f} % rows") from None
+    n_tr = split_train_val(y.size, task.val_fraction) if y.size >= 2 else 0
+    if n_tr == 0 or np.unique(y[:n_tr]).size < 2:
+        # too few samples of one class in this subset: the pair gets no model and casts no vote
+        return {
+            "skipped": f"pair {LETTERS[i]}/{LETTERS[j]} of subset '{task.subset}' has "
+            f"{int(task.positive[:n_tr].sum())}/{int((~task.positive[:n_tr]).sum())} "
+            f"training samples of {LETTERS[j]}/{LETTERS[i]}"
+        }
+    fit = fit_pair(X, y, task.c_grid, task.val_fraction, rank=task.rank, tol=task.tol, max_iter=task.max_iter)
     return {
         "val_acc": fit.val_acc,
         "train_acc": fit.train_acc,
@@ -344,11 +346,15 @@ def _validate(cfg: Config) -> None:
     if not 0 < s.val_fraction < 1:
         raise DeepDrawError(f"config: key 'svm.val_fraction' is {s.val_fraction}; expected 0 < x < 1")
     if s.max_train < 0:
-        raise DeepDrawError(f"config: key 'svm.max_train' is {s.max_train}; expected 0 (all) or a positive count")
+        raise DeepDrawError(
+            f"config: key 'svm.max_train' is {s.max_train}; expected 0 (all) or a positive count"
+        )
     if s.rank < 0:
         raise DeepDrawError(f"config: key 'svm.rank' is {s.rank}; expected 0 (exact) or a positive count")
     if s.decode_window < 1 or s.decode_window % 2 == 0:
-        raise DeepDrawError(f"config: key 'svm.decode_window' is {s.decode_window}; expected an odd count >= 1")
+        raise DeepDrawError(
+            f"config: key 'svm.decode_window' is {s.decode_window}; expected an odd count >= 1"
+        )
     if s.decode_alpha < 0:
         raise DeepDrawError(f"config: key 'svm.decode_alpha' is {s.decode_alpha}; expected >= 0")
 
@@ -404,7 +410,9 @@ def run_svm(
     if not overwrite:
         for p in paths.values():
             if p.exists():
-                raise DeepDrawError(f"{p}: output exists; refusing to overwrite it (delete it, or use --overwrite)")
+                raise DeepDrawError(
+                    f"{p}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
+                )
     inputs = list(sc.inputs)
     latent_keys = sorted({k for s in subsets for k in s.keys})
 
@@ -418,7 +426,9 @@ def run_svm(
                 raise DeepDrawError(f"{path}: key 'label' is empty; expected at least one sample")
             shapes = {k: _check_input(f, path, k, n, "listed in svm.inputs") for k in inputs}
             if sc.decode:
-                shapes[sc.decode_input] = _check_input(f, path, sc.decode_input, n, "svm.decode_input, TDT baseline")
+                shapes[sc.decode_input] = _check_input(
+                    f, path, sc.decode_input, n, "svm.decode_input, TDT baseline"
+                )
                 shapes["endeffector_coords"] = _check_input(
                     f, path, "endeffector_coords", n, "hand position targets of the TDT baseline"
                 )
@@ -453,9 +463,13 @@ def run_svm(
                 f"({LETTERS[int(classes[0])]}); expected at least two classes"
             )
         if not m_te.any():
-            log.warning("%s: subset '%s' selects no test sample; its multi-class accuracy is NaN", test_path, s.name)
+            log.warning(
+                "%s: subset '%s' selects no test sample; its multi-class accuracy is NaN", test_path, s.name
+            )
         pairs = [(int(classes[a]), int(classes[b])) for a, b in ovo_pairs(classes.size)]
-        sub_info.append({"subset": s, "train_mask": m_tr, "test_mask": m_te, "classes": classes, "pairs": pairs})
+        sub_info.append(
+            {"subset": s, "train_mask": m_tr, "test_mask": m_te, "classes": classes, "pairs": pairs}
+        )
     all_pairs = ovo_pairs(N_CLASSES)
     pair_index = {p: k for k, p in enumerate(all_pairs)}
     nI, nS, nP, nC = len(inputs), len(subsets), len(all_pairs), len(sc.c_grid)
@@ -491,8 +505,17 @@ def run_svm(
                     rows = np.flatnonzero(m & ((y_tr == i) | (y_tr == j)))
                     tasks.append(
                         PairTask(
-                            str(train_path), key, info["subset"].name, (i, j), rows, y_tr[rows] == j,
-                            tuple(float(c) for c in sc.c_grid), sc.val_fraction, sc.rank, sc.tol, sc.max_iter,
+                            str(train_path),
+                            key,
+                            info["subset"].name,
+                            (i, j),
+                            rows,
+                            y_tr[rows] == j,
+                            tuple(float(c) for c in sc.c_grid),
+                            sc.val_fraction,
+                            sc.rank,
+                            sc.tol,
+                            sc.max_iter,
                         )
                     )
                     where.append((si, pair_index[(i, j)]))
@@ -502,7 +525,19 @@ def run_svm(
             d = int(np.prod(meta["train"]["shapes"][key]))
             W = np.zeros((nS, nP, d), np.float64)
             B = np.zeros((nS, nP), np.float64)
+            skipped = [r["skipped"] for r in results if "skipped" in r]
+            if skipped:
+                log.warning(
+                    "svm %s: %d pair(s) not fitted (e.g. %s); they cast no vote",
+                    key,
+                    len(skipped),
+                    skipped[0],
+                )
+            fitted: list[set[int]] = [set() for _ in sub_info]
             for (si, pk), r in zip(where, results):
+                if "skipped" in r:
+                    continue
+                fitted[si].add(pk)
                 res["val_acc"][ii, si, pk] = r["val_acc"]
                 res["train_acc"][ii, si, pk] = r["train_acc"]
                 res["converged"][ii, si, pk] = r["converged"]
@@ -518,7 +553,9 @@ def run_svm(
             n_conv = res["converged"][ii].sum()
             n_fit = int(np.isfinite(res["val_acc"][ii]).sum())
             if n_conv < n_fit:
-                log.warning("svm %s: %d of %d fits stopped before the solver tolerance", key, n_fit - n_conv, n_fit)
+                log.warning(
+                    "svm %s: %d of %d fits stopped before the solver tolerance", key, n_fit - n_conv, n_fit
+                )
             # --- one pass over the test file: decisions of every chosen model ---
             dec = _test_decisions(test_path, key, sub_info, W, B, pair_index, sc.read_chunk, quiet)
             pred_all = np.full((nS, y_te.size), -1, np.int16)
@@ -528,8 +565,10 @@ def run_svm(
                     continue
                 yt = y_te[rows]
                 cls = info["classes"]
-                pks = [pair_index[p] for p in info["pairs"]]
-                local = ovo_predict(dec[si][:, pks], cls.size)
+                local_of = {int(c): a for a, c in enumerate(cls)}
+                pks = [pair_index[p] for p in info["pairs"] if pair_index[p] in fitted[si]]
+                local_pairs = [(local_of[all_pairs[pk][0]], local_of[all_pairs[pk][1]]) for pk in pks]
+                local = ovo_predict(dec[si][:, pks], cls.size, local_pairs)
                 pred = cls[local]
                 pred_all[si, rows] = pred
                 res["multiclass_acc"][ii, si] = float(np.mean(pred == yt))
@@ -549,7 +588,10 @@ def run_svm(
             log.info(
                 "svm %s: multi-class accuracy %s",
                 key,
-                ", ".join(f"{info['subset'].name} {res['multiclass_acc'][ii, si]:.3f}" for si, info in enumerate(sub_info)),
+                ", ".join(
+                    f"{info['subset'].name} {res['multiclass_acc'][ii, si]:.3f}"
+                    for si, info in enumerate(sub_info)
+                ),
             )
 
     decode = _fit_decoder(cfg, train_path, test_path, n_use, quiet) if sc.decode else None
@@ -563,44 +605,71 @@ def run_svm(
             s = info["subset"]
             for i, j in info["pairs"]:
                 pk = pair_index[(i, j)]
+                if not np.isfinite(res["val_acc"][ii, si, pk]).any():
+                    continue  # not fitted (too few samples of a class in this subset)
                 best_c = res["best_c"][ii, si, pk]
                 for ci, C in enumerate(c_grid):
                     is_best = bool(C == best_c)
-                    rows_pairs.append({
-                        "input": key, "subset": s.name, "pair": f"{LETTERS[i]}-{LETTERS[j]}",
-                        "class_i": i, "class_j": j, "C": C,
-                        "val_acc": res["val_acc"][ii, si, pk, ci], "train_acc": res["train_acc"][ii, si, pk, ci],
-                        "best": is_best, "test_acc": res["pair_test_acc"][ii, si, pk] if is_best else np.nan,
-                        "n_train": res["n_train"][ii, si, pk], "n_val": res["n_val"][ii, si, pk],
-                        "n_iter": res["n_iter"][ii, si, pk, ci], "converged": bool(res["converged"][ii, si, pk, ci]),
-                    })
-            pks = [pair_index[p] for p in info["pairs"]]
-            bv = np.nanmax(res["val_acc"][ii, si, pks], axis=1)
+                    rows_pairs.append(
+                        {
+                            "input": key,
+                            "subset": s.name,
+                            "pair": f"{LETTERS[i]}-{LETTERS[j]}",
+                            "class_i": i,
+                            "class_j": j,
+                            "C": C,
+                            "val_acc": res["val_acc"][ii, si, pk, ci],
+                            "train_acc": res["train_acc"][ii, si, pk, ci],
+                            "best": is_best,
+                            "test_acc": res["pair_test_acc"][ii, si, pk] if is_best else np.nan,
+                            "n_train": res["n_train"][ii, si, pk],
+                            "n_val": res["n_val"][ii, si, pk],
+                            "n_iter": res["n_iter"][ii, si, pk, ci],
+                            "converged": bool(res["converged"][ii, si, pk, ci]),
+                        }
+                    )
+            pks = [
+                pair_index[p]
+                for p in info["pairs"]
+                if np.isfinite(res["val_acc"][ii, si, pair_index[p]]).any()
+            ]
+            bv = np.max(res["val_acc"][ii, si, pks], axis=1) if pks else np.array([np.nan])
             bt = res["pair_test_acc"][ii, si, pks]
-            rows_multi.append({
-                "input": key, "subset": s.name, "suppressed_var": s.suppressed_var,
-                "suppressed_val": s.suppressed_val, "n_classes": int(info["classes"].size),
-                "n_train": int(info["train_mask"].sum()), "n_test": int(res["n_test"][si]),
-                "accuracy": res["multiclass_acc"][ii, si],
-                "pairwise_mean_val_acc": float(np.mean(bv)), "pairwise_sd_val_acc": float(np.std(bv)),
-                "pairwise_mean_test_acc": float(np.nanmean(bt)) if np.isfinite(bt).any() else np.nan,
-                "pairwise_sd_test_acc": float(np.nanstd(bt)) if np.isfinite(bt).any() else np.nan,
-                "pairwise_frac_below_70": float(np.mean(bt[np.isfinite(bt)] < 0.7)) if np.isfinite(bt).any() else np.nan,
-            })
+            rows_multi.append(
+                {
+                    "input": key,
+                    "subset": s.name,
+                    "suppressed_var": s.suppressed_var,
+                    "suppressed_val": s.suppressed_val,
+                    "n_classes": int(info["classes"].size),
+                    "n_train": int(info["train_mask"].sum()),
+                    "n_test": int(res["n_test"][si]),
+                    "accuracy": res["multiclass_acc"][ii, si],
+                    "pairwise_mean_val_acc": float(np.mean(bv)),
+                    "pairwise_sd_val_acc": float(np.std(bv)),
+                    "pairwise_mean_test_acc": float(np.nanmean(bt)) if np.isfinite(bt).any() else np.nan,
+                    "pairwise_sd_test_acc": float(np.nanstd(bt)) if np.isfinite(bt).any() else np.nan,
+                    "pairwise_frac_below_70": float(np.mean(bt[np.isfinite(bt)] < 0.7))
+                    if np.isfinite(bt).any()
+                    else np.nan,
+                }
+            )
     df_pairs = pd.DataFrame(rows_pairs)
     df_multi = pd.DataFrame(rows_multi)
 
     # --- outputs ---
     out.mkdir(parents=True, exist_ok=True)
     arrays = dict(res)
-    arrays.update({
-        "inputs": np.array([k.encode() for k in inputs]),
-        "subsets": np.array([s.name.encode() for s in subsets]),
-        "c_grid": c_grid,
-        "pair_i": np.array([p[0] for p in all_pairs], np.int64),
-        "pair_j": np.array([p[1] for p in all_pairs], np.int64),
-        "test_label": y_te.astype(np.int16),
-    })
+    arrays.update(
+        {
+            "inputs": np.array([k.encode() for k in inputs]),
+            "subsets": np.array([s.name.encode() for s in subsets]),
+            "c_grid": c_grid,
+            "pair_i": np.array([p[0] for p in all_pairs], np.int64),
+            "pair_j": np.array([p[1] for p in all_pairs], np.int64),
+            "test_label": y_te.astype(np.int16),
+        }
+    )
     for key, v in predictions.items():
         arrays[f"predictions/{key}"] = v
     for key, v in weights.items():
@@ -614,16 +683,24 @@ def run_svm(
         "n_train_used": n_use,
     }
     with ArtifactWriter(
-        paths["results_h5"], "svm", config=cfg.to_dict(), inputs=_input_hashes(train_path, test_path),
-        attrs=attrs, overwrite=overwrite,
+        paths["results_h5"],
+        "svm",
+        config=cfg.to_dict(),
+        inputs=_input_hashes(train_path, test_path),
+        attrs=attrs,
+        overwrite=overwrite,
     ) as f:
         for k, v in arrays.items():
             v = np.asarray(v)
-            f.create_dataset(k, data=v, compression="gzip" if v.size > 4096 and v.dtype.kind in "fiub" else None)
+            f.create_dataset(
+                k, data=v, compression="gzip" if v.size > 4096 and v.dtype.kind in "fiub" else None
+            )
     _write_text_atomic(paths["pairs_csv"], df_pairs.to_csv(index=False))
     _write_text_atomic(paths["multiclass_csv"], df_multi.to_csv(index=False))
     main_si = next((si for si, info in enumerate(sub_info) if info["subset"].name == "full"), 0)
-    pairwise_figure(paths["pairwise_png"], inputs, res["val_acc_matrix"][:, main_si], sub_info[main_si]["subset"].name)
+    pairwise_figure(
+        paths["pairwise_png"], inputs, res["val_acc_matrix"][:, main_si], sub_info[main_si]["subset"].name
+    )
     multiclass_figure(paths["multiclass_png"], df_multi)
     if decode is not None:
         tdt_figure(paths["tdt_png"], decode)
@@ -651,7 +728,12 @@ def run_svm(
     summary["seconds"] = time.perf_counter() - t_start
     summary.update({f"{k}_path": str(p) for k, p in paths.items()})
     summary = {k: (float(v) if isinstance(v, np.floating | np.integer) else v) for k, v in summary.items()}
-    log.info("svm stage done in %.1f s (%d pair fits, %.1f s in the solver)", summary["seconds"], n_tasks, solver_seconds)
+    log.info(
+        "svm stage done in %.1f s (%d pair fits, %.1f s in the solver)",
+        summary["seconds"],
+        n_tasks,
+        solver_seconds,
+    )
     return summary
 
 
@@ -678,13 +760,17 @@ def _test_decisions(
     with open_artifact(test_path, kind="pcrt") as f:
         ds = f[key]
         n = ds.shape[0]
-        for sl in tqdm(list(iter_chunks(n, max(1, chunk))), desc=f"svm test {key}", disable=quiet, leave=False):
+        for sl in tqdm(
+            list(iter_chunks(n, max(1, chunk))), desc=f"svm test {key}", disable=quiet, leave=False
+        ):
             if not need[sl].any():
                 continue
             X = ds[sl].reshape(sl.stop - sl.start, -1).astype(np.float64)
             if not np.isfinite(X).all():
                 r = sl.start + int(np.argwhere(~np.isfinite(X))[0][0])
-                raise DeepDrawError(f"{test_path}: key '{key}' holds NaN/inf in sample {r}; expected finite values")
+                raise DeepDrawError(
+                    f"{test_path}: key '{key}' holds NaN/inf in sample {r}; expected finite values"
+                )
             for si, info in enumerate(sub_info):
                 m = masks[si][sl]
                 if not m.any():
@@ -831,8 +917,10 @@ def pairwise_figure(path: Path, inputs: Sequence[str], mats: np.ndarray, subset:
         ax.set_yticks(range(N_CLASSES), list(LETTERS), fontsize=7)
         iu = np.triu_indices(N_CLASSES, 1)
         v = M[iu][np.isfinite(M[iu])]
-        ax.set_title(f"{key}\nval acc {100 * v.mean():.1f} ± {100 * v.std():.1f} % (n={v.size})" if v.size else key,
-                     fontsize=9)
+        ax.set_title(
+            f"{key}\nval acc {100 * v.mean():.1f} ± {100 * v.std():.1f} % (n={v.size})" if v.size else key,
+            fontsize=9,
+        )
     for k in range(n, rows * cols):
         axes[k // cols][k % cols].axis("off")
     if im is not None:
@@ -856,8 +944,13 @@ def multiclass_figure(path: Path, df: Any) -> None:
         ax.bar(x + (k - (len(inputs) - 1) / 2) * width, vals, width, label=key)
     chance = 100.0 / max(1, int(df["n_classes"].max()))
     ax.axhline(chance, color="k", ls="--", lw=0.8, label="chance")
-    ax.set_xticks(x, subsets, rotation=45 if len(subsets) > 3 else 0, ha="right" if len(subsets) > 3 else "center",
-                  fontsize=8)
+    ax.set_xticks(
+        x,
+        subsets,
+        rotation=45 if len(subsets) > 3 else 0,
+        ha="right" if len(subsets) > 3 else "center",
+        fontsize=8,
+    )
     ax.set_ylabel("one-vs-one test accuracy (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=7, ncol=2)
@@ -881,6 +974,8 @@ def tdt_figure(path: Path, decode: dict[str, Any]) -> None:
     ax2.plot(a["error_cm_per_frame"])
     ax2.set_xlabel("frame")
     ax2.set_ylabel("mean error (cm)")
-    fig.suptitle(f"Linear decoding of hand position from {decode['input']} (window {decode['window']})", fontsize=10)
+    fig.suptitle(
+        f"Linear decoding of hand position from {decode['input']} (window {decode['window']})", fontsize=10
+    )
     _save(fig, path)
     plt.close(fig)
