@@ -178,7 +178,7 @@ def _rsa(cfg: Config) -> None:
     from .rsa.stage import run_rsa
 
     rp = _rp(cfg)
-    res = run_rsa(cfg, _activation_paths(cfg), rp.pcrt_test, rp.rsa, quiet=cfg.run.quiet)
+    res = run_rsa(cfg, _activation_paths(cfg), rp.pcrt_test, rp.rsa, quiet=cfg.run.quiet, overwrite=True)
     _write_summary(rp.rsa, res)
 
 

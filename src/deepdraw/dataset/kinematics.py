@@ -1,9 +1,10 @@
 """Candidate movements: augmented hand paths, inverse kinematics and acceptance (spec 1.3).
 
 Candidates ``0 .. n_candidates-1`` are cut into fixed shards of ``shard_size``. Candidate ``i`` writes
-character ``perm[(i // n_planes) % n_chars]`` in plane ``planes[i % n_planes]``, where ``perm`` is a
-permutation of the UCI samples drawn from the run seed; so characters and planes are balanced at any
-scale. Shard ``k`` draws every latent from its own generator,
+character ``(i // n_planes) % 20`` in plane ``planes[i % n_planes]``; its k-th visit to that character
+(``k = i // (20 * n_planes)``) takes UCI sample ``perm_c[k % n_c]`` of a seeded permutation of the
+``n_c`` samples of the character. So characters and planes are balanced at any scale, and every UCI
+sample is used before any is used twice. Shard ``k`` draws every latent from its own generator,
 ``np.random.default_rng(SeedSequence(seed, spawn_key=(1, k)))``, so the output does not depend on the
 number of workers or on which shards a resumed run still had to do.
 
@@ -64,16 +65,22 @@ def shard_bounds(n_candidates: int, shard_size: int) -> list[tuple[int, int, int
     ]
 
 
-def character_permutation(seed: int, n_chars: int) -> np.ndarray:
-    """The seeded order in which candidates visit the UCI samples."""
+def character_permutation(seed: int, labels: np.ndarray) -> list[np.ndarray]:
+    """Per character (label 0..19), its UCI sample indices in a seeded order."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SEED_STREAM_CHARPERM,)))
-    return rng.permutation(n_chars)
+    n_labels = int(labels.max()) + 1
+    return [rng.permutation(np.flatnonzero(labels == lab)) for lab in range(n_labels)]
 
 
-def assign(ids: np.ndarray, perm: np.ndarray, planes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def assign(ids: np.ndarray, perms: list[np.ndarray], planes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Candidate ids -> (UCI sample index, plane index into ``planes``)."""
-    n_pl = len(planes)
-    return perm[(ids // n_pl) % len(perm)], ids % n_pl
+    n_pl, n_lab = len(planes), len(perms)
+    lab = (ids // n_pl) % n_lab
+    visit = ids // (n_pl * n_lab)
+    char = np.array([perms[a][b % len(perms[a])] if len(perms[a]) else -1 for a, b in zip(lab, visit)], dtype=np.int64)
+    if (char < 0).any():
+        raise DeepDrawError(f"characters.h5: no trajectory of label {int(lab[char < 0][0])}; expected all 20 characters")
+    return char, ids % n_pl
 
 
 def load_characters(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -135,7 +142,7 @@ def generate_shard(task: ShardTask) -> str:
     for p in planes:
         if p not in starts or len(starts[p]) == 0:
             raise DeepDrawError(f"{task.startpoints}: no start points for plane '{p}'")
-    perm = character_permutation(task.seed, len(labels))
+    perm = character_permutation(task.seed, labels)
     ids = np.arange(task.start, task.stop)
     char_idx, plane_idx = assign(ids, perm, planes)
     n = len(ids)

@@ -327,6 +327,27 @@ class ExactEngine:
         return out
 
 
+    def path_subset(self, joints: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """Path (muscle-tendon) lengths, mm, of some muscles at some postures: (K, 4), (K, 25) -> (K, 25)."""
+        q = np.asarray(joints, dtype=np.float64)
+        which = np.asarray(which, dtype=bool)
+        out = np.full(which.shape, np.nan)
+        s = self._state
+        for k in range(len(q)):
+            idx = np.flatnonzero(which[k])
+            if idx.size == 0:
+                continue
+            r = np.pi * (q[k] / 180.0)
+            if self.procedure == "original":
+                self._set_original(s, r)
+            else:
+                self._set_direct(s, r)
+            self._model.realizePosition(s)
+            for j in idx:
+                out[k, j] = self._muscles[j].getLength(s) * 1000.0
+        return out
+
+
 # --------------------------------------------------------------------------------------------------
 # postures of the dataset: synthetic pen paths around DeepDraw's start points, through the arm's IK
 # --------------------------------------------------------------------------------------------------
@@ -455,11 +476,16 @@ def _worker_init(model_path: str) -> None:
     _WORKER = ExactEngine(model_path)
 
 
-def _worker_eval(task: tuple[np.ndarray, bool]) -> tuple[np.ndarray, np.ndarray | None]:
-    postures, fiber = task
-    assert _WORKER is not None
-    r = _WORKER.evaluate(postures[None], fiber=fiber, path=True)
+def _eval(eng: ExactEngine, postures: np.ndarray, fiber: bool, which: np.ndarray | None):
+    if which is not None:
+        return eng.path_subset(postures, which), None
+    r = eng.evaluate(postures[None], fiber=fiber, path=True)
     return r["path"][0], (r["fiber"][0] if fiber else None)
+
+
+def _worker_eval(task: tuple[np.ndarray, bool, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray | None]:
+    assert _WORKER is not None
+    return _eval(_WORKER, *task)
 
 
 def evaluate_postures(
@@ -470,17 +496,20 @@ def evaluate_postures(
     chunk: int = 500,
     quiet: bool = True,
     desc: str = "OpenSim postures",
+    which: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Path (and fiber) lengths, mm, of many postures (K, 4) degrees, in ``workers`` processes.
 
-    Returns (path (K, 25), fiber (K, 25) or None). Postures are independent; the values do not
-    depend on the number of workers beyond OpenSim's ~1e-11 mm history effects.
+    Returns (path (K, 25), fiber (K, 25) or None). ``which`` (K, 25) bool: compute only these path
+    lengths (NaN elsewhere; no fiber). Postures are independent; the values do not depend on the
+    number of workers beyond OpenSim's ~1e-11 mm history effects.
     """
     from tqdm.auto import tqdm
 
     postures = np.ascontiguousarray(postures, dtype=np.float64).reshape(-1, 4)
     k = len(postures)
     path = np.full((k, len(MUSCLES)), np.nan)
+    fiber = fiber and which is None
     fib = np.full((k, len(MUSCLES)), np.nan) if fiber else None
     if k == 0:
         return path, fib
@@ -490,10 +519,10 @@ def evaluate_postures(
         if workers <= 1 or len(bounds) == 1:
             eng = ExactEngine(model_path)
             for s, e in bounds:
-                r = eng.evaluate(postures[None, s:e], fiber=fiber, path=True)
-                path[s:e] = r["path"][0]
+                p, f = _eval(eng, postures[s:e], fiber, None if which is None else which[s:e])
+                path[s:e] = p
                 if fib is not None:
-                    fib[s:e] = r["fiber"][0]
+                    fib[s:e] = f
                 bar.update(e - s)
             return path, fib
         import multiprocessing as mp
@@ -505,7 +534,10 @@ def evaluate_postures(
             initializer=_worker_init,
             initargs=(str(model_path),),
         ) as pool:
-            futs = {pool.submit(_worker_eval, (postures[s:e], fiber)): (s, e) for s, e in bounds}
+            futs = {
+                pool.submit(_worker_eval, (postures[s:e], fiber, None if which is None else which[s:e])): (s, e)
+                for s, e in bounds
+            }
             for fut in as_completed(futs):
                 s, e = futs[fut]
                 p, f = fut.result()
@@ -541,6 +573,60 @@ def _stencil6(t: float) -> np.ndarray:
     return w
 
 
+_QUANTUM = 1e-4  # mm: resolution of the stored path-length tables
+_QMAX = 1e5  # mm: larger path lengths are treated as missing
+
+
+def _quantise(x: np.ndarray) -> np.ndarray:
+    """Round to the stored resolution (NaN stays NaN; absurd values become NaN)."""
+    x = np.where(np.abs(x) < _QMAX, x, np.nan)
+    return np.round(x / _QUANTUM) * _QUANTUM
+
+
+def _encode_table(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(..., m) quantised values with NaN -> (int32 differences along the last axis, bool NaN mask).
+
+    Small integers compress far better than floats (HDF5 shuffle + gzip); NaN entries repeat the
+    previous value along the axis so that their differences are zero.
+    """
+    nan = np.isnan(x)
+    q = np.rint(np.nan_to_num(x, nan=0.0) / _QUANTUM).astype(np.int64)
+    idx = np.where(~nan, np.arange(x.shape[-1]), 0)
+    np.maximum.accumulate(idx, axis=-1, out=idx)
+    q = np.take_along_axis(q, idx, axis=-1)
+    d = np.diff(q, axis=-1, prepend=0)
+    return d.astype(np.int32), nan
+
+
+def _decode_table(d: np.ndarray, nan: np.ndarray) -> np.ndarray:
+    x = np.cumsum(d.astype(np.int64), axis=-1).astype(np.float64) * _QUANTUM
+    x[nan] = np.nan
+    return x
+
+
+def _stencil_errors(table: np.ndarray, cells: np.ndarray, points: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Max abs error over ``points`` (P, 3, unit cell coordinates) of the 27 shifted tricubic stencils.
+
+    table (ms, *n) node values; cells (C, 3); truth (C, P, ms). Returns (C, 27, ms), inf where NaN.
+    Shift index = (sa+1)*9 + (sb+1)*3 + (sc+1).
+    """
+    off6 = np.arange(-2, 4)
+    ia = (cells[:, 0, None] + off6)[:, :, None, None]
+    ib = (cells[:, 1, None] + off6)[:, None, :, None]
+    ic = (cells[:, 2, None] + off6)[:, None, None, :]
+    v6 = table[:, ia, ib, ic]  # (ms, C, 6, 6, 6)
+    err = np.zeros((len(cells), 27, len(table)))
+    for p, pt in enumerate(points):
+        wa, wb, wc = (_stencil6(t) for t in pt)  # (3 shifts, 6 nodes) each
+        z = np.tensordot(v6, wc, axes=([4], [1]))  # (ms, C, 6, 6, 3z)
+        y = np.tensordot(z, wb, axes=([3], [1]))  # (ms, C, 6, 3z, 3y)
+        x = np.tensordot(y, wa, axes=([2], [1]))  # (ms, C, 3z, 3y, 3x)
+        pred = x.transpose(1, 4, 3, 2, 0).reshape(len(cells), 27, len(table))
+        e = np.abs(pred - truth[:, p, None, :])
+        err = np.maximum(err, np.where(np.isfinite(e), e, np.inf))
+    return err
+
+
 def _choose_stencils(pred_err: np.ndarray, tol: float, centre: int) -> np.ndarray:
     """pred_err (..., n_shift, M) max abs error over the check points -> codes (..., M) uint8.
 
@@ -552,6 +638,41 @@ def _choose_stencils(pred_err: np.ndarray, tol: float, centre: int) -> np.ndarra
     code = np.where(err[..., centre, :] <= tol, centre, best)
     ok = (err[..., centre, :] <= tol) | (best_err <= tol)
     return np.where(ok, code, FALLBACK).astype(np.uint8)
+
+
+def _tricubic(
+    table: np.ndarray, n: np.ndarray, code: np.ndarray, origin: np.ndarray, step: np.ndarray, q3: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tricubic Lagrange interpolation with a stencil per (cell, muscle).
+
+    table (ms, prod(n)) node values; code (ms, prod(n - 1)) stencil codes (13 = centred,
+    ``(sa+1)*9 + (sb+1)*3 + (sc+1)`` for shifts s in {-1, 0, 1}, FALLBACK = none); q3 (K, 3) degrees.
+    Returns values (K, ms) and the mask (K, ms) of entries without a trusted stencil.
+    """
+    k, ms = len(q3), len(table)
+    u = (q3 - origin) / step
+    i0 = np.floor(u)
+    t = u - i0
+    inside = np.all((i0 >= 2) & (i0 <= n - 4), axis=1)
+    i0 = np.where(inside[:, None], i0, 2).astype(np.int64)
+    cell = (i0[:, 0] * (n[1] - 1) + i0[:, 1]) * (n[2] - 1) + i0[:, 2]
+    c = code[:, cell].T.astype(np.int64)  # (K, ms)
+    bad = (c == FALLBACK) | ~inside[:, None]
+    c = np.where(bad, 13, c)
+    shift = np.stack([c // 9, (c // 3) % 3, c % 3], axis=-1) - 1  # (K, ms, 3)
+    w = _lagrange4(t[:, None, :] - shift)  # (K, ms, 3, 4)
+    base = i0[:, None, :] - 1 + shift  # first node of the stencil, per axis
+    flat0 = (base[..., 0] * n[1] + base[..., 1]) * n[2] + base[..., 2]
+    flat0 += (np.arange(ms) * int(np.prod(n)))[None, :]
+    tab = table.reshape(-1)
+    acc = np.zeros((k, ms))
+    for a in range(4):
+        for b in range(4):
+            wab = w[..., 0, a] * w[..., 1, b]
+            off = (a * n[1] + b) * n[2]
+            for cc in range(4):
+                acc += (wab * w[..., 2, cc]) * tab[flat0 + (off + cc)]
+    return acc, bad | ~np.isfinite(acc)
 
 
 # 7 check points of a cell (unit coordinates): centre and the 6 face centres
@@ -566,7 +687,7 @@ _CHECK_POINTS = np.array(
 _PAD = 3  # nodes beyond the joint limits on each side (room for shifted stencils)
 _S0 = np.array([50.0, 40.0, 20.0])  # shoulder posture at which the elbow parts are tabulated
 _D0 = 90.0  # elbow flexion at which the shoulder parts are tabulated
-_FIBER_DL = 0.01  # mm: spacing of the path -> fiber map
+_FIBER_DL = 0.05  # mm: spacing of the path -> fiber map
 
 def _engine_schema() -> dict:
     from ..store import Field
@@ -577,7 +698,8 @@ def _engine_schema() -> dict:
         "offset": Field((25,), "f", doc="mm subtracted from shoulder part + elbow part"),
         "shoulder_index": Field(("ms",), "iu", doc="muscles with a shoulder table"),
         "shoulder_grid": Field((2, 3), "f", doc="origin (deg) and step (deg) per axis"),
-        "shoulder_table": Field(("ms", None, None, None), "f", doc="path length at the nodes, mm"),
+        "shoulder_table_diff": Field(("ms", None, None, None), "i", doc="path length at the nodes in 1e-4 mm, differenced along the last axis"),
+        "shoulder_table_nan": Field(("ms", None, None, None), "b", doc="nodes not computed"),
         "shoulder_code": Field(("ms", None, None, None), "u", doc="stencil code per cell (255: exact)"),
         "elbow_index": Field(("me",), "iu", doc="muscles with an elbow table"),
         "elbow_grid": Field((2,), "f", doc="origin and step, deg"),
@@ -658,11 +780,15 @@ def build_fast_engine(
     *,
     step_deg: float = 2.5,
     elbow_step_deg: float = 0.1,
-    tol_mm: float = 0.03,
+    tol_mm: float = 0.04,
+    dense_tol_mm: float = 0.08,
     n_region_traj: int = 20000,
     region_margin: int = 1,
     region_joints: np.ndarray | None = None,
     n_fiber_samples: int = 20000,
+    dense_rounds: int = 3,
+    face_points: int = 10,
+    limit_face_frac: float = 0.002,
     seed: int = 0,
     workers: int = 0,
     overwrite: bool = False,
@@ -670,11 +796,17 @@ def build_fast_engine(
 ) -> Path:
     """Build the fast engine's tables from OpenSim and write them as an artifact (``kind`` muscle_fast_engine).
 
-    The region tabulated is the set of shoulder cells (``step_deg``) visited by the postures of
-    ``n_region_traj`` :func:`synthetic_trajectories` (or by ``region_joints``, any (..., 4) array of
-    postures, degrees), dilated by ``region_margin`` cells. Every cell is checked against OpenSim at its
-    centre and face centres; a muscle's cell whose best cubic stencil misses by more than ``tol_mm``
-    is marked for the exact engine. ``workers``: OpenSim processes (0: one per core).
+    * Region: the shoulder cells (``step_deg``) visited by the postures of ``n_region_traj``
+      :func:`synthetic_trajectories` (or of ``region_joints``, any (..., 4) array of postures in
+      degrees), dilated by ``region_margin`` cells. Elsewhere the exact engine is used.
+    * Each (cell, muscle) gets the cubic stencil (centred, else shifted by one node per axis) that
+      matches OpenSim within ``tol_mm`` at the cell centre and face centres, or none (exact engine).
+    * Dense checks: the neighbours of failed cells are checked at 64 more points (``dense_rounds``
+      rounds), and joint-limit faces holding at least ``limit_face_frac`` of the postures on a
+      ``face_points`` x ``face_points`` grid per cell face; a miss above ``dense_tol_mm`` fails the cell.
+    * ``workers``: OpenSim processes (0: one per core). They are started with ``spawn``, so a script
+      calling this with ``workers > 1`` needs the ``if __name__ == "__main__":`` guard.
+
     Returns the path written. See docs/muscles.md.
     """
     t_start = time.time()
@@ -766,31 +898,104 @@ def build_fast_engine(
     stats["time_opensim_s"] = round(time.time() - t0, 1)
     stats["opensim_postures"] = int(len(all_post) + len(fib_post))
 
-    # 6. shoulder table (float32 as stored) and stencil choice per cell and muscle
+    # 6. shoulder table (values as stored: quantised to _QUANTUM mm) and stencil choice per cell and muscle
     t0 = time.time()
     ms = len(sh_idx)
-    table = np.full((ms, *n), np.nan, dtype=np.float32)
-    vals_nodes = path_all[: len(node_ix)][:, sh_idx]
-    table[:, node_ix[:, 0], node_ix[:, 1], node_ix[:, 2]] = vals_nodes.T.astype(np.float32)
+    table = np.full((ms, *n), np.nan)
+    table[:, node_ix[:, 0], node_ix[:, 1], node_ix[:, 2]] = path_all[: len(node_ix)][:, sh_idx].T
+    table = _quantise(table)
     vals_chk = path_all[len(node_ix) : len(node_ix) + len(half_u)][:, sh_idx]
     code = np.full((ms, *(n - 1)), FALLBACK, dtype=np.uint8)
-    w6 = [[_stencil6(t) for t in p] for p in _CHECK_POINTS]  # [point][axis] -> (3, 6)
-    off6 = np.arange(-2, 4)
-    chunk = 400
-    for s in range(0, len(cells), chunk):
-        c = cells[s : s + chunk]
-        ia = (c[:, 0, None] + off6)[:, :, None, None]
-        ib = (c[:, 1, None] + off6)[:, None, :, None]
-        ic = (c[:, 2, None] + off6)[:, None, None, :]
-        v6 = table[:, ia, ib, ic].astype(np.float64)  # (ms, C, 6, 6, 6)
-        err = np.zeros((len(c), 27, ms))
-        for p in range(len(_CHECK_POINTS)):
-            pred = np.einsum("xa,yb,zc,mnabc->nxyzm", w6[p][0], w6[p][1], w6[p][2], v6, optimize=True)
-            truth = vals_chk[half_inv[s : s + chunk, p]]  # (C, ms)
-            e = np.abs(pred.reshape(len(c), 27, ms) - truth[:, None, :])
-            err = np.maximum(err, np.where(np.isfinite(e), e, np.inf))
+    for s in range(0, len(cells), 500):
+        c = cells[s : s + 500]
+        err = _stencil_errors(table, c, _CHECK_POINTS, vals_chk[half_inv[s : s + 500]])
         code[:, c[:, 0], c[:, 1], c[:, 2]] = _choose_stencils(err, tol_mm, 13).T
     stats["time_stencils_s"] = round(time.time() - t0, 1)
+    stats["fallback_pairs_first_pass"] = int(((code == FALLBACK) & region[None]).sum())
+
+    # 6b. dense checks next to the cells that failed: thin wrapping "spikes" (a wrap taking the long
+    # way round in a sheet a few tenths of a degree thick) slip between the check points; they come in
+    # sheets that the first pass hits somewhere, so the neighbours of failed cells get 64 more points
+    t0 = time.time()
+    checked = np.zeros_like(code, dtype=bool)
+    sub = (np.stack(np.meshgrid(*[np.array([1.0, 3.0, 5.0, 7.0]) / 8.0] * 3, indexing="ij"), -1)).reshape(-1, 3)
+    tab_flat = table.reshape(ms, -1)
+    code_flat = code.reshape(ms, -1)  # a view: updated in place below
+    n_dense = 0
+    for rnd in range(dense_rounds):
+        from scipy import ndimage
+
+        susp = np.zeros_like(checked)
+        for k in range(ms):
+            bad = (code[k] == FALLBACK) & region
+            susp[k] = ndimage.binary_dilation(bad, structure=np.ones((3, 3, 3), dtype=bool)) & region & ~bad & ~checked[k]
+        ucells = np.argwhere(susp.any(axis=0))
+        if len(ucells) == 0:
+            break
+        which_k = susp[:, ucells[:, 0], ucells[:, 1], ucells[:, 2]].T  # (U, ms)
+        pts = (origin + h * (ucells[:, None, :] + sub[None])).reshape(-1, 3)
+        which = np.zeros((len(pts), len(MUSCLES)), dtype=bool)
+        which[:, sh_idx] = np.repeat(which_k, len(sub), axis=0)
+        log.info("fast engine: dense check round %d: %d cells, %d (cell, muscle) pairs", rnd + 1, len(ucells), int(which_k.sum()))
+        truth, _ = evaluate_postures(
+            model_path, with_elbow(pts, _D0), False, workers, quiet=quiet, desc=f"OpenSim: dense checks {rnd + 1}", which=which
+        )
+        n_dense += int(which.any(axis=1).sum())
+        pred, bad = _tricubic(tab_flat, n, code_flat, origin, np.full(3, h), pts)
+        e = np.abs(pred - truth[:, sh_idx])
+        fail = (bad | ~(e <= dense_tol_mm)) & which[:, sh_idx]
+        fail_cell = fail.reshape(len(ucells), len(sub), ms).any(axis=1)  # (U, ms)
+        kk, uu = np.nonzero(fail_cell.T)
+        code[kk, ucells[uu, 0], ucells[uu, 1], ucells[uu, 2]] = FALLBACK
+        checked |= susp
+        log.info("fast engine: dense check round %d flagged %d more (cell, muscle) pairs", rnd + 1, len(kk))
+        if len(kk) == 0:
+            break
+    stats["dense_check_postures"] = n_dense
+    stats["time_dense_s"] = round(time.time() - t0, 1)
+
+    # 6c. joint limits where many postures sit (the IK stops there: shoulder_rot = 20 deg holds ~9% of
+    # the dataset's frames): a dense 2-D check of the limit face, for the cells on both sides of it
+    t0 = time.time()
+    n_face = 0
+    m_face = int(face_points)
+    g2 = (np.arange(m_face) + 0.5) / m_face
+    for ax in range(3):
+        for bound in (Q_MIN[ax], Q_MAX[ax]):
+            frac = float(np.mean(np.abs(post[:, ax] - bound) < 1e-6))
+            if frac < limit_face_frac:
+                continue
+            i_at = int(np.floor((bound - origin[ax]) / h + 1e-9))
+            other = [x for x in range(3) if x != ax]
+            face = np.take(region, i_at, axis=ax) | np.take(region, i_at - 1, axis=ax)
+            c2 = np.argwhere(face)  # (F, 2) cell indices along the other two axes
+            if len(c2) == 0:
+                continue
+            uu, vv = np.meshgrid(g2, g2, indexing="ij")
+            pts = np.empty((len(c2), m_face * m_face, 3))
+            pts[..., ax] = bound
+            pts[..., other[0]] = origin[other[0]] + h * (c2[:, 0, None] + uu.ravel()[None])
+            pts[..., other[1]] = origin[other[1]] + h * (c2[:, 1, None] + vv.ravel()[None])
+            pts = pts.reshape(-1, 3)
+            log.info("fast engine: limit face %s = %g (%.1f%% of postures): %d cells, %d points",
+                     JOINTS[ax], bound, 100 * frac, len(c2), len(pts))  # fmt: skip
+            truth, _ = evaluate_postures(
+                model_path, with_elbow(pts, _D0), False, workers, quiet=quiet, desc=f"OpenSim: face {JOINTS[ax]}"
+            )
+            n_face += len(pts)
+            for side in (0.0, -1e-7):  # the cell at/above the face, then the one below
+                q3 = pts.copy()
+                q3[:, ax] += side
+                pred, bad = _tricubic(tab_flat, n, code_flat, origin, np.full(3, h), q3)
+                e = np.abs(pred - truth[:, sh_idx])
+                fail = (bad | ~(e <= dense_tol_mm)).reshape(len(c2), m_face * m_face, ms).any(axis=1)  # (F, ms)
+                cell3 = np.floor((q3.reshape(len(c2), -1, 3)[:, 0] - origin) / h).astype(np.int64)
+                kk, ff = np.nonzero(fail.T)
+                keep = region[cell3[ff, 0], cell3[ff, 1], cell3[ff, 2]]
+                code[kk[keep], cell3[ff[keep], 0], cell3[ff[keep], 1], cell3[ff[keep], 2]] = FALLBACK
+                log.info("fast engine: limit face flagged %d (cell, muscle) pairs", int(keep.sum()))
+    stats["face_check_postures"] = n_face
+    stats["time_faces_s"] = round(time.time() - t0, 1)
 
     # 7. elbow table and stencils
     pe = path_all[len(post_sh) :]
@@ -798,6 +1003,7 @@ def build_fast_engine(
     table_e = pe[:ne][:, el_idx].T.copy()  # (me, ne)
     chk_vals = pe[ne : ne + 2 * len(cells_e)][:, el_idx].reshape(len(cells_e), 2, me)
     ref = pe[-1]
+    off6 = np.arange(-2, 4)
     err_e = np.zeros((len(cells_e), 3, me))
     for p, t in enumerate(chk_e):
         w = _stencil6(t)  # (3, 6)
@@ -826,8 +1032,9 @@ def build_fast_engine(
     )
     stats["build_time_s"] = round(time.time() - t_start, 1)
     config = {
-        "step_deg": h, "elbow_step_deg": he, "tol_mm": tol_mm, "n_region_traj": n_region_traj if region_joints is None else None,
-        "region_margin": region_margin, "n_fiber_samples": n_fs, "shoulder_ref_deg": _S0.tolist(), "elbow_ref_deg": _D0,
+        "step_deg": h, "elbow_step_deg": he, "tol_mm": tol_mm, "dense_tol_mm": dense_tol_mm, "n_region_traj": n_region_traj if region_joints is None else None,
+        "region_margin": region_margin, "n_fiber_samples": n_fs, "dense_rounds": dense_rounds,
+        "face_points": m_face, "limit_face_frac": limit_face_frac, "shoulder_ref_deg": _S0.tolist(), "elbow_ref_deg": _D0,
         "pad": _PAD, "fiber_map_dl_mm": _FIBER_DL, "region": "synthetic_trajectories" if region_joints is None else "region_joints",
     }  # fmt: skip
     from ..paths import original_startpoints
@@ -837,13 +1044,15 @@ def build_fast_engine(
     if region_joints is None:
         sp = original_startpoints()
         inputs[sp.name] = file_sha256(sp)
+    diff, nanmask = _encode_table(table)
     arrays = {
         "muscles": np.array(MUSCLES, dtype="S"),
         "coupling": coupling.astype(np.uint8),
         "offset": offset,
         "shoulder_index": sh_idx.astype(np.int16),
         "shoulder_grid": np.stack([origin, np.full(3, h)]),
-        "shoulder_table": table,
+        "shoulder_table_diff": diff,
+        "shoulder_table_nan": nanmask,
         "shoulder_code": code,
         "elbow_index": el_idx.astype(np.int16),
         "elbow_grid": np.array([origin_e, he]),
@@ -856,7 +1065,7 @@ def build_fast_engine(
     attrs = {"build_stats": json.dumps(stats, sort_keys=True), "model_file": model_path.name}
     with ArtifactWriter(out_path, ENGINE_KIND, config, {"region": seed}, inputs, attrs, overwrite) as f:
         for key, arr in arrays.items():
-            big = arr.size > 4096 and arr.dtype.kind in "fiu"
+            big = arr.size > 4096 and arr.dtype.kind in "fiub"
             f.create_dataset(key, data=arr, **({"compression": "gzip", "compression_opts": 9, "shuffle": True} if big else {}))
     log.info("fast engine written to %s in %.0f s: %s", out_path, stats["build_time_s"], stats)
     return out_path
@@ -887,9 +1096,9 @@ class FastEngine:
         self.sh_idx = arrays["shoulder_index"].astype(np.int64)
         self.sh_origin = arrays["shoulder_grid"][0].astype(np.float64)
         self.sh_step = arrays["shoulder_grid"][1].astype(np.float64)
-        tab = arrays["shoulder_table"]
+        tab = _decode_table(arrays["shoulder_table_diff"], arrays["shoulder_table_nan"])
         self.sh_n = np.array(tab.shape[1:], dtype=np.int64)
-        self.sh_table = tab.reshape(len(self.sh_idx), -1)  # float32, flat nodes
+        self.sh_table = tab.reshape(len(self.sh_idx), -1)  # flat nodes
         self.sh_code = arrays["shoulder_code"].reshape(len(self.sh_idx), -1)
         if arrays["shoulder_code"].shape[1:] != tuple(self.sh_n - 1):
             raise DeepDrawError(f"{path}: key 'shoulder_code' has shape {arrays['shoulder_code'].shape}; expected cells of 'shoulder_table'")
@@ -939,31 +1148,7 @@ class FastEngine:
     # -- tables -----------------------------------------------------------------------------------
     def _shoulder(self, q3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Shoulder parts (K, ms) and a mask (K, ms) of entries to compute exactly."""
-        k, ms = len(q3), len(self.sh_idx)
-        u = (q3 - self.sh_origin) / self.sh_step
-        i0 = np.floor(u)
-        t = u - i0
-        n = self.sh_n
-        inside = np.all((i0 >= 2) & (i0 <= n - 4), axis=1)
-        i0 = np.where(inside[:, None], i0, 2).astype(np.int64)
-        cell = (i0[:, 0] * (n[1] - 1) + i0[:, 1]) * (n[2] - 1) + i0[:, 2]
-        code = self.sh_code[:, cell].T.astype(np.int64)  # (K, ms)
-        bad = (code == FALLBACK) | ~inside[:, None]
-        code = np.where(bad, 13, code)
-        shift = np.stack([code // 9, (code // 3) % 3, code % 3], axis=-1) - 1  # (K, ms, 3)
-        w = _lagrange4(t[:, None, :] - shift)  # (K, ms, 3, 4)
-        base = i0[:, None, :] - 1 + shift  # first node of the stencil per axis
-        flat0 = (base[..., 0] * n[1] + base[..., 1]) * n[2] + base[..., 2]
-        flat0 += (np.arange(ms) * int(np.prod(n)))[None, :]
-        tab = self.sh_table.reshape(-1)
-        acc = np.zeros((k, ms))
-        for a in range(4):
-            for b in range(4):
-                wab = w[..., 0, a] * w[..., 1, b]
-                off = (a * n[1] + b) * n[2]
-                for c in range(4):
-                    acc += (wab * w[..., 2, c]) * tab[flat0 + (off + c)]
-        return acc, bad | ~np.isfinite(acc)
+        return _tricubic(self.sh_table, self.sh_n, self.sh_code, self.sh_origin, self.sh_step, q3)
 
     def _elbow(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         me = len(self.el_idx)
