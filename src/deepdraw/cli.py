@@ -140,6 +140,8 @@ EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction, argparse._SubParsersA
 def _setup_logging(quiet: bool, verbose: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("matplotlib", "PIL", "distributed", "fontTools"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,11 +34,8 @@ def muscle_lengths(joints: list[np.ndarray], cfg: dict[str, Any]) -> list[np.nda
     if not joints:
         return []
     lengths = np.array([len(q) for q in joints])
-    T = int(lengths.max())
-    batch = np.repeat(np.asarray(joints[0][:1], dtype=np.float64)[None], len(joints), axis=0)
-    batch = np.broadcast_to(batch, (len(joints), T, 4)).copy()
+    batch = np.full((len(joints), int(lengths.max()), 4), np.nan)
     for i, q in enumerate(joints):
         batch[i, : len(q)] = q
-        batch[i, len(q) :] = q[-1]  # hold the last posture (valid, cheap) instead of NaN padding
-    out = get_engine(cfg).lengths(batch)
+    out = get_engine(cfg).lengths(batch, lengths)  # frames past each length are not computed
     return [out[i, : lengths[i]] for i in range(len(joints))]
