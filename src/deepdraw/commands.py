@@ -34,7 +34,42 @@ def _report(args: argparse.Namespace) -> None:
     print(build_report(_config(args)))
 
 
+def _muscles_build(args: argparse.Namespace) -> None:
+    from .dataset.muscles import build_fast_engine
+
+    cfg = _config(args)
+    out = build_fast_engine(
+        cfg.muscles.model or None, args.table or cfg.muscles.table or None,
+        workers=args.workers or 0, overwrite=args.overwrite, quiet=cfg.run.quiet,
+    )
+    print(out)
+
+
+def _muscles_validate(args: argparse.Namespace) -> None:
+    import json
+
+    from .dataset.muscles import validate_fast_engine
+
+    cfg = _config(args)
+    res = validate_fast_engine(args.table or cfg.muscles.table or None, n_traj=args.n, quiet=cfg.run.quiet)
+    print(json.dumps({k: v for k, v in res.items() if isinstance(v, int | float | str)}, indent=1))
+
+
 def add_analysis_commands(sub, ds) -> None:
+    m = ds.add_parser("muscles", help="the fast muscle-length engine: build it from OpenSim, validate it")
+    msub = m.add_subparsers(dest="muscles_cmd", required=True, metavar="ACTION")
+    p = msub.add_parser("build", help="tabulate fiber lengths from the OpenSim model (about 15 min on 2 cores)")
+    _add_config(p)
+    p.add_argument("--table", help="output file (default: data/muscles/fast_engine.h5)")
+    p.add_argument("--workers", type=int, default=0, help="OpenSim worker processes (default: one per core)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_muscles_build)
+    p = msub.add_parser("validate", help="fast vs exact (OpenSim) engine on dataset-like trajectories")
+    _add_config(p)
+    p.add_argument("--table", help="fast-engine file (default: the shipped one)")
+    p.add_argument("--n", type=int, default=200, help="trajectories compared")
+    p.set_defaults(func=_muscles_validate)
+
     p = sub.add_parser("svm", help="stage 2: pairwise / one-vs-one linear SVMs and linear TDT decoding")
     _add_config(p, parallel=True)
     p.set_defaults(func=_svm)
