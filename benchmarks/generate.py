@@ -30,7 +30,12 @@ from deepdraw.dataset.muscles import ExactEngine, FastEngine
 from deepdraw.dataset.startpoints import load_original_startpoints
 
 PLANES = ("horizontal", "vertical")
-SIZES, ANGLES, SPEEDS, NOISES = [0.7, 1.0, 1.3], [-30.0, -15.0, 0.0, 15.0, 30.0], [0.8, 1.0, 1.2, 1.4], [0, 0.1, 0.3]
+SIZES, ANGLES, SPEEDS, NOISES = (
+    [0.7, 1.0, 1.3],
+    [-30.0, -15.0, 0.0, 15.0, 30.0],
+    [0.8, 1.0, 1.2, 1.4],
+    [0, 0.1, 0.3],
+)
 
 
 def candidates(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -64,7 +69,13 @@ def run_default(paths: list[np.ndarray], fast: FastEngine) -> dict:
     mjerk = arm.joint_jerk(mus, la)
     t2 = time.perf_counter()
     assert np.isfinite(mjerk).all()
-    return {"n": len(paths), "accepted": int(ok.sum()), "ik_s": t1 - t0, "muscles_s": t2 - t1, "total_s": t2 - t0}
+    return {
+        "n": len(paths),
+        "accepted": int(ok.sum()),
+        "ik_s": t1 - t0,
+        "muscles_s": t2 - t1,
+        "total_s": t2 - t0,
+    }
 
 
 def run_reference(paths: list[np.ndarray], exact: ExactEngine) -> dict:
@@ -100,21 +111,32 @@ def main() -> None:
     frames = sum(p.shape[1] for p in paths[:n])
     sd = d["accepted"] / d["total_s"]
     sr = max(r["accepted"], 1) / r["total_s"]
-    print(f"default:   {d['accepted']}/{d['n']} accepted in {d['total_s']:.2f} s "
-          f"(IK {d['ik_s']:.2f} s, muscles {d['muscles_s']:.2f} s; {frames / d['total_s']:.0f} frames/s)")
-    print(f"reference: {r['accepted']}/{r['n']} accepted in {r['total_s']:.2f} s "
-          f"(IK {r['ik_s']:.2f} s, OpenSim {r['muscles_s']:.2f} s)")
+    print(
+        f"default:   {d['accepted']}/{d['n']} accepted in {d['total_s']:.2f} s "
+        f"(IK {d['ik_s']:.2f} s, muscles {d['muscles_s']:.2f} s; {frames / d['total_s']:.0f} frames/s)"
+    )
+    print(
+        f"reference: {r['accepted']}/{r['n']} accepted in {r['total_s']:.2f} s "
+        f"(IK {r['ik_s']:.2f} s, OpenSim {r['muscles_s']:.2f} s)"
+    )
     print(f"accepted samples/s: default {sd:.1f}, reference {sr:.3f}; speed-up {sd / sr:.0f}x")
-    print(json.dumps({
-        "samples_per_s_default": round(sd, 3),
-        "samples_per_s_reference": round(sr, 5),
-        "generate_speedup": round(sd / sr, 1),
-        "accept_rate_default": round(d["accepted"] / d["n"], 4),
-        "accept_rate_reference": round(r["accepted"] / r["n"], 4),
-        "n_default": d["n"], "n_reference": r["n"],
-        "default_ik_s": round(d["ik_s"], 3), "default_muscles_s": round(d["muscles_s"], 3),
-        "reference_ik_s": round(r["ik_s"], 3), "reference_opensim_s": round(r["muscles_s"], 3),
-    }))
+    print(
+        json.dumps(
+            {
+                "samples_per_s_default": round(sd, 3),
+                "samples_per_s_reference": round(sr, 5),
+                "generate_speedup": round(sd / sr, 1),
+                "accept_rate_default": round(d["accepted"] / d["n"], 4),
+                "accept_rate_reference": round(r["accepted"] / r["n"], 4),
+                "n_default": d["n"],
+                "n_reference": r["n"],
+                "default_ik_s": round(d["ik_s"], 3),
+                "default_muscles_s": round(d["muscles_s"], 3),
+                "reference_ik_s": round(r["ik_s"], 3),
+                "reference_opensim_s": round(r["muscles_s"], 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer, shorter trajectories (< 1 min)")
     ap.add_argument("--n", type=int, default=None, help="trajectories (default 200; quick: 12)")
-    ap.add_argument("--engine", default=None, help="fast-engine artifact (default: data/muscles/fast_engine.h5)")
+    ap.add_argument(
+        "--engine", default=None, help="fast-engine artifact (default: data/muscles/fast_engine.h5)"
+    )
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -50,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trajectories {fig['trajectories']}, frames {fig['frames']}")
     print(f"length error: p99.9 {fig['length_err_p999_mm']:.4f} mm, max {fig['length_err_max_mm']:.4f} mm")
     print(f"velocity relative RMS error: {fig['velocity_rel_rms']:.2e}")
-    print(f"fallback: {fig['fallback_frac']:.3f} of frames, {fig['fallback_entry_frac']:.4f} of muscle values")
+    print(
+        f"fallback: {fig['fallback_frac']:.3f} of frames, {fig['fallback_entry_frac']:.4f} of muscle values"
+    )
     print(
         f"exact {fig['exact_frames_per_s']:.0f} frames/s, fast {fig['fast_frames_per_s']:.0f} frames/s, "
         f"speed-up {fig['muscles_speedup']:.1f}x"

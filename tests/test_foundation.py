@@ -21,7 +21,9 @@ from deepdraw.errors import DeepDrawError
 def test_unknown_key_suggests_nearest(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text("[kinematics]\nn_candidate = 5\n")
-    with pytest.raises(DeepDrawError, match=r"unknown key 'kinematics.n_candidate'.*did you mean 'n_candidates'"):
+    with pytest.raises(
+        DeepDrawError, match=r"unknown key 'kinematics.n_candidate'.*did you mean 'n_candidates'"
+    ):
         load_config(p)
 
 
@@ -41,7 +43,7 @@ def test_bad_plane_and_too_many_samples():
 
 def test_config_defaults_and_digest(tmp_path):
     p = tmp_path / "c.toml"
-    p.write_text('[run]\nseed = 7\n[kinematics]\nsizes = [1, 2]\n')
+    p.write_text("[run]\nseed = 7\n[kinematics]\nsizes = [1, 2]\n")
     cfg = load_config(p)
     assert cfg.run.seed == 7 and cfg.kinematics.sizes == [1.0, 2.0]
     assert cfg.kinematics.max_attempts == Config().kinematics.max_attempts
@@ -59,7 +61,11 @@ SCHEMA = {"x": store.Field(("n", 3), "f"), "y": store.Field(("n",), "iu")}
 def test_artifact_round_trip_and_provenance(tmp_path):
     p = tmp_path / "a.h5"
     store.write_artifact(
-        p, {"x": np.ones((4, 3)), "y": np.arange(4)}, kind="demo", config={"a": 1}, seeds={"s": 2},
+        p,
+        {"x": np.ones((4, 3)), "y": np.arange(4)},
+        kind="demo",
+        config={"a": 1},
+        seeds={"s": 2},
         inputs={"f": "abc"},
     )
     a = store.read_arrays(p, kind="demo", schema=SCHEMA)

@@ -89,13 +89,25 @@ def test_real_scheduler_and_two_worker_processes(reference_run, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     bindir = Path(sys.executable).parent
     dask = [str(bindir / "dask")]
-    procs = [subprocess.Popen(dask + ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+    procs = [
+        subprocess.Popen(
+            dask + ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+    ]
     try:
         time.sleep(3)
         for _ in range(2):
-            procs.append(subprocess.Popen(dask + ["worker", addr, "--nthreads", "1", "--no-dashboard"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+            procs.append(
+                subprocess.Popen(
+                    dask + ["worker", addr, "--nthreads", "1", "--no-dashboard"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+            )
         from distributed import Client
 
         with Client(addr, timeout="30s") as c:
@@ -113,6 +125,7 @@ def test_real_scheduler_and_two_worker_processes(reference_run, tmp_path):
 
 def test_resume_after_sigkill(tmp_path):
     """Kill a run (SIGKILL) in the middle; the restarted run ends with the bytes of an uninterrupted one."""
+
     def toml_for(root: Path) -> Path:
         t = root / "c.toml"
         root.mkdir(exist_ok=True)
@@ -130,7 +143,9 @@ def test_resume_after_sigkill(tmp_path):
         assert main(["-q", "dataset", "startpoints", str(t)]) == 0
     assert main(["-q", "dataset", "kinematics", str(toml_for(whole))]) == 0
     cand = killed / "dataset" / "candidates"
-    proc = subprocess.Popen([sys.executable, "-m", "deepdraw.cli", "-q", "dataset", "kinematics", str(killed / "c.toml")])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepdraw.cli", "-q", "dataset", "kinematics", str(killed / "c.toml")]
+    )
     t0 = time.time()
     while not list(cand.glob("shard_*.h5")) and time.time() - t0 < 120:
         time.sleep(0.02)
@@ -170,7 +185,9 @@ def test_bad_inputs_leave_no_output(tmp_path):
     sp.write_bytes(data[:100])
     with pytest.raises(DeepDrawError, match="startpoints.h5: not a readable HDF5 file"):
         run_kinematics(cfg, with_muscles=False)
-    assert not (tmp_path / "dataset" / "candidates").exists() or not list((tmp_path / "dataset" / "candidates").iterdir())
+    assert not (tmp_path / "dataset" / "candidates").exists() or not list(
+        (tmp_path / "dataset" / "candidates").iterdir()
+    )
 
 
 def test_cli_bad_plane_name(tmp_path, capsys):

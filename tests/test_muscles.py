@@ -84,7 +84,9 @@ def test_exact_shapes_and_padding(exact):
     assert np.isnan(out[1, 2]).all() and np.isfinite(out[0]).all()
     np.testing.assert_allclose(out[1, :2], exact.lengths(q[1, :2]), atol=1e-9)
     sub = exact.fiber_subset(q[0], np.eye(3, 25, dtype=bool))
-    assert np.isfinite(sub[np.eye(3, 25, dtype=bool)]).all() and np.isnan(sub[~np.eye(3, 25, dtype=bool)]).all()
+    assert (
+        np.isfinite(sub[np.eye(3, 25, dtype=bool)]).all() and np.isnan(sub[~np.eye(3, 25, dtype=bool)]).all()
+    )
     np.testing.assert_allclose(sub[0, 0], out[0, 0, 0], atol=1e-9)
 
 
@@ -96,7 +98,9 @@ def test_bad_inputs(tmp_path, exact):
     with pytest.raises(DeepDrawError, match="garbage.osim"):
         M.ExactEngine(bad)
     xml = osim_model().read_text()
-    renamed = xml.replace('<Schutte1993Muscle_Deprecated name="TMIN">', '<Schutte1993Muscle_Deprecated name="TMINX">')
+    renamed = xml.replace(
+        '<Schutte1993Muscle_Deprecated name="TMIN">', '<Schutte1993Muscle_Deprecated name="TMINX">'
+    )
     assert renamed != xml
     lacking = tmp_path / "no_tmin.osim"
     lacking.write_text(renamed)
@@ -176,7 +180,13 @@ def test_build_tiny_engine(tmp_path, exact):
     region = joints[0, : min(lens[0], 40)]
     out = tmp_path / "tiny.h5"
     M.build_fast_engine(
-        out_path=out, region_joints=region, step_deg=5.0, elbow_step_deg=2.0, n_fiber_samples=300, workers=1, quiet=True
+        out_path=out,
+        region_joints=region,
+        step_deg=5.0,
+        elbow_step_deg=2.0,
+        n_fiber_samples=300,
+        workers=1,
+        quiet=True,
     )
     from deepdraw.store import read_attrs
 

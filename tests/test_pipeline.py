@@ -50,8 +50,18 @@ tsne_per_class = 1
 min_plane_units = 1
 """
 
-STAGES = ["characters", "startpoints", "kinematics", "assemble", "svm", "train", "activations", "rsa",
-          "tuning", "report"]
+STAGES = [
+    "characters",
+    "startpoints",
+    "kinematics",
+    "assemble",
+    "svm",
+    "train",
+    "activations",
+    "rsa",
+    "tuning",
+    "report",
+]
 
 
 def _toml(tmp: Path, name: str, epochs: int = 2) -> Path:
@@ -78,7 +88,9 @@ def test_end_to_end_outputs(full_run):
         assert f["spindle_info"].shape == (n_train, 25, 320, 2)
         info = f["spindle_info"][:4].astype(np.float64)
         # the velocity channel is the time derivative of the length channel (dt = 0.015 s)
-        np.testing.assert_allclose(info[..., 1], np.gradient(info[..., 0], 0.015, axis=-1), rtol=1e-3, atol=1e-2)
+        np.testing.assert_allclose(
+            info[..., 1], np.gradient(info[..., 0], 0.015, axis=-1), rtol=1e-3, atol=1e-2
+        )
         labels = f["label"][()]
     with h5py.File(run / "dataset" / "pcrt_test.h5") as f:
         labels = np.concatenate([labels, f["label"][()]])

@@ -75,7 +75,11 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     from .dataset.inspect import inspect_sample, summary_figure
 
     cfg = _config(args)
-    out = summary_figure(cfg, args.png) if args.summary else inspect_sample(cfg, args.sample, args.png, args.source)
+    out = (
+        summary_figure(cfg, args.png)
+        if args.summary
+        else inspect_sample(cfg, args.sample, args.png, args.source)
+    )
     print(out)
 
 
@@ -93,13 +97,17 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="deepdraw", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="deepdraw", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--version", action="version", version=f"deepdraw {__version__}")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ds = sub.add_parser("dataset", help="stage 1: the PCRT dataset").add_subparsers(dest="sub", required=True, metavar="STEP")
+    ds = sub.add_parser("dataset", help="stage 1: the PCRT dataset").add_subparsers(
+        dest="sub", required=True, metavar="STEP"
+    )
     p = ds.add_parser("characters", help="UCI character trajectories -> characters.h5")
     _add_config(p)
     p.add_argument("--overwrite", action="store_true")
@@ -111,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = ds.add_parser("kinematics", help="augmented candidates + inverse kinematics -> candidates/shard_*.h5")
     _add_config(p, parallel=True)
     p.set_defaults(func=cmd_kinematics)
-    p = ds.add_parser("assemble", help="select, place in 320 frames, spindle inputs -> pcrt_train.h5, pcrt_test.h5")
+    p = ds.add_parser(
+        "assemble", help="select, place in 320 frames, spindle inputs -> pcrt_train.h5, pcrt_test.h5"
+    )
     _add_config(p, parallel=True)
     p.set_defaults(func=cmd_assemble)
     p = ds.add_parser("inspect", help="PNG of one sample (pen path to inputs) or of the dataset summary")
@@ -139,7 +149,9 @@ EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction, argparse._SubParsersA
 
 def _setup_logging(quiet: bool, verbose: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     for noisy in ("matplotlib", "PIL", "distributed", "fontTools"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 

@@ -39,8 +39,11 @@ def _muscles_build(args: argparse.Namespace) -> None:
 
     cfg = _config(args)
     out = build_fast_engine(
-        cfg.muscles.model or None, args.table or cfg.muscles.table or None,
-        workers=args.workers or 0, overwrite=args.overwrite, quiet=cfg.run.quiet,
+        cfg.muscles.model or None,
+        args.table or cfg.muscles.table or None,
+        workers=args.workers or 0,
+        overwrite=args.overwrite,
+        quiet=cfg.run.quiet,
     )
     print(out)
 
@@ -58,7 +61,9 @@ def _muscles_validate(args: argparse.Namespace) -> None:
 def add_analysis_commands(sub, ds) -> None:
     m = ds.add_parser("muscles", help="the fast muscle-length engine: build it from OpenSim, validate it")
     msub = m.add_subparsers(dest="muscles_cmd", required=True, metavar="ACTION")
-    p = msub.add_parser("build", help="tabulate fiber lengths from the OpenSim model (about 15 min on 2 cores)")
+    p = msub.add_parser(
+        "build", help="tabulate fiber lengths from the OpenSim model (about 15 min on 2 cores)"
+    )
     _add_config(p)
     p.add_argument("--table", help="output file (default: data/muscles/fast_engine.h5)")
     p.add_argument("--workers", type=int, default=0, help="OpenSim worker processes (default: one per core)")

@@ -84,11 +84,17 @@ class KinematicsConfig:
     max_joint_jerk: float = 1.0  # acceptance: ||d3 q / dt3||_F, degrees / frame^3
     max_attempts: int = 20  # redraws of the latents before a candidate is given up (recorded)
     acceptance: str = "and"  # "and" (paper: both criteria) or "original" (the original's `and` bug: either)
-    sizes: list[float] = field(default_factory=lambda: [0.7, 1.0, 1.3])  # size latent (scales length and duration)
+    sizes: list[float] = field(
+        default_factory=lambda: [0.7, 1.0, 1.3]
+    )  # size latent (scales length and duration)
     angles: list[float] = field(default_factory=lambda: [-30.0, -15.0, 0.0, 15.0, 30.0])  # rot/shear, degrees
-    speeds: list[float] = field(default_factory=lambda: [0.8, 1.0, 1.2, 1.4])  # speed latent (duration / speed)
+    speeds: list[float] = field(
+        default_factory=lambda: [0.8, 1.0, 1.2, 1.4]
+    )  # speed latent (duration / speed)
     noises: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3])  # drawn, recorded, not applied
-    save_trajectories: bool = True  # keep hand/joint paths of every candidate in the shards (off at paper scale)
+    save_trajectories: bool = (
+        True  # keep hand/joint paths of every candidate in the shards (off at paper scale)
+    )
 
 
 @dataclass
@@ -97,7 +103,9 @@ class MusclesConfig:
 
     engine: str = "fast"  # "fast" (validated surrogate with OpenSim fallback) or "exact" (OpenSim per frame)
     model: str = ""  # "" = data/reference_model/MoBL_ARMS_module5_scaleIK.osim
-    table: str = ""  # "" = the fast-engine artifact shipped in data/ (rebuild: deepdraw dataset muscles build)
+    table: str = (
+        ""  # "" = the fast-engine artifact shipped in data/ (rebuild: deepdraw dataset muscles build)
+    )
 
 
 @dataclass
@@ -125,8 +133,12 @@ class SvmConfig:
             "spindle_info",
         ]
     )
-    c_grid: list[float] = field(default_factory=lambda: [10.0**k for k in range(-4, 5)])  # C values (paper: 9, 1e-4..1e4)
-    subsets: list[str] = field(default_factory=lambda: ["full"])  # "full", "all", or e.g. "size=0.7,plane=vertical"
+    c_grid: list[float] = field(
+        default_factory=lambda: [10.0**k for k in range(-4, 5)]
+    )  # C values (paper: 9, 1e-4..1e4)
+    subsets: list[str] = field(
+        default_factory=lambda: ["full"]
+    )  # "full", "all", or e.g. "size=0.7,plane=vertical"
     max_train: int = 0  # 0 = all training samples
     val_fraction: float = 0.1  # last share of each pair's training rows used to choose C
     rank: int = 0  # 0 = exact solver; k > 0 = project each pair on its top-k principal directions (approx.)
@@ -152,7 +164,9 @@ class TrainConfig:
         ]
     )
     tasks: list[str] = field(default_factory=lambda: ["art", "tdt"])  # "art", "tdt", "tdt_pv"
-    seeds: list[int] = field(default_factory=lambda: [1, 2])  # one trained model and its untrained control per seed
+    seeds: list[int] = field(
+        default_factory=lambda: [1, 2]
+    )  # one trained model and its untrained control per seed
     max_epochs: int = 50  # epoch cap
     patience: int = 5  # epochs without validation improvement before lr / 4
     lr: float = 5e-4  # Adam learning rate (conv families)
@@ -171,7 +185,9 @@ class TrainConfig:
 class SearchConfig:
     """Random architecture search over the paper's grid (Table 2)."""
 
-    families: list[str] = field(default_factory=lambda: ["spatial_temporal", "spatiotemporal", "lstm"])  # families searched
+    families: list[str] = field(
+        default_factory=lambda: ["spatial_temporal", "spatiotemporal", "lstm"]
+    )  # families searched
     n_per_family: int = 50  # random architectures per family
     max_epochs: int = 50  # epoch cap per candidate
     grid: str = "paper"  # "paper" (eLife Table 2) or "code" (train_networks.py's LSTM grid)
@@ -345,9 +361,7 @@ def build_section(name: str, values: dict[str, Any], where: str) -> Any:
         try:
             kwargs[key] = _check_type(value, hints[key])
         except TypeError as e:
-            raise DeepDrawError(
-                f"{where}: key '{name}.{key}' is {value!r}; expected {e}"
-            ) from None
+            raise DeepDrawError(f"{where}: key '{name}.{key}' is {value!r}; expected {e}") from None
     return cls(**kwargs)
 
 
@@ -386,7 +400,9 @@ def validate_config(cfg: Config, where: str = "<config>") -> None:
     """Cross-field checks (value ranges, choices)."""
     _choice(where, "parallel.mode", cfg.parallel.mode, ("local", "sync", "scheduler"))
     if cfg.parallel.mode == "scheduler" and not cfg.parallel.scheduler:
-        raise DeepDrawError(f"{where}: parallel.mode is 'scheduler' but parallel.scheduler (address) is empty")
+        raise DeepDrawError(
+            f"{where}: parallel.mode is 'scheduler' but parallel.scheduler (address) is empty"
+        )
     _choice(where, "startpoints.source", cfg.startpoints.source, ("original", "search"))
     _choice(where, "kinematics.ik", cfg.kinematics.ik, ("batched", "reference"))
     _choice(where, "kinematics.acceptance", cfg.kinematics.acceptance, ("and", "original"))
@@ -394,7 +410,9 @@ def validate_config(cfg: Config, where: str = "<config>") -> None:
     for p in cfg.kinematics.planes:
         _choice(where, "kinematics.planes", p, PLANES)
     if not cfg.kinematics.planes:
-        raise DeepDrawError(f"{where}: kinematics.planes is empty; expected at least one of {', '.join(PLANES)}")
+        raise DeepDrawError(
+            f"{where}: kinematics.planes is empty; expected at least one of {', '.join(PLANES)}"
+        )
     for key, v in (
         ("kinematics.n_candidates", cfg.kinematics.n_candidates),
         ("kinematics.shard_size", cfg.kinematics.shard_size),
@@ -404,7 +422,9 @@ def validate_config(cfg: Config, where: str = "<config>") -> None:
         if v < 1:
             raise DeepDrawError(f"{where}: key '{key}' is {v}; expected a positive integer")
     if not 0 < cfg.assembly.test_fraction < 1:
-        raise DeepDrawError(f"{where}: key 'assembly.test_fraction' is {cfg.assembly.test_fraction}; expected 0 < x < 1")
+        raise DeepDrawError(
+            f"{where}: key 'assembly.test_fraction' is {cfg.assembly.test_fraction}; expected 0 < x < 1"
+        )
     if cfg.assembly.n_samples > cfg.kinematics.n_candidates:
         raise DeepDrawError(
             f"{where}: assembly.n_samples ({cfg.assembly.n_samples}) exceeds kinematics.n_candidates "

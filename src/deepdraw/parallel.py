@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -96,7 +96,9 @@ def executor(cfg: ParallelConfig, quiet: bool = False):
             raise DeepDrawError(
                 f"parallel.scheduler: cannot reach the Dask scheduler at {cfg.scheduler!r}: {e}"
             ) from None
-        log.info("using Dask scheduler %s (%d workers)", cfg.scheduler, len(client.scheduler_info()["workers"]))
+        log.info(
+            "using Dask scheduler %s (%d workers)", cfg.scheduler, len(client.scheduler_info()["workers"])
+        )
         try:
             yield Executor(client, quiet)
         finally:
@@ -112,6 +114,8 @@ def executor(cfg: ParallelConfig, quiet: bool = False):
         silence_logs=logging.ERROR,
     )
     client = Client(cluster)
+    for name in ("distributed", "distributed.core", "distributed.scheduler"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # keep the user's terminal readable
     log.info("local Dask cluster with %d worker processes", n)
     try:
         yield Executor(client, quiet)
@@ -138,7 +142,3 @@ def apply_cli_overrides(
     if sync:
         out.mode = "sync"
     return out
-
-
-def run_all(items: Iterable[Any]) -> list[Any]:  # pragma: no cover - convenience for notebooks
-    return list(items)

@@ -23,7 +23,9 @@ def data_dir() -> Path:
         cand = parent / "data" / "reference_model"
         if cand.is_dir():
             return parent / "data"
-    raise DeepDrawError("data/: shipped data folder not found; set DEEPDRAW_DATA to the repository's data/ folder")
+    raise DeepDrawError(
+        "data/: shipped data folder not found; set DEEPDRAW_DATA to the repository's data/ folder"
+    )
 
 
 def osim_model() -> Path:

@@ -117,7 +117,9 @@ def _svm(cfg: Config) -> None:
     from .svm.stage import run_svm
 
     rp = _rp(cfg)
-    _write_summary(rp.svm, run_svm(cfg, rp.pcrt_train, rp.pcrt_test, rp.svm, quiet=cfg.run.quiet, overwrite=True))
+    _write_summary(
+        rp.svm, run_svm(cfg, rp.pcrt_train, rp.pcrt_test, rp.svm, quiet=cfg.run.quiet, overwrite=True)
+    )
 
 
 register(

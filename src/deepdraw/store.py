@@ -234,9 +234,7 @@ def validate(f: h5py.File, schema: Schema, path: str | os.PathLike) -> dict[str,
             raise DeepDrawError(f"{path}: key '{key}' is a group; expected a dataset")
         shape = obj.shape
         if len(shape) != len(field.shape):
-            raise DeepDrawError(
-                f"{path}: key '{key}' has shape {shape}; expected {_fmt_shape(field.shape)}"
-            )
+            raise DeepDrawError(f"{path}: key '{key}' has shape {shape}; expected {_fmt_shape(field.shape)}")
         for got, want in zip(shape, field.shape):
             if isinstance(want, int) and got != want:
                 raise DeepDrawError(
@@ -250,9 +248,7 @@ def validate(f: h5py.File, schema: Schema, path: str | os.PathLike) -> dict[str,
                     )
                 sizes[want] = got
         if not _check_dtype(field.dtype, obj.dtype):
-            raise DeepDrawError(
-                f"{path}: key '{key}' has dtype {obj.dtype}; expected kind '{field.dtype}'"
-            )
+            raise DeepDrawError(f"{path}: key '{key}' has dtype {obj.dtype}; expected kind '{field.dtype}'")
     return sizes
 
 

@@ -50,7 +50,9 @@ SCORE_KEYS = (
 
 PCRT_SCHEMA = {
     "endeffector_coords": Field(("n", 3, 320), "f", doc="hand position, cm, world frame"),
-    "joint_coords": Field(("n", 4, 320), "f", doc="elv_angle, shoulder_elv, shoulder_rot, elbow_flexion, deg"),
+    "joint_coords": Field(
+        ("n", 4, 320), "f", doc="elv_angle, shoulder_elv, shoulder_rot, elbow_flexion, deg"
+    ),
     "muscle_coords": Field(("n", 25, 320), "f", doc="fiber length, mm"),
     "spindle_info": Field(("n", 25, 320, 2), "f", doc="length mm, velocity mm/s"),
     "spindle_firing": Field(("n", 25, 320), "f", doc="noisy spindle rate"),
@@ -144,8 +146,15 @@ class ChunkTask:
     config: dict[str, Any]
 
 
-def materialise(rows: dict[str, np.ndarray], planes: list[str], seed: int, characters: str,
-                startpoints: str, muscles: dict[str, Any], assembly: dict[str, Any]) -> dict[str, np.ndarray]:
+def materialise(
+    rows: dict[str, np.ndarray],
+    planes: list[str],
+    seed: int,
+    characters: str,
+    startpoints: str,
+    muscles: dict[str, Any],
+    assembly: dict[str, Any],
+) -> dict[str, np.ndarray]:
     """Re-generate the movements of ``rows`` and build every array of the PCRT files."""
     from .engines import muscle_lengths
 
@@ -206,8 +215,9 @@ def run_chunk(task: ChunkTask) -> str:
     """Materialise one chunk and write it atomically (skipped when already on disk)."""
     if Path(task.out).exists():
         return task.out
-    arrays = materialise(task.rows, task.planes, task.seed, task.characters, task.startpoints,
-                         task.muscles, task.assembly)
+    arrays = materialise(
+        task.rows, task.planes, task.seed, task.characters, task.startpoints, task.muscles, task.assembly
+    )
     store.write_artifact(task.out, arrays, kind="pcrt_chunk", config=task.config)
     return task.out
 
@@ -215,15 +225,22 @@ def run_chunk(task: ChunkTask) -> str:
 PCRT_ATTRS = {
     "muscle_names": json.dumps(MUSCLES),
     "letters": LETTERS,
-    "units": json.dumps({
-        "endeffector_coords": "cm (world frame: x forward, y left/right, z up/down; origin shoulder)",
-        "joint_coords": "deg (elv_angle, shoulder_elv, shoulder_rot, elbow_flexion)",
-        "muscle_coords": "mm (fiber length)",
-        "spindle_info": "[..., 0] mm, [..., 1] mm/s",
-        "spindle_firing": "a.u.",
-        "rot": "rad", "shear_x": "rad", "shear_y": "rad", "startpt": "cm",
-        "tracing_error": "cm (sum over frames)", "joint_jerk": "deg/frame^3", "muscle_jerk": "mm/frame^3",
-    }),
+    "units": json.dumps(
+        {
+            "endeffector_coords": "cm (world frame: x forward, y left/right, z up/down; origin shoulder)",
+            "joint_coords": "deg (elv_angle, shoulder_elv, shoulder_rot, elbow_flexion)",
+            "muscle_coords": "mm (fiber length)",
+            "spindle_info": "[..., 0] mm, [..., 1] mm/s",
+            "spindle_firing": "a.u.",
+            "rot": "rad",
+            "shear_x": "rad",
+            "shear_y": "rad",
+            "startpt": "cm",
+            "tracing_error": "cm (sum over frames)",
+            "joint_jerk": "deg/frame^3",
+            "muscle_jerk": "mm/frame^3",
+        }
+    ),
 }
 
 
@@ -241,12 +258,17 @@ def _concat(chunks: list[str], out: Path, cfg: Config, inputs: dict[str, str], s
     attrs = {**PCRT_ATTRS, "dt": cfg.assembly.dt, "split": split_name, "n_frames": cfg.assembly.n_frames}
     conf = cfg.to_dict(["characters", "startpoints", "kinematics", "muscles", "assembly"])
     conf["run"] = {"seed": cfg.run.seed}
-    with store.ArtifactWriter(out, "pcrt", config=conf, seeds={"seed": cfg.run.seed}, inputs=inputs,
-                              attrs=attrs, overwrite=True) as f:
+    with store.ArtifactWriter(
+        out, "pcrt", config=conf, seeds={"seed": cfg.run.seed}, inputs=inputs, attrs=attrs, overwrite=True
+    ) as f:
         for k in shapes:
             chunk_rows = max(1, min(total, 64))
-            f.create_dataset(k, shape=(total, *shapes[k]), dtype=dtypes[k],
-                             chunks=(chunk_rows, *shapes[k]) if total else None)
+            f.create_dataset(
+                k,
+                shape=(total, *shapes[k]),
+                dtype=dtypes[k],
+                chunks=(chunk_rows, *shapes[k]) if total else None,
+            )
         pos = 0
         for c in chunks:
             with store.open_artifact(c, kind="pcrt_chunk") as g:
@@ -274,8 +296,14 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
         )
     ids = select(scores, cfg.assembly.n_samples)
     train_ids, test_ids = split(ids, cfg.run.seed, cfg.assembly.test_fraction)
-    log.info("selected %d of %d candidates (%d accepted): %d train, %d test", len(ids),
-             len(scores["candidate_id"]), int(scores["accepted"].sum()), len(train_ids), len(test_ids))
+    log.info(
+        "selected %d of %d candidates (%d accepted): %d train, %d test",
+        len(ids),
+        len(scores["candidate_id"]),
+        int(scores["accepted"].sum()),
+        len(train_ids),
+        len(test_ids),
+    )
     pos = {int(c): i for i, c in enumerate(scores["candidate_id"])}
     workdir = rp.dataset / "assembly"
     conf = cfg.to_dict(["characters", "startpoints", "kinematics", "muscles", "assembly"])
@@ -284,13 +312,19 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
     for name, sel in (("train", train_ids), ("test", test_ids)):
         for c, s in enumerate(range(0, len(sel), cfg.assembly.chunk)):
             rows_idx = np.array([pos[int(i)] for i in sel[s : s + cfg.assembly.chunk]])
-            tasks[name].append(ChunkTask(
-                out=str(workdir / f"{name}_{c:05d}.h5"),
-                rows={k: v[rows_idx] for k, v in scores.items()},
-                planes=planes, seed=cfg.run.seed, characters=str(rp.characters),
-                startpoints=str(rp.startpoints), muscles=asdict(cfg.muscles),
-                assembly=asdict(cfg.assembly), config=conf,
-            ))
+            tasks[name].append(
+                ChunkTask(
+                    out=str(workdir / f"{name}_{c:05d}.h5"),
+                    rows={k: v[rows_idx] for k, v in scores.items()},
+                    planes=planes,
+                    seed=cfg.run.seed,
+                    characters=str(rp.characters),
+                    startpoints=str(rp.startpoints),
+                    muscles=asdict(cfg.muscles),
+                    assembly=asdict(cfg.assembly),
+                    config=conf,
+                )
+            )
     every = tasks["train"] + tasks["test"]
     want = json.loads(json.dumps(conf, sort_keys=True, default=str))
     for t in every:  # chunks left by an interrupted run of another config are stale
@@ -300,8 +334,10 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
     if todo:
         with executor(cfg.parallel, quiet=cfg.run.quiet) as ex:
             ex.map(run_chunk, todo, desc="assembling samples")
-    inputs = {rp.characters.name: store.file_sha256(rp.characters),
-              rp.startpoints.name: store.file_sha256(rp.startpoints)}
+    inputs = {
+        rp.characters.name: store.file_sha256(rp.characters),
+        rp.startpoints.name: store.file_sha256(rp.startpoints),
+    }
     _concat([t.out for t in tasks["train"]], rp.pcrt_train, cfg, inputs, "train")
     _concat([t.out for t in tasks["test"]], rp.pcrt_test, cfg, inputs, "test")
     shutil.rmtree(workdir, ignore_errors=True)

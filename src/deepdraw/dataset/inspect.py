@@ -61,7 +61,9 @@ def inspect_sample(cfg: Config, sample: int, png: str | None = None, source: str
     if source == "candidates":
         s = _candidate(rp, sample)
         if "endeffector_coords" not in s:
-            raise DeepDrawError(f"{rp.candidates}: shards hold no trajectories (kinematics.save_trajectories = false)")
+            raise DeepDrawError(
+                f"{rp.candidates}: shards hold no trajectories (kinematics.save_trajectories = false)"
+            )
         L = int(s["length"])
         hand, joints = s["endeffector_coords"][:, :L], s["joint_coords"][:, :L]
         muscles = None
@@ -131,8 +133,19 @@ def summary_figure(cfg: Config, png: str | None = None) -> Path:
     """Dataset summary of the run's PCRT files: counts per character and plane, latents, durations, jerks."""
     rp = RunPaths(cfg.out_dir)
     cols: dict[str, list] = {}
-    keys = ("label", "plane", "size", "rot", "shear_x", "shear_y", "speed", "start_id", "end_id",
-            "joint_jerk", "muscle_jerk")
+    keys = (
+        "label",
+        "plane",
+        "size",
+        "rot",
+        "shear_x",
+        "shear_y",
+        "speed",
+        "start_id",
+        "end_id",
+        "joint_jerk",
+        "muscle_jerk",
+    )
     for p in (rp.pcrt_train, rp.pcrt_test):
         a = store.read_arrays(p, keys, kind="pcrt")
         for k in keys:
@@ -152,7 +165,9 @@ def summary_figure(cfg: Config, png: str | None = None) -> Path:
         lab = [f"{np.degrees(v):.0f}" if k == "rot" else f"{v:g}" for v in vals]
         ax.bar(lab, cnt)
         ax.set(title=f"latent: {k}{' (deg)' if k == 'rot' else ''}")
-    vals, cnt = np.unique(np.round(np.degrees(np.concatenate([d["shear_x"], d["shear_y"]])), 1), return_counts=True)
+    vals, cnt = np.unique(
+        np.round(np.degrees(np.concatenate([d["shear_x"], d["shear_y"]])), 1), return_counts=True
+    )
     axs[1, 0].bar([f"{v:g}" for v in vals], cnt)
     axs[1, 0].set(title="latents: shear x and y (deg)")
     dur = (d["end_id"] - d["start_id"]) * cfg.assembly.dt

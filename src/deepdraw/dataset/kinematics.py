@@ -30,7 +30,7 @@ import numpy as np
 from .. import store
 from ..errors import DeepDrawError
 from . import arm
-from .augment import PLANE_CODES, draw_latents, max_length, transform
+from .augment import draw_latents, max_length, transform
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,13 @@ def assign(ids: np.ndarray, perms: list[np.ndarray], planes: list[str]) -> tuple
     n_pl, n_lab = len(planes), len(perms)
     lab = (ids // n_pl) % n_lab
     visit = ids // (n_pl * n_lab)
-    char = np.array([perms[a][b % len(perms[a])] if len(perms[a]) else -1 for a, b in zip(lab, visit)], dtype=np.int64)
+    char = np.array(
+        [perms[a][b % len(perms[a])] if len(perms[a]) else -1 for a, b in zip(lab, visit)], dtype=np.int64
+    )
     if (char < 0).any():
-        raise DeepDrawError(f"characters.h5: no trajectory of label {int(lab[char < 0][0])}; expected all 20 characters")
+        raise DeepDrawError(
+            f"characters.h5: no trajectory of label {int(lab[char < 0][0])}; expected all 20 characters"
+        )
     return char, ids % n_pl
 
 
@@ -87,7 +91,9 @@ def load_characters(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """characters.h5 -> (trajectories (n,2,T) cm NaN-padded, lengths (n,), labels (n,) 0..19)."""
     from .stage import CHARACTERS_SCHEMA
 
-    a = store.read_arrays(path, ["trajectories", "lengths", "labels"], kind="characters", schema=CHARACTERS_SCHEMA)
+    a = store.read_arrays(
+        path, ["trajectories", "lengths", "labels"], kind="characters", schema=CHARACTERS_SCHEMA
+    )
     traj, lengths = a["trajectories"], a["lengths"]
     if len(lengths) == 0:
         raise DeepDrawError(f"{path}: the character set is empty; expected at least one trajectory")
@@ -96,7 +102,9 @@ def load_characters(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
     inside = np.arange(traj.shape[2])[None, :] < lengths[:, None]
     bad = np.flatnonzero((~np.isfinite(traj).all(axis=1) & inside).any(axis=1))
     if len(bad):
-        raise DeepDrawError(f"{path}: trajectory {bad[0]} holds NaN/inf within its length; expected finite values")
+        raise DeepDrawError(
+            f"{path}: trajectory {bad[0]} holds NaN/inf within its length; expected finite values"
+        )
     return traj, lengths, a["labels"]
 
 

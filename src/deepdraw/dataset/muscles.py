@@ -19,8 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +84,9 @@ def _as_joints(joints: Any, lengths: Any = None) -> tuple[np.ndarray, np.ndarray
         if squeeze and lens.ndim == 0:
             lens = lens[None]
         if lens.shape != (n,) or not np.issubdtype(lens.dtype, np.integer):
-            raise DeepDrawError(f"lengths: expected ({n},) integers (valid frames per trajectory); got {lens.shape} {lens.dtype}")
+            raise DeepDrawError(
+                f"lengths: expected ({n},) integers (valid frames per trajectory); got {lens.shape} {lens.dtype}"
+            )
         if np.any((lens < 0) | (lens > t_max)):
             raise DeepDrawError(f"lengths: expected values in [0, {t_max}]")
         valid = np.arange(t_max)[None, :] < lens[:, None]
@@ -106,7 +107,9 @@ def _opensim_quiet() -> Iterator[Any]:
     try:
         import opensim
     except ImportError as e:  # pragma: no cover - opensim is a dependency
-        raise DeepDrawError(f"opensim: the OpenSim Python package cannot be imported ({e}); install opensim>=4.5") from None
+        raise DeepDrawError(
+            f"opensim: the OpenSim Python package cannot be imported ({e}); install opensim>=4.5"
+        ) from None
     level = opensim.Logger.getLevelString()
     opensim.Logger.setLevelString("error")
     try:
@@ -161,11 +164,15 @@ class ExactEngine:
             have = {muscle_set.get(i).getName() for i in range(muscle_set.getSize())}
             for name in MUSCLES:
                 if name not in have:
-                    raise DeepDrawError(f"{p}: muscle {name!r} is missing from the model's force set; expected all of {', '.join(MUSCLES)}")
+                    raise DeepDrawError(
+                        f"{p}: muscle {name!r} is missing from the model's force set; expected all of {', '.join(MUSCLES)}"
+                    )
             cset = model.getCoordinateSet()
             for name in JOINTS:
                 if not cset.contains(name):
-                    raise DeepDrawError(f"{p}: coordinate {name!r} is missing from the model; expected {', '.join(JOINTS)}")
+                    raise DeepDrawError(
+                        f"{p}: coordinate {name!r} is missing from the model; expected {', '.join(JOINTS)}"
+                    )
             try:
                 state = model.initSystem()
                 model.equilibrateMuscles(state)
@@ -234,7 +241,9 @@ class ExactEngine:
         for c, v in zip(self._coords, r):
             c.setValue(s, float(v))
 
-    def _frame(self, s: Any, q_deg: np.ndarray, out_fiber: np.ndarray | None, out_path: np.ndarray | None) -> None:
+    def _frame(
+        self, s: Any, q_deg: np.ndarray, out_fiber: np.ndarray | None, out_path: np.ndarray | None
+    ) -> None:
         r = np.pi * (q_deg / 180.0)  # as the original: np.pi * (deg / 180)
         if self.procedure == "original":
             self._set_original(s, r)
@@ -272,7 +281,9 @@ class ExactEngine:
         from tqdm.auto import tqdm
 
         s = self._state  # one State, reused across frames and trajectories (as the original)
-        with tqdm(total=int(valid.sum()), desc="OpenSim frames", unit="frame", disable=quiet, leave=False) as bar:
+        with tqdm(
+            total=int(valid.sum()), desc="OpenSim frames", unit="frame", disable=quiet, leave=False
+        ) as bar:
             for i in range(n):
                 for t in np.flatnonzero(valid[i]):
                     self._frame(
@@ -325,7 +336,6 @@ class ExactEngine:
                 m.computeEquilibrium(s)
                 out[k, j] = m.getFiberLength(s) * 1000.0
         return out
-
 
     def path_subset(self, joints: np.ndarray, which: np.ndarray) -> np.ndarray:
         """Path (muscle-tendon) lengths, mm, of some muscles at some postures: (K, 4), (K, 25) -> (K, 25)."""
@@ -390,7 +400,9 @@ def synthetic_trajectories(
         with h5py.File(startpoints, "r") as f:
             starts = {k: np.asarray(f[k][()], dtype=np.float64) for k in _PLANES}
     except (OSError, KeyError) as e:
-        raise DeepDrawError(f"{startpoints}: cannot read the start points 'horizontal'/'vertical' ({e})") from None
+        raise DeepDrawError(
+            f"{startpoints}: cannot read the start points 'horizontal'/'vertical' ({e})"
+        ) from None
     rng = np.random.default_rng(seed)
     angles = np.deg2rad([-30.0, -15.0, 0.0, 15.0, 30.0])
     paths = []
@@ -445,7 +457,12 @@ def character_trajectories(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
         j = int(rng.integers(len(lens)))
         plane = "horizontal" if rng.random() < 0.5 else "vertical"
         lat = augment.draw_latents(
-            rng, len(starts[plane]), [0.7, 1.0, 1.3], [-30.0, -15.0, 0.0, 15.0, 30.0], [0.8, 1.0, 1.2, 1.4], [0.0]
+            rng,
+            len(starts[plane]),
+            [0.7, 1.0, 1.3],
+            [-30.0, -15.0, 0.0, 15.0, 30.0],
+            [0.8, 1.0, 1.2, 1.4],
+            [0.0],
         )
         paths.append(augment.transform(trajs[j, :, : lens[j]], lat, plane, starts[plane][lat.start_id]).T)
     out_lens = np.array([len(p) for p in paths], dtype=np.int64)
@@ -535,7 +552,10 @@ def evaluate_postures(
             initargs=(str(model_path),),
         ) as pool:
             futs = {
-                pool.submit(_worker_eval, (postures[s:e], fiber, None if which is None else which[s:e])): (s, e)
+                pool.submit(_worker_eval, (postures[s:e], fiber, None if which is None else which[s:e])): (
+                    s,
+                    e,
+                )
                 for s, e in bounds
             }
             for fut in as_completed(futs):
@@ -604,7 +624,9 @@ def _decode_table(d: np.ndarray, nan: np.ndarray) -> np.ndarray:
     return x
 
 
-def _stencil_errors(table: np.ndarray, cells: np.ndarray, points: np.ndarray, truth: np.ndarray) -> np.ndarray:
+def _stencil_errors(
+    table: np.ndarray, cells: np.ndarray, points: np.ndarray, truth: np.ndarray
+) -> np.ndarray:
     """Max abs error over ``points`` (P, 3, unit cell coordinates) of the 27 shifted tricubic stencils.
 
     table (ms, *n) node values; cells (C, 3); truth (C, P, ms). Returns (C, 27, ms), inf where NaN.
@@ -677,7 +699,15 @@ def _tricubic(
 
 # 7 check points of a cell (unit coordinates): centre and the 6 face centres
 _CHECK_POINTS = np.array(
-    [[0.5, 0.5, 0.5], [0.0, 0.5, 0.5], [1.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 1.0, 0.5], [0.5, 0.5, 0.0], [0.5, 0.5, 1.0]]
+    [
+        [0.5, 0.5, 0.5],
+        [0.0, 0.5, 0.5],
+        [1.0, 0.5, 0.5],
+        [0.5, 0.0, 0.5],
+        [0.5, 1.0, 0.5],
+        [0.5, 0.5, 0.0],
+        [0.5, 0.5, 1.0],
+    ]
 )
 
 
@@ -689,6 +719,7 @@ _S0 = np.array([50.0, 40.0, 20.0])  # shoulder posture at which the elbow parts 
 _D0 = 90.0  # elbow flexion at which the shoulder parts are tabulated
 _FIBER_DL = 0.05  # mm: spacing of the path -> fiber map
 
+
 def _engine_schema() -> dict:
     from ..store import Field
 
@@ -698,7 +729,11 @@ def _engine_schema() -> dict:
         "offset": Field((25,), "f", doc="mm subtracted from shoulder part + elbow part"),
         "shoulder_index": Field(("ms",), "iu", doc="muscles with a shoulder table"),
         "shoulder_grid": Field((2, 3), "f", doc="origin (deg) and step (deg) per axis"),
-        "shoulder_table_diff": Field(("ms", None, None, None), "i", doc="path length at the nodes in 1e-4 mm, differenced along the last axis"),
+        "shoulder_table_diff": Field(
+            ("ms", None, None, None),
+            "i",
+            doc="path length at the nodes in 1e-4 mm, differenced along the last axis",
+        ),
         "shoulder_table_nan": Field(("ms", None, None, None), "b", doc="nodes not computed"),
         "shoulder_code": Field(("ms", None, None, None), "u", doc="stencil code per cell (255: exact)"),
         "elbow_index": Field(("me",), "iu", doc="muscles with an elbow table"),
@@ -711,7 +746,9 @@ def _engine_schema() -> dict:
     }
 
 
-def _region_cells(post3: np.ndarray, origin: np.ndarray, step: float, n: np.ndarray, margin: int) -> np.ndarray:
+def _region_cells(
+    post3: np.ndarray, origin: np.ndarray, step: float, n: np.ndarray, margin: int
+) -> np.ndarray:
     """Boolean (n-1)^3 mask of the cells holding postures, dilated by ``margin`` cells."""
     from scipy import ndimage
 
@@ -739,13 +776,20 @@ def _stencil_nodes(region: np.ndarray, n: np.ndarray) -> np.ndarray:
     return out
 
 
-def _coupling(eng: ExactEngine, post: np.ndarray, rng: np.random.Generator, k: int = 80) -> tuple[np.ndarray, np.ndarray]:
+def _coupling(
+    eng: ExactEngine, post: np.ndarray, rng: np.random.Generator, k: int = 80
+) -> tuple[np.ndarray, np.ndarray]:
     """Which muscles depend on the shoulder / the elbow, and the mixed difference (additivity check)."""
     i = rng.integers(len(post), size=(k, 4))
     s1, s2 = post[i[:, 0], :3], post[i[:, 1], :3]
     d1, d2 = post[i[:, 2], 3:], post[i[:, 3], 3:]
     quad = np.concatenate(
-        [np.concatenate([s1, d1], 1), np.concatenate([s1, d2], 1), np.concatenate([s2, d1], 1), np.concatenate([s2, d2], 1)]
+        [
+            np.concatenate([s1, d1], 1),
+            np.concatenate([s1, d2], 1),
+            np.concatenate([s2, d1], 1),
+            np.concatenate([s2, d2], 1),
+        ]
     )
     L = eng.path_lengths(quad[None])[0].reshape(4, k, len(MUSCLES))
     with np.errstate(invalid="ignore"):
@@ -813,7 +857,9 @@ def build_fast_engine(
     model_path = Path(model_path) if model_path is not None else default_model_path()
     out_path = Path(out_path) if out_path is not None else default_engine_path()
     if out_path.exists() and not overwrite:
-        raise DeepDrawError(f"{out_path}: output exists; refusing to overwrite it (delete it, or use --overwrite)")
+        raise DeepDrawError(
+            f"{out_path}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
+        )
     if not (0.2 <= step_deg <= 20.0) or not (0.005 <= elbow_step_deg <= 5.0) or tol_mm <= 0:
         raise DeepDrawError(
             f"build_fast_engine: step_deg={step_deg}, elbow_step_deg={elbow_step_deg}, tol_mm={tol_mm}; "
@@ -833,7 +879,9 @@ def build_fast_engine(
         post = np.asarray(region_joints, dtype=np.float64).reshape(-1, 4)
         post = post[np.all(np.isfinite(post), axis=1)]
     if len(post) == 0:
-        raise DeepDrawError("region_joints: no finite posture; expected an array (..., 4) of joint angles in degrees")
+        raise DeepDrawError(
+            "region_joints: no finite posture; expected an array (..., 4) of joint angles in degrees"
+        )
     stats["region_postures"] = int(len(post))
     stats["time_region_s"] = round(time.time() - t0, 1)
 
@@ -882,7 +930,9 @@ def build_fast_engine(
     def with_shoulder(d: np.ndarray) -> np.ndarray:
         return np.concatenate([np.broadcast_to(_S0, (len(d), 3)), d[:, None]], axis=1)
 
-    post_sh = np.concatenate([with_elbow(origin + h * node_ix, _D0), with_elbow(origin + h * half_u / 2.0, _D0)])
+    post_sh = np.concatenate(
+        [with_elbow(origin + h * node_ix, _D0), with_elbow(origin + h * half_u / 2.0, _D0)]
+    )
     d_nodes = origin_e + he * np.arange(ne)
     d_chk = (origin_e + he * (cells_e[:, None] + chk_e[None, :])).ravel()
     post_el = np.concatenate([with_shoulder(d_nodes), with_shoulder(d_chk), np.r_[_S0, _D0][None]])
@@ -894,7 +944,9 @@ def build_fast_engine(
     t0 = time.time()
     all_post = np.concatenate([post_sh, post_el])
     path_all, _ = evaluate_postures(model_path, all_post, False, workers, quiet=quiet, desc="OpenSim: tables")
-    path_fs, fib_fs = evaluate_postures(model_path, fib_post, True, workers, quiet=quiet, desc="OpenSim: fiber map")
+    path_fs, fib_fs = evaluate_postures(
+        model_path, fib_post, True, workers, quiet=quiet, desc="OpenSim: fiber map"
+    )
     stats["time_opensim_s"] = round(time.time() - t0, 1)
     stats["opensim_postures"] = int(len(all_post) + len(fib_post))
 
@@ -918,7 +970,9 @@ def build_fast_engine(
     # sheets that the first pass hits somewhere, so the neighbours of failed cells get 64 more points
     t0 = time.time()
     checked = np.zeros_like(code, dtype=bool)
-    sub = (np.stack(np.meshgrid(*[np.array([1.0, 3.0, 5.0, 7.0]) / 8.0] * 3, indexing="ij"), -1)).reshape(-1, 3)
+    sub = (np.stack(np.meshgrid(*[np.array([1.0, 3.0, 5.0, 7.0]) / 8.0] * 3, indexing="ij"), -1)).reshape(
+        -1, 3
+    )
     tab_flat = table.reshape(ms, -1)
     code_flat = code.reshape(ms, -1)  # a view: updated in place below
     n_dense = 0
@@ -928,7 +982,12 @@ def build_fast_engine(
         susp = np.zeros_like(checked)
         for k in range(ms):
             bad = (code[k] == FALLBACK) & region
-            susp[k] = ndimage.binary_dilation(bad, structure=np.ones((3, 3, 3), dtype=bool)) & region & ~bad & ~checked[k]
+            susp[k] = (
+                ndimage.binary_dilation(bad, structure=np.ones((3, 3, 3), dtype=bool))
+                & region
+                & ~bad
+                & ~checked[k]
+            )
         ucells = np.argwhere(susp.any(axis=0))
         if len(ucells) == 0:
             break
@@ -936,9 +995,20 @@ def build_fast_engine(
         pts = (origin + h * (ucells[:, None, :] + sub[None])).reshape(-1, 3)
         which = np.zeros((len(pts), len(MUSCLES)), dtype=bool)
         which[:, sh_idx] = np.repeat(which_k, len(sub), axis=0)
-        log.info("fast engine: dense check round %d: %d cells, %d (cell, muscle) pairs", rnd + 1, len(ucells), int(which_k.sum()))
+        log.info(
+            "fast engine: dense check round %d: %d cells, %d (cell, muscle) pairs",
+            rnd + 1,
+            len(ucells),
+            int(which_k.sum()),
+        )
         truth, _ = evaluate_postures(
-            model_path, with_elbow(pts, _D0), False, workers, quiet=quiet, desc=f"OpenSim: dense checks {rnd + 1}", which=which
+            model_path,
+            with_elbow(pts, _D0),
+            False,
+            workers,
+            quiet=quiet,
+            desc=f"OpenSim: dense checks {rnd + 1}",
+            which=which,
         )
         n_dense += int(which.any(axis=1).sum())
         pred, bad = _tricubic(tab_flat, n, code_flat, origin, np.full(3, h), pts)
@@ -980,7 +1050,12 @@ def build_fast_engine(
             log.info("fast engine: limit face %s = %g (%.1f%% of postures): %d cells, %d points",
                      JOINTS[ax], bound, 100 * frac, len(c2), len(pts))  # fmt: skip
             truth, _ = evaluate_postures(
-                model_path, with_elbow(pts, _D0), False, workers, quiet=quiet, desc=f"OpenSim: face {JOINTS[ax]}"
+                model_path,
+                with_elbow(pts, _D0),
+                False,
+                workers,
+                quiet=quiet,
+                desc=f"OpenSim: face {JOINTS[ax]}",
             )
             n_face += len(pts)
             for side in (0.0, -1e-7):  # the cell at/above the face, then the one below
@@ -988,7 +1063,9 @@ def build_fast_engine(
                 q3[:, ax] += side
                 pred, bad = _tricubic(tab_flat, n, code_flat, origin, np.full(3, h), q3)
                 e = np.abs(pred - truth[:, sh_idx])
-                fail = (bad | ~(e <= dense_tol_mm)).reshape(len(c2), m_face * m_face, ms).any(axis=1)  # (F, ms)
+                fail = (
+                    (bad | ~(e <= dense_tol_mm)).reshape(len(c2), m_face * m_face, ms).any(axis=1)
+                )  # (F, ms)
                 cell3 = np.floor((q3.reshape(len(c2), -1, 3)[:, 0] - origin) / h).astype(np.int64)
                 kk, ff = np.nonzero(fail.T)
                 keep = region[cell3[ff, 0], cell3[ff, 1], cell3[ff, 2]]
@@ -1025,7 +1102,9 @@ def build_fast_engine(
         region_cells=int(len(cells)),
         shoulder_nodes=int(len(node_ix)),
         check_points=int(len(half_u)),
-        fallback_cell_frac={MUSCLES[m]: round(float(1 - in_region[k][region].mean()), 4) for k, m in enumerate(sh_idx)},
+        fallback_cell_frac={
+            MUSCLES[m]: round(float(1 - in_region[k][region].mean()), 4) for k, m in enumerate(sh_idx)
+        },
         elbow_fallback_cells=int((code_e[:, cells_e] == FALLBACK).sum()),
         fiber_map_err_max_mm=float(np.nanmax(ferr)),
         fiber_map_points=int(start[-1]),
@@ -1066,7 +1145,11 @@ def build_fast_engine(
     with ArtifactWriter(out_path, ENGINE_KIND, config, {"region": seed}, inputs, attrs, overwrite) as f:
         for key, arr in arrays.items():
             big = arr.size > 4096 and arr.dtype.kind in "fiub"
-            f.create_dataset(key, data=arr, **({"compression": "gzip", "compression_opts": 9, "shuffle": True} if big else {}))
+            f.create_dataset(
+                key,
+                data=arr,
+                **({"compression": "gzip", "compression_opts": 9, "shuffle": True} if big else {}),
+            )
     log.info("fast engine written to %s in %.0f s: %s", out_path, stats["build_time_s"], stats)
     return out_path
 
@@ -1101,7 +1184,9 @@ class FastEngine:
         self.sh_table = tab.reshape(len(self.sh_idx), -1)  # flat nodes
         self.sh_code = arrays["shoulder_code"].reshape(len(self.sh_idx), -1)
         if arrays["shoulder_code"].shape[1:] != tuple(self.sh_n - 1):
-            raise DeepDrawError(f"{path}: key 'shoulder_code' has shape {arrays['shoulder_code'].shape}; expected cells of 'shoulder_table'")
+            raise DeepDrawError(
+                f"{path}: key 'shoulder_code' has shape {arrays['shoulder_code'].shape}; expected cells of 'shoulder_table'"
+            )
         self.el_idx = arrays["elbow_index"].astype(np.int64)
         self.el_origin, self.el_step = (float(v) for v in arrays["elbow_grid"])
         self.el_table = arrays["elbow_table"].astype(np.float64)
@@ -1118,7 +1203,9 @@ class FastEngine:
             self.model_sha256 = inputs[model_file]
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, model_path: str | os.PathLike | None = None) -> FastEngine:
+    def load(
+        cls, path: str | os.PathLike | None = None, model_path: str | os.PathLike | None = None
+    ) -> FastEngine:
         """Load the artifact (default: the one shipped in data/muscles); ``model_path`` for the fallback."""
         from ..store import read_arrays, read_attrs
 
@@ -1136,7 +1223,9 @@ class FastEngine:
 
             mp = self.model_path if self.model_path is not None else default_model_path()
             if not mp.is_file():
-                raise DeepDrawError(f"{mp}: model file not found; the fast engine {self.path} needs it for its fallback frames")
+                raise DeepDrawError(
+                    f"{mp}: model file not found; the fast engine {self.path} needs it for its fallback frames"
+                )
             if self.model_sha256 and file_sha256(mp) != self.model_sha256:
                 raise DeepDrawError(
                     f"{mp}: sha256 differs from the model the fast engine {self.path} was built from "
@@ -1226,7 +1315,12 @@ class FastEngine:
             need[s : s + chunk] = nd
         rows = np.flatnonzero(need.any(axis=1))
         if fallback and rows.size:
-            log.debug("fast engine: %d of %d frames (%d muscle values) from OpenSim", rows.size, len(flat), int(need.sum()))
+            log.debug(
+                "fast engine: %d of %d frames (%d muscle values) from OpenSim",
+                rows.size,
+                len(flat),
+                int(need.sum()),
+            )
             ex = self.exact().fiber_subset(flat[rows], need[rows], quiet=quiet)
             sub = fib[rows]
             sub[need[rows]] = ex[need[rows]]
@@ -1260,7 +1354,9 @@ def velocity(fiber: np.ndarray, lengths: np.ndarray | None = None, dt: float = 0
     return out
 
 
-def compare(fast: np.ndarray, exact: np.ndarray, lengths: np.ndarray | None = None, dt: float = 0.015) -> dict[str, Any]:
+def compare(
+    fast: np.ndarray, exact: np.ndarray, lengths: np.ndarray | None = None, dt: float = 0.015
+) -> dict[str, Any]:
     """Error figures of fiber lengths ``fast`` vs ``exact`` (n, T, 25) over the valid frames."""
     n, t_max = exact.shape[:2]
     lens = np.full(n, t_max) if lengths is None else np.asarray(lengths)
@@ -1274,7 +1370,11 @@ def compare(fast: np.ndarray, exact: np.ndarray, lengths: np.ndarray | None = No
     ok = np.isfinite(va) & np.isfinite(vb)
     den = float(np.sum(vb[ok] ** 2))
     rel = float(np.sqrt(np.sum((va[ok] - vb[ok]) ** 2) / den)) if den > 0 else float("nan")
-    per_m = np.percentile(np.where(np.isfinite(err), err, 1e9), 99.9, axis=0) if len(err) else np.zeros(len(MUSCLES))
+    per_m = (
+        np.percentile(np.where(np.isfinite(err), err, 1e9), 99.9, axis=0)
+        if len(err)
+        else np.zeros(len(MUSCLES))
+    )
     return {
         "frames": int(valid.sum()),
         "trajectories": int(n),
@@ -1323,7 +1423,9 @@ def validate_fast_engine(
     out.update(
         fallback_frac=float(mask[valid].any(axis=-1).mean()) if frames else 0.0,
         fallback_entry_frac=float(mask[valid].mean()) if frames else 0.0,
-        fallback_entry_frac_per_muscle={m: round(float(v), 4) for m, v in zip(MUSCLES, mask[valid].mean(axis=0))},
+        fallback_entry_frac_per_muscle={
+            m: round(float(v), 4) for m, v in zip(MUSCLES, mask[valid].mean(axis=0))
+        },
         exact_frames_per_s=frames / t_exact if t_exact > 0 else float("nan"),
         fast_frames_per_s=frames / t_fast if t_fast > 0 else float("nan"),
     )

@@ -46,7 +46,9 @@ def spindle_rate(L: np.ndarray, dt: float = 0.015) -> np.ndarray:
     return 2.0 * np.gradient(L, 1.0, axis=-1) + 4.3 * np.sign(v) * np.abs(v) ** 0.6
 
 
-def spindle_firing(L: np.ndarray, rng: np.random.Generator, noise: float = 0.3, dt: float = 0.015) -> np.ndarray:
+def spindle_firing(
+    L: np.ndarray, rng: np.random.Generator, noise: float = 0.3, dt: float = 0.015
+) -> np.ndarray:
     """(..., M, T) -> (..., M, T): :func:`spindle_rate` plus ``noise * std over time`` Gaussian noise
     per muscle (one draw of shape (..., M, T) from ``rng``)."""
     p = spindle_rate(L, dt)

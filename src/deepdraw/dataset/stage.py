@@ -65,7 +65,11 @@ def run_startpoints(cfg: Config, overwrite: bool = False) -> Path:
         from .startpoints import search_startpoints
 
         pts = search_startpoints(
-            grid_step=s.grid_step_cm, square=s.square_cm, fine=s.fine, tol=s.tol_cm, progress=not cfg.run.quiet
+            grid_step=s.grid_step_cm,
+            square=s.square_cm,
+            fine=s.fine,
+            tol=s.tol_cm,
+            progress=not cfg.run.quiet,
         )
         inputs = {}
     for k in ("horizontal", "vertical"):
@@ -76,7 +80,10 @@ def run_startpoints(cfg: Config, overwrite: bool = False) -> Path:
         kind="startpoints",
         config=cfg.to_dict(["startpoints"]),
         inputs=inputs,
-        attrs={"units": "cm", "frame": "world {W}: x forward, y left/right, z up/down; origin at the shoulder"},
+        attrs={
+            "units": "cm",
+            "frame": "world {W}: x forward, y left/right, z up/down; origin at the shoulder",
+        },
         overwrite=overwrite,
     )
     log.info("wrote %s: %d horizontal, %d vertical", out, len(pts["horizontal"]), len(pts["vertical"]))
