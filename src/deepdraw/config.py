@@ -84,17 +84,11 @@ class KinematicsConfig:
     max_joint_jerk: float = 1.0  # acceptance: ||d3 q / dt3||_F, degrees / frame^3
     max_attempts: int = 20  # redraws of the latents before a candidate is given up (recorded)
     acceptance: str = "and"  # "and" (paper: both criteria) or "original" (the original's `and` bug: either)
-    sizes: list[float] = field(
-        default_factory=lambda: [0.7, 1.0, 1.3]
-    )  # size latent (scales length and duration)
+    sizes: list[float] = field(default_factory=lambda: [0.7, 1.0, 1.3])  # size latent (length, duration)
     angles: list[float] = field(default_factory=lambda: [-30.0, -15.0, 0.0, 15.0, 30.0])  # rot/shear, degrees
-    speeds: list[float] = field(
-        default_factory=lambda: [0.8, 1.0, 1.2, 1.4]
-    )  # speed latent (duration / speed)
+    speeds: list[float] = field(default_factory=lambda: [0.8, 1.0, 1.2, 1.4])  # speed latent
     noises: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3])  # drawn, recorded, not applied
-    save_trajectories: bool = (
-        True  # keep hand/joint paths of every candidate in the shards (off at paper scale)
-    )
+    save_trajectories: bool = True  # keep hand/joint paths of candidates in the shards (off at scale)
 
 
 @dataclass
@@ -103,9 +97,7 @@ class MusclesConfig:
 
     engine: str = "fast"  # "fast" (validated surrogate with OpenSim fallback) or "exact" (OpenSim per frame)
     model: str = ""  # "" = data/reference_model/MoBL_ARMS_module5_scaleIK.osim
-    table: str = (
-        ""  # "" = the fast-engine artifact shipped in data/ (rebuild: deepdraw dataset muscles build)
-    )
+    table: str = ""  # "" = data/muscles/fast_engine.h5 (rebuild: deepdraw dataset muscles build)
 
 
 @dataclass
@@ -133,12 +125,8 @@ class SvmConfig:
             "spindle_info",
         ]
     )
-    c_grid: list[float] = field(
-        default_factory=lambda: [10.0**k for k in range(-4, 5)]
-    )  # C values (paper: 9, 1e-4..1e4)
-    subsets: list[str] = field(
-        default_factory=lambda: ["full"]
-    )  # "full", "all", or e.g. "size=0.7,plane=vertical"
+    c_grid: list[float] = field(default_factory=lambda: [10.0**k for k in range(-4, 5)])  # C values
+    subsets: list[str] = field(default_factory=lambda: ["full"])  # "full", "all", "size=0.7,plane=vertical"
     max_train: int = 0  # 0 = all training samples
     val_fraction: float = 0.1  # last share of each pair's training rows used to choose C
     rank: int = 0  # 0 = exact solver; k > 0 = project each pair on its top-k principal directions (approx.)
@@ -164,9 +152,7 @@ class TrainConfig:
         ]
     )
     tasks: list[str] = field(default_factory=lambda: ["art", "tdt"])  # "art", "tdt", "tdt_pv"
-    seeds: list[int] = field(
-        default_factory=lambda: [1, 2]
-    )  # one trained model and its untrained control per seed
+    seeds: list[int] = field(default_factory=lambda: [1, 2])  # a trained model + untrained control each
     max_epochs: int = 50  # epoch cap
     patience: int = 5  # epochs without validation improvement before lr / 4
     lr: float = 5e-4  # Adam learning rate (conv families)
@@ -185,9 +171,9 @@ class TrainConfig:
 class SearchConfig:
     """Random architecture search over the paper's grid (Table 2)."""
 
-    families: list[str] = field(
+    families: list[str] = field(  # families searched
         default_factory=lambda: ["spatial_temporal", "spatiotemporal", "lstm"]
-    )  # families searched
+    )
     n_per_family: int = 50  # random architectures per family
     max_epochs: int = 50  # epoch cap per candidate
     grid: str = "paper"  # "paper" (eLife Table 2) or "code" (train_networks.py's LSTM grid)
