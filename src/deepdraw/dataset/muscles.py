@@ -29,6 +29,26 @@ from ..errors import DeepDrawError
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "MUSCLES",
+    "JOINTS",
+    "Q_MIN",
+    "Q_MAX",
+    "ENGINE_KIND",
+    "ExactEngine",
+    "FastEngine",
+    "build_fast_engine",
+    "validate_fast_engine",
+    "compare",
+    "velocity",
+    "evaluate_postures",
+    "synthetic_trajectories",
+    "character_trajectories",
+    "dataset_trajectories",
+    "default_model_path",
+    "default_engine_path",
+]
+
 MUSCLES: tuple[str, ...] = (
     "CORB", "DELT1", "DELT2", "DELT3", "INFSP", "LAT1", "LAT2", "LAT3", "PECM1", "PECM2", "PECM3",
     "SUBSC", "SUPSP", "TMAJ", "TMIN", "ANC", "BIClong", "BICshort", "BRA", "BRD", "ECRL", "PT",
