@@ -104,7 +104,7 @@ def main() -> None:
     n_ref = args.n_ref or (3 if args.quick else 10)
     paths = candidates(max(n, n_ref))
     fast = FastEngine.load()
-    exact = ExactEngine()
+    exact = ExactEngine(procedure="original")  # the original: setValue with assembly, per frame
     run_default(paths[:20], fast)  # warm-up (imports, caches)
     d = run_default(paths[:n], fast)
     r = run_reference(paths[:n_ref], exact)

@@ -150,6 +150,45 @@ def test_fast_handles_known_discontinuities(fast, exact):
     np.testing.assert_allclose(raw[~mask], ref[~mask], atol=0.1)
 
 
+def test_path_fallback_equals_equilibrium_fallback(fast, exact):
+    """The fallback's path length through the fiber map equals computeEquilibrium on flagged entries."""
+    joints, lens = M.synthetic_trajectories(30, seed=11)
+    q = joints[np.arange(joints.shape[1])[None, :] < lens[:, None]]
+    # plus postures in the messy TMIN / LAT region (elv_angle < 0, shoulder_rot near 20) and the
+    # BIClong / DELT1 steps
+    rng = np.random.default_rng(3)
+    extra = np.column_stack(
+        [
+            rng.uniform(-60, -5, 300),
+            rng.uniform(20, 110, 300),
+            rng.uniform(0, 20, 300),
+            rng.uniform(0, 130, 300),
+        ]
+    )
+    sweep = np.tile([50.0, 40.0, 20.0, 75.0], (120, 1))
+    sweep[:60, 1] = np.linspace(90, 108, 60)
+    sweep[60:, 2] = np.linspace(-75, -60, 60)
+    q = np.concatenate([q, extra, sweep])
+    _, _, need = fast.table_lengths(q)
+    rows = np.flatnonzero(need.any(axis=1))
+    assert rows.size > 200
+    by_path = fast.fallback(q[rows], need[rows])
+    by_eq = fast.fallback(q[rows], need[rows], mode="equilibrium")
+    w = need[rows]
+    assert np.array_equal(np.isnan(by_path[w]), np.isnan(by_eq[w]))
+    assert np.isnan(by_path[~w]).all()
+    err = np.abs(by_path - by_eq)[w & ~np.isnan(by_eq)]
+    assert err.max() <= 0.01, err.max()
+    for name in ("TMIN", "LAT1", "BIClong"):  # wrapping muscles must be among those checked
+        assert w[:, M.MUSCLES.index(name)].any(), name
+    # the exact engine's path lengths by Q vector equal those of Coordinate.setValue
+    ref = exact.path_lengths(q[rows[:50]])
+    got = exact.path_subset(q[rows[:50]], np.ones((50, len(M.MUSCLES)), dtype=bool))
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
+    with pytest.raises(DeepDrawError, match="mode"):
+        fast.fallback(q[:1], need[:1], mode="fast")
+
+
 def test_fast_outside_table_falls_back(fast, exact):
     q = np.array([[125.0, 175.0, -88.0, 2.0], [-89.0, 1.0, 19.0, 129.0], [50.0, 40.0, 20.0, 75.0]])
     got, mask = fast.lengths(q, return_fallback=True)

@@ -357,12 +357,77 @@ class ExactEngine:
                 out[k, j] = m.getFiberLength(s) * 1000.0
         return out
 
+    def _q_layout(self) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, Any, float]]]:
+        """Q-vector indices of the 4 coordinates and of the coupled ones (found by probing a State copy).
+
+        Returns (base Q of the engine's State, indices of JOINTS in Q, [(joint, Q index, function,
+        scale)] of the couplers). ``Coordinate.setValue(s, v, False)`` is ``setOneQ``: writing the same
+        doubles into Q gives the same State.
+        """
+        if getattr(self, "_qlayout", None) is None:
+            osim = self._osim
+            probe = osim.State(self._state)
+            base = np.array(probe.getQ().to_numpy(), dtype=np.float64)
+
+            def index_of(coord: Any) -> int:
+                old = coord.getValue(probe)
+                coord.setValue(probe, old + 0.123456789, False)
+                diff = np.flatnonzero(np.array(probe.getQ().to_numpy()) != base)
+                coord.setValue(probe, old, False)
+                if diff.size != 1:
+                    raise DeepDrawError(
+                        f"{self.model_path}: coordinate {coord.getName()!r} maps to {diff.size} generalized "
+                        "coordinates; expected one"
+                    )
+                return int(diff[0])
+
+            jidx = np.array([index_of(c) for c in self._coords], dtype=np.int64)
+            cpl = [(j, index_of(dep), f, scale) for j, dep, f, scale in self._couplers]
+            self._qlayout = (base, jidx, cpl)
+        return self._qlayout
+
+    def _q_vectors(self, joints_deg: np.ndarray) -> np.ndarray:
+        """Full Q vectors (K, nq) of the direct procedure for postures (K, 4) degrees."""
+        base, jidx, cpl = self._q_layout()
+        r = np.pi * (np.asarray(joints_deg, dtype=np.float64) / 180.0)
+        qs = np.repeat(base[None, :], len(r), axis=0)
+        qs[:, jidx] = r
+        vec = self._vec
+        for j, qi, f, scale in cpl:
+            col = qs[:, qi]
+            for k, v in enumerate(r[:, j].tolist()):
+                vec.set(0, v)
+                col[k] = scale * f.calcValue(vec)
+        return qs
+
     def path_subset(self, joints: np.ndarray, which: np.ndarray) -> np.ndarray:
-        """Path (muscle-tendon) lengths, mm, of some muscles at some postures: (K, 4), (K, 25) -> (K, 25)."""
+        """Path (muscle-tendon) lengths, mm, of some muscles at some postures: (K, 4), (K, 25) -> (K, 25).
+
+        Only realizes Position and computes only the requested muscles' paths (the fast engine's
+        fallback). With the direct procedure the whole Q vector of a frame is written in one call.
+        """
         q = np.asarray(joints, dtype=np.float64)
         which = np.asarray(which, dtype=bool)
         out = np.full(which.shape, np.nan)
         s = self._state
+        if self.procedure == "direct":
+            rows = np.flatnonzero(which.any(axis=1))
+            if rows.size == 0:
+                return out
+            qs = self._q_vectors(q[rows])
+            create = self._osim.Vector.createFromMat
+            realize = self._model.realizePosition
+            muscles = self._muscles
+            cols = [np.flatnonzero(w).tolist() for w in which[rows]]
+            vals = out[rows]
+            for k in range(len(rows)):
+                s.setQ(create(qs[k]))
+                realize(s)
+                row = vals[k]
+                for j in cols[k]:
+                    row[j] = muscles[j].getLength(s) * 1000.0
+            out[rows] = vals
+            return out
         for k in range(len(q)):
             idx = np.flatnonzero(which[k])
             if idx.size == 0:
@@ -1177,6 +1242,36 @@ def build_fast_engine(
 # --------------------------------------------------------------------------------------------------
 # the fast engine
 # --------------------------------------------------------------------------------------------------
+MAP_MAX_GAP_MM = 0.5
+"""Longest interval of a fiber map through which the path-length fallback interpolates (mm)."""
+MAP_MAX_ERR_MM = 0.001
+"""Largest estimated linear-interpolation error (h^2/8 |g''|) of a fiber-map interval the fallback uses."""
+
+
+def _trusted_intervals(x: np.ndarray, y: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Per node of the concatenated fiber maps: may the interval (node, next node) be interpolated?
+
+    True when the interval is at most :data:`MAP_MAX_GAP_MM` long and its linear-interpolation error,
+    estimated as h^2/8 |g''| with g'' from the neighbouring slopes, is at most :data:`MAP_MAX_ERR_MM`.
+    The last node of each map (no interval) is False.
+    """
+    ok = np.zeros(len(x), dtype=bool)
+    for m in range(len(start) - 1):
+        a, b = int(start[m]), int(start[m + 1])
+        xs, ys = x[a:b], y[a:b]
+        if len(xs) < 3:
+            continue
+        h = np.diff(xs)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.diff(ys) / h
+            curv = np.abs(np.diff(slope)) / (0.5 * (h[:-1] + h[1:]))  # at inner nodes
+        # an interval's curvature: the larger of its two end nodes' (ends: the one inner node)
+        c = np.maximum(np.r_[curv[0], curv], np.r_[curv, curv[-1]])
+        good = (h > 0) & (h <= MAP_MAX_GAP_MM) & (h * h / 8.0 * c <= MAP_MAX_ERR_MM)
+        ok[a : b - 1] = good & np.isfinite(c)
+    return ok
+
+
 class FastEngine:
     """Fiber lengths from tables built by :func:`build_fast_engine`, with exact fallback.
 
@@ -1184,8 +1279,9 @@ class FastEngine:
     (elv_angle, shoulder_elv, shoulder_rot)) + elbow part (cubic on a fine grid of elbow_flexion)
     - offset; fiber length = a 1-D map of the path length (the muscle's equilibrium at fixed
     activation depends on nothing else). Each (cell, muscle) has a stencil checked against OpenSim at
-    build time; where none passes, outside the tabulated region or outside the fiber map, the exact
-    engine computes that muscle at that frame.
+    build time; where none passes, outside the tabulated region or outside the fiber map, OpenSim
+    computes that muscle's path length at that frame and the fiber map gives its fiber length
+    (:meth:`fallback`; the full equilibrium where the map cannot).
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], path: Path, attrs: dict[str, Any]) -> None:
@@ -1214,6 +1310,7 @@ class FastEngine:
         self.map_x = arrays["fiber_map_path"].astype(np.float64)
         self.map_y = arrays["fiber_map_fiber"].astype(np.float64)
         self.map_start = arrays["fiber_map_start"].astype(np.int64)
+        self.map_trusted = _trusted_intervals(self.map_x, self.map_y, self.map_start)
         self._exact: ExactEngine | None = None
         self.model_path: Path | None = None
         self.model_sha256 = ""
@@ -1253,6 +1350,49 @@ class FastEngine:
                 )
             self._exact = ExactEngine(mp)
         return self._exact
+
+    def fallback(
+        self, joints: np.ndarray, which: np.ndarray, *, mode: str = "path", quiet: bool = True
+    ) -> np.ndarray:
+        """Fiber lengths (mm) from OpenSim of the entries ``which`` (K, 25) at postures ``joints`` (K, 4).
+
+        ``mode="path"`` (used by :meth:`lengths`): OpenSim's path length of the requested muscles
+        (realized to Position only) through the engine's fiber map (the equilibrium at activation 0 is
+        a function of the path length; the map matches ``computeEquilibrium`` within ~0.002 mm); entries
+        whose path length is NaN or outside the map's range get the full equilibrium.
+        ``mode="equilibrium"``: ``computeEquilibrium`` for every entry (:meth:`ExactEngine.fiber_subset`).
+        Returns (K, 25), NaN where ``which`` is False.
+        """
+        q = np.asarray(joints, dtype=np.float64).reshape(-1, 4)
+        which = np.asarray(which, dtype=bool)
+        ex = self.exact()
+        if mode == "equilibrium":
+            return ex.fiber_subset(q, which, quiet=quiet)
+        if mode != "path":
+            raise DeepDrawError(f"mode: got {mode!r}; expected 'path' or 'equilibrium'")
+        path = ex.path_subset(q, which)
+        out = np.full(which.shape, np.nan)
+        rest = which.copy()
+        for m in np.flatnonzero(which.any(axis=0)):
+            x = self.map_x[self.map_start[m] : self.map_start[m + 1]]
+            if len(x) == 0:
+                continue
+            y = self.map_y[self.map_start[m] : self.map_start[m + 1]]
+            col = path[:, m]
+            ok = which[:, m] & (col >= x[0]) & (col <= x[-1])  # False for NaN
+            # only where the map's interval is short and straight enough (its tails are sparse)
+            i = np.clip(np.searchsorted(x, np.where(ok, col, x[0]), side="right") - 1, 0, max(len(x) - 2, 0))
+            ok &= self.map_trusted[self.map_start[m] + i]
+            out[ok, m] = np.interp(col[ok], x, y)
+            rest[ok, m] = False
+        rows = np.flatnonzero(rest.any(axis=1))
+        if rows.size:
+            log.debug("fast engine: %d values outside the fiber map, by equilibrium", int(rest.sum()))
+            eq = ex.fiber_subset(q[rows], rest[rows], quiet=quiet)
+            sub = out[rows]
+            sub[rest[rows]] = eq[rest[rows]]
+            out[rows] = sub
+        return out
 
     # -- tables -----------------------------------------------------------------------------------
     def _shoulder(self, q3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1341,9 +1481,8 @@ class FastEngine:
                 len(flat),
                 int(need.sum()),
             )
-            ex = self.exact().fiber_subset(flat[rows], need[rows], quiet=quiet)
             sub = fib[rows]
-            sub[need[rows]] = ex[need[rows]]
+            sub[need[rows]] = self.fallback(flat[rows], need[rows], quiet=quiet)[need[rows]]
             fib[rows] = sub
         out = np.full(q.shape[:2] + (len(MUSCLES),), np.nan)
         out[valid] = fib
