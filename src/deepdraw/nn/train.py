@@ -817,6 +817,7 @@ def extract_activations(
                                 shape=(n,) + arr.shape[1:],
                                 dtype=np.float32,
                                 chunks=(min(batch, n),) + arr.shape[1:],
+                                compression="lzf",  # ReLU maps compress ~4x at no read cost
                             )
                         dst.create_dataset("outputs", shape=(n,) + tuple(out.shape[1:]), dtype=np.float32)
                         created = True
