@@ -103,6 +103,13 @@ def test_end_to_end_outputs(full_run):
     assert len(models) == 4  # art + tdt, trained + untrained
     assert len(list((run / "activations").glob("*.h5"))) == 4
     assert (run / "rsa" / "rsa_results.h5").exists() and (run / "tuning" / "tuning_results.h5").exists()
+    for png in ("sample_train_0.png", "dataset_summary.png"):  # the paper's Figure 2 and the summary
+        data = (run / "figures" / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    out = run / "figures" / "cli_inspect.png"
+    assert main(["-q", "dataset", "inspect", str(toml), "--source", "test", "--sample", "3", "--png", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert main(["-q", "dataset", "inspect", str(toml), "--source", "test", "--sample", "100000"]) == 2
     html = (run / "report" / "index.html").read_text()
     assert "Paper vs this run" in html or "paper vs this run" in html.lower()
 

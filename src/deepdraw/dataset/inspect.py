@@ -27,6 +27,17 @@ def _plt():
     return plt
 
 
+def _save(fig, out: Path, dpi: int) -> Path:
+    """Lay out, write atomically (temporary name, then rename) and close a figure."""
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(".tmp-" + out.name)
+    fig.savefig(tmp, dpi=dpi, format="png")
+    _plt().close(fig)
+    tmp.replace(out)
+    return out
+
+
 def _candidate(rp: RunPaths, cid: int) -> dict:
     shards = sorted(rp.candidates.glob("shard_*.h5"))
     for s in shards:
@@ -119,14 +130,7 @@ def inspect_sample(cfg: Config, sample: int, png: str | None = None, source: str
             ax.set_yticks(range(0, 25, 3), [MUSCLES[i] for i in range(0, 25, 3)], fontsize=7)
             ax.set(title="spindle_firing (noisy rate)", xlabel="frame")
             fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    out = Path(png) if png else rp.figures / f"inspect_{source}_{sample}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(".tmp-" + out.name)
-    fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return _save(fig, Path(png) if png else rp.figures / f"inspect_{source}_{sample}.png", dpi=90)
 
 
 def summary_figure(cfg: Config, png: str | None = None) -> Path:
@@ -177,11 +181,4 @@ def summary_figure(cfg: Config, png: str | None = None) -> Path:
     axs[1, 2].set(title="joint jerk (selection: < max_joint_jerk)", xlabel="deg/frame^3")
     axs[1, 3].hist(d["muscle_jerk"], bins=40)
     axs[1, 3].set(title="muscle jerk (lowest kept)", xlabel="mm/frame^3")
-    fig.tight_layout()
-    out = Path(png) if png else rp.figures / "dataset_summary.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(".tmp-" + out.name)
-    fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return _save(fig, Path(png) if png else rp.figures / "dataset_summary.png", dpi=80)

@@ -1,0 +1,98 @@
+"""Proprioceptive inputs, temporal placement, selection and split of the PCRT assembly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepdraw.dataset import proprio
+from deepdraw.dataset.assemble import LATENT_KEYS, select, split
+from deepdraw.errors import DeepDrawError
+
+
+def test_place_holds_first_and_last_values():
+    x = np.array([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]])
+    out = proprio.place(x, onset=2, n_frames=7)
+    np.testing.assert_array_equal(out, [[1, 1, 1, 2, 3, 3, 3], [10, 10, 10, 20, 30, 30, 30]])
+    with pytest.raises(ValueError):
+        proprio.place(x, onset=5, n_frames=7)
+
+
+def test_onset_range_matches_the_original_randint():
+    rng = np.random.default_rng(0)
+    onsets = [proprio.draw_onset(rng, 300, 320) for _ in range(2000)]
+    assert min(onsets) == 0 and max(onsets) == 19  # np.random.randint(320 - L): [0, 20)
+
+
+def test_spindle_info_and_firing_by_hand():
+    dt = 0.015
+    L = np.array([100.0, 100.3, 100.9, 101.8])  # mm
+    info = proprio.spindle_info(L, dt)
+    # np.gradient: one-sided at the ends, central inside
+    v = np.array([0.3, 0.9 / 2, 1.5 / 2, 0.9]) / dt
+    np.testing.assert_allclose(info[:, 0], L)
+    np.testing.assert_allclose(info[:, 1], v)
+    rate = proprio.spindle_rate(L, dt)
+    stretch = np.array([0.3, 0.45, 0.75, 0.9])
+    np.testing.assert_allclose(rate, 2 * stretch + 4.3 * np.sign(v) * np.abs(v) ** 0.6)
+    # noise: 0.3 x the std over time of each muscle's rate, drawn from the given generator
+    M = np.stack([L, L[::-1]])
+    f = proprio.spindle_firing(M, np.random.default_rng(5), noise=0.3, dt=dt)
+    p = proprio.spindle_rate(M, dt)
+    z = np.random.default_rng(5).standard_normal(p.shape)
+    np.testing.assert_allclose(f, p + 0.3 * p.std(axis=-1, keepdims=True) * z)
+
+
+def _scores(n_per_label: int = 6, n_labels: int = 20) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    n = n_per_label * n_labels
+    s = {
+        "candidate_id": np.arange(n),
+        "char_index": np.arange(n) // 2,
+        "label": np.repeat(np.arange(n_labels), n_per_label),
+        "plane": np.tile([0, 1], n // 2),
+        "startpt_id": rng.integers(5, size=n),
+        "accepted": np.ones(n, dtype=np.int8),
+        "muscle_jerk": rng.random(n),
+    }
+    for k in LATENT_KEYS:
+        s[k] = rng.choice([0.7, 1.0, 1.3], size=n)
+    return s
+
+
+def test_selection_keeps_lowest_jerk_balanced_over_characters_and_planes():
+    s = _scores()
+    s["accepted"][3] = 0  # never selected
+    ids = select(s, n_samples=40)  # 2 per character
+    assert len(ids) == 40 and 3 not in ids
+    lab = s["label"][ids]
+    assert np.bincount(lab, minlength=20).tolist() == [2] * 20
+    for c in range(20):
+        picked = ids[lab == c]
+        assert sorted(s["plane"][picked].tolist()) == [0, 1]  # one per plane
+        for p in (0, 1):  # the lowest-jerk accepted candidate of each (character, plane)
+            pool = np.flatnonzero((s["label"] == c) & (s["plane"] == p) & (s["accepted"] == 1))
+            assert s["muscle_jerk"][picked[s["plane"][picked] == p]][0] == s["muscle_jerk"][pool].min()
+
+
+def test_selection_drops_duplicates_and_reports_shortage():
+    s = _scores(n_per_label=2)
+    # candidate 1 duplicates candidate 0 (same UCI sample, plane, start point and latents)
+    for k in ("char_index", "plane", "startpt_id", *LATENT_KEYS):
+        s[k][1] = s[k][0]
+    s["muscle_jerk"][1] = -1.0
+    ids = select(s, n_samples=20)
+    assert not (0 in ids and 1 in ids)
+    with pytest.raises(DeepDrawError, match="character 'a' has 1 accepted candidates; assembly.n_samples needs 2"):
+        select(s, n_samples=40)
+
+
+def test_split_is_disjoint_complete_and_seeded():
+    ids = np.arange(100, 200)
+    tr, te = split(ids, seed=4, test_fraction=0.2)
+    assert len(tr) == 80 and len(te) == 20
+    assert set(tr).isdisjoint(te) and set(tr) | set(te) == set(ids)
+    tr2, te2 = split(ids, seed=4, test_fraction=0.2)
+    np.testing.assert_array_equal(tr, tr2)
+    tr3, _ = split(ids, seed=5, test_fraction=0.2)
+    assert not np.array_equal(tr, tr3)
