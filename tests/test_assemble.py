@@ -83,7 +83,9 @@ def test_selection_drops_duplicates_and_reports_shortage():
     s["muscle_jerk"][1] = -1.0
     ids = select(s, n_samples=20)
     assert not (0 in ids and 1 in ids)
-    with pytest.raises(DeepDrawError, match="character 'a' has 1 accepted candidates; assembly.n_samples needs 2"):
+    with pytest.raises(
+        DeepDrawError, match="character 'a' has 1 accepted candidates; assembly.n_samples needs 2"
+    ):
         select(s, n_samples=40)
 
 

@@ -107,7 +107,10 @@ def test_end_to_end_outputs(full_run):
         data = (run / "figures" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     out = run / "figures" / "cli_inspect.png"
-    assert main(["-q", "dataset", "inspect", str(toml), "--source", "test", "--sample", "3", "--png", str(out)]) == 0
+    assert (
+        main(["-q", "dataset", "inspect", str(toml), "--source", "test", "--sample", "3", "--png", str(out)])
+        == 0
+    )
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert main(["-q", "dataset", "inspect", str(toml), "--source", "test", "--sample", "100000"]) == 2
     html = (run / "report" / "index.html").read_text()
