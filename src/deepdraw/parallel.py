@@ -105,6 +105,8 @@ def executor(cfg: ParallelConfig, quiet: bool = False):
             client.close()
         return
     n = _n_local_workers(cfg)
+    for name in ("distributed", "distributed.core", "distributed.scheduler"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # keep the user's terminal readable
     cluster = LocalCluster(
         n_workers=n,
         threads_per_worker=1,
@@ -114,8 +116,6 @@ def executor(cfg: ParallelConfig, quiet: bool = False):
         silence_logs=logging.ERROR,
     )
     client = Client(cluster)
-    for name in ("distributed", "distributed.core", "distributed.scheduler"):
-        logging.getLogger(name).setLevel(logging.WARNING)  # keep the user's terminal readable
     log.info("local Dask cluster with %d worker processes", n)
     try:
         yield Executor(client, quiet)
