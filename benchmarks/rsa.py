@@ -30,21 +30,14 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from deepdraw.nn import build_model
 from deepdraw.rsa import cka, decoding, rdm
 
 log = logging.getLogger("benchmarks.rsa")
 
-S7293 = {  # (rows, frames, channels) per layer
-    "input": (25, 320, 2),
-    "spatial0": (13, 320, 8),
-    "spatial1": (7, 320, 16),
-    "spatial2": (4, 320, 16),
-    "spatial3": (2, 320, 32),
-    "temporal0": (2, 107, 32),
-    "temporal1": (2, 36, 32),
-    "temporal2": (2, 12, 64),
-    "temporal3": (2, 4, 64),
-}
+ARCH = "spatial_temporal_4_8-16-16-32_32-32-64-64_7293"
+# (rows, frames, channels) per layer, from the model itself (the paper's Table 3; tested in test_nn_models)
+S7293 = {"input": (25, 320, 2), **build_model(ARCH).layer_shapes()}
 
 
 def _centres(frames: int, total: int = 320) -> np.ndarray:
@@ -171,7 +164,7 @@ def main() -> None:
     wall = t["gram_s"] + t["rdm_s"] + t["cka_s"] + t["decoding_s"]
     out = {
         "benchmark": "rsa",
-        "architecture": "spatial_temporal_4_8-16-16-32_32-32-64-64_7293",
+        "architecture": ARCH,
         "source": "file" if args.activations else "random",
         "n_samples": int(n),
         "rdm_samples": int(sub.size),
