@@ -98,3 +98,15 @@ def test_split_is_disjoint_complete_and_seeded():
     np.testing.assert_array_equal(tr, tr2)
     tr3, _ = split(ids, seed=5, test_fraction=0.2)
     assert not np.array_equal(tr, tr3)
+
+
+def test_isolated_opensim_nan_frames_are_interpolated():
+    from deepdraw.dataset.assemble import fill_opensim_gaps
+
+    mus = np.tile(np.arange(6.0)[:, None], (1, 25))
+    mus[2, 8] = np.nan
+    out = fill_opensim_gaps(mus)
+    assert out[2, 8] == 2.0 and np.isfinite(out).all() and np.isnan(mus[2, 8])
+    mus[:, 3] = np.nan
+    with pytest.raises(DeepDrawError, match="muscle DELT3 is NaN at every frame"):
+        fill_opensim_gaps(mus)

@@ -176,7 +176,7 @@ def materialise(
         targets[i, : lens[i]] = h.T
     q, _ = arm.ik_batch(targets, lens)
     joints = [q[i, : lens[i]] for i in range(n)]
-    mus = muscle_lengths(joints, muscles)
+    mus = [fill_opensim_gaps(m) for m in muscle_lengths(joints, muscles)]
     out = {
         "endeffector_coords": np.empty((n, 3, F), np.float32),
         "joint_coords": np.empty((n, 4, F), np.float32),
@@ -208,6 +208,30 @@ def materialise(
     out["candidate_id"] = rows["candidate_id"].astype(np.int64)
     out["char_index"] = rows["char_index"].astype(np.int64)
     out["attempts"] = rows["attempts"].astype(np.int64)
+    return out
+
+
+def fill_opensim_gaps(mus: np.ndarray) -> np.ndarray:
+    """(T, 25) fiber lengths -> the same with isolated NaN frames filled by linear interpolation in time.
+
+    OpenSim returns NaN for a few postures where a wrapping surface fails (seen for PECM1). A
+    re-generated movement can cross such a posture where its generation did not (the batched IK's
+    floating point depends slightly on the batch), so the few NaN frames are interpolated from their
+    neighbours and logged; a muscle with no finite frame is an error.
+    """
+    bad = ~np.isfinite(mus)
+    if not bad.any():
+        return mus
+    out = mus.copy()
+    t = np.arange(len(mus))
+    for m in np.flatnonzero(bad.any(axis=0)):
+        ok = ~bad[:, m]
+        if not ok.any():
+            raise DeepDrawError(f"muscle lengths: muscle {MUSCLES[m]} is NaN at every frame of a movement")
+        out[bad[:, m], m] = np.interp(t[bad[:, m]], t[ok], mus[ok, m])
+    log.warning(
+        "filled %d NaN muscle-length values (OpenSim wrapping failure) by interpolation", int(bad.sum())
+    )
     return out
 
 
