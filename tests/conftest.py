@@ -18,3 +18,15 @@ def tiny_cfg(tmp_path):
             "assembly": {"n_samples": 12},
         }
     )
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a test module: tiny models gain nothing from more, and on a
+    shared 2-core machine oversubscribed OpenMP threads are tens of times slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -20,15 +20,7 @@ from deepdraw.nn.models import (
 from deepdraw.nn.search import GRIDS, sample_architectures
 from deepdraw.nn.targets import layer_centres, original_frames, output_centres, receptive_fields
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: tiny models gain nothing from more, and on a shared 2-core machine
-    oversubscribed OpenMP threads are tens of times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 S_NAME = "spatial_temporal_4_8-16-16-32_32-32-64-64_7293"

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from nn_toy import make_pcrt
 
 from deepdraw.cli import EXTRA_COMMANDS, main
 from deepdraw.config import config_from_dict
@@ -35,16 +36,7 @@ from deepdraw.nn.train import load_checkpoint
 from deepdraw.paths import RunPaths
 
 TINY = "spatial_temporal_1_4_4_5233"  # spatial0 (13, 320, 4) -> temporal0 (13, 107, 4)
-N_CLASSES = 4
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine oversubscribed OpenMP threads are very slow."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -52,34 +44,6 @@ def _commands():
     if add_commands not in EXTRA_COMMANDS:
         EXTRA_COMMANDS.append(add_commands)
     yield
-
-
-def make_pcrt(path, n, seed):
-    """Separable toy PCRT file: class c raises channel 0 of muscles 6c..6c+5 and has its own rhythm."""
-    rng = np.random.default_rng(seed)
-    label = np.arange(n) % N_CLASSES
-    rng.shuffle(label)
-    t = np.arange(320) * 0.015
-    x = rng.normal(0, 0.3, size=(n, 25, 320, 2)).astype(np.float32)
-    for i, c in enumerate(label):
-        x[i, 6 * c : 6 * c + 6, :, 0] += 1.5
-        x[i, :, :, 1] += np.sin(2 * np.pi * (c + 1) * t / 4.8)
-    phase = rng.uniform(0, 2 * np.pi, size=(n, 1))
-    ee = np.stack([30 + 5 * np.sin(t + phase), -10 + 5 * np.cos(t + phase), np.zeros((n, 320))], axis=1)
-    with h5py.File(path, "w") as f:
-        f.attrs["kind"] = "pcrt"
-        f["spindle_info"] = x
-        f["label"] = label.astype(np.int64)
-        f["endeffector_coords"] = ee.astype(np.float32)
-        f["joint_coords"] = rng.normal(size=(n, 4, 320)).astype(np.float32)
-        f["plane"] = np.array([b"horizontal", b"vertical"] * (n // 2), dtype="S10")
-        f["start_id"] = rng.integers(0, 100, n)
-        f["end_id"] = rng.integers(100, 320, n)
-        for k, vals in (("size", [0.7, 1.0, 1.3]), ("speed", [0.8, 1.0, 1.2, 1.4])):
-            f[k] = rng.choice(vals, n)
-        for k in ("rot", "shear_x", "shear_y"):
-            f[k] = rng.choice([-30.0, -15.0, 0.0, 15.0, 30.0], n)
-    return path
 
 
 def make_cfg(root, **sections):

@@ -9,6 +9,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from nn_toy import N_CLASSES
+from nn_toy import make_pcrt as _make_pcrt
 
 import deepdraw.nn.train as train_mod
 from deepdraw.errors import DeepDrawError
@@ -25,46 +27,15 @@ from deepdraw.nn.train import (
     train_model,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: tiny models gain nothing from more, and on a shared 2-core machine
-    oversubscribed OpenMP threads are tens of times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-TINY = "spatial_temporal_1_4_4_5233"  # spatial0 (13, 320, 4) -> temporal0 (13, 107, 4)
-N_CLASSES = 4
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_pcrt(path, n, seed, n_classes=N_CLASSES):
-    """A separable toy PCRT file: class c raises channel 0 of muscles 6c..6c+5 and has its own rhythm."""
-    rng = np.random.default_rng(seed)
-    label = np.arange(n) % n_classes
-    rng.shuffle(label)
-    t = np.arange(320) * 0.015
-    x = rng.normal(0, 0.3, size=(n, 25, 320, 2)).astype(np.float32)
-    for i, c in enumerate(label):
-        x[i, 6 * c : 6 * c + 6, :, 0] += 1.5
-        x[i, :, :, 1] += np.sin(2 * np.pi * (c + 1) * t / 4.8)
-    phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
-    ee = np.stack(
-        [30 + 5 * np.sin(t + phase[:, 0]), -10 + 5 * np.cos(t + phase[:, 0]), np.zeros((n, 320))], axis=1
-    )
-    with h5py.File(path, "w") as f:
-        f["spindle_info"] = x
-        f["label"] = label.astype(np.int64)
-        f["endeffector_coords"] = ee.astype(np.float32)
-        f["joint_coords"] = rng.normal(size=(n, 4, 320)).astype(np.float32)
-        f["plane"] = np.array([b"horizontal", b"vertical"] * (n // 2) + [b"horizontal"] * (n % 2))
-        f["start_id"] = rng.integers(0, 100, n)
-        f["end_id"] = rng.integers(100, 320, n)
-        f["size"] = rng.choice([0.7, 1.0, 1.3], n)
-        f["speed"] = rng.choice([0.8, 1.0, 1.2, 1.4], n)
-    return path
+    """A toy PCRT file without the rot / shear latents."""
+    return _make_pcrt(path, n, seed, n_classes, angles=False)
+
+
+TINY = "spatial_temporal_1_4_4_5233"  # spatial0 (13, 320, 4) -> temporal0 (13, 107, 4)
 
 
 @pytest.fixture(scope="module")

@@ -261,6 +261,13 @@ class ExactEngine:
         for c, v in zip(self._coords, r):
             c.setValue(s, float(v))
 
+    def _set(self, s: Any, r: np.ndarray) -> None:
+        """Set the 4 coordinates (radians) with this engine's procedure."""
+        if self.procedure == "original":
+            self._set_original(s, r)
+        else:
+            self._set_direct(s, r)
+
     def _frame(
         self, s: Any, q_deg: np.ndarray, out_fiber: np.ndarray | None, out_path: np.ndarray | None
     ) -> None:
@@ -345,11 +352,7 @@ class ExactEngine:
             idx = np.flatnonzero(which[k])
             if idx.size == 0:
                 continue
-            r = np.pi * (q[k] / 180.0)
-            if self.procedure == "original":
-                self._set_original(s, r)
-            else:
-                self._set_direct(s, r)
+            self._set(s, np.pi * (q[k] / 180.0))
             self._model.realizeVelocity(s)
             for j in idx:
                 m = self._muscles[j]
@@ -432,11 +435,7 @@ class ExactEngine:
             idx = np.flatnonzero(which[k])
             if idx.size == 0:
                 continue
-            r = np.pi * (q[k] / 180.0)
-            if self.procedure == "original":
-                self._set_original(s, r)
-            else:
-                self._set_direct(s, r)
+            self._set_original(s, np.pi * (q[k] / 180.0))  # the direct procedure returned above
             self._model.realizePosition(s)
             for j in idx:
                 out[k, j] = self._muscles[j].getLength(s) * 1000.0
