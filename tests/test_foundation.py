@@ -76,6 +76,35 @@ def test_artifact_round_trip_and_provenance(tmp_path):
     assert not any(n.startswith(".") for n in os.listdir(tmp_path))  # no temporary left
 
 
+def test_layout_does_not_depend_on_dataset_lifetimes(tmp_path):
+    """Same content -> same bytes, even when a dataset id is held open until the attributes are written.
+
+    (Seen in CI: a Dask worker's profiler thread kept h5py's frame alive, so the last dataset's chunk
+    landed after the attribute heap and the shard's bytes differed from the synchronous run's.)
+    """
+    rng = np.random.default_rng(0)
+    arrays = {"a": rng.standard_normal((10, 4, 500)).astype("f4"), "b": rng.standard_normal((10, 3, 500))}
+    out = {}
+    for hold in (False, True):
+        held = []
+        with store.ArtifactWriter(tmp_path / f"{hold}.h5", kind="t", config={"x": 1}) as f:
+            for k, v in arrays.items():
+                ds = f.create_dataset(k, data=v, compression="gzip")
+                if hold:
+                    held.append(ds)
+                del ds
+            if hold:
+                d = f.create_dataset("c", shape=(100, 8), dtype="f8", chunks=(64, 8))
+                d[0:50] = 1.0  # a partial chunk, written while the id stays open
+                held.append(d)
+            else:
+                f.create_dataset("c", shape=(100, 8), dtype="f8", chunks=(64, 8))
+                f["c"][0:50] = 1.0
+                f.flush()
+        out[hold] = (tmp_path / f"{hold}.h5").read_bytes()
+    assert out[True] == out[False]
+
+
 def test_store_refuses_overwrite_and_cleans_up_on_error(tmp_path):
     p = tmp_path / "a.h5"
     store.write_artifact(p, {"x": np.zeros((1, 3))}, kind="demo")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -75,6 +75,20 @@ class Executor:
             return results
         finally:
             bar.close()
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Limit BLAS/OpenMP pools to one thread inside the block (as in a Dask worker).
+
+    Dask's nanny starts workers with ``OMP_NUM_THREADS=1`` and friends; the synchronous mode runs in the
+    calling process, whose BLAS may use many threads (``os.cpu_count()`` of the host in a container) and
+    round a matrix product differently. Tasks whose bytes must not depend on the mode run in this block.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
 
 
 def _n_local_workers(cfg: ParallelConfig) -> int:

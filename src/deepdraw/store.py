@@ -140,6 +140,21 @@ def atomic_replace(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
     os.replace(tmp, final)
 
 
+class _ArtifactFile(h5py.File):
+    """An :class:`h5py.File` that flushes after creating each dataset.
+
+    HDF5 places a chunk in the file when it leaves the chunk cache, i.e. when its dataset is closed or
+    the file is flushed. A dataset id can outlive its statement for a moment (a Dask worker's profiler
+    thread holding a frame of h5py's ``create_dataset``), which would move the chunks after the next
+    object in the file: same content, other bytes. Flushing after each dataset fixes the layout.
+    """
+
+    def create_dataset(self, *args: Any, **kwargs: Any) -> Any:
+        ds = super().create_dataset(*args, **kwargs)
+        self.flush()
+        return ds
+
+
 class ArtifactWriter:
     """Context manager writing one HDF5 artifact atomically.
 
@@ -174,13 +189,14 @@ class ArtifactWriter:
                 f"{self.path}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = h5py.File(self.tmp, "w")
+        self.file = _ArtifactFile(self.tmp, "w")
         return self.file
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self.file is not None
         try:
             if exc_type is None:
+                self.file.flush()  # chunks still cached are placed before the attributes' heap
                 for k, v in self.attrs.items():
                     self.file.attrs[k] = v
         finally:

@@ -239,9 +239,12 @@ def run_chunk(task: ChunkTask) -> str:
     """Materialise one chunk and write it atomically (skipped when already on disk)."""
     if Path(task.out).exists():
         return task.out
-    arrays = materialise(
-        task.rows, task.planes, task.seed, task.characters, task.startpoints, task.muscles, task.assembly
-    )
+    from ..parallel import one_blas_thread
+
+    with one_blas_thread():  # same rounding in every mode (see generate_shard)
+        arrays = materialise(
+            task.rows, task.planes, task.seed, task.characters, task.startpoints, task.muscles, task.assembly
+        )
     store.write_artifact(task.out, arrays, kind="pcrt_chunk", config=task.config)
     return task.out
 
@@ -299,6 +302,7 @@ def _concat(chunks: list[str], out: Path, cfg: Config, inputs: dict[str, str], s
                 n = g["label"].shape[0]
                 for k in shapes:
                     f[k][pos : pos + n] = g[k][()]
+                    f.flush()  # one dataset's chunks at a time: the layout never depends on timing
                 pos += n
 
 

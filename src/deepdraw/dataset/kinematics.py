@@ -139,10 +139,21 @@ def _solve_ik(paths: list[np.ndarray], engine: str) -> tuple[list[np.ndarray], n
 
 
 def generate_shard(task: ShardTask) -> str:
-    """Generate, check and write one shard; returns its path. Skips a shard already on disk."""
+    """Generate, check and write one shard; returns its path. Skips a shard already on disk.
+
+    Runs with one BLAS thread in every mode: a Dask worker has one, and a multi-threaded BLAS may round
+    a product differently, which would change which candidates pass (bytes must not depend on the mode).
+    """
     out = Path(task.out)
     if out.exists():
         return str(out)
+    from ..parallel import one_blas_thread
+
+    with one_blas_thread():
+        return _generate_shard(task, out)
+
+
+def _generate_shard(task: ShardTask, out: Path) -> str:
     kin = task.kin
     traj, lengths, labels = load_characters(task.characters)
     starts = load_startpoints(task.startpoints)
