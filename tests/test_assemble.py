@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deepdraw.dataset import proprio
-from deepdraw.dataset.assemble import LATENT_KEYS, select, split
+from deepdraw.dataset.assemble import LATENT_KEYS, read_scores, select, split
 from deepdraw.errors import DeepDrawError
 
 
@@ -110,3 +110,117 @@ def test_isolated_opensim_nan_frames_are_interpolated():
     mus[:, 3] = np.nan
     with pytest.raises(DeepDrawError, match="muscle DELT3 is NaN at every frame"):
         fill_opensim_gaps(mus)
+
+
+# --------------------------------------------------------------------------------------------------
+# muscle-jerk screening
+# --------------------------------------------------------------------------------------------------
+def test_jerk_with_omitted_nan_is_a_lower_bound_equal_when_complete():
+    from deepdraw.dataset import arm
+
+    rng = np.random.default_rng(3)
+    L = np.cumsum(rng.standard_normal((60, 25)), axis=0)
+    full = arm.joint_jerk(L)
+    assert arm.joint_jerk(L, omit_nan=True) == full  # same sums, same bits
+    holey = L.copy()
+    holey[[5, 6, 40], [3, 3, 17]] = np.nan
+    lb = arm.joint_jerk(holey[None], lengths=np.array([60]), omit_nan=True)[0]
+    # by hand: the third differences that touch a NaN are dropped, the others are summed
+    x = holey.copy()
+    for _ in range(3):
+        x = np.gradient(x, axis=0)
+    y = L.copy()
+    for _ in range(3):
+        y = np.gradient(y, axis=0)
+    assert np.isnan(x).sum() > 0
+    np.testing.assert_allclose(lb, np.sqrt(np.sum(y[np.isfinite(x)] ** 2)))
+    assert lb < full
+
+
+def _screen_case(seed: int, n_per_label: int, short_plane: bool = False):
+    rng = np.random.default_rng(seed)
+    s = _scores(n_per_label)
+    n = len(s["candidate_id"])
+    s["startpt_id"] = np.arange(n)  # no duplicates
+    truth = rng.gamma(2.0, 1.0, n)
+    truth[rng.random(n) < 0.03] = np.nan  # OpenSim failures: excluded once computed
+    if short_plane:  # character 0 has almost nothing in plane 1
+        drop = np.flatnonzero((s["label"] == 0) & (s["plane"] == 1))[1:]
+        s["accepted"][drop] = 0
+    complete = rng.random(n) < 0.3
+    bound = np.where(complete, truth, truth * rng.random(n) ** 2)
+    bound = np.where(np.isnan(truth) & ~complete, rng.random(n), bound)  # any bound is valid there
+    s["muscle_jerk_bound"] = np.where(s["accepted"] == 1, bound, np.nan)
+    s["muscle_jerk_known"] = (complete & (s["accepted"] == 1)).astype(np.int8)
+    s["muscle_jerk"] = np.where(s["muscle_jerk_known"] == 1, truth, np.nan)
+    exact = {**s, "muscle_jerk": np.where(s["accepted"] == 1, truth, np.nan)}
+    return s, exact, truth
+
+
+@pytest.mark.parametrize("seed,n_per_label,n_samples,short", [(0, 60, 200, False), (1, 40, 333, False),
+                                                              (2, 50, 150, True), (3, 30, 540, False)])  # fmt: skip
+def test_screening_gives_the_exact_selection_with_fewer_jerks(seed, n_per_label, n_samples, short):
+    from deepdraw.dataset.assemble import screen_jerks
+
+    s, exact, truth = _screen_case(seed, n_per_label, short)
+    calls = []
+
+    def evaluate(idx):
+        assert not np.any(s["muscle_jerk_known"][idx] == 1), "a known jerk was computed again"
+        calls.append(len(idx))
+        return truth[idx]
+
+    unknown = int(((s["muscle_jerk_known"] == 0) & (s["accepted"] == 1)).sum())
+    st = screen_jerks(s, n_samples, evaluate)
+    want = select(exact, n_samples)
+    got = select(s, n_samples)
+    np.testing.assert_array_equal(got, want)
+    assert st["evaluated"] == sum(calls) and st["rounds"] == len(calls)
+    if n_samples / len(truth) < 0.25 and not short:
+        assert st["evaluated"] < 0.8 * unknown  # the point of screening
+    # every selected jerk is the exact one
+    np.testing.assert_array_equal(s["muscle_jerk"][got], truth[got])
+
+
+def test_screened_dataset_equals_the_exactly_scored_one(tmp_path):
+    """kinematics.muscle_jerk = "screen" and "exact" give the same samples (same ids, same arrays)."""
+    import h5py
+
+    from deepdraw.config import config_from_dict
+    from deepdraw.dataset.assemble import run_assemble
+    from deepdraw.dataset.stage import run_characters, run_kinematics, run_startpoints
+
+    out, shards = {}, {}
+    for mode in ("screen", "exact"):
+        cfg = config_from_dict(
+            {
+                "run": {"seed": 3, "quiet": True, "out_dir": str(tmp_path / mode)},
+                "parallel": {"mode": "sync"},
+                "kinematics": {"n_candidates": 240, "shard_size": 120, "save_trajectories": False,
+                               "muscle_jerk": mode},
+                "assembly": {"n_samples": 40, "chunk": 16},
+            }
+        )  # fmt: skip
+        run_characters(cfg)
+        run_startpoints(cfg)
+        run_kinematics(cfg)
+        shards[mode] = read_scores(sorted((tmp_path / mode / "dataset" / "candidates").glob("shard_*.h5")))
+        run_assemble(cfg)
+        with h5py.File(tmp_path / mode / "dataset" / "pcrt_train.h5") as f:
+            out[mode] = {
+                k: f[k][()] for k in ("candidate_id", "muscle_coords", "spindle_info", "muscle_jerk")
+            }
+        assert not (tmp_path / mode / "dataset" / "assembly").exists()
+    sc, ex = shards["screen"], shards["exact"]
+    acc = ex["accepted"] == 1
+    np.testing.assert_array_equal(sc["accepted"], ex["accepted"])
+    known = sc["muscle_jerk_known"] == 1
+    assert ex["muscle_jerk_known"][acc].all() and 0 < known[acc].mean() < 1  # some need OpenSim, some not
+    assert np.all(sc["muscle_jerk_bound"][acc] <= ex["muscle_jerk"][acc])  # a lower bound ...
+    np.testing.assert_array_equal(sc["muscle_jerk"][known], ex["muscle_jerk"][known])  # ... exact if known
+    assert np.isnan(sc["muscle_jerk"][acc & ~known]).all()
+    a, b = out["screen"], out["exact"]
+    np.testing.assert_array_equal(a["candidate_id"], b["candidate_id"])
+    np.testing.assert_array_equal(a["muscle_coords"], b["muscle_coords"])
+    np.testing.assert_array_equal(a["spindle_info"], b["spindle_info"])
+    np.testing.assert_allclose(a["muscle_jerk"], b["muscle_jerk"], rtol=1e-9)

@@ -89,6 +89,7 @@ class KinematicsConfig:
     speeds: list[float] = field(default_factory=lambda: [0.8, 1.0, 1.2, 1.4])  # speed latent
     noises: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3])  # drawn, recorded, not applied
     save_trajectories: bool = True  # keep hand/joint paths of candidates in the shards (off at scale)
+    muscle_jerk: str = "screen"  # "screen" (bound from tables; OpenSim only if selection needs it) or "exact"
 
 
 @dataclass
@@ -392,6 +393,7 @@ def validate_config(cfg: Config, where: str = "<config>") -> None:
     _choice(where, "startpoints.source", cfg.startpoints.source, ("original", "search"))
     _choice(where, "kinematics.ik", cfg.kinematics.ik, ("batched", "reference"))
     _choice(where, "kinematics.acceptance", cfg.kinematics.acceptance, ("and", "original"))
+    _choice(where, "kinematics.muscle_jerk", cfg.kinematics.muscle_jerk, ("screen", "exact"))
     _choice(where, "muscles.engine", cfg.muscles.engine, ("fast", "exact"))
     for p in cfg.kinematics.planes:
         _choice(where, "kinematics.planes", p, PLANES)

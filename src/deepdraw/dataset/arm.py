@@ -765,7 +765,7 @@ def reach_error(points_w: np.ndarray, chunk: int = 200_000) -> np.ndarray:
     return out
 
 
-def joint_jerk(q: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+def joint_jerk(q: np.ndarray, lengths: np.ndarray | None = None, omit_nan: bool = False) -> np.ndarray:
     """Joint jerk as the original ``compute_jerk``: ``‖∇³q‖_F`` over a trajectory's valid frames.
 
     ``∇`` is ``np.gradient`` along time with unit spacing (per frame), applied three times; the
@@ -773,6 +773,9 @@ def joint_jerk(q: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
     q: (T, k) or (n, T, k), usually k = 4 joints in degrees (any k works, e.g. 25 muscle lengths in
     mm, the original ``muscle_jerk``); lengths: (n,) valid frames (None: up to the last finite frame).
     Returns a float for a (T, k) input, else (n,) (units of q per frame³). Fewer than 2 frames: NaN.
+    ``omit_nan``: sum only the finite terms (a NaN entry spoils the third differences that use it,
+    which are left out). With NaN for unknown entries this is a lower bound of the jerk the complete
+    array would give, equal to it when nothing is unknown (the muscle-jerk screening of the dataset).
     """
     q = np.asarray(q, dtype=float)
     single = q.ndim == 2
@@ -793,5 +796,5 @@ def joint_jerk(q: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         x = q[rows, :length]
         for _ in range(3):
             x = np.gradient(x, axis=1)
-        out[rows] = np.sqrt(np.sum(x**2, axis=(1, 2)))
+        out[rows] = np.sqrt((np.nansum if omit_nan else np.sum)(x**2, axis=(1, 2)))
     return float(out[0]) if single else out

@@ -12,6 +12,15 @@ characters), taken plane by plane in turn, lowest muscle jerk first. Each moveme
 random onset in 320 frames, holding the first and last posture (same onset for every array). The split
 is a seeded permutation: the first ``1 - test_fraction`` go to train (the networks take validation
 from the end of the train file, as the original).
+
+Muscle-jerk screening (``kinematics.muscle_jerk = "screen"``, the default): the shards hold, per
+accepted candidate, a lower bound of its muscle jerk from the fast engine's tables alone, which *is*
+the jerk when the tables covered every frame (``muscle_jerk_known``). The selection only needs the
+jerks of the candidates that can make it: per character and plane, with ``K`` the most that plane can
+give, any candidate whose bound exceeds the K-th smallest known jerk cannot be selected. The others
+are re-generated and their exact jerk (fast engine with its OpenSim fallback) computed, in rounds
+(lowest bounds first), until no candidate with an unknown jerk has a bound below the K-th known one.
+The selection is then the one the exact jerks of all candidates would give (see :func:`screen_jerks`).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +57,8 @@ SCORE_KEYS = (
     "candidate_id", "char_index", "label", "plane", "startpt_id", "startpt", "length", "attempts",
     "accepted", "tracing_error", "joint_jerk", "muscle_jerk", *LATENT_KEYS,
 )  # fmt: skip
+SCREEN_KEYS = ("muscle_jerk_bound", "muscle_jerk_known")
+"""Score columns of the muscle-jerk screening (absent from shards written without it: all jerks known)."""
 
 PCRT_SCHEMA = {
     "endeffector_coords": Field(("n", 3, 320), "f", doc="hand position, cm, world frame"),
@@ -80,6 +92,12 @@ def read_scores(paths: list[str | Path]) -> dict[str, np.ndarray]:
                 if k not in f:
                     raise DeepDrawError(f"{p}: key '{k}' is missing; expected a candidate shard")
                 cols[k].append(f[k][()])
+            if all(k in f for k in SCREEN_KEYS):
+                cols.setdefault("muscle_jerk_bound", []).append(f["muscle_jerk_bound"][()])
+                cols.setdefault("muscle_jerk_known", []).append(f["muscle_jerk_known"][()].astype(np.int8))
+            else:  # every jerk computed
+                cols.setdefault("muscle_jerk_bound", []).append(f["muscle_jerk"][()])
+                cols.setdefault("muscle_jerk_known", []).append(np.ones(f["muscle_jerk"].shape, np.int8))
     out = {k: np.concatenate(v) for k, v in cols.items()}
     out["_planes"] = np.array(planes or [], dtype=object)
     return out
@@ -123,6 +141,73 @@ def select(scores: dict[str, np.ndarray], n_samples: int, n_labels: int = 20) ->
     return np.sort(scores["candidate_id"][np.concatenate(chosen)])
 
 
+def screen_jerks(
+    scores: dict[str, np.ndarray],
+    n_samples: int,
+    evaluate: Any,
+    n_labels: int = 20,
+    max_rounds: int = 100,
+) -> dict[str, int]:
+    """Compute the exact muscle jerks the selection needs; ``scores["muscle_jerk"]`` is filled in place.
+
+    ``evaluate(idx) -> jerks`` computes exact jerks of the candidates at row indices ``idx`` (one call
+    per round). Per character, ``K = ceil(quota / planes)`` is the most one plane can give when every
+    plane has enough candidates. In a (character, plane) group, let tau be the K-th smallest known
+    finite jerk (infinite while fewer are known); a candidate with an unknown jerk and a bound > tau
+    has jerk >= bound > tau, so at least K candidates rank before it and :func:`select` never takes it.
+    Each round evaluates, per group, the K unknown candidates with the lowest bounds <= tau; tau only
+    decreases. A character with a plane short of K valid candidates gets all its jerks computed.
+    Returns counts (evaluated, rounds).
+    """
+    jerk = scores["muscle_jerk"]
+    bound = scores["muscle_jerk_bound"]
+    known = scores["muscle_jerk_known"].astype(bool).copy()
+    eligible = (scores["accepted"] == 1) & np.isfinite(bound)
+    labels, planes = scores["label"], scores["plane"]
+    quota = np.full(n_labels, n_samples // n_labels)
+    quota[: n_samples % n_labels] += 1
+    groups = []
+    for lab in range(n_labels):
+        rows_l = np.flatnonzero(eligible & (labels == lab))
+        pls = np.unique(planes[rows_l])
+        k = int(np.ceil(quota[lab] / max(len(pls), 1)))
+        groups.append((lab, k, [rows_l[planes[rows_l] == p] for p in pls]))
+    stats = {"evaluated": 0, "rounds": 0, "unknown_at_start": int((eligible & ~known).sum())}
+    slack = 1.0 + 1e-9  # the re-generated IK may differ from the shard's in the last bits
+
+    def run(idx: np.ndarray) -> None:
+        idx = np.unique(idx)
+        if len(idx):
+            jerk[idx] = np.asarray(evaluate(idx), dtype=np.float64)
+            known[idx] = True
+            stats["evaluated"] += len(idx)
+            stats["rounds"] += 1
+
+    for _ in range(max_rounds):
+        todo = []
+        for _lab, k, plane_rows in groups:
+            for rows in plane_rows:
+                kn = rows[known[rows] & np.isfinite(jerk[rows])]
+                tau = np.partition(jerk[kn], k - 1)[k - 1] if len(kn) >= k else np.inf
+                unk = rows[~known[rows] & (bound[rows] <= tau * slack)]
+                if len(unk):
+                    todo.append(unk[np.argsort(bound[unk], kind="stable")[:k]])
+        if not todo:
+            break
+        run(np.concatenate(todo))
+    else:
+        raise DeepDrawError(f"muscle-jerk screening did not settle in {max_rounds} rounds")
+    short = []
+    for _lab, k, plane_rows in groups:
+        if len(plane_rows) and any((known[r] & np.isfinite(jerk[r])).sum() < k for r in plane_rows):
+            rows = np.concatenate(plane_rows)
+            short.append(rows[~known[rows]])
+    if short:
+        run(np.concatenate(short))
+    scores["muscle_jerk_known"] = known.astype(np.int8)
+    return stats
+
+
 def split(ids: np.ndarray, seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Seeded permutation split -> (train ids, test ids), each in permuted order."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SEED_STREAM_SPLIT,)))
@@ -158,24 +243,9 @@ def materialise(
     """Re-generate the movements of ``rows`` and build every array of the PCRT files."""
     from .engines import muscle_lengths
 
-    traj, lengths, _ = load_characters(characters)
-    starts = load_startpoints(startpoints)
     n = len(rows["candidate_id"])
     F, dt = int(assembly["n_frames"]), float(assembly["dt"])
-    hands = []
-    for i in range(n):
-        c = int(rows["char_index"][i])
-        plane = planes[int(rows["plane"][i])]
-        lat = Latents(*(float(rows[k][i]) for k in LATENT_KEYS), start_id=int(rows["startpt_id"][i]))
-        hands.append(transform(traj[c, :, : lengths[c]], lat, plane, starts[plane][lat.start_id]))
-    lens = np.array([h.shape[1] for h in hands])
-    if not np.array_equal(lens, rows["length"]):
-        raise DeepDrawError("candidate shards: re-generated movement lengths differ from the recorded ones")
-    targets = np.full((n, int(lens.max()), 3), np.nan)
-    for i, h in enumerate(hands):
-        targets[i, : lens[i]] = h.T
-    q, _ = arm.ik_batch(targets, lens)
-    joints = [q[i, : lens[i]] for i in range(n)]
+    hands, lens, joints = regenerate(rows, planes, characters, startpoints)
     mus = [fill_opensim_gaps(m) for m in muscle_lengths(joints, muscles)]
     out = {
         "endeffector_coords": np.empty((n, 3, F), np.float32),
@@ -209,6 +279,61 @@ def materialise(
     out["char_index"] = rows["char_index"].astype(np.int64)
     out["attempts"] = rows["attempts"].astype(np.int64)
     return out
+
+
+def regenerate(
+    rows: dict[str, np.ndarray], planes: list[str], characters: str, startpoints: str
+) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+    """Hand paths [(3, T_i)], lengths (n,) and joint angles [(T_i, 4)] of candidates from their latents."""
+    traj, lengths, _ = load_characters(characters)
+    starts = load_startpoints(startpoints)
+    n = len(rows["candidate_id"])
+    hands = []
+    for i in range(n):
+        c = int(rows["char_index"][i])
+        plane = planes[int(rows["plane"][i])]
+        lat = Latents(*(float(rows[k][i]) for k in LATENT_KEYS), start_id=int(rows["startpt_id"][i]))
+        hands.append(transform(traj[c, :, : lengths[c]], lat, plane, starts[plane][lat.start_id]))
+    lens = np.array([h.shape[1] for h in hands])
+    if not np.array_equal(lens, rows["length"]):
+        raise DeepDrawError("candidate shards: re-generated movement lengths differ from the recorded ones")
+    targets = np.full((n, int(lens.max()), 3), np.nan)
+    for i, h in enumerate(hands):
+        targets[i, : lens[i]] = h.T
+    q, _ = arm.ik_batch(targets, lens)
+    return hands, lens, [q[i, : lens[i]] for i in range(n)]
+
+
+@dataclass
+class JerkTask:
+    """Exact muscle jerks of candidates ``rows`` (score columns), written to one small file."""
+
+    out: str
+    rows: dict[str, np.ndarray]
+    planes: list[str]
+    characters: str
+    startpoints: str
+    muscles: dict[str, Any]
+    config: dict[str, Any]
+
+
+def run_jerk_chunk(task: JerkTask) -> str:
+    """Re-generate the candidates, compute their exact muscle jerks and write them (skipped if on disk)."""
+    if Path(task.out).exists():
+        return task.out
+    from ..parallel import one_blas_thread
+    from .engines import muscle_jerk_scores
+
+    with one_blas_thread():
+        _, _, joints = regenerate(task.rows, task.planes, task.characters, task.startpoints)
+        jerk, _, _ = muscle_jerk_scores(joints, task.muscles, screen=False)
+    store.write_artifact(
+        task.out,
+        {"candidate_id": task.rows["candidate_id"].astype(np.int64), "muscle_jerk": jerk},
+        kind="jerk_chunk",
+        config=task.config,
+    )
+    return task.out
 
 
 def fill_opensim_gaps(mus: np.ndarray) -> np.ndarray:
@@ -322,8 +447,68 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
             f"assembly.n_samples: {cfg.assembly.n_samples} requested but only "
             f"{len(scores['candidate_id'])} candidates exist; expected at most that many"
         )
-    ids = select(scores, cfg.assembly.n_samples)
-    train_ids, test_ids = split(ids, cfg.run.seed, cfg.assembly.test_fraction)
+    workdir = rp.dataset / "assembly"
+    conf = cfg.to_dict(["characters", "startpoints", "kinematics", "muscles", "assembly"])
+    conf["run"] = {"seed": cfg.run.seed}
+    want = json.loads(json.dumps(conf, sort_keys=True, default=str))
+
+    def fresh(path: str) -> bool:
+        """On disk and written by this config (files left by another config's run are deleted)."""
+        if not Path(path).exists():
+            return False
+        if store.read_attrs(path).get("config") == want:
+            return True
+        Path(path).unlink()
+        return False
+
+    rounds = [0]
+
+    def evaluate(idx: np.ndarray) -> np.ndarray:
+        """Exact jerks of rows ``idx`` (one screening round), as resumable Dask tasks."""
+        r = rounds[0]
+        rounds[0] += 1
+        tasks = []
+        for c, s in enumerate(range(0, len(idx), cfg.assembly.chunk)):
+            sub = idx[s : s + cfg.assembly.chunk]
+            tasks.append(
+                JerkTask(
+                    out=str(workdir / f"jerk_r{r:03d}_{c:05d}.h5"),
+                    rows={k: v[sub] for k, v in scores.items()},
+                    planes=planes,
+                    characters=str(rp.characters),
+                    startpoints=str(rp.startpoints),
+                    muscles=asdict(cfg.muscles),
+                    config=conf,
+                )
+            )
+        todo = [t for t in tasks if not fresh(t.out)]
+        if todo:
+            ex.map(run_jerk_chunk, todo, desc=f"muscle jerks, round {r + 1}")
+        out = []
+        for t, s in zip(tasks, range(0, len(idx), cfg.assembly.chunk), strict=True):
+            a = store.read_arrays(t.out, kind="jerk_chunk")
+            if not np.array_equal(a["candidate_id"], scores["candidate_id"][idx[s : s + cfg.assembly.chunk]]):
+                raise DeepDrawError(f"{t.out}: key 'candidate_id' differs from the round's candidates")
+            out.append(a["muscle_jerk"])
+        return np.concatenate(out)
+
+    with executor(cfg.parallel, quiet=cfg.run.quiet) as ex:
+        t0 = time.time()
+        st = screen_jerks(scores, cfg.assembly.n_samples, evaluate)
+        log.info(
+            "muscle-jerk screening: %d of %d accepted candidates had no exact jerk; %d computed in %d "
+            "rounds (%.0f s)",
+            st["unknown_at_start"], int(scores["accepted"].sum()), st["evaluated"], st["rounds"],
+            time.time() - t0,
+        )  # fmt: skip
+        ids = select(scores, cfg.assembly.n_samples)
+        train_ids, test_ids = split(ids, cfg.run.seed, cfg.assembly.test_fraction)
+        _materialise_all(cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fresh, ex)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return rp.pcrt_train, rp.pcrt_test
+
+
+def _materialise_all(cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fresh, ex) -> None:
     log.info(
         "selected %d of %d candidates (%d accepted): %d train, %d test",
         len(ids),
@@ -334,8 +519,6 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
     )
     pos = {int(c): i for i, c in enumerate(scores["candidate_id"])}
     workdir = rp.dataset / "assembly"
-    conf = cfg.to_dict(["characters", "startpoints", "kinematics", "muscles", "assembly"])
-    conf["run"] = {"seed": cfg.run.seed}
     tasks: dict[str, list[ChunkTask]] = {"train": [], "test": []}
     for name, sel in (("train", train_ids), ("test", test_ids)):
         for c, s in enumerate(range(0, len(sel), cfg.assembly.chunk)):
@@ -354,19 +537,12 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
                 )
             )
     every = tasks["train"] + tasks["test"]
-    want = json.loads(json.dumps(conf, sort_keys=True, default=str))
-    for t in every:  # chunks left by an interrupted run of another config are stale
-        if Path(t.out).exists() and store.read_attrs(t.out).get("config") != want:
-            Path(t.out).unlink()
-    todo = [t for t in every if not Path(t.out).exists()]
+    todo = [t for t in every if not fresh(t.out)]
     if todo:
-        with executor(cfg.parallel, quiet=cfg.run.quiet) as ex:
-            ex.map(run_chunk, todo, desc="assembling samples")
+        ex.map(run_chunk, todo, desc="assembling samples")
     inputs = {
         rp.characters.name: store.file_sha256(rp.characters),
         rp.startpoints.name: store.file_sha256(rp.startpoints),
     }
     _concat([t.out for t in tasks["train"]], rp.pcrt_train, cfg, inputs, "train")
     _concat([t.out for t in tasks["test"]], rp.pcrt_test, cfg, inputs, "test")
-    shutil.rmtree(workdir, ignore_errors=True)
-    return rp.pcrt_train, rp.pcrt_test

@@ -39,3 +39,39 @@ def muscle_lengths(joints: list[np.ndarray], cfg: dict[str, Any]) -> list[np.nda
         batch[i, : len(q)] = q
     out = get_engine(cfg).lengths(batch, lengths)  # frames past each length are not computed
     return [out[i, : lengths[i]] for i in range(len(joints))]
+
+
+def muscle_jerk_scores(
+    joints: list[np.ndarray], cfg: dict[str, Any], screen: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Muscle jerk of joint trajectories [(T_i, 4) deg]: (jerk, lower bound, known), each (n,).
+
+    ``screen`` with the fast engine: the tables only (no OpenSim). Entries the tables cannot give are
+    left out of the jerk sum (:func:`deepdraw.dataset.arm.joint_jerk` with ``omit_nan``), which gives a
+    lower bound of the jerk; where no entry was missing the bound *is* the jerk (``known`` True),
+    elsewhere ``jerk`` is NaN and the assembly computes it if the selection needs it. Otherwise (or with
+    the exact engine) every jerk is computed (``lower bound == jerk``, ``known`` True).
+    """
+    from . import arm
+    from .muscles import FastEngine
+
+    n = len(joints)
+    jerk, bound, known = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=bool)
+    if n == 0:
+        return jerk, bound, known
+    lengths = np.array([len(q) for q in joints])
+    batch = np.full((n, int(lengths.max()), 4), np.nan)
+    for i, q in enumerate(joints):
+        batch[i, : len(q)] = q
+    eng = get_engine(cfg)
+    if screen and isinstance(eng, FastEngine):
+        tab = eng.lengths(batch, lengths, fallback=False)  # NaN where OpenSim would be asked
+        valid = np.arange(tab.shape[1])[None, :] < lengths[:, None]
+        known = ~np.any(np.isnan(tab) & valid[:, :, None], axis=(1, 2))
+        for i in range(n):  # one trajectory at a time: the same sums as the exact path's
+            bound[i] = arm.joint_jerk(tab[i : i + 1, : lengths[i]], lengths[i : i + 1], omit_nan=True)[0]
+        jerk[known] = bound[known]
+        return jerk, bound, known
+    for i, mus in enumerate(muscle_lengths(joints, cfg)):
+        jerk[i] = arm.joint_jerk(mus)
+    return jerk, jerk.copy(), np.ones(n, dtype=bool)

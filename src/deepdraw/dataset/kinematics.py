@@ -201,12 +201,15 @@ def _generate_shard(task: ShardTask, out: Path) -> str:
         pending = pending[~ok]
 
     muscle_jerk = np.full(n, np.nan)
+    jerk_bound = np.full(n, np.nan)
+    jerk_known = np.zeros(n, dtype=np.int8)
     if task.muscles is not None:
-        from .engines import muscle_lengths
+        from .engines import muscle_jerk_scores
 
         idx = np.flatnonzero(accepted)
-        for m, mus in enumerate(muscle_lengths([joints[j] for j in idx], task.muscles)):
-            muscle_jerk[idx[m]] = arm.joint_jerk(mus)
+        screen = kin.get("muscle_jerk", "screen") == "screen"
+        jk_, lb_, kn_ = muscle_jerk_scores([joints[j] for j in idx], task.muscles, screen)
+        muscle_jerk[idx], jerk_bound[idx], jerk_known[idx] = jk_, lb_, kn_
 
     arrays: dict[str, np.ndarray] = {
         "candidate_id": ids.astype(np.int64),
@@ -221,6 +224,8 @@ def _generate_shard(task: ShardTask, out: Path) -> str:
         "tracing_error": tracing,
         "joint_jerk": jerk,
         "muscle_jerk": muscle_jerk,
+        "muscle_jerk_bound": jerk_bound,
+        "muscle_jerk_known": jerk_known,
         **lat,
     }
     if task.save_trajectories:
