@@ -155,8 +155,8 @@ def screen_jerks(
     plane has enough candidates. In a (character, plane) group, let tau be the K-th smallest known
     finite jerk (infinite while fewer are known); a candidate with an unknown jerk and a bound > tau
     has jerk >= bound > tau, so at least K candidates rank before it and :func:`select` never takes it.
-    Each round evaluates, per group, the K unknown candidates with the lowest bounds <= tau; tau only
-    decreases. A character with a plane short of K valid candidates gets all its jerks computed.
+    Each round evaluates, per group, the K/4 unknown candidates with the lowest bounds <= tau; tau only
+    decreases, so the evaluated set is the lowest-bound prefix, at most K/4 past the last needed one. A character with a plane short of K valid candidates gets all its jerks computed.
     Returns counts (evaluated, rounds).
     """
     jerk = scores["muscle_jerk"]
@@ -190,8 +190,8 @@ def screen_jerks(
                 kn = rows[known[rows] & np.isfinite(jerk[rows])]
                 tau = np.partition(jerk[kn], k - 1)[k - 1] if len(kn) >= k else np.inf
                 unk = rows[~known[rows] & (bound[rows] <= tau * slack)]
-                if len(unk):
-                    todo.append(unk[np.argsort(bound[unk], kind="stable")[:k]])
+                if len(unk):  # a quarter of K per round: little work past the final tau
+                    todo.append(unk[np.argsort(bound[unk], kind="stable")[: max(1, -(-k // 4))]])
         if not todo:
             break
         run(np.concatenate(todo))
@@ -396,7 +396,9 @@ PCRT_ATTRS = {
 }
 
 
-def _concat(chunks: list[str], out: Path, cfg: Config, inputs: dict[str, str], split_name: str) -> None:
+def _concat(
+    chunks: list[str], out: Path, cfg: Config, inputs: dict[str, str], split_name: str, delete: bool = True
+) -> None:
     total = 0
     shapes: dict[str, tuple] = {}
     dtypes: dict[str, np.dtype] = {}
@@ -429,6 +431,8 @@ def _concat(chunks: list[str], out: Path, cfg: Config, inputs: dict[str, str], s
                     f[k][pos : pos + n] = g[k][()]
                     f.flush()  # one dataset's chunks at a time: the layout never depends on timing
                 pos += n
+            if delete:  # the disk holds the dataset about once, not twice (a rerun re-makes the chunk)
+                Path(c).unlink()
 
 
 def run_assemble(cfg: Config) -> tuple[Path, Path]:
