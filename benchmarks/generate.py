@@ -4,7 +4,7 @@ Default path, as the pipeline runs it: batched swivel IK for all candidates at o
 screening (the fast engine's tables only, a lower bound of every accepted candidate's muscle jerk);
 the exact jerks the selection needs at the paper's ratio (keep 1 in 5 per plane, lowest jerk:
 :func:`deepdraw.dataset.assemble.screen_jerks`), each re-generated (IK again + fast engine with its
-OpenSim fallback) as the assembly does; and the re-generation of the kept samples (IK + muscles), which
+OpenSim fallback, stopping once the jerk certainly exceeds the threshold) as the assembly does; and the re-generation of the kept samples (IK + muscles), which
 the original did not need (it stored every try). ``--no-screen`` gives the previous default (exact
 jerk of every accepted candidate), also reported as ``samples_per_s_exact_scoring``.
 Reference path (as the original ``generate_data.py``): per-frame SLSQP IK + OpenSim per frame
@@ -76,8 +76,12 @@ def _exact_jerks(paths: list[np.ndarray], fast: FastEngine) -> np.ndarray:
     return arm.joint_jerk(fast.lengths(q, lens), lens)
 
 
+MUSCLES_CFG = {"engine": "fast", "model": "", "table": ""}
+
+
 def run_default(paths: list[np.ndarray], fast: FastEngine, screen: bool = True, keep: float = 0.2) -> dict:
     from deepdraw.dataset.assemble import screen_jerks
+    from deepdraw.dataset.engines import muscle_jerk_progressive
 
     t0 = time.perf_counter()
     q, err, lens = _ik(paths)
@@ -106,9 +110,12 @@ def run_default(paths: list[np.ndarray], fast: FastEngine, screen: bool = True, 
         "muscle_jerk_bound": bound,
         "muscle_jerk_known": known.astype(np.int8),
     }
-    st = screen_jerks(
-        scores, n_keep, lambda idx: _exact_jerks([paths[acc[i]] for i in idx], fast), n_labels=1
-    )
+
+    def evaluate(idx: np.ndarray, tau: np.ndarray):
+        q2, _, l2 = _ik([paths[acc[i]] for i in idx])  # re-generated, as the assembly does
+        return muscle_jerk_progressive([q2[i, : l2[i]] for i in range(len(idx))], MUSCLES_CFG, tau)
+
+    st = screen_jerks(scores, n_keep, evaluate, n_labels=1)
     t3 = time.perf_counter()
     # the kept samples: lowest jerk per plane, re-generated with their muscles (IK + fast engine)
     order = np.lexsort((scores["muscle_jerk"], scores["plane"]))
@@ -124,6 +131,7 @@ def run_default(paths: list[np.ndarray], fast: FastEngine, screen: bool = True, 
         "muscles_s": t2 - t1,
         "screen_s": t3 - t2,
         "evaluated": st["evaluated"],
+        "stopped_early": st["stopped_early"],
         "regenerate_s": t4 - t3,
         "total_s": t4 - t0,
     }
@@ -186,6 +194,7 @@ def main() -> None:
                 "samples_per_s_exact_scoring": round(se, 3),
                 "speedup_exact_scoring": round(se / sr, 1),
                 "screen_evaluated": d["evaluated"],
+                "screen_stopped_early": d["stopped_early"],
                 "default_screen_s": round(d["screen_s"], 3),
                 "default_regenerate_s": round(d["regenerate_s"], 3),
                 "accept_rate_default": round(d["accepted"] / d["n"], 4),

@@ -157,18 +157,25 @@ def _screen_case(seed: int, n_per_label: int, short_plane: bool = False):
     return s, exact, truth
 
 
+@pytest.mark.parametrize("stop_early", [False, True])
 @pytest.mark.parametrize("seed,n_per_label,n_samples,short", [(0, 60, 200, False), (1, 40, 333, False),
                                                               (2, 50, 150, True), (3, 30, 540, False)])  # fmt: skip
-def test_screening_gives_the_exact_selection_with_fewer_jerks(seed, n_per_label, n_samples, short):
+def test_screening_gives_the_exact_selection_with_fewer_jerks(
+    seed, n_per_label, n_samples, short, stop_early
+):
     from deepdraw.dataset.assemble import screen_jerks
 
     s, exact, truth = _screen_case(seed, n_per_label, short)
     calls = []
 
-    def evaluate(idx):
+    def evaluate(idx, tau):
         assert not np.any(s["muscle_jerk_known"][idx] == 1), "a known jerk was computed again"
+        assert np.all(s["muscle_jerk_bound"][idx] <= tau * (1 + 1e-9))
         calls.append(len(idx))
-        return truth[idx]
+        t = truth[idx]
+        done = ~(t > tau) if stop_early else np.ones(len(idx), dtype=bool)  # NaN (a failure) is done
+        b = np.where(done, t, (tau + np.nan_to_num(t)) / 2)  # a certified bound in (tau, jerk]
+        return np.where(done, t, np.nan), b, done
 
     unknown = int(((s["muscle_jerk_known"] == 0) & (s["accepted"] == 1)).sum())
     st = screen_jerks(s, n_samples, evaluate)
@@ -176,6 +183,7 @@ def test_screening_gives_the_exact_selection_with_fewer_jerks(seed, n_per_label,
     got = select(s, n_samples)
     np.testing.assert_array_equal(got, want)
     assert st["evaluated"] == sum(calls) and st["rounds"] == len(calls)
+    assert (st["stopped_early"] > 0) == stop_early
     if n_samples / len(truth) < 0.25 and not short:
         assert st["evaluated"] < 0.8 * unknown  # the point of screening
     # every selected jerk is the exact one
@@ -224,3 +232,29 @@ def test_screened_dataset_equals_the_exactly_scored_one(tmp_path):
     np.testing.assert_array_equal(a["muscle_coords"], b["muscle_coords"])
     np.testing.assert_array_equal(a["spindle_info"], b["spindle_info"])
     np.testing.assert_allclose(a["muscle_jerk"], b["muscle_jerk"], rtol=1e-9)
+
+
+def test_progressive_jerk_equals_exact_or_stops_above_tau():
+    """Early-stopping evaluation: the exact jerk with tau = inf; a certified bound > tau otherwise."""
+    from dataclasses import asdict
+
+    from deepdraw.config import MusclesConfig
+    from deepdraw.dataset import muscles as M
+    from deepdraw.dataset.engines import muscle_jerk_progressive, muscle_jerk_scores
+
+    cfg = asdict(MusclesConfig())
+    joints, lens = M.dataset_trajectories(12, seed=21)
+    js = [joints[i, : lens[i]] for i in range(len(lens))]
+    exact, _, _ = muscle_jerk_scores(js, cfg, screen=False)
+    _, bound0, known0 = muscle_jerk_scores(js, cfg, screen=True)
+    assert (~known0).sum() >= 4  # most of these trajectories need OpenSim somewhere
+    jerk, bound, done = muscle_jerk_progressive(js, cfg, np.full(len(js), np.inf), block=8)
+    assert done.all()
+    np.testing.assert_array_equal(jerk, exact)
+    tau = np.where(known0, np.inf, bound0 * 1.05)  # just above the table-only bound
+    jerk, bound, done = muscle_jerk_progressive(js, cfg, tau, block=4)
+    stopped = ~done
+    assert stopped.any()
+    assert np.all(bound[stopped] > tau[stopped]) and np.all(bound[stopped] <= exact[stopped])
+    assert np.all(np.isnan(jerk[stopped]))
+    np.testing.assert_array_equal(jerk[done], exact[done])

@@ -150,8 +150,10 @@ def screen_jerks(
 ) -> dict[str, int]:
     """Compute the exact muscle jerks the selection needs; ``scores["muscle_jerk"]`` is filled in place.
 
-    ``evaluate(idx) -> jerks`` computes exact jerks of the candidates at row indices ``idx`` (one call
-    per round). Per character, ``K = ceil(quota / planes)`` is the most one plane can give when every
+    ``evaluate(idx, tau) -> (jerk, bound, done)`` handles the candidates at row indices ``idx`` (one
+    call per round): ``done`` -> ``jerk`` is exact (NaN: OpenSim failed); not ``done`` -> it stopped
+    early with a certified ``bound > tau`` (the candidate cannot be selected: its jerk stays NaN).
+    Per character, ``K = ceil(quota / planes)`` is the most one plane can give when every
     plane has enough candidates. In a (character, plane) group, let tau be the K-th smallest known
     finite jerk (infinite while fewer are known); a candidate with an unknown jerk and a bound > tau
     has jerk >= bound > tau, so at least K candidates rank before it and :func:`select` never takes it.
@@ -162,6 +164,7 @@ def screen_jerks(
     jerk = scores["muscle_jerk"]
     bound = scores["muscle_jerk_bound"]
     known = scores["muscle_jerk_known"].astype(bool).copy()
+    out = np.zeros(len(jerk), dtype=bool)  # certified above the tau of their group
     eligible = (scores["accepted"] == 1) & np.isfinite(bound)
     labels, planes = scores["label"], scores["plane"]
     quota = np.full(n_labels, n_samples // n_labels)
@@ -172,38 +175,48 @@ def screen_jerks(
         pls = np.unique(planes[rows_l])
         k = int(np.ceil(quota[lab] / max(len(pls), 1)))
         groups.append((lab, k, [rows_l[planes[rows_l] == p] for p in pls]))
-    stats = {"evaluated": 0, "rounds": 0, "unknown_at_start": int((eligible & ~known).sum())}
-    slack = 1.0 + 1e-9  # the re-generated IK may differ from the shard's in the last bits
+    stats = {
+        "evaluated": 0, "stopped_early": 0, "rounds": 0, "unknown_at_start": int((eligible & ~known).sum())
+    }  # fmt: skip
+    from .engines import SCREEN_SLACK as slack  # the re-generated IK may differ in the last bits
 
-    def run(idx: np.ndarray) -> None:
-        idx = np.unique(idx)
+    def run(idx: np.ndarray, tau: np.ndarray) -> None:
+        order = np.argsort(idx, kind="stable")
+        idx, tau = idx[order], tau[order]
         if len(idx):
-            jerk[idx] = np.asarray(evaluate(idx), dtype=np.float64)
-            known[idx] = True
+            j, b, d = evaluate(idx, tau)
+            d = np.asarray(d, dtype=bool)
+            jerk[idx] = np.where(d, j, np.nan)
+            bound[idx] = np.maximum(bound[idx], b)
+            known[idx] = d
+            out[idx] = ~d
             stats["evaluated"] += len(idx)
+            stats["stopped_early"] += int((~d).sum())
             stats["rounds"] += 1
 
     for _ in range(max_rounds):
-        todo = []
+        todo, taus = [], []
         for _lab, k, plane_rows in groups:
             for rows in plane_rows:
                 kn = rows[known[rows] & np.isfinite(jerk[rows])]
                 tau = np.partition(jerk[kn], k - 1)[k - 1] if len(kn) >= k else np.inf
-                unk = rows[~known[rows] & (bound[rows] <= tau * slack)]
+                unk = rows[~known[rows] & ~out[rows] & (bound[rows] <= tau * slack)]
                 if len(unk):  # a quarter of K per round: little work past the final tau
                     todo.append(unk[np.argsort(bound[unk], kind="stable")[: max(1, -(-k // 4))]])
+                    taus.append(np.full(len(todo[-1]), tau))
         if not todo:
             break
-        run(np.concatenate(todo))
+        run(np.concatenate(todo), np.concatenate(taus))
     else:
         raise DeepDrawError(f"muscle-jerk screening did not settle in {max_rounds} rounds")
     short = []
     for _lab, k, plane_rows in groups:
         if len(plane_rows) and any((known[r] & np.isfinite(jerk[r])).sum() < k for r in plane_rows):
             rows = np.concatenate(plane_rows)
-            short.append(rows[~known[rows]])
+            short.append(rows[~known[rows]])  # every jerk of this character, with no early stop
     if short:
-        run(np.concatenate(short))
+        idx = np.concatenate(short)
+        run(idx, np.full(len(idx), np.inf))
     scores["muscle_jerk_known"] = known.astype(np.int8)
     return stats
 
@@ -310,6 +323,7 @@ class JerkTask:
 
     out: str
     rows: dict[str, np.ndarray]
+    tau: np.ndarray
     planes: list[str]
     characters: str
     startpoints: str
@@ -322,17 +336,19 @@ def run_jerk_chunk(task: JerkTask) -> str:
     if Path(task.out).exists():
         return task.out
     from ..parallel import one_blas_thread
-    from .engines import muscle_jerk_scores
+    from .engines import muscle_jerk_progressive
 
     with one_blas_thread():
         _, _, joints = regenerate(task.rows, task.planes, task.characters, task.startpoints)
-        jerk, _, _ = muscle_jerk_scores(joints, task.muscles, screen=False)
-    store.write_artifact(
-        task.out,
-        {"candidate_id": task.rows["candidate_id"].astype(np.int64), "muscle_jerk": jerk},
-        kind="jerk_chunk",
-        config=task.config,
-    )
+        jerk, bound, done = muscle_jerk_progressive(joints, task.muscles, task.tau)
+    arrays = {
+        "candidate_id": task.rows["candidate_id"].astype(np.int64),
+        "tau": np.asarray(task.tau, dtype=np.float64),
+        "muscle_jerk": jerk,
+        "muscle_jerk_bound": bound,
+        "done": done.astype(np.int8),
+    }
+    store.write_artifact(task.out, arrays, kind="jerk_chunk", config=task.config)
     return task.out
 
 
@@ -467,8 +483,8 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
 
     rounds = [0]
 
-    def evaluate(idx: np.ndarray) -> np.ndarray:
-        """Exact jerks of rows ``idx`` (one screening round), as resumable Dask tasks."""
+    def evaluate(idx: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exact jerks (or early stops above ``tau``) of rows ``idx``: one screening round, resumable."""
         r = rounds[0]
         rounds[0] += 1
         tasks = []
@@ -478,6 +494,7 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
                 JerkTask(
                     out=str(workdir / f"jerk_r{r:03d}_{c:05d}.h5"),
                     rows={k: v[sub] for k, v in scores.items()},
+                    tau=tau[s : s + cfg.assembly.chunk],
                     planes=planes,
                     characters=str(rp.characters),
                     startpoints=str(rp.startpoints),
@@ -485,25 +502,38 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
                     config=conf,
                 )
             )
-        todo = [t for t in tasks if not fresh(t.out)]
+
+        def same(t: JerkTask) -> bool:
+            a = store.read_arrays(t.out, ["candidate_id", "tau"], kind="jerk_chunk")
+            return np.array_equal(a["candidate_id"], t.rows["candidate_id"]) and np.array_equal(
+                a["tau"], t.tau
+            )
+
+        todo = []
+        for t in tasks:
+            if fresh(t.out) and same(t):
+                continue
+            Path(t.out).unlink(missing_ok=True)  # another round plan's file (e.g. another version)
+            todo.append(t)
         if todo:
             ex.map(run_jerk_chunk, todo, desc=f"muscle jerks, round {r + 1}")
-        out = []
-        for t, s in zip(tasks, range(0, len(idx), cfg.assembly.chunk), strict=True):
+        res: dict[str, list[np.ndarray]] = {"muscle_jerk": [], "muscle_jerk_bound": [], "done": []}
+        for t in tasks:
             a = store.read_arrays(t.out, kind="jerk_chunk")
-            if not np.array_equal(a["candidate_id"], scores["candidate_id"][idx[s : s + cfg.assembly.chunk]]):
+            if not np.array_equal(a["candidate_id"], t.rows["candidate_id"]):
                 raise DeepDrawError(f"{t.out}: key 'candidate_id' differs from the round's candidates")
-            out.append(a["muscle_jerk"])
-        return np.concatenate(out)
+            for k in res:
+                res[k].append(a[k])
+        return tuple(np.concatenate(res[k]) for k in ("muscle_jerk", "muscle_jerk_bound", "done"))
 
     with executor(cfg.parallel, quiet=cfg.run.quiet) as ex:
         t0 = time.time()
         st = screen_jerks(scores, cfg.assembly.n_samples, evaluate)
         log.info(
-            "muscle-jerk screening: %d of %d accepted candidates had no exact jerk; %d computed in %d "
-            "rounds (%.0f s)",
+            "muscle-jerk screening: %d of %d accepted candidates had no exact jerk; %d evaluated in %d "
+            "rounds (%d stopped early, above their group's threshold) in %.0f s",
             st["unknown_at_start"], int(scores["accepted"].sum()), st["evaluated"], st["rounds"],
-            time.time() - t0,
+            st["stopped_early"], time.time() - t0,
         )  # fmt: skip
         ids = select(scores, cfg.assembly.n_samples)
         train_ids, test_ids = split(ids, cfg.run.seed, cfg.assembly.test_fraction)

@@ -75,3 +75,64 @@ def muscle_jerk_scores(
     for i, mus in enumerate(muscle_lengths(joints, cfg)):
         jerk[i] = arm.joint_jerk(mus)
     return jerk, jerk.copy(), np.ones(n, dtype=bool)
+
+
+SCREEN_SLACK = 1.0 + 1e-9
+"""Relative margin on the screening thresholds (a re-generated IK may differ in the last bits)."""
+
+
+def muscle_jerk_progressive(
+    joints: list[np.ndarray], cfg: dict[str, Any], tau: np.ndarray, block: int = 8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact muscle jerks, stopping early once a candidate's jerk certainly exceeds its ``tau``.
+
+    Joint trajectories [(T_i, 4) deg], thresholds ``tau`` (n,) (``inf``: always compute the jerk).
+    The fast engine's tables give most entries; the others are asked of OpenSim ``block`` frames at a
+    time, in time order, and after each block the lower bound (jerk over the third differences that
+    touch no missing entry) is updated: when it exceeds ``tau`` the candidate cannot be selected and
+    the rest of its frames are skipped. Returns (jerk (n,) exact or NaN, bound (n,), done (n,) bool):
+    ``done`` with a finite jerk is the exact jerk (the same number as :func:`muscle_jerk_scores` with
+    ``screen=False``), ``done`` with NaN an OpenSim failure, not ``done`` a certified ``bound > tau``.
+    """
+    from . import arm
+    from .muscles import FastEngine
+
+    n = len(joints)
+    tau = np.asarray(tau, dtype=np.float64)
+    jerk, bound, done = np.full(n, np.nan), np.full(n, np.nan), np.ones(n, dtype=bool)
+    if n == 0:
+        return jerk, bound, done
+    eng = get_engine(cfg)
+    if not isinstance(eng, FastEngine):
+        jerk, _, _ = muscle_jerk_scores(joints, cfg, screen=False)
+        return jerk, jerk.copy(), done
+    lengths = np.array([len(q) for q in joints])
+    batch = np.full((n, int(lengths.max()), 4), np.nan)
+    for i, q in enumerate(joints):
+        batch[i, : len(q)] = q
+    tab, need = eng.lengths(batch, lengths, fallback=False, return_fallback=True)
+    for i in range(n):
+        T = int(lengths[i])
+        L, nd = tab[i, :T].copy(), need[i, :T]
+        frames = np.flatnonzero(nd.any(axis=1))
+        lim = tau[i] * SCREEN_SLACK
+        status = "complete"
+        for s in range(0, len(frames), block):
+            b = arm.joint_jerk(L[None], np.array([T]), omit_nan=True)[0]
+            if b > lim:
+                status = "exceeds"
+                break
+            fr = frames[s : s + block]
+            sub = L[fr]
+            sub[nd[fr]] = eng.fallback(joints[i][fr], nd[fr])[nd[fr]]
+            L[fr] = sub
+            if np.isnan(sub[nd[fr]]).any():
+                status = "failed"  # an OpenSim NaN: no finite jerk, as in exact scoring
+                break
+        if status == "complete":
+            jerk[i] = arm.joint_jerk(L)
+            bound[i] = jerk[i]
+        else:
+            bound[i] = arm.joint_jerk(L[None], np.array([T]), omit_nan=True)[0]
+            done[i] = status == "failed"
+    return jerk, bound, done
