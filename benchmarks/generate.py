@@ -81,7 +81,7 @@ MUSCLES_CFG = {"engine": "fast", "model": "", "table": ""}
 
 def run_default(paths: list[np.ndarray], fast: FastEngine, screen: bool = True, keep: float = 0.2) -> dict:
     from deepdraw.dataset.assemble import screen_jerks
-    from deepdraw.dataset.engines import muscle_jerk_progressive
+    from deepdraw.dataset.engines import muscle_jerk_progressive, muscle_jerk_scores
 
     t0 = time.perf_counter()
     q, err, lens = _ik(paths)
@@ -90,16 +90,8 @@ def run_default(paths: list[np.ndarray], fast: FastEngine, screen: bool = True, 
     ok = (trace <= 1e-2) & (jerk <= 1.0)
     t1 = time.perf_counter()
     acc = np.flatnonzero(ok)
-    la = lens[ok]
-    if screen:
-        tab = fast.lengths(q[ok], la, fallback=False)  # tables only: NaN where OpenSim is needed
-        bound = arm.joint_jerk(tab, la, omit_nan=True)
-        valid = np.arange(tab.shape[1])[None, :] < la[:, None]
-        known = ~np.any(np.isnan(tab) & valid[:, :, None], axis=(1, 2))
-        mjerk = np.where(known, bound, np.nan)
-    else:
-        mjerk = arm.joint_jerk(fast.lengths(q[ok], la), la)  # frames past each length not computed
-        bound, known = mjerk.copy(), np.ones(len(acc), dtype=bool)
+    # the kinematics stage's scoring: table-only bounds (screen) or every exact jerk
+    mjerk, bound, known = muscle_jerk_scores([q[i, : lens[i]] for i in acc], MUSCLES_CFG, screen)
     t2 = time.perf_counter()
     n_keep = int(round(keep * len(acc)))
     scores = {

@@ -29,14 +29,20 @@ def get_engine(cfg: dict[str, Any]):
     return _engine(cfg["engine"], cfg.get("model", ""), cfg.get("table", ""))
 
 
-def muscle_lengths(joints: list[np.ndarray], cfg: dict[str, Any]) -> list[np.ndarray]:
-    """Joint trajectories [(T_i, 4) deg] -> fiber lengths [(T_i, 25) mm], one engine call for all."""
-    if not joints:
-        return []
+def _pad(joints: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """[(T_i, 4)] -> NaN-padded batch (n, max T_i, 4) and the lengths (n,)."""
     lengths = np.array([len(q) for q in joints])
     batch = np.full((len(joints), int(lengths.max()), 4), np.nan)
     for i, q in enumerate(joints):
         batch[i, : len(q)] = q
+    return batch, lengths
+
+
+def muscle_lengths(joints: list[np.ndarray], cfg: dict[str, Any]) -> list[np.ndarray]:
+    """Joint trajectories [(T_i, 4) deg] -> fiber lengths [(T_i, 25) mm], one engine call for all."""
+    if not joints:
+        return []
+    batch, lengths = _pad(joints)
     out = get_engine(cfg).lengths(batch, lengths)  # frames past each length are not computed
     return [out[i, : lengths[i]] for i in range(len(joints))]
 
@@ -59,10 +65,7 @@ def muscle_jerk_scores(
     jerk, bound, known = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=bool)
     if n == 0:
         return jerk, bound, known
-    lengths = np.array([len(q) for q in joints])
-    batch = np.full((n, int(lengths.max()), 4), np.nan)
-    for i, q in enumerate(joints):
-        batch[i, : len(q)] = q
+    batch, lengths = _pad(joints)
     eng = get_engine(cfg)
     if screen and isinstance(eng, FastEngine):
         tab = eng.lengths(batch, lengths, fallback=False)  # NaN where OpenSim would be asked
@@ -106,10 +109,7 @@ def muscle_jerk_progressive(
     if not isinstance(eng, FastEngine):
         jerk, _, _ = muscle_jerk_scores(joints, cfg, screen=False)
         return jerk, jerk.copy(), done
-    lengths = np.array([len(q) for q in joints])
-    batch = np.full((n, int(lengths.max()), 4), np.nan)
-    for i, q in enumerate(joints):
-        batch[i, : len(q)] = q
+    batch, lengths = _pad(joints)
     tab, need = eng.lengths(batch, lengths, fallback=False, return_fallback=True)
     for i in range(n):
         T = int(lengths[i])
