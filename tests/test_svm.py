@@ -344,3 +344,48 @@ def test_run_svm_on_dask_workers_matches_sync(tmp_path, pcrt_pair):
     a = pd.read_csv(tmp_path / "a" / "svm_pairs.csv")
     b = pd.read_csv(tmp_path / "b" / "svm_pairs.csv")
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_shared_projection_equals_exact_on_low_rank_inputs(tmp_path, pcrt_pair):
+    """svm.project: pairs fitted in shared principal directions. When the directions hold all of the
+    data (rank-6 inputs, 8 directions) the problem is the same, so are the fits; a 2-direction
+    projection loses part of the data and says so."""
+    tr, te = pcrt_pair
+    rng = np.random.default_rng(3)
+    basis = rng.normal(size=(6, 25 * 320))
+    for path in (tr, te):
+        with h5py.File(path, "r+") as f:
+            y = f["label"][()]
+            z = rng.normal(size=(y.size, 6)) + 1.5 * np.eye(6)[y]
+            del f["muscle_coords"]
+            f["muscle_coords"] = (z @ basis).reshape(-1, 25, 320).astype(np.float32)
+    base = {"inputs": ["muscle_coords"], "decode": False, "c_grid": [1e-4, 1e-2, 1.0]}
+    s0 = run_svm(_cfg(tmp_path, **base), tr, te, tmp_path / "a")
+    s1 = run_svm(_cfg(tmp_path, project=8, **base), tr, te, tmp_path / "b")
+    assert "projection_captured_muscle_coords" not in s0
+    assert s1["projection_captured_muscle_coords"] > 1 - 1e-6
+    assert not (tmp_path / "b" / ".svm_work").exists()  # the projected rows are removed
+    a = pd.read_csv(tmp_path / "a" / "svm_pairs.csv")
+    b = pd.read_csv(tmp_path / "b" / "svm_pairs.csv")
+    pd.testing.assert_series_equal(a["val_acc"], b["val_acc"])
+    pd.testing.assert_series_equal(a["test_acc"], b["test_acc"])
+    assert s1["multiclass_acc_muscle_coords"] == s0["multiclass_acc_muscle_coords"]
+    with (
+        h5py.File(tmp_path / "a" / "svm_results.h5") as fa,
+        h5py.File(tmp_path / "b" / "svm_results.h5") as fb,
+    ):
+        wa, wb = fa["weights/muscle_coords"][0, :6], fb["weights/muscle_coords"][0, :6]
+        assert np.abs(wa).max() > 0
+        np.testing.assert_allclose(wb, wa, atol=1e-4 * np.abs(wa).max())
+        assert json.loads(fb.attrs["projections"])["muscle_coords"]["dims"] == 8
+    s2 = run_svm(_cfg(tmp_path, project=2, **base), tr, te, tmp_path / "c")
+    assert s2["projection_captured_muscle_coords"] < 0.99
+
+
+def test_projection_settings_are_checked(tmp_path, pcrt_pair):
+    tr, te = pcrt_pair
+    with pytest.raises(DeepDrawError, match="svm.project'"):
+        run_svm(_cfg(tmp_path, project=-1), tr, te, tmp_path / "x")
+    with pytest.raises(DeepDrawError, match="svm.project_sample"):
+        run_svm(_cfg(tmp_path, project=50, project_sample=10), tr, te, tmp_path / "x")
+    assert not (tmp_path / "x").exists()

@@ -131,6 +131,8 @@ class SvmConfig:
     max_train: int = 0  # 0 = all training samples
     val_fraction: float = 0.1  # last share of each pair's training rows used to choose C
     rank: int = 0  # 0 = exact solver; k > 0 = project each pair on its top-k principal directions (approx.)
+    project: int = 0  # k > 0: all pairs of an input share the top-k principal directions of the train file
+    project_sample: int = 20000  # training rows (seeded sample) that svm.project's directions are found on
     tol: float = 1e-6  # dual solver tolerance (largest projected-gradient entry, margin units)
     max_iter: int = 100  # active-set iterations per C before the Huber-Newton fallback
     save_weights: bool = True  # store every chosen model's weights in svm_results.h5

@@ -321,14 +321,24 @@ def _solve_dual(
     if ok:
         return a1, q1, it1, True
     A = op.factor()
-    u = A.T @ a1
+
+    def primal(u: np.ndarray) -> float:
+        return 0.5 * float(u @ u) + C * float(np.maximum(0.0, 1.0 - A @ u).sum())
+
+    # the smoothed primal starts from the best of: the active-set method's point, the warm start,
+    # and zero (a cycling active-set run can end far from the optimum; Newton then needs long)
+    starts = [A.T @ a1, A.T @ np.clip(alpha, 0.0, C), np.zeros(A.shape[1])]
+    u = min(starts, key=primal)
     it_total = it1
+    # without convergence, the point returned is the one whose weights have the lowest primal
+    # objective (the weights are what is used; a lower dual value does not imply better weights)
     best = (a1, q1)
+    best_p = _gap(a1, q1, C)[0]
     # start wide enough that most samples sit in the quadratic band, then narrow it; from h <= 1 on,
     # the band's split is handed to the active-set method, which finishes when the split is right
     h = max(1.0, 2.0 * float(np.max(1.0 - A @ u)))
     while True:
-        u, beta, k = _huber_newton(A, C, u, h, min(max_iter, 40))
+        u, beta, k = _huber_newton(A, C, u, h, 200)
         it_total += k
         if h <= 1.0:
             r = 1.0 - A @ u
@@ -336,19 +346,16 @@ def _solve_dual(
             it_total += it2
             if ok:
                 return a2, q2, it_total, True
-            if _dual_value(a2, q2) < _dual_value(*best):
-                best = (a2, q2)
+            p2 = _gap(a2, q2, C)[0]
+            if p2 < best_p:
+                best, best_p = (a2, q2), p2
         if h <= 1e-4:
             break
         h = max(h / 10.0, 1e-4)
-    qb = op.matvec(beta)
-    if _dual_value(beta, qb) < _dual_value(*best):
+    qb = op.matvec(beta)  # u = A^T beta at the smoothed optimum: beta carries the Newton solution
+    if _gap(beta, qb, C)[0] < best_p:
         best = (beta, qb)
     return best[0], best[1], it_total, False
-
-
-def _dual_value(alpha: np.ndarray, q: np.ndarray) -> float:
-    return 0.5 * float(alpha @ q) - float(alpha.sum())
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ over the test frames. See ``docs/svm.md``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -351,6 +352,15 @@ def _validate(cfg: Config) -> None:
         )
     if s.rank < 0:
         raise DeepDrawError(f"config: key 'svm.rank' is {s.rank}; expected 0 (exact) or a positive count")
+    if s.project < 0:
+        raise DeepDrawError(
+            f"config: key 'svm.project' is {s.project}; expected 0 (every feature) or a positive count"
+        )
+    if s.project and s.project_sample < s.project:
+        raise DeepDrawError(
+            f"config: key 'svm.project_sample' is {s.project_sample}; expected at least svm.project "
+            f"({s.project}) rows"
+        )
     if s.decode_window < 1 or s.decode_window % 2 == 0:
         raise DeepDrawError(
             f"config: key 'svm.decode_window' is {s.decode_window}; expected an odd count >= 1"
@@ -368,6 +378,62 @@ def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shared projection (svm.project): one basis per input for all pairs, for paper-scale inputs
+# ----------------------------------------------------------------------------------------------------
+
+
+def shared_basis(
+    path: Path, key: str, n_use: int, k: int, sample: int, seed: int
+) -> tuple[np.ndarray, float]:
+    """Top-``k`` right singular vectors (uncentred) of a seeded sample of the first ``n_use`` rows.
+
+    Returns ``(V, captured)``: ``V`` is ``(d, k)`` with orthonormal columns (float64) and
+    ``captured`` the share of the sample's squared norm that ``V`` keeps (1.0 = nothing lost).
+    A randomized SVD (Halko et al. 2011, scikit-learn's implementation) with 4 power iterations.
+    """
+    from sklearn.utils.extmath import randomized_svd
+
+    rng = np.random.default_rng(seed)
+    m = min(n_use, sample)
+    rows = np.sort(rng.choice(n_use, size=m, replace=False))
+    with h5py.File(path, "r") as f:
+        Xs = read_rows(f[key], rows).reshape(m, -1).astype(np.float32, copy=False)
+    if not np.isfinite(Xs).all():
+        r = int(rows[int(np.argwhere(~np.isfinite(Xs))[0][0])])
+        raise DeepDrawError(f"{path}: key '{key}' holds NaN/inf in sample {r}; expected finite values")
+    _, sv, Vt = randomized_svd(Xs, n_components=k, n_iter=4, random_state=seed)
+    V, _ = np.linalg.qr(Vt.T.astype(np.float64))
+    total = float(np.einsum("ij,ij->", Xs, Xs, dtype=np.float64))
+    captured = float(np.sum(sv.astype(np.float64) ** 2) / total) if total > 0 else 1.0
+    return V, captured
+
+
+def project_rows(path: Path, key: str, n_use: int, V: np.ndarray, dst: Path, chunk: int, quiet: bool) -> None:
+    """Write ``X[:n_use] @ V`` of ``path[key]`` to ``dst[key]`` (``(n_use, k)`` float64), atomically."""
+    from tqdm.auto import tqdm
+
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with h5py.File(path, "r") as f, h5py.File(tmp, "w") as g:
+            ds = f[key]
+            out = g.create_dataset(key, shape=(n_use, V.shape[1]), dtype=np.float64)
+            for sl in tqdm(
+                list(iter_chunks(n_use, chunk)), desc=f"svm project {key}", disable=quiet, leave=False
+            ):
+                X = ds[sl].reshape(sl.stop - sl.start, -1).astype(np.float64)
+                if not np.isfinite(X).all():
+                    r = sl.start + int(np.argwhere(~np.isfinite(X))[0][0])
+                    raise DeepDrawError(
+                        f"{path}: key '{key}' holds NaN/inf in sample {r}; expected finite values"
+                    )
+                out[sl] = X @ V
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def run_svm(
@@ -495,8 +561,33 @@ def run_svm(
     solver_seconds = 0.0
     n_tasks = 0
 
+    work = out / ".svm_work"
+    projections: dict[str, dict[str, float]] = {}
     with executor(cfg.parallel, quiet=quiet) as ex:
         for ii, key in enumerate(inputs):
+            d = int(np.prod(meta["train"]["shapes"][key]))
+            pair_path, V = str(train_path), None
+            if 0 < sc.project < d:
+                t_proj = time.perf_counter()
+                V, captured = shared_basis(
+                    train_path, key, n_use, sc.project, sc.project_sample, cfg.run.seed
+                )
+                pair_path = str(work / f"{key}_proj.h5")
+                project_rows(train_path, key, n_use, V, Path(pair_path), max(1024, sc.read_chunk), quiet)
+                projections[key] = {
+                    "dims": float(sc.project),
+                    "captured": captured,
+                    "seconds": time.perf_counter() - t_proj,
+                }
+                log.info(
+                    "svm %s: pairs fitted in %d shared directions (%.4f of the squared norm of %d "
+                    "sampled rows), found and applied in %.0f s",
+                    key,
+                    sc.project,
+                    captured,
+                    min(n_use, sc.project_sample),
+                    projections[key]["seconds"],
+                )
             tasks: list[PairTask] = []
             where: list[tuple[int, int]] = []
             for si, info in enumerate(sub_info):
@@ -505,7 +596,7 @@ def run_svm(
                     rows = np.flatnonzero(m & ((y_tr == i) | (y_tr == j)))
                     tasks.append(
                         PairTask(
-                            str(train_path),
+                            pair_path,
                             key,
                             info["subset"].name,
                             (i, j),
@@ -522,7 +613,8 @@ def run_svm(
             log.info("svm %s: %d pair fits over %d subset(s)", key, len(tasks), nS)
             results = ex.map(fit_pair_task, tasks, desc=f"svm pairs {key}")
             n_tasks += len(tasks)
-            d = int(np.prod(meta["train"]["shapes"][key]))
+            if V is not None:
+                Path(pair_path).unlink(missing_ok=True)
             W = np.zeros((nS, nP, d), np.float64)
             B = np.zeros((nS, nP), np.float64)
             skipped = [r["skipped"] for r in results if "skipped" in r]
@@ -545,7 +637,7 @@ def run_svm(
                 res["best_c"][ii, si, pk] = sc.c_grid[r["best"]]
                 res["n_train"][ii, si, pk] = r["n_train"]
                 res["n_val"][ii, si, pk] = r["n_val"]
-                W[si, pk], B[si, pk] = r["coef"], r["intercept"]
+                W[si, pk], B[si, pk] = (r["coef"] if V is None else V @ r["coef"]), r["intercept"]
                 solver_seconds += r["seconds"]
                 i, j = all_pairs[pk]
                 acc = float(r["val_acc"][r["best"]])
@@ -593,6 +685,9 @@ def run_svm(
                     for si, info in enumerate(sub_info)
                 ),
             )
+
+    if work.is_dir() and not any(work.iterdir()):
+        work.rmdir()
 
     decode = _fit_decoder(cfg, train_path, test_path, n_use, quiet) if sc.decode else None
 
@@ -681,6 +776,7 @@ def run_svm(
     attrs = {
         "svm_convention": "pair (i, j), i < j: decision > 0 votes for j; OvO tie-break as sklearn",
         "n_train_used": n_use,
+        "projections": json.dumps(projections),
     }
     with ArtifactWriter(
         paths["results_h5"],
@@ -722,6 +818,9 @@ def run_svm(
     if decode is not None:
         summary["tdt_linear_error_cm"] = decode["error_cm"]
         summary["tdt_linear_error_cm_train"] = decode["error_cm_train"]
+    for key, pr in projections.items():
+        summary[f"projection_captured_{key}"] = pr["captured"]
+        summary[f"projection_seconds_{key}"] = pr["seconds"]
     summary["n_pairs"] = len(sub_info[main_si]["pairs"])
     summary["n_train_used"] = n_use
     summary["solver_seconds"] = solver_seconds
