@@ -389,3 +389,23 @@ def test_projection_settings_are_checked(tmp_path, pcrt_pair):
     with pytest.raises(DeepDrawError, match="svm.project_sample"):
         run_svm(_cfg(tmp_path, project=50, project_sample=10), tr, te, tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_solver_fallback_on_thin_ill_conditioned_pairs():
+    """n >> d, one huge uncentred direction and a decaying spectrum (like projected paper-scale
+    inputs): the active-set method cycles at large C and the Huber-Newton fallback must still end
+    near the optimum. Its duality gap certifies it (objective - gap bounds the optimum from below);
+    the previous fallback (Newton started from the cycling point, 40 iterations) ended 7 % and 43 %
+    above the optimum at C = 100 and 1000."""
+    rng = np.random.default_rng(1)
+    n, d = 3000, 40
+    y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    sd = np.logspace(np.log10(400), np.log10(4), d)
+    X = rng.normal(size=(n, d)) * sd + 0.15 * np.outer(y, sd * rng.normal(size=d))
+    X[:, 0] += 10000.0
+    cs = [1e-4, 1e-2, 1.0, 100.0, 1000.0]
+    fits = fit_hinge_path(X[:2700], y[:2700], cs)
+    for C, f in zip(cs, fits):
+        assert f.gap <= 1e-3 * f.objective, (C, f.gap / f.objective)
+        acc = np.mean(np.sign(X[2700:] @ f.coef + f.intercept) == y[2700:])
+        assert acc > 0.85, (C, acc)
