@@ -380,6 +380,14 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _require_finite(X: np.ndarray, path: Path, key: str, rows: np.ndarray) -> None:
+    """Raise naming the first sample (file row ``rows[i]`` of ``X[i]``) that holds NaN/inf."""
+    bad = ~np.isfinite(X)
+    if bad.any():
+        r = int(rows[int(np.argwhere(bad)[0][0])])
+        raise DeepDrawError(f"{path}: key '{key}' holds NaN/inf in sample {r}; expected finite values")
+
+
 # ----------------------------------------------------------------------------------------------------
 # Shared projection (svm.project): one basis per input for all pairs, for paper-scale inputs
 # ----------------------------------------------------------------------------------------------------
@@ -401,9 +409,7 @@ def shared_basis(
     rows = np.sort(rng.choice(n_use, size=m, replace=False))
     with h5py.File(path, "r") as f:
         Xs = read_rows(f[key], rows).reshape(m, -1).astype(np.float32, copy=False)
-    if not np.isfinite(Xs).all():
-        r = int(rows[int(np.argwhere(~np.isfinite(Xs))[0][0])])
-        raise DeepDrawError(f"{path}: key '{key}' holds NaN/inf in sample {r}; expected finite values")
+    _require_finite(Xs, path, key, rows)
     _, sv, Vt = randomized_svd(Xs, n_components=k, n_iter=4, random_state=seed)
     V, _ = np.linalg.qr(Vt.T.astype(np.float64))
     total = float(np.einsum("ij,ij->", Xs, Xs, dtype=np.float64))
@@ -425,11 +431,7 @@ def project_rows(path: Path, key: str, n_use: int, V: np.ndarray, dst: Path, chu
                 list(iter_chunks(n_use, chunk)), desc=f"svm project {key}", disable=quiet, leave=False
             ):
                 X = ds[sl].reshape(sl.stop - sl.start, -1).astype(np.float64)
-                if not np.isfinite(X).all():
-                    r = sl.start + int(np.argwhere(~np.isfinite(X))[0][0])
-                    raise DeepDrawError(
-                        f"{path}: key '{key}' holds NaN/inf in sample {r}; expected finite values"
-                    )
+                _require_finite(X, path, key, np.arange(sl.start, sl.stop))
                 out[sl] = X @ V
         os.replace(tmp, dst)
     finally:
@@ -611,10 +613,12 @@ def run_svm(
                     )
                     where.append((si, pair_index[(i, j)]))
             log.info("svm %s: %d pair fits over %d subset(s)", key, len(tasks), nS)
-            results = ex.map(fit_pair_task, tasks, desc=f"svm pairs {key}")
+            try:
+                results = ex.map(fit_pair_task, tasks, desc=f"svm pairs {key}")
+            finally:
+                if V is not None:  # the projected rows are a work file, also after a failure
+                    Path(pair_path).unlink(missing_ok=True)
             n_tasks += len(tasks)
-            if V is not None:
-                Path(pair_path).unlink(missing_ok=True)
             W = np.zeros((nS, nP, d), np.float64)
             B = np.zeros((nS, nP), np.float64)
             skipped = [r["skipped"] for r in results if "skipped" in r]
@@ -865,11 +869,7 @@ def _test_decisions(
             if not need[sl].any():
                 continue
             X = ds[sl].reshape(sl.stop - sl.start, -1).astype(np.float64)
-            if not np.isfinite(X).all():
-                r = sl.start + int(np.argwhere(~np.isfinite(X))[0][0])
-                raise DeepDrawError(
-                    f"{test_path}: key '{key}' holds NaN/inf in sample {r}; expected finite values"
-                )
+            _require_finite(X, test_path, key, np.arange(sl.start, sl.stop))
             for si, info in enumerate(sub_info):
                 m = masks[si][sl]
                 if not m.any():
