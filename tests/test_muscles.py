@@ -196,6 +196,28 @@ def test_fast_outside_table_falls_back(fast, exact):
     assert mask[0].any()  # far outside the dataset's region
 
 
+def test_node_major_interpolation_equals_per_muscle_reference(fast):
+    """The fast path (all muscles per node, shared centred weights) vs the per-(posture, muscle) loop."""
+    n, code = fast.sh_n, fast.sh_code
+    rng = np.random.default_rng(5)
+    cells = np.array(np.unravel_index(np.arange(code.shape[1]), tuple(n - 1))).T  # (cells, 3)
+    shifted = np.flatnonzero(((code != 13) & (code != M.FALLBACK)).any(axis=0))
+    centred = np.flatnonzero((code == 13).all(axis=0))
+    fallback = np.flatnonzero((code == M.FALLBACK).any(axis=0))
+    assert len(shifted) and len(centred) and len(fallback)
+    pick = np.concatenate([rng.choice(ix, 300) for ix in (shifted, centred, fallback)])
+    q3 = fast.sh_origin + (cells[pick] + rng.random((len(pick), 3))) * fast.sh_step
+    lo, hi = fast.sh_origin, fast.sh_origin + (n - 1) * fast.sh_step
+    q3 = np.concatenate([q3, lo - 5.0 + rng.random((50, 3)) * (hi - lo + 10.0)])  # some off the grid
+    ref, ref_bad = M._tricubic(fast.sh_table, n, code, fast.sh_origin, fast.sh_step, q3)
+    got, bad = M._tricubic_nodes(fast._sh_window, n, code, fast.sh_origin, fast.sh_step, q3, chunk=97)
+    np.testing.assert_array_equal(bad, ref_bad)
+    assert (~bad).sum() > 500 and bad.any()
+    np.testing.assert_allclose(got[~bad], ref[~bad], rtol=0, atol=1e-9)
+    uses_shift = (code[:, np.ravel_multi_index(cells[pick[:300]].T, tuple(n - 1))].T != 13) & ~bad[:300]
+    assert uses_shift.sum() > 50  # the one-by-one path was exercised
+
+
 def test_fast_engine_model_check(fast, tmp_path):
     other = tmp_path / "other.osim"
     other.write_text(osim_model().read_text().replace("MoBL_ARMS_Upper_Limb_Model_OpenSim", "Other", 1))
