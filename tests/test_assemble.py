@@ -234,6 +234,34 @@ def test_screened_dataset_equals_the_exactly_scored_one(tmp_path):
     np.testing.assert_allclose(a["muscle_jerk"], b["muscle_jerk"], rtol=1e-9)
 
 
+def test_fallback_order_puts_the_largest_estimated_jerk_first():
+    from deepdraw.dataset.engines import _fallback_order
+
+    est = np.tile(100.0 + 0.25 * np.arange(60.0)[:, None], (1, 25))  # straight: no jerk (exact in binary)
+    est[30, 3] += 5.0  # a step of one frame: jerk around frame 30 only
+    est[50:, 7] = np.nan  # NaN estimates count as no information
+    frames = np.array([2, 10, 29, 31, 45, 55])
+    got = _fallback_order(est, frames)
+    assert sorted(got.tolist()) == frames.tolist()
+    assert set(got[:2].tolist()) == {29, 31}  # within 3 frames of the step
+    assert got[2:].tolist() == [2, 10, 45, 55]  # no share: time order kept
+
+
+def test_estimate_is_the_tables_plus_untrusted_values():
+    from deepdraw.dataset import muscles as M
+
+    fe = M.FastEngine.load()
+    joints, lens = M.dataset_trajectories(6, seed=4)
+    est, mask = fe.estimate(joints, lens)
+    tab, need = fe.lengths(joints, lens, fallback=False, return_fallback=True)
+    np.testing.assert_array_equal(mask, need)
+    assert mask.any()
+    np.testing.assert_array_equal(np.where(mask, np.nan, est), tab)
+    valid = np.arange(joints.shape[1])[None, :] < lens[:, None]
+    assert np.isfinite(est[valid][mask[valid]]).mean() > 0.9  # untrusted entries get a value
+    assert np.isnan(est[~valid]).all()
+
+
 def test_progressive_jerk_equals_exact_or_stops_above_tau():
     """Early-stopping evaluation: the exact jerk with tau = inf; a certified bound > tau otherwise."""
     from dataclasses import asdict

@@ -84,16 +84,34 @@ SCREEN_SLACK = 1.0 + 1e-9
 """Relative margin on the screening thresholds (a re-generated IK may differ in the last bits)."""
 
 
+def _fallback_order(estimate: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """``frames`` (fallback frames of one trajectory) sorted by their estimated share of the jerk.
+
+    ``estimate`` (T, 25): the tables' values everywhere, untrusted ones included. The third
+    differences ``∇³`` at frames t-3 .. t+3 use frame t, so a frame's share is the sum of the
+    squared estimated ``∇³`` over that window (terms an entry without estimate spoils count 0); the
+    largest first (stable: ties stay in time order).
+    """
+    x = np.where(np.isfinite(estimate), estimate, np.nan)
+    for _ in range(3):
+        x = np.gradient(x, axis=0)
+    x = np.nan_to_num(x, nan=0.0)  # terms without an estimate count as no information
+    share = np.convolve(np.einsum("tm,tm->t", x, x), np.ones(7), mode="same")
+    return frames[np.argsort(-share[frames], kind="stable")]
+
+
 def muscle_jerk_progressive(
-    joints: list[np.ndarray], cfg: dict[str, Any], tau: np.ndarray, block: int = 8
+    joints: list[np.ndarray], cfg: dict[str, Any], tau: np.ndarray, block: int = 4
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact muscle jerks, stopping early once a candidate's jerk certainly exceeds its ``tau``.
 
     Joint trajectories [(T_i, 4) deg], thresholds ``tau`` (n,) (``inf``: always compute the jerk).
     The fast engine's tables give most entries; the others are asked of OpenSim ``block`` frames at a
-    time, in time order, and after each block the lower bound (jerk over the third differences that
-    touch no missing entry) is updated: when it exceeds ``tau`` the candidate cannot be selected and
-    the rest of its frames are skipped. Returns (jerk (n,) exact or NaN, bound (n,), done (n,) bool):
+    time, the frames with the largest estimated share of the jerk first (:func:`_fallback_order`,
+    from the tables' untrusted values), and after each block the lower bound (jerk over the third
+    differences that touch no missing entry) is updated: when it exceeds ``tau`` the candidate cannot
+    be selected and the rest of its frames are skipped. The order only changes how soon a candidate
+    stops: OpenSim's value of a frame does not depend on which frames were asked before it. Returns (jerk (n,) exact or NaN, bound (n,), done (n,) bool):
     ``done`` with a finite jerk is the exact jerk (the same number as :func:`muscle_jerk_scores` with
     ``screen=False``), ``done`` with NaN an OpenSim failure, not ``done`` a certified ``bound > tau``.
     """
@@ -110,11 +128,14 @@ def muscle_jerk_progressive(
         jerk, _, _ = muscle_jerk_scores(joints, cfg, screen=False)
         return jerk, jerk.copy(), done
     batch, lengths = _pad(joints)
-    tab, need = eng.lengths(batch, lengths, fallback=False, return_fallback=True)
+    est, need = eng.estimate(batch, lengths)
+    tab = np.where(need, np.nan, est)  # what the tables trust (= lengths(..., fallback=False))
     for i in range(n):
         T = int(lengths[i])
         L, nd = tab[i, :T].copy(), need[i, :T]
         frames = np.flatnonzero(nd.any(axis=1))
+        if np.isfinite(tau[i]):  # with tau = inf every frame is asked: keep time order
+            frames = _fallback_order(est[i, :T], frames)
         lim = tau[i] * SCREEN_SLACK
         status = "complete"
         for s in range(0, len(frames), block):

@@ -1482,8 +1482,15 @@ class FastEngine:
         acc = sum(w[..., j] * tab[base + j] for j in range(4))
         return acc, bad | ~np.isfinite(acc)
 
-    def table_lengths(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Tables only, for postures q (K, 4) degrees: (fiber (K, 25), path (K, 25), exact-needed (K, 25))."""
+    def table_lengths(
+        self, q: np.ndarray, untrusted: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Tables only, for postures q (K, 4) degrees: (fiber (K, 25), path (K, 25), exact-needed (K, 25)).
+
+        Entries that need OpenSim are NaN unless ``untrusted``: then they hold whatever the centred
+        stencil of the nearest tabulated cell gives (an estimate, wrong by up to the jumps the engine
+        avoids; only for ordering work, see :meth:`estimate`).
+        """
         q = np.asarray(q, dtype=np.float64).reshape(-1, 4)
         k = len(q)
         path = np.zeros((k, len(MUSCLES)))
@@ -1508,8 +1515,26 @@ class FastEngine:
                 continue
             fiber[:, m] = np.interp(col, x, y)
             need[:, m] |= ~((col >= x[0]) & (col <= x[-1]))
-        fiber[need] = np.nan
+        if not untrusted:
+            fiber[need] = np.nan
         return fiber, path, need
+
+    def estimate(self, joints: Any, lengths: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Table values for *every* entry, trusted or not, and the mask of the untrusted ones.
+
+        joints (n, T, 4) or (T, 4) degrees -> (fiber (n, T, 25) mm, needs-OpenSim mask (n, T, 25)),
+        without the batch axis for a (T, 4) input. No OpenSim: the entries :meth:`lengths` would send
+        to OpenSim hold the untrusted table value (see :meth:`table_lengths`); NaN beyond ``lengths``.
+        ``np.where(mask, nan, fiber)`` is ``lengths(..., fallback=False)``. The untrusted values only
+        decide which fallback frames to ask OpenSim first
+        (:func:`deepdraw.dataset.engines.muscle_jerk_progressive`), never data.
+        """
+        q, valid, squeeze = _as_joints(joints, lengths)
+        out = np.full(q.shape[:2] + (len(MUSCLES),), np.nan)
+        mask = np.zeros(q.shape[:2] + (len(MUSCLES),), dtype=bool)
+        fib, _, need = self.table_lengths(q[valid], untrusted=True)
+        out[valid], mask[valid] = fib, need
+        return (out[0], mask[0]) if squeeze else (out, mask)
 
     # -- public -----------------------------------------------------------------------------------
     def lengths(
