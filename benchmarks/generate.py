@@ -4,8 +4,10 @@ Default path, as the pipeline runs it: batched swivel IK for all candidates at o
 screening (the fast engine's tables only, a lower bound of every accepted candidate's muscle jerk);
 the exact jerks the selection needs at the paper's ratio (keep 1 in 5 per plane, lowest jerk:
 :func:`deepdraw.dataset.assemble.screen_jerks`), each re-generated (IK again + fast engine with its
-OpenSim fallback, stopping once the jerk certainly exceeds the threshold) as the assembly does; and the re-generation of the kept samples (IK + muscles), which
-the original did not need (it stored every try). ``--no-screen`` gives the previous default (exact
+OpenSim fallback, asking first for the frames with the largest estimated jerk share, stopping once
+the jerk certainly exceeds the threshold) as the assembly does; and the re-generation of the kept
+samples (IK + muscles, re-using the OpenSim values the screening computed), which the original did
+not need (it stored every try). ``--no-screen`` gives the previous default (exact
 jerk of every accepted candidate), also reported as ``samples_per_s_exact_scoring``.
 Reference path (as the original ``generate_data.py``): per-frame SLSQP IK + OpenSim per frame
 (``ExactEngine``), one candidate after the other.
@@ -68,12 +70,13 @@ def _ik(paths: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return q, err, lens
 
 
-def _exact_jerks(paths: list[np.ndarray], fast: FastEngine) -> np.ndarray:
-    """Re-generate (IK) and compute the exact muscle jerk, as the assembly does."""
+def _exact_jerks(paths: list[np.ndarray], fast: FastEngine, known: tuple | None = None) -> np.ndarray:
+    """Re-generate (IK) and compute the exact muscle jerk, as the assembly does (``known``: the
+    screening's OpenSim values, (row, frame, muscle, value), re-used as the assembly does)."""
     if not paths:
         return np.zeros(0)
     q, _, lens = _ik(paths)
-    return arm.joint_jerk(fast.lengths(q, lens), lens)
+    return arm.joint_jerk(fast.lengths(q, lens, known=known), lens)
 
 
 MUSCLES_CFG = {"engine": "fast", "model": "", "table": ""}
@@ -103,16 +106,32 @@ def run_default(paths: list[np.ndarray], fast: FastEngine, screen: bool = True, 
         "muscle_jerk_known": known.astype(np.int8),
     }
 
+    kept_values: dict[int, tuple[np.ndarray, ...]] = {}  # the screening's OpenSim values, per row
+
     def evaluate(idx: np.ndarray, tau: np.ndarray):
         q2, _, l2 = _ik([paths[acc[i]] for i in idx])  # re-generated, as the assembly does
-        return muscle_jerk_progressive([q2[i, : l2[i]] for i in range(len(idx))], MUSCLES_CFG, tau)
+        joints = [q2[i, : l2[i]] for i in range(len(idx))]
+        j, b, d, (tr, fr, mu, val) = muscle_jerk_progressive(joints, MUSCLES_CFG, tau, return_filled=True)
+        cut = np.searchsorted(tr, np.arange(len(idx) + 1))  # rows are in order
+        for k, i in enumerate(idx):
+            if cut[k + 1] > cut[k]:
+                kept_values[int(i)] = (
+                    fr[cut[k] : cut[k + 1]],
+                    mu[cut[k] : cut[k + 1]],
+                    val[cut[k] : cut[k + 1]],
+                )
+        return j, b, d
 
     st = screen_jerks(scores, n_keep, evaluate, n_labels=1)
     t3 = time.perf_counter()
     # the kept samples: lowest jerk per plane, re-generated with their muscles (IK + fast engine)
     order = np.lexsort((scores["muscle_jerk"], scores["plane"]))
     kept = [i for p in (0, 1) for i in order[scores["plane"][order] == p][: n_keep // 2]]
-    _exact_jerks([paths[acc[i]] for i in kept], fast)
+    parts = [
+        (np.full(len(kept_values[i][0]), r), *kept_values[i]) for r, i in enumerate(kept) if i in kept_values
+    ]
+    known = tuple(np.concatenate(a) for a in zip(*parts)) if parts else None
+    _exact_jerks([paths[acc[i]] for i in kept], fast, known)
     t4 = time.perf_counter()
     # OpenSim itself returns NaN for a few postures (a wrapping failure, e.g. PECM1); like the
     # original, such a candidate has no finite muscle jerk and is never selected

@@ -190,16 +190,29 @@ def test_screening_gives_the_exact_selection_with_fewer_jerks(
     np.testing.assert_array_equal(s["muscle_jerk"][got], truth[got])
 
 
-def test_screened_dataset_equals_the_exactly_scored_one(tmp_path):
+def test_screened_dataset_equals_the_exactly_scored_one(tmp_path, monkeypatch):
     """kinematics.muscle_jerk = "screen" and "exact" give the same samples (same ids, same arrays)."""
     import h5py
 
     from deepdraw.config import config_from_dict
+    from deepdraw.dataset import assemble
     from deepdraw.dataset.assemble import run_assemble
     from deepdraw.dataset.stage import run_characters, run_kinematics, run_startpoints
 
+    reused = {"screen": 0, "exact": 0}
+    mode_now = ["screen"]
+    materialise = assemble.materialise
+
+    def recording(*args, **kw):
+        known = args[7] if len(args) > 7 else kw.get("known")
+        reused[mode_now[0]] += 0 if known is None else len(known[0])
+        return materialise(*args, **kw)
+
+    monkeypatch.setattr(assemble, "materialise", recording)
+
     out, shards = {}, {}
     for mode in ("screen", "exact"):
+        mode_now[0] = mode
         cfg = config_from_dict(
             {
                 "run": {"seed": 3, "quiet": True, "out_dir": str(tmp_path / mode)},
@@ -227,6 +240,7 @@ def test_screened_dataset_equals_the_exactly_scored_one(tmp_path):
     assert np.all(sc["muscle_jerk_bound"][acc] <= ex["muscle_jerk"][acc])  # a lower bound ...
     np.testing.assert_array_equal(sc["muscle_jerk"][known], ex["muscle_jerk"][known])  # ... exact if known
     assert np.isnan(sc["muscle_jerk"][acc & ~known]).all()
+    assert reused["screen"] > 0 and reused["exact"] == 0  # the screening's OpenSim values were re-used
     a, b = out["screen"], out["exact"]
     np.testing.assert_array_equal(a["candidate_id"], b["candidate_id"])
     np.testing.assert_array_equal(a["muscle_coords"], b["muscle_coords"])
@@ -276,12 +290,17 @@ def test_progressive_jerk_equals_exact_or_stops_above_tau():
     exact, _, _ = muscle_jerk_scores(js, cfg, screen=False)
     _, bound0, known0 = muscle_jerk_scores(js, cfg, screen=True)
     assert (~known0).sum() >= 4  # most of these trajectories need OpenSim somewhere
-    jerk, bound, done = muscle_jerk_progressive(js, cfg, np.full(len(js), np.inf), block=8)
+    jerk, bound, done, filled = muscle_jerk_progressive(js, cfg, np.full(len(js), np.inf), return_filled=True)
     assert done.all()
     np.testing.assert_array_equal(jerk, exact)
+    full, mask = M.FastEngine.load().lengths(joints, lens, return_fallback=True)
+    traj, frame, mus, val = filled
+    np.testing.assert_array_equal(np.stack([traj, frame, mus], axis=1), np.argwhere(mask))  # every entry
+    np.testing.assert_array_equal(val, full[traj, frame, mus])  # ... with OpenSim's value
     tau = np.where(known0, np.inf, bound0 * 1.05)  # just above the table-only bound
-    jerk, bound, done = muscle_jerk_progressive(js, cfg, tau, block=4)
+    jerk, bound, done, filled = muscle_jerk_progressive(js, cfg, tau, return_filled=True)
     stopped = ~done
+    assert not np.isin(filled[0], np.flatnonzero(stopped)).any()  # kept only for exact jerks
     assert stopped.any()
     assert np.all(bound[stopped] > tau[stopped]) and np.all(bound[stopped] <= exact[stopped])
     assert np.all(np.isnan(jerk[stopped]))

@@ -218,6 +218,43 @@ def test_node_major_interpolation_equals_per_muscle_reference(fast):
     assert uses_shift.sum() > 50  # the one-by-one path was exercised
 
 
+def test_known_values_replace_opensim_calls(exact):
+    fe = M.FastEngine.load()
+    fe._exact = exact
+    joints, lens = M.dataset_trajectories(5, seed=9)
+    full, mask = fe.lengths(joints, lens, return_fallback=True)
+    t, f, m = np.nonzero(mask)
+    assert len(t) > 10
+    asked = []
+    ask_opensim = fe.fallback
+
+    def counting(q, which, **kw):
+        asked.append(int(np.asarray(which).sum()))
+        return ask_opensim(q, which, **kw)
+
+    fe.fallback = counting
+    half = slice(None, None, 2)
+    got, got_mask = fe.lengths(
+        joints, lens, return_fallback=True, known=(t[half], f[half], m[half], full[t, f, m][half])
+    )
+    np.testing.assert_array_equal(got, full)  # OpenSim's value of an entry does not depend on the others
+    np.testing.assert_array_equal(got_mask, mask)  # the mask still marks the entries given from outside
+    assert sum(asked) == len(t) - len(t[half])
+    asked.clear()
+    planted = full[t, f, m].copy()
+    planted[0] = 1234.5
+    trusted = np.argwhere(~mask & (np.arange(joints.shape[1])[None, :, None] < lens[:, None, None]))[0]
+    extra = (np.r_[t, trusted[0]], np.r_[f, trusted[1]], np.r_[m, trusted[2]], np.r_[planted, -1.0])
+    got = fe.lengths(joints, lens, known=extra)
+    assert sum(asked) == 0  # every needed entry was listed
+    assert got[t[0], f[0], m[0]] == 1234.5  # listed values are used as given
+    assert got[tuple(trusted)] == full[tuple(trusted)]  # listed entries the tables give are ignored
+    single = fe.lengths(
+        joints[0, : lens[0]], known=(np.zeros(3, int), np.array([0, 1, 999]), np.array([0, 0, 0]), np.ones(3))
+    )
+    np.testing.assert_allclose(single, full[0, : lens[0]])  # unneeded or out-of-range entries: ignored
+
+
 def test_fast_engine_model_check(fast, tmp_path):
     other = tmp_path / "other.osim"
     other.write_text(osim_model().read_text().replace("MoBL_ARMS_Upper_Limb_Model_OpenSim", "Other", 1))

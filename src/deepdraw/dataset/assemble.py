@@ -242,6 +242,7 @@ class ChunkTask:
     muscles: dict[str, Any]
     assembly: dict[str, Any]
     config: dict[str, Any]
+    known: tuple[np.ndarray, ...] | None = None  # OpenSim values kept by the screening (trajectory = row)
 
 
 def materialise(
@@ -252,14 +253,19 @@ def materialise(
     startpoints: str,
     muscles: dict[str, Any],
     assembly: dict[str, Any],
+    known: tuple[np.ndarray, ...] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Re-generate the movements of ``rows`` and build every array of the PCRT files."""
+    """Re-generate the movements of ``rows`` and build every array of the PCRT files.
+
+    ``known``: OpenSim values the screening computed for these movements, (row, frame, muscle, value)
+    arrays: used instead of asking OpenSim again (:meth:`~deepdraw.dataset.muscles.FastEngine.lengths`).
+    """
     from .engines import muscle_lengths
 
     n = len(rows["candidate_id"])
     F, dt = int(assembly["n_frames"]), float(assembly["dt"])
     hands, lens, joints = regenerate(rows, planes, characters, startpoints)
-    mus = [fill_opensim_gaps(m) for m in muscle_lengths(joints, muscles)]
+    mus = [fill_opensim_gaps(m) for m in muscle_lengths(joints, muscles, known)]
     out = {
         "endeffector_coords": np.empty((n, 3, F), np.float32),
         "joint_coords": np.empty((n, 4, F), np.float32),
@@ -340,13 +346,21 @@ def run_jerk_chunk(task: JerkTask) -> str:
 
     with one_blas_thread():
         _, _, joints = regenerate(task.rows, task.planes, task.characters, task.startpoints)
-        jerk, bound, done = muscle_jerk_progressive(joints, task.muscles, task.tau)
+        jerk, bound, done, filled = muscle_jerk_progressive(
+            joints, task.muscles, task.tau, return_filled=True
+        )
+    traj, frame, muscle, value = filled
     arrays = {
         "candidate_id": task.rows["candidate_id"].astype(np.int64),
         "tau": np.asarray(task.tau, dtype=np.float64),
         "muscle_jerk": jerk,
         "muscle_jerk_bound": bound,
         "done": done.astype(np.int8),
+        # the OpenSim values of the candidates with an exact jerk (re-used if they are selected)
+        "filled_candidate": task.rows["candidate_id"].astype(np.int64)[traj],
+        "filled_frame": frame.astype(np.int32),
+        "filled_muscle": muscle.astype(np.int8),
+        "filled_value": value.astype(np.float64),
     }
     store.write_artifact(task.out, arrays, kind="jerk_chunk", config=task.config)
     return task.out
@@ -384,7 +398,14 @@ def run_chunk(task: ChunkTask) -> str:
 
     with one_blas_thread():  # same rounding in every mode (see generate_shard)
         arrays = materialise(
-            task.rows, task.planes, task.seed, task.characters, task.startpoints, task.muscles, task.assembly
+            task.rows,
+            task.planes,
+            task.seed,
+            task.characters,
+            task.startpoints,
+            task.muscles,
+            task.assembly,
+            task.known,
         )
     store.write_artifact(task.out, arrays, kind="pcrt_chunk", config=task.config)
     return task.out
@@ -482,6 +503,7 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
         return False
 
     rounds = [0]
+    kept: list[dict[str, np.ndarray]] = []  # OpenSim values of evaluated candidates, per jerk file
 
     def evaluate(idx: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Exact jerks (or early stops above ``tau``) of rows ``idx``: one screening round, resumable."""
@@ -524,6 +546,8 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
                 raise DeepDrawError(f"{t.out}: key 'candidate_id' differs from the round's candidates")
             for k in res:
                 res[k].append(a[k])
+            if "filled_candidate" in a:  # (files of older versions lack them: OpenSim is asked again)
+                kept.append({k: a[k] for k in FILLED_KEYS})
         return tuple(np.concatenate(res[k]) for k in ("muscle_jerk", "muscle_jerk_bound", "done"))
 
     with executor(cfg.parallel, quiet=cfg.run.quiet) as ex:
@@ -537,12 +561,45 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
         )  # fmt: skip
         ids = select(scores, cfg.assembly.n_samples)
         train_ids, test_ids = split(ids, cfg.run.seed, cfg.assembly.test_fraction)
-        _materialise_all(cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fresh, ex)
+        _materialise_all(
+            cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fresh, ex, _known_by_id(kept)
+        )
     shutil.rmtree(workdir, ignore_errors=True)
     return rp.pcrt_train, rp.pcrt_test
 
 
-def _materialise_all(cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fresh, ex) -> None:
+FILLED_KEYS = ("filled_candidate", "filled_frame", "filled_muscle", "filled_value")
+
+
+def _known_by_id(kept: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The screening's OpenSim values, concatenated and sorted by candidate id."""
+    if not kept:
+        return {k: np.zeros(0) for k in FILLED_KEYS}
+    cat = {k: np.concatenate([a[k] for a in kept]) for k in FILLED_KEYS}
+    order = np.argsort(cat["filled_candidate"], kind="stable")
+    return {k: v[order] for k, v in cat.items()}
+
+
+def _known_for(known: dict[str, np.ndarray], candidate_ids: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """(row, frame, muscle, value) of the kept OpenSim values of ``candidate_ids`` (row = position)."""
+    ids = known["filled_candidate"]
+    if len(ids) == 0:
+        return None
+    lo = np.searchsorted(ids, candidate_ids, side="left")
+    hi = np.searchsorted(ids, candidate_ids, side="right")
+    if not (hi > lo).any():
+        return None
+    sel = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])
+    row = np.repeat(np.arange(len(candidate_ids)), hi - lo)
+    return (
+        row.astype(np.int64),
+        known["filled_frame"][sel].astype(np.int64),
+        known["filled_muscle"][sel].astype(np.int64),
+        known["filled_value"][sel].astype(np.float64),
+    )
+
+
+def _materialise_all(cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fresh, ex, known) -> None:
     log.info(
         "selected %d of %d candidates (%d accepted): %d train, %d test",
         len(ids),
@@ -557,6 +614,7 @@ def _materialise_all(cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fr
     for name, sel in (("train", train_ids), ("test", test_ids)):
         for c, s in enumerate(range(0, len(sel), cfg.assembly.chunk)):
             rows_idx = np.array([pos[int(i)] for i in sel[s : s + cfg.assembly.chunk]])
+            cids = scores["candidate_id"][rows_idx]
             tasks[name].append(
                 ChunkTask(
                     out=str(workdir / f"{name}_{c:05d}.h5"),
@@ -568,6 +626,7 @@ def _materialise_all(cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fr
                     muscles=asdict(cfg.muscles),
                     assembly=asdict(cfg.assembly),
                     config=conf,
+                    known=_known_for(known, cids),
                 )
             )
     every = tasks["train"] + tasks["test"]

@@ -38,12 +38,24 @@ def _pad(joints: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return batch, lengths
 
 
-def muscle_lengths(joints: list[np.ndarray], cfg: dict[str, Any]) -> list[np.ndarray]:
-    """Joint trajectories [(T_i, 4) deg] -> fiber lengths [(T_i, 25) mm], one engine call for all."""
+def muscle_lengths(
+    joints: list[np.ndarray], cfg: dict[str, Any], known: tuple[np.ndarray, ...] | None = None
+) -> list[np.ndarray]:
+    """Joint trajectories [(T_i, 4) deg] -> fiber lengths [(T_i, 25) mm], one engine call for all.
+
+    ``known``: OpenSim values computed before, (trajectory, frame, muscle, value) arrays (the fast
+    engine uses them instead of asking OpenSim again; the exact engine ignores them).
+    """
     if not joints:
         return []
     batch, lengths = _pad(joints)
-    out = get_engine(cfg).lengths(batch, lengths)  # frames past each length are not computed
+    eng = get_engine(cfg)
+    from .muscles import FastEngine
+
+    if known is not None and isinstance(eng, FastEngine):
+        out = eng.lengths(batch, lengths, known=known)
+    else:
+        out = eng.lengths(batch, lengths)  # frames past each length are not computed
     return [out[i, : lengths[i]] for i in range(len(joints))]
 
 
@@ -101,8 +113,12 @@ def _fallback_order(estimate: np.ndarray, frames: np.ndarray) -> np.ndarray:
 
 
 def muscle_jerk_progressive(
-    joints: list[np.ndarray], cfg: dict[str, Any], tau: np.ndarray, block: int = 4
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    joints: list[np.ndarray],
+    cfg: dict[str, Any],
+    tau: np.ndarray,
+    block: int = 4,
+    return_filled: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Exact muscle jerks, stopping early once a candidate's jerk certainly exceeds its ``tau``.
 
     Joint trajectories [(T_i, 4) deg], thresholds ``tau`` (n,) (``inf``: always compute the jerk).
@@ -114,6 +130,9 @@ def muscle_jerk_progressive(
     stops: OpenSim's value of a frame does not depend on which frames were asked before it. Returns (jerk (n,) exact or NaN, bound (n,), done (n,) bool):
     ``done`` with a finite jerk is the exact jerk (the same number as :func:`muscle_jerk_scores` with
     ``screen=False``), ``done`` with NaN an OpenSim failure, not ``done`` a certified ``bound > tau``.
+    ``return_filled`` adds a 4th value: the OpenSim values of the candidates with an exact jerk, as
+    arrays (trajectory, frame, muscle, value) for :meth:`~deepdraw.dataset.muscles.FastEngine.lengths`'
+    ``known`` (the assembly re-uses them for the selected samples instead of asking OpenSim again).
     """
     from . import arm
     from .muscles import FastEngine
@@ -121,12 +140,23 @@ def muscle_jerk_progressive(
     n = len(joints)
     tau = np.asarray(tau, dtype=np.float64)
     jerk, bound, done = np.full(n, np.nan), np.full(n, np.nan), np.ones(n, dtype=bool)
+    parts: list[tuple[np.ndarray, ...]] = []
+
+    def result(*values: np.ndarray) -> tuple[np.ndarray, ...]:
+        if not return_filled:
+            return values
+        if parts:
+            filled = tuple(np.concatenate(a) for a in zip(*parts))
+        else:
+            filled = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        return (*values, filled)
+
     if n == 0:
-        return jerk, bound, done
+        return result(jerk, bound, done)
     eng = get_engine(cfg)
     if not isinstance(eng, FastEngine):
         jerk, _, _ = muscle_jerk_scores(joints, cfg, screen=False)
-        return jerk, jerk.copy(), done
+        return result(jerk, jerk.copy(), done)
     batch, lengths = _pad(joints)
     est, need = eng.estimate(batch, lengths)
     tab = np.where(need, np.nan, est)  # what the tables trust (= lengths(..., fallback=False))
@@ -153,7 +183,12 @@ def muscle_jerk_progressive(
         if status == "complete":
             jerk[i] = arm.joint_jerk(L)
             bound[i] = jerk[i]
+            if return_filled and nd.any():
+                fr, mu = np.nonzero(nd)
+                parts.append(
+                    (np.full(len(fr), i, np.int64), fr.astype(np.int64), mu.astype(np.int64), L[fr, mu])
+                )
         else:
             bound[i] = arm.joint_jerk(L[None], np.array([T]), omit_nan=True)[0]
             done[i] = status == "failed"
-    return jerk, bound, done
+    return result(jerk, bound, done)

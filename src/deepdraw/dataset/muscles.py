@@ -1546,6 +1546,7 @@ class FastEngine:
         return_fallback: bool = False,
         chunk: int = 32768,
         quiet: bool = True,
+        known: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Fiber lengths (mm): joints (n, T, 4) or (T, 4) degrees -> (n, T, 25) or (T, 25).
 
@@ -1553,6 +1554,10 @@ class FastEngine:
         cannot give are computed by the exact engine (``fallback=True``) or left NaN. With
         ``return_fallback`` also returns the mask (..., T, 25) of the entries that needed the exact
         engine (a frame fell back when any of its muscles did: ``mask.any(-1)``).
+        ``known``: arrays (trajectory, frame, muscle, value) of OpenSim values computed before for
+        these postures (the dataset's screening keeps them); an entry that needs the exact engine and
+        is listed takes the listed value instead of asking OpenSim again (the returned mask still
+        marks it). Listed entries the tables can give are ignored.
         """
         from tqdm.auto import tqdm
 
@@ -1564,16 +1569,30 @@ class FastEngine:
             f, _, nd = self.table_lengths(flat[s : s + chunk])
             fib[s : s + chunk] = f
             need[s : s + chunk] = nd
-        rows = np.flatnonzero(need.any(axis=1))
+        ask = need
+        if known is not None and len(known[0]):
+            ask = need.copy()
+            traj, frame, mus, val = (np.asarray(a) for a in known)
+            pos = np.cumsum(valid.ravel()).reshape(valid.shape) - 1  # (n, T) -> row of ``flat``
+            if squeeze:
+                traj = np.zeros_like(traj)
+            ok = (frame >= 0) & (frame < valid.shape[1]) & (traj >= 0) & (traj < valid.shape[0])
+            ok &= (mus >= 0) & (mus < len(MUSCLES))
+            ok[ok] &= valid[traj[ok], frame[ok]]
+            r, m = pos[traj[ok], frame[ok]], mus[ok].astype(np.int64)
+            use = need[r, m]
+            fib[r[use], m[use]] = val[ok][use]
+            ask[r[use], m[use]] = False
+        rows = np.flatnonzero(ask.any(axis=1))
         if fallback and rows.size:
             log.debug(
                 "fast engine: %d of %d frames (%d muscle values) from OpenSim",
                 rows.size,
                 len(flat),
-                int(need.sum()),
+                int(ask.sum()),
             )
             sub = fib[rows]
-            sub[need[rows]] = self.fallback(flat[rows], need[rows], quiet=quiet)[need[rows]]
+            sub[ask[rows]] = self.fallback(flat[rows], ask[rows], quiet=quiet)[ask[rows]]
             fib[rows] = sub
         out = np.full(q.shape[:2] + (len(MUSCLES),), np.nan)
         out[valid] = fib
