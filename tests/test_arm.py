@@ -331,6 +331,27 @@ def test_joint_jerk_batched_with_padding():
     np.testing.assert_allclose(arm.joint_jerk(x), expected)  # lengths from the NaN padding
 
 
+def test_joint_jerk_batched_equals_one_at_a_time_bit_for_bit():
+    """The screening sums bounds in batches and the exact path one trajectory at a time: same bits."""
+    rng = np.random.default_rng(11)
+    lens = rng.integers(20, 140, 120)
+    x = np.full((len(lens), 140, 25), np.nan)
+    for i, t in enumerate(lens):
+        x[i, :t] = 90.0 + np.cumsum(rng.normal(size=(t, 25)), axis=0)
+    holes = x.copy()
+    holes[rng.random(x.shape) < 0.02] = np.nan
+    for omit, arr in ((False, x), (True, holes)):
+        batched = arm.joint_jerk(arr, lens, omit_nan=omit)
+        single = [
+            arm.joint_jerk(arr[i : i + 1, : lens[i]], lens[i : i + 1], omit_nan=omit)[0]
+            for i in range(len(lens))
+        ]
+        np.testing.assert_array_equal(batched, single)
+    np.testing.assert_array_equal(
+        arm.joint_jerk(x), [arm.joint_jerk(x[i, : lens[i]]) for i in range(len(lens))]
+    )
+
+
 def test_tracing_error_is_sum():
     err = np.array([[0.1, 0.2, np.nan], [1.0, 0.0, 0.5]])
     np.testing.assert_allclose(arm.tracing_error(err), [0.3, 1.5])

@@ -83,8 +83,9 @@ def muscle_jerk_scores(
         tab = eng.lengths(batch, lengths, fallback=False)  # NaN where OpenSim would be asked
         valid = np.arange(tab.shape[1])[None, :] < lengths[:, None]
         known = ~np.any(np.isnan(tab) & valid[:, :, None], axis=(1, 2))
-        for i in range(n):  # one trajectory at a time: the same sums as the exact path's
-            bound[i] = arm.joint_jerk(tab[i : i + 1, : lengths[i]], lengths[i : i + 1], omit_nan=True)[0]
+        # batched (rows grouped by length): the same sums, bit for bit, as one trajectory at a time
+        # (tests/test_arm.py checks this), i.e. as the exact path's
+        bound[:] = arm.joint_jerk(tab, lengths, omit_nan=True)
         jerk[known] = bound[known]
         return jerk, bound, known
     for i, mus in enumerate(muscle_lengths(joints, cfg)):

@@ -127,6 +127,7 @@ def _solve_ik(paths: list[np.ndarray], engine: str) -> tuple[list[np.ndarray], n
             q, e = arm.ik_reference(p.T)
             joints.append(q)
             err[i] = e.sum()
+        jerk = np.array([arm.joint_jerk(q) for q in joints])
     else:
         targets = np.full((n, T, 3), np.nan)
         for i, p in enumerate(paths):
@@ -134,7 +135,7 @@ def _solve_ik(paths: list[np.ndarray], engine: str) -> tuple[list[np.ndarray], n
         q, e = arm.ik_batch(targets, lengths)
         joints = [q[i, : lengths[i]] for i in range(n)]
         err = np.array([e[i, : lengths[i]].sum() for i in range(n)])
-    jerk = np.array([arm.joint_jerk(q) for q in joints])
+        jerk = arm.joint_jerk(q)  # batched (NaN padding -> lengths): bit for bit the per-trajectory sums
     return joints, err, jerk
 
 
