@@ -747,6 +747,22 @@ def _choose_stencils(pred_err: np.ndarray, tol: float, centre: int) -> np.ndarra
     return np.where(ok, code, FALLBACK).astype(np.uint8)
 
 
+def _locate(
+    n: np.ndarray, code: np.ndarray, origin: np.ndarray, step: np.ndarray, q3: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Postures q3 (K, 3) deg -> cell corner i0 (K, 3), position in the cell t (K, 3), the cells'
+    stencil codes (K, ms) and the mask (K, ms) of entries without a trusted stencil (off the grid's
+    interior or FALLBACK); i0 is a valid dummy cell where the posture is off the grid."""
+    u = (q3 - origin) / step
+    i0 = np.floor(u)
+    t = u - i0
+    inside = np.all((i0 >= 2) & (i0 <= n - 4), axis=1)
+    i0 = np.where(inside[:, None], i0, 2).astype(np.int64)
+    cell = (i0[:, 0] * (n[1] - 1) + i0[:, 1]) * (n[2] - 1) + i0[:, 2]
+    c = code[:, cell].T  # (K, ms)
+    return i0, t, c, (c == FALLBACK) | ~inside[:, None]
+
+
 def _tricubic(
     table: np.ndarray, n: np.ndarray, code: np.ndarray, origin: np.ndarray, step: np.ndarray, q3: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -757,15 +773,8 @@ def _tricubic(
     Returns values (K, ms) and the mask (K, ms) of entries without a trusted stencil.
     """
     k, ms = len(q3), len(table)
-    u = (q3 - origin) / step
-    i0 = np.floor(u)
-    t = u - i0
-    inside = np.all((i0 >= 2) & (i0 <= n - 4), axis=1)
-    i0 = np.where(inside[:, None], i0, 2).astype(np.int64)
-    cell = (i0[:, 0] * (n[1] - 1) + i0[:, 1]) * (n[2] - 1) + i0[:, 2]
-    c = code[:, cell].T.astype(np.int64)  # (K, ms)
-    bad = (c == FALLBACK) | ~inside[:, None]
-    c = np.where(bad, 13, c)
+    i0, t, c, bad = _locate(n, code, origin, step, q3)
+    c = np.where(bad, 13, c.astype(np.int64))
     shift = np.stack([c // 9, (c // 3) % 3, c % 3], axis=-1) - 1  # (K, ms, 3)
     w = _lagrange4(t[:, None, :] - shift)  # (K, ms, 3, 4)
     base = i0[:, None, :] - 1 + shift  # first node of the stencil, per axis
@@ -802,14 +811,7 @@ def _tricubic_nodes(
     """
     k = len(q3)
     ms = window.shape[1] // 4
-    u = (q3 - origin) / step
-    i0 = np.floor(u)
-    t = u - i0
-    inside = np.all((i0 >= 2) & (i0 <= n - 4), axis=1)
-    i0 = np.where(inside[:, None], i0, 2).astype(np.int64)
-    cell = (i0[:, 0] * (n[1] - 1) + i0[:, 1]) * (n[2] - 1) + i0[:, 2]
-    c = code[:, cell].T  # (K, ms)
-    bad = (c == FALLBACK) | ~inside[:, None]
+    i0, t, c, bad = _locate(n, code, origin, step, q3)
     w = _lagrange4(t)  # (K, 3, 4): centred weights per axis
     first = ((i0[:, 0] - 1) * n[1] + i0[:, 1] - 1) * n[2] + i0[:, 2] - 1
     r4 = np.arange(4)
