@@ -13,6 +13,7 @@ import pytest
 import torch
 from nn_toy import make_pcrt
 
+from deepdraw import store
 from deepdraw.cli import EXTRA_COMMANDS, main
 from deepdraw.config import config_from_dict
 from deepdraw.errors import DeepDrawError
@@ -194,6 +195,24 @@ def test_activations(run):
     mtimes = [p.stat().st_mtime_ns for p in paths]
     assert run_activations(cfg) == paths
     assert [p.stat().st_mtime_ns for p in paths] == mtimes  # skipped
+    # a checkpoint that changed (a resumed training rewrites best.pt) makes its file stale
+
+    ck = RunPaths(cfg.out_dir).root / table["checkpoint"].iloc[0]
+    target = next(p for p in paths if p.stem == table["model"].iloc[0])
+    original = ck.read_bytes()
+    try:
+        state = torch.load(ck, map_location="cpu", weights_only=False)
+        key = next(k for k, v in state["state_dict"].items() if v.is_floating_point())
+        state["state_dict"][key] = state["state_dict"][key] + 0.5
+        torch.save(state, ck)
+        assert run_activations(cfg) == paths
+        changed = [p.stat().st_mtime_ns != m for p, m in zip(paths, mtimes)]
+        assert changed == [p == target for p in paths]  # only that model's file was rewritten
+        with h5py.File(target, "r") as f:
+            assert f.attrs["checkpoint_sha256"] == store.file_sha256(ck)
+    finally:
+        ck.write_bytes(original)
+    run_activations(cfg)  # back to the original weights for the tests below
 
 
 def test_activation_indices_all_rows_when_small(run):

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from deepdraw import store
 from deepdraw.config import Config
 from deepdraw.errors import DeepDrawError
 from deepdraw.parallel import executor
@@ -498,7 +499,8 @@ def activation_paths(cfg: Config) -> list[Path]:
     return [out for _, out, _ in _activation_jobs(cfg, None)]
 
 
-def _up_to_date(path: Path, name: str, idx: np.ndarray) -> bool:
+def _up_to_date(path: Path, name: str, idx: np.ndarray, checkpoint: Path) -> bool:
+    """Same model name, same sample rows and the same checkpoint bytes (a resumed training rewrites it)."""
     if not path.is_file():
         return False
     try:
@@ -506,9 +508,11 @@ def _up_to_date(path: Path, name: str, idx: np.ndarray) -> bool:
             same = np.array_equal(f["sample_index"][()], idx)
             held = f.attrs.get("model_name")
             held = held.decode() if isinstance(held, bytes) else held
-            return bool(same and held == name)
+            sha = f.attrs.get("checkpoint_sha256", "")
+            sha = sha.decode() if isinstance(sha, bytes) else sha
     except (OSError, KeyError):
         return False
+    return bool(same and held == name and sha == store.file_sha256(checkpoint))
 
 
 def run_activations(cfg: Config, table: pd.DataFrame | None = None) -> list[Path]:
@@ -538,11 +542,11 @@ def run_activations(cfg: Config, table: pd.DataFrame | None = None) -> list[Path
     idx = activation_indices(cfg, check_pcrt(rp.pcrt_test))
     out: list[Path] = []
     for ck, path, name in tqdm(jobs, desc="activations", unit="model", disable=cfg.run.quiet):
-        if _up_to_date(path, name, idx):
+        if _up_to_date(path, name, idx, ck):
             logger.info("%s: up to date, skipped", path)
         else:
             if path.exists():
-                logger.warning("%s: other model or sample rows; rewritten", path)
+                logger.warning("%s: other model, checkpoint or sample rows; rewritten", path)
             extract_activations(
                 ck,
                 rp.pcrt_test,

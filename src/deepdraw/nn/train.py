@@ -770,6 +770,9 @@ def extract_activations(
     else:
         model, ck = load_checkpoint(checkpoint_or_model, device=dev)
         name, trained = ck["model_name"], bool(ck["trained"])
+    from ..store import file_sha256
+
+    ck_sha = "" if isinstance(checkpoint_or_model, DeepDrawNet) else file_sha256(checkpoint_or_model)
     n_rows = check_pcrt(test_path, None, model.input_shape)
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if idx.size == 0:
@@ -833,6 +836,7 @@ def extract_activations(
             dst.attrs["trained"] = bool(trained)
             dst.attrs["layer_names"] = ["input", *model.layer_names]
             dst.attrs["source"] = str(test_path)
+            dst.attrs["checkpoint_sha256"] = ck_sha  # "" for an in-memory model
             dst.attrs["deepdraw_version"] = deepdraw.__version__
             dst.attrs["torch_version"] = str(torch.__version__)
         os.replace(tmp, out_path)
