@@ -128,7 +128,8 @@ def muscle_jerk_progressive(
     from the tables' untrusted values), and after each block the lower bound (jerk over the third
     differences that touch no missing entry) is updated: when it exceeds ``tau`` the candidate cannot
     be selected and the rest of its frames are skipped. The order only changes how soon a candidate
-    stops: OpenSim's value of a frame does not depend on which frames were asked before it. Returns (jerk (n,) exact or NaN, bound (n,), done (n,) bool):
+    stops: OpenSim's value of a frame does not depend on which frames were asked before it.
+    Returns (jerk (n,) exact or NaN, bound (n,), done (n,) bool):
     ``done`` with a finite jerk is the exact jerk (the same number as :func:`muscle_jerk_scores` with
     ``screen=False``), ``done`` with NaN an OpenSim failure, not ``done`` a certified ``bound > tau``.
     ``return_filled`` adds a 4th value: the OpenSim values of the candidates with an exact jerk, as
