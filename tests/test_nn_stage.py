@@ -196,7 +196,6 @@ def test_activations(run):
     assert run_activations(cfg) == paths
     assert [p.stat().st_mtime_ns for p in paths] == mtimes  # skipped
     # a checkpoint that changed (a resumed training rewrites best.pt) makes its file stale
-
     ck = RunPaths(cfg.out_dir).root / table["checkpoint"].iloc[0]
     target = next(p for p in paths if p.stem == table["model"].iloc[0])
     original = ck.read_bytes()

@@ -70,6 +70,7 @@ from deepdraw.nn.models import (
     parse_model_name,
 )
 from deepdraw.nn.targets import TargetSpec, layer_centres
+from deepdraw.store import file_sha256
 
 __all__ = [
     "TrainConfig",
@@ -770,8 +771,6 @@ def extract_activations(
     else:
         model, ck = load_checkpoint(checkpoint_or_model, device=dev)
         name, trained = ck["model_name"], bool(ck["trained"])
-    from ..store import file_sha256
-
     ck_sha = "" if isinstance(checkpoint_or_model, DeepDrawNet) else file_sha256(checkpoint_or_model)
     n_rows = check_pcrt(test_path, None, model.input_shape)
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
