@@ -301,3 +301,105 @@ def test_build_tiny_engine(tmp_path, exact):
     assert not mask.all()
     with pytest.raises(DeepDrawError, match=re.escape("refusing to overwrite")):
         M.build_fast_engine(out_path=out, region_joints=region)
+
+
+# --------------------------------------------------------------------------------------------------
+# level 2 (finer tables for the level-1 pairs without a trusted stencil)
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def refined(tmp_path_factory, exact):
+    from deepdraw.dataset.refine import refine_fast_engine
+
+    # a sweep through the TMIN / LAT / TMAJ wrapping region, along elv_angle (level-1 fallback cells)
+    q = np.tile([50.0, 40.0, 20.0, 75.0], (30, 1))
+    q[:, 0] = np.linspace(-55.0, -10.0, 30)
+    out = tmp_path_factory.mktemp("refine") / "refined.h5"
+    refine_fast_engine(out_path=out, region_joints=q, ratio=4, workers=1, quiet=True)
+    fe = M.FastEngine.load(out)
+    fe._exact = exact
+    return fe, q
+
+
+def test_refine_serves_part_of_the_fallback_pairs(refined, exact):
+    fe, q = refined
+    assert fe.rf_key is not None and fe.rf_ratio == 4 and len(fe.rf_key) >= 10
+    level1 = M.FastEngine.load(fe.path)
+    level1.rf_key = None  # the same tables without level 2
+    # random postures inside the refined (cell, muscle) pairs' cells
+    rng = np.random.default_rng(0)
+    ncell = int(np.prod(fe.sh_n - 1))
+    c3 = np.array(np.unravel_index(fe.rf_key % ncell, tuple(fe.sh_n - 1))).T
+    c3 = np.repeat(c3, 12, axis=0)
+    q3 = fe.sh_origin + fe.sh_step * (c3 + rng.random(c3.shape))
+    post = np.concatenate([q3, rng.uniform(20.0, 110.0, (len(q3), 1))], axis=1)
+    f1, _, need1 = level1.table_lengths(post)
+    f2, _, need2 = fe.table_lengths(post)
+    assert not (need2 & ~need1).any()  # level 2 only removes entries from OpenSim's share
+    served = need1 & ~need2
+    assert served.sum() >= 0.3 * need1.sum(), (served.sum(), need1.sum())
+    np.testing.assert_array_equal(f2[~need1], f1[~need1])  # level-1 entries unchanged
+    ref = exact.lengths(post)
+    err = np.abs(f2 - ref)[served]
+    assert np.quantile(err, 0.99) <= 0.06 and err.max() <= 0.2, (np.quantile(err, 0.99), err.max())
+    # the sweep that chose the pairs: its level-2 entries match OpenSim too
+    got, mask = fe.lengths(q, return_fallback=True)
+    np.testing.assert_allclose(got, exact.lengths(q), atol=0.1)
+
+
+def test_refine_values_equal_a_fresh_opensim_stencil(refined, exact):
+    """Slow reference: OpenSim at the 64 fine nodes of the chosen stencil, Lagrange weights by hand."""
+    fe, _ = refined
+    r, ncell = fe.rf_ratio, int(np.prod(fe.sh_n - 1))
+    rng = np.random.default_rng(1)
+    checked = 0
+    for p in rng.permutation(len(fe.rf_key)):
+        k, cell = divmod(int(fe.rf_key[p]), ncell)
+        codes = fe.rf_code[p]
+        good = np.flatnonzero(codes != M.FALLBACK)
+        if len(good) == 0:
+            continue
+        fc = int(rng.choice(good))
+        j = np.array(np.unravel_index(fc, (r, r, r)))
+        code = int(codes[fc])
+        shift = np.array([code // 9, (code // 3) % 3, code % 3]) - 1
+        t = rng.random(3)
+        c3 = np.array(np.unravel_index(cell, tuple(fe.sh_n - 1)))
+        q3 = fe.sh_origin + fe.sh_step * (c3 + (j + t) / r)
+        first = j - 1 + shift  # fine node index (within the cell) of the stencil's first node
+        grid = np.stack(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), -1).reshape(-1, 3)
+        nodes = fe.sh_origin + fe.sh_step * (c3 + (first + grid) / r)
+        post = np.concatenate([nodes, np.full((64, 1), 90.0)], axis=1)
+        m = int(fe.sh_idx[k])
+        which = np.zeros((64, len(M.MUSCLES)), dtype=bool)
+        which[:, m] = True
+        vals = exact.path_subset(post, which)[:, m]
+        w = [M._lagrange4(t[a] - shift[a]) for a in range(3)]
+        want = sum(w[0][g[0]] * w[1][g[1]] * w[2][g[2]] * v for g, v in zip(grid, vals))
+        got, bad = fe._shoulder(q3[None])
+        assert not bad[0, k]
+        assert abs(got[0, k] - want) < 1e-3, (p, got[0, k], want)
+        checked += 1
+        if checked == 8:
+            break
+    assert checked == 8
+
+
+def test_refine_errors(refined, tmp_path):
+    from deepdraw.dataset.refine import refine_fast_engine
+
+    fe, q = refined
+    with pytest.raises(DeepDrawError, match=re.escape("refusing to overwrite")):
+        refine_fast_engine(fe.path, region_joints=q, workers=1)
+    with pytest.raises(DeepDrawError, match="ratio=1"):
+        refine_fast_engine(fe.path, tmp_path / "x.h5", ratio=1, region_joints=q, workers=1)
+    with pytest.raises(DeepDrawError, match="no finite posture"):
+        refine_fast_engine(fe.path, tmp_path / "x.h5", region_joints=np.full((3, 4), np.nan), workers=1)
+    assert not (tmp_path / "x.h5").exists()
+    broken = tmp_path / "broken.h5"
+    import shutil
+
+    shutil.copy(fe.path, broken)
+    with h5py.File(broken, "a") as f:
+        del f["refine_code"]
+    with pytest.raises(DeepDrawError, match="refine_code"):
+        M.FastEngine.load(broken)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from .cli import EXTRA_COMMANDS, _add_config, _config
+from .errors import DeepDrawError
 
 
 def _svm(args: argparse.Namespace) -> None:
@@ -38,9 +39,40 @@ def _muscles_build(args: argparse.Namespace) -> None:
     from .dataset.muscles import build_fast_engine
 
     cfg = _config(args)
+    if args.refine_ratio and not 2 <= args.refine_ratio <= 16:
+        raise DeepDrawError(f"--refine-ratio: got {args.refine_ratio}; expected 0 (no level 2) or 2-16")
     out = build_fast_engine(
         cfg.muscles.model or None,
         args.table or cfg.muscles.table or None,
+        workers=args.workers or 0,
+        overwrite=args.overwrite,
+        quiet=cfg.run.quiet,
+    )
+    if args.refine_ratio:
+        from .dataset.refine import refine_fast_engine
+
+        out = refine_fast_engine(
+            out,
+            out,
+            ratio=args.refine_ratio,
+            model_path=cfg.muscles.model or None,
+            workers=args.workers or 0,
+            overwrite=True,
+            quiet=cfg.run.quiet,
+        )
+    print(out)
+
+
+def _muscles_refine(args: argparse.Namespace) -> None:
+    from .dataset.refine import refine_fast_engine
+
+    cfg = _config(args)
+    src = args.table or cfg.muscles.table or None
+    out = refine_fast_engine(
+        src,
+        args.output or src,
+        ratio=args.ratio,
+        model_path=cfg.muscles.model or None,
         workers=args.workers or 0,
         overwrite=args.overwrite,
         quiet=cfg.run.quiet,
@@ -62,13 +94,30 @@ def add_analysis_commands(sub, ds) -> None:
     m = ds.add_parser("muscles", help="the fast muscle-length engine: build it from OpenSim, validate it")
     msub = m.add_subparsers(dest="muscles_cmd", required=True, metavar="ACTION")
     p = msub.add_parser(
-        "build", help="tabulate fiber lengths from the OpenSim model (about 15 min on 2 cores)"
+        "build", help="tabulate fiber lengths from the OpenSim model (about 30 min on 2 cores)"
     )
     _add_config(p)
     p.add_argument("--table", help="output file (default: data/muscles/fast_engine.h5)")
     p.add_argument("--workers", type=int, default=0, help="OpenSim worker processes (default: one per core)")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--refine-ratio",
+        type=int,
+        default=4,
+        help="level 2: fine steps per cell for the pairs without a trusted stencil (0: none; default 4)",
+    )
     p.set_defaults(func=_muscles_build)
+    p = msub.add_parser(
+        "refine",
+        help="add (or redo) the level-2 tables of a fast engine (about 15 min on 2 cores)",
+    )
+    _add_config(p)
+    p.add_argument("--table", help="fast-engine file read (default: data/muscles/fast_engine.h5)")
+    p.add_argument("--output", help="file written (default: --table, which needs --overwrite)")
+    p.add_argument("--ratio", type=int, default=4, help="fine steps per level-1 cell (2-16; default 4)")
+    p.add_argument("--workers", type=int, default=0, help="OpenSim worker processes (default: one per core)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_muscles_refine)
     p = msub.add_parser("validate", help="fast vs exact (OpenSim) engine on dataset-like trajectories")
     _add_config(p)
     p.add_argument("--table", help="fast-engine file (default: the shipped one)")

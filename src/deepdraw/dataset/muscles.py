@@ -888,6 +888,21 @@ def _engine_schema() -> dict:
         "fiber_map_path": Field((None,), "f", doc="path lengths, mm, sorted per muscle"),
         "fiber_map_fiber": Field((None,), "f", doc="fiber lengths at those path lengths, mm"),
         "fiber_map_start": Field((26,), "iu", doc="start of each muscle's map in the two arrays"),
+        # level 2 (optional): finer tables for (cell, muscle) pairs without a trusted stencil
+        "refine_ratio": Field((1,), "iu", required=False, doc="fine steps per shoulder cell (r)"),
+        "refine_key": Field(
+            ("P",), "iu", required=False, doc="sorted pair keys: shoulder muscle * cells + flat cell"
+        ),
+        "refine_table_diff": Field(
+            ("P", None, None, None),
+            "i",
+            required=False,
+            doc="path length at the r+3 fine nodes per axis (-1..r+1) of each pair, 1e-4 mm, differenced",
+        ),
+        "refine_table_nan": Field(("P", None, None, None), "b", required=False, doc="nodes not computed"),
+        "refine_code": Field(
+            ("P", None, None, None), "u", required=False, doc="stencil code per fine cell (255: exact)"
+        ),
     }
 
 
@@ -1369,6 +1384,7 @@ class FastEngine:
             raise DeepDrawError(
                 f"{path}: key 'shoulder_code' has shape {arrays['shoulder_code'].shape}; expected cells of 'shoulder_table'"
             )
+        self._load_refine(arrays)
         self.el_idx = arrays["elbow_index"].astype(np.int64)
         self.el_origin, self.el_step = (float(v) for v in arrays["elbow_grid"])
         self.el_table = arrays["elbow_table"].astype(np.float64)
@@ -1460,12 +1476,49 @@ class FastEngine:
             out[rows] = sub
         return out
 
+    def _load_refine(self, arrays: dict[str, np.ndarray]) -> None:
+        """The optional level-2 tables (:mod:`deepdraw.dataset.refine`); absent: ``rf_key`` is None."""
+        self.rf_key: np.ndarray | None = None
+        keys = ("refine_ratio", "refine_key", "refine_table_diff", "refine_table_nan", "refine_code")
+        present = [k for k in keys if k in arrays]
+        if not present:
+            return
+        if len(present) < len(keys):
+            missing = sorted(set(keys) - set(present))
+            raise DeepDrawError(
+                f"{self.path}: level-2 keys {missing} missing; expected all of {list(keys)} or none"
+            )
+        r = int(arrays["refine_ratio"][0])
+        key = arrays["refine_key"].astype(np.int64)
+        npair = len(key)
+        tab_shape = (npair, r + 3, r + 3, r + 3)
+        for k, shape in (("refine_table_diff", tab_shape), ("refine_code", (npair, r, r, r))):
+            if arrays[k].shape != shape:
+                raise DeepDrawError(f"{self.path}: key '{k}' has shape {arrays[k].shape}; expected {shape}")
+        if r < 2 or np.any(np.diff(key) <= 0):
+            raise DeepDrawError(
+                f"{self.path}: key 'refine_key' must be strictly increasing with refine_ratio >= 2"
+            )
+        self.rf_ratio = r
+        self.rf_key = key
+        self.rf_table = _decode_table(arrays["refine_table_diff"], arrays["refine_table_nan"]).reshape(
+            npair, -1
+        )
+        self.rf_code = arrays["refine_code"].reshape(npair, -1)
+
     # -- tables -----------------------------------------------------------------------------------
-    def _shoulder(self, q3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Shoulder parts (K, ms) and a mask (K, ms) of entries to compute exactly."""
+    def _shoulder_coarse(self, q3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Shoulder parts (K, ms) from the level-1 table and the mask (K, ms) of untrusted entries."""
         if len(q3) == 0 or self._sh_window is None:
             return _tricubic(self.sh_table, self.sh_n, self.sh_code, self.sh_origin, self.sh_step, q3)
         return _tricubic_nodes(self._sh_window, self.sh_n, self.sh_code, self.sh_origin, self.sh_step, q3)
+
+    def _shoulder(self, q3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Shoulder parts (K, ms) and a mask (K, ms) of entries to compute exactly."""
+        val, bad = self._shoulder_coarse(q3)
+        if self.rf_key is not None and bad.any():
+            _refine_values(self, q3, val, bad)
+        return val, bad
 
     def _elbow(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         me = len(self.el_idx)
@@ -1603,6 +1656,45 @@ class FastEngine:
         mask = np.zeros(q.shape[:2] + (len(MUSCLES),), dtype=bool)
         mask[valid] = need
         return (out[0], mask[0]) if squeeze else (out, mask)
+
+
+def _refine_values(fe: FastEngine, q3: np.ndarray, val: np.ndarray, bad: np.ndarray) -> None:
+    """Level 2: fill, in place, the entries of ``bad`` (K, ms) whose (cell, muscle) pair has a finer
+    table and whose fine cell a stencil passed at build time; they leave the mask."""
+    assert fe.rf_key is not None
+    n, r = fe.sh_n, fe.rf_ratio
+    u = (q3 - fe.sh_origin) / fe.sh_step
+    i0 = np.floor(u)
+    inside = np.all((i0 >= 2) & (i0 <= n - 4), axis=1)
+    rows, cols = np.nonzero(bad & inside[:, None])
+    if rows.size == 0:
+        return
+    c3 = i0[rows].astype(np.int64)
+    key = cols * int(np.prod(n - 1)) + (c3[:, 0] * (n[1] - 1) + c3[:, 1]) * (n[2] - 1) + c3[:, 2]
+    p = np.minimum(np.searchsorted(fe.rf_key, key), len(fe.rf_key) - 1)
+    hit = fe.rf_key[p] == key
+    rows, cols, p = rows[hit], cols[hit], p[hit]
+    tf = (u[rows] - i0[rows]) * r
+    j = np.clip(np.floor(tf), 0, r - 1).astype(np.int64)
+    code = fe.rf_code[p, (j[:, 0] * r + j[:, 1]) * r + j[:, 2]].astype(np.int64)
+    ok = code != FALLBACK
+    rows, cols, p, tf, j, code = rows[ok], cols[ok], p[ok], tf[ok], j[ok], code[ok]
+    if rows.size == 0:
+        return
+    shift = np.stack([code // 9, (code // 3) % 3, code % 3], axis=-1) - 1
+    w = _lagrange4(tf - j - shift)  # (E, 3, 4)
+    big = r + 3
+    base = np.clip(j + shift, 0, r - 1)  # local node 0 is fine node -1 of the cell: stencil j-1+s..j+2+s
+    f0 = (base[:, 0] * big + base[:, 1]) * big + base[:, 2]
+    acc = np.zeros(len(rows))
+    for a in range(4):
+        for b in range(4):
+            wab = w[:, 0, a] * w[:, 1, b]
+            for c in range(4):
+                acc += wab * w[:, 2, c] * fe.rf_table[p, f0 + (a * big + b) * big + c]
+    good = np.isfinite(acc)
+    val[rows[good], cols[good]] = acc[good]
+    bad[rows[good], cols[good]] = False
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,243 @@
+"""Level 2 of the fast muscle engine: finer tables where the shoulder table has no trusted stencil.
+
+The level-1 shoulder table (step h, :func:`deepdraw.dataset.muscles.build_fast_engine`) leaves some
+(cell, muscle) pairs to OpenSim: cells holding a wrapping jump, or a path too curved for a cubic on
+h. For the pairs the dataset's postures visit, this module tabulates the path length again on a grid
+``ratio`` times finer, inside the cell (fine nodes -1 .. ratio+1 per axis, so that every fine cell
+has its centred stencil and most have shifted ones), and checks each fine cell's stencils against
+OpenSim at its centre and face centres, as level 1 does. Fine cells that pass are served from the
+table; the rest (the jumps themselves) still go to OpenSim. See docs/muscles.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DeepDrawError
+from .muscles import (
+    _CHECK_POINTS,
+    _D0,
+    ENGINE_KIND,
+    FALLBACK,
+    MUSCLES,
+    FastEngine,
+    _choose_stencils,
+    _encode_table,
+    _engine_schema,
+    _quantise,
+    _stencil_errors,
+    default_engine_path,
+    default_model_path,
+    evaluate_postures,
+    synthetic_trajectories,
+)
+
+log = logging.getLogger(__name__)
+
+_REFINE_KEYS = ("refine_ratio", "refine_key", "refine_table_diff", "refine_table_nan", "refine_code")
+
+
+def visited_pairs(fe: FastEngine, postures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Level-1 (cell, muscle) pairs without a trusted stencil that ``postures`` (K, >=3) visit.
+
+    Returns the sorted pair keys (shoulder muscle index * cells + flat cell) and the visits per key.
+    """
+    q3 = np.asarray(postures, dtype=np.float64).reshape(-1, postures.shape[-1])[:, :3]
+    n = fe.sh_n
+    keys = []
+    for s in range(0, len(q3), 65536):
+        q = q3[s : s + 65536]
+        _, bad = fe._shoulder_coarse(q)
+        i0 = np.floor((q - fe.sh_origin) / fe.sh_step)
+        inside = np.all((i0 >= 2) & (i0 <= n - 4), axis=1)
+        rows, cols = np.nonzero(bad & inside[:, None])
+        c3 = i0[rows].astype(np.int64)
+        keys.append(cols * int(np.prod(n - 1)) + (c3[:, 0] * (n[1] - 1) + c3[:, 1]) * (n[2] - 1) + c3[:, 2])
+    return np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True)
+
+
+def _unique_rows(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique rows of a non-negative int array (N, 3) and the inverse index."""
+    m = int(coords.max()) + 1 if coords.size else 1
+    key = (coords[:, 0] * m + coords[:, 1]) * m + coords[:, 2]
+    uk, inv = np.unique(key, return_inverse=True)
+    return np.stack([uk // (m * m), (uk // m) % m, uk % m], axis=1), inv
+
+
+def refine_fast_engine(
+    engine_path: str | os.PathLike | None = None,
+    out_path: str | os.PathLike | None = None,
+    *,
+    ratio: int = 4,
+    tol_mm: float | None = None,
+    n_region_traj: int = 20000,
+    region_joints: np.ndarray | None = None,
+    min_visits: int = 1,
+    seed: int = 0,
+    model_path: str | os.PathLike | None = None,
+    workers: int = 0,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> Path:
+    """Add level-2 tables to a fast engine and write it to ``out_path`` (default: over ``engine_path``,
+    which needs ``overwrite``).
+
+    Pairs refined: the level-1 pairs without a trusted stencil visited at least ``min_visits`` times
+    by the postures of ``n_region_traj`` :func:`synthetic_trajectories` (seed ``seed``; the level-1
+    region's postures) or of ``region_joints`` (..., 4) degrees. ``tol_mm``: the stencil tolerance on
+    the check points (default: the level-1 build's). An engine that already has level 2 is refined
+    from its level 1 again. Returns the path written.
+    """
+    from ..store import ArtifactWriter, read_arrays, read_attrs
+
+    t_start = time.time()
+    src = Path(engine_path) if engine_path is not None else default_engine_path()
+    out = Path(out_path) if out_path is not None else src
+    if out.exists() and not overwrite:
+        raise DeepDrawError(f"{out}: output exists; refusing to overwrite it (delete it, or use --overwrite)")
+    r = int(ratio)
+    if not 2 <= r <= 16:
+        raise DeepDrawError(f"refine: ratio={ratio}; expected an integer from 2 to 16")
+    arrays = read_arrays(src, kind=ENGINE_KIND, schema=_engine_schema())
+    attrs = read_attrs(src)
+    for k in _REFINE_KEYS:
+        arrays.pop(k, None)
+    fe = FastEngine(arrays, src, attrs)
+    cfg = dict(attrs.get("config", {}))
+    cfg.pop("refine", None)
+    tol = float(tol_mm if tol_mm is not None else cfg.get("tol_mm", 0.04))
+    if not tol > 0:
+        raise DeepDrawError(f"refine: tol_mm={tol_mm}; expected a positive tolerance")
+    mp = Path(model_path) if model_path is not None else default_model_path()
+    workers = int(workers) if workers and workers > 0 else (os.cpu_count() or 1)
+    stats: dict[str, Any] = {}
+
+    # 1. the pairs to refine
+    if region_joints is None:
+        joints, lens = synthetic_trajectories(n_region_traj, seed)
+        post = joints[np.arange(joints.shape[1])[None, :] < lens[:, None]]
+    else:
+        post = np.asarray(region_joints, dtype=np.float64).reshape(-1, 4)
+        post = post[np.all(np.isfinite(post), axis=1)]
+    if len(post) == 0:
+        raise DeepDrawError(
+            "region_joints: no finite posture; expected an array (..., 4) of joint angles in degrees"
+        )
+    keys, visits = visited_pairs(fe, post)
+    keys = keys[visits >= min_visits]
+    ncell = int(np.prod(fe.sh_n - 1))
+    pair_k = keys // ncell
+    pair_c3 = np.stack(np.unravel_index(keys % ncell, tuple(fe.sh_n - 1)), axis=1)
+    npair = len(keys)
+    stats.update(
+        region_postures=int(len(post)), pairs=int(npair), pair_visits=int(visits[visits >= min_visits].sum())
+    )
+    log.info("fast engine level 2: %d (cell, muscle) pairs, ratio %d, %d workers", npair, r, workers)
+
+    # 2. fine nodes (-1 .. r+1 per axis) and check points (centre + face centres of each fine cell),
+    # on the global fine grid (step h / r) so that neighbouring pairs share their postures
+    big = r + 3
+    loc = np.arange(-1, r + 2)
+    node_off = np.stack(np.meshgrid(loc, loc, loc, indexing="ij"), axis=-1).reshape(-1, 3)  # (big^3, 3)
+    jj = np.arange(r)
+    cell_off = np.stack(np.meshgrid(jj, jj, jj, indexing="ij"), axis=-1).reshape(-1, 3)  # (r^3, 3)
+    chk_off = np.rint(2 * _CHECK_POINTS).astype(np.int64)  # (7, 3) in half fine steps
+    sh_cols = fe.sh_idx
+    fine_step = fe.sh_step / r
+
+    def plan(offsets: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        g = (scale * r * pair_c3[:, None, :] + offsets[None]).reshape(-1, 3)  # global, in 1/scale fine steps
+        g = g + 2 * scale  # non-negative
+        uniq, inv = _unique_rows(g)
+        which = np.zeros((len(uniq), len(MUSCLES)), dtype=bool)
+        which[inv, sh_cols[np.repeat(pair_k, len(offsets))]] = True
+        q3 = fe.sh_origin + fine_step * ((uniq - 2 * scale) / scale)
+        return np.concatenate([q3, np.full((len(q3), 1), _D0)], axis=1), which, inv.reshape(npair, -1)
+
+    post_nodes, which_nodes, inv_nodes = plan(node_off, 1)
+    chk = (2 * cell_off[:, None, :] + chk_off[None]).reshape(-1, 3)  # (r^3 * 7, 3) half fine steps
+    post_chk, which_chk, inv_chk = plan(chk, 2)
+    stats.update(opensim_postures=int(len(post_nodes) + len(post_chk)))
+    log.info("fast engine level 2: %d node postures, %d check postures", len(post_nodes), len(post_chk))
+    t0 = time.time()
+    path_n, _ = evaluate_postures(
+        mp, post_nodes, False, workers, quiet=quiet, desc="OpenSim: level-2 nodes", which=which_nodes
+    )
+    path_c, _ = evaluate_postures(
+        mp, post_chk, False, workers, quiet=quiet, desc="OpenSim: level-2 checks", which=which_chk
+    )
+    stats["time_opensim_s"] = round(time.time() - t0, 1)
+
+    # 3. tables (quantised as stored) and the stencil of each fine cell
+    t0 = time.time()
+    col = sh_cols[pair_k]
+    table = _quantise(path_n[inv_nodes, col[:, None]]).reshape(npair, big, big, big)
+    truth = path_c[inv_chk, col[:, None]].reshape(npair, r**3, len(chk_off))
+    # padded by one node per side (index of fine node f: f + 2, fine cell j: j + 2), with zeros: the
+    # stencil weights are zero there, but NaN * 0 would spoil every stencil of the edge cells
+    padded = np.zeros((npair, big + 2, big + 2, big + 2))
+    padded[:, 1:-1, 1:-1, 1:-1] = table
+    # a shift s of fine cell j reads nodes j-1+s .. j+2+s: inside the block (-1 .. r+1) or not allowed
+    sh = np.array([-1, 0, 1])
+    ok_axis = (cell_off[:, :, None] + sh[None, None, :] >= 0) & (
+        cell_off[:, :, None] + sh[None, None, :] <= r - 1
+    )
+    shift_ok = (
+        ok_axis[:, 0, :, None, None] & ok_axis[:, 1, None, :, None] & ok_axis[:, 2, None, None, :]
+    ).reshape(r**3, 27)
+    code = np.full((npair, r**3), FALLBACK, dtype=np.uint8)
+    cells = cell_off + 2
+    for s in range(0, npair, 256):
+        blk = padded[s : s + 256]
+        err = _stencil_errors(
+            blk, cells, _CHECK_POINTS, truth[s : s + 256].transpose(1, 2, 0)
+        )  # (r^3, 27, B)
+        err[~shift_ok] = np.inf
+        code[s : s + 256] = _choose_stencils(err, tol, 13).T
+    stats["time_stencils_s"] = round(time.time() - t0, 1)
+    passed = code != FALLBACK
+    stats["fine_cells_passed_frac"] = round(float(passed.mean()), 4) if npair else 0.0
+    stats["fine_cells_passed_frac_per_muscle"] = {
+        MUSCLES[sh_cols[k]]: round(float(passed[pair_k == k].mean()), 4) for k in np.unique(pair_k)
+    }
+
+    # 4. write: level 1 as it was, plus level 2
+    diff, nanmask = _encode_table(table)
+    arrays.update(
+        refine_ratio=np.array([r], dtype=np.int16),
+        refine_key=keys.astype(np.int64),
+        refine_table_diff=diff,
+        refine_table_nan=nanmask,
+        refine_code=code.reshape(npair, r, r, r),
+    )
+    stats["build_time_s"] = round(time.time() - t_start, 1)
+    cfg["refine"] = {
+        "ratio": r, "tol_mm": tol, "min_visits": int(min_visits), "seed": int(seed),
+        "region": "synthetic_trajectories" if region_joints is None else "region_joints",
+        "n_region_traj": int(n_region_traj) if region_joints is None else None,
+    }  # fmt: skip
+    build_stats = json.loads(attrs.get("build_stats", "{}"))
+    build_stats["refine"] = stats
+    keep = {
+        "build_stats": json.dumps(build_stats, sort_keys=True),
+        "model_file": attrs.get("model_file", mp.name),
+    }
+    seeds = dict(attrs.get("seeds", {}) or {})
+    seeds["refine"] = int(seed)
+    with ArtifactWriter(out, ENGINE_KIND, cfg, seeds, attrs.get("inputs", {}), keep, overwrite) as f:
+        for key, arr in arrays.items():
+            big_arr = arr.size > 4096 and arr.dtype.kind in "fiub"
+            f.create_dataset(
+                key,
+                data=arr,
+                **({"compression": "gzip", "compression_opts": 9, "shuffle": True} if big_arr else {}),
+            )
+    log.info("fast engine level 2 written to %s in %.0f s: %s", out, stats["build_time_s"], stats)
+    return out
