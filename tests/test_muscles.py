@@ -323,8 +323,13 @@ def refined(tmp_path_factory, exact):
 def test_refine_serves_part_of_the_fallback_pairs(refined, exact):
     fe, q = refined
     assert fe.rf_key is not None and fe.rf_ratio == 4 and len(fe.rf_key) >= 10
-    level1 = M.FastEngine.load(fe.path)
-    level1.rf_key = None  # the same tables without level 2
+    level1 = M.FastEngine.load(fe.path, level2=False)  # the same tables without level 2
+    assert level1.rf_key is None
+    from deepdraw.dataset.engines import get_engine
+
+    cfg = {"engine": "fast", "model": "", "table": str(fe.path)}
+    assert get_engine({**cfg, "level2": False}).rf_key is None
+    assert get_engine(cfg).rf_key is not None  # [muscles] level2 = true by default
     # random postures inside the refined (cell, muscle) pairs' cells
     rng = np.random.default_rng(0)
     ncell = int(np.prod(fe.sh_n - 1))
@@ -384,12 +389,39 @@ def test_refine_values_equal_a_fresh_opensim_stencil(refined, exact):
     assert checked == 8
 
 
+def test_refine_drops_pairs_with_isolated_failures(refined, tmp_path):
+    """Pairs with 1..ratio failed fine cells (a grazed pocket) are left to OpenSim whole."""
+    from deepdraw.dataset.refine import refine_fast_engine
+
+    fe, q = refined
+    out = tmp_path / "keep_all.h5"
+    refine_fast_engine(fe.path, out, region_joints=q, ratio=4, isolated_max=0, workers=1, quiet=True)
+    every = M.FastEngine.load(out)
+    assert set(fe.rf_key) <= set(every.rf_key)
+    failed = (every.rf_code == M.FALLBACK).reshape(len(every.rf_key), -1).sum(axis=1)
+    dropped = ~np.isin(every.rf_key, fe.rf_key)
+    np.testing.assert_array_equal(dropped, (failed >= 1) & (failed <= 4))
+    assert dropped.any() and (~dropped).any()
+    kept = np.searchsorted(every.rf_key, fe.rf_key)
+    np.testing.assert_array_equal(every.rf_code[kept], fe.rf_code)  # the same stencils otherwise
+    stats = json.loads(read_attrs_of(fe.path)["build_stats"])["refine"]
+    assert stats["pairs_dropped_isolated_failures"] == int(dropped.sum())
+
+
+def read_attrs_of(path):
+    from deepdraw.store import read_attrs
+
+    return read_attrs(path)
+
+
 def test_refine_errors(refined, tmp_path):
     from deepdraw.dataset.refine import refine_fast_engine
 
     fe, q = refined
     with pytest.raises(DeepDrawError, match=re.escape("refusing to overwrite")):
         refine_fast_engine(fe.path, region_joints=q, workers=1)
+    with pytest.raises(DeepDrawError, match="isolated_max=64"):
+        refine_fast_engine(fe.path, tmp_path / "x.h5", isolated_max=64, region_joints=q, workers=1)
     with pytest.raises(DeepDrawError, match="ratio=1"):
         refine_fast_engine(fe.path, tmp_path / "x.h5", ratio=1, region_joints=q, workers=1)
     with pytest.raises(DeepDrawError, match="no finite posture"):

@@ -99,6 +99,7 @@ class MusclesConfig:
     engine: str = "fast"  # "fast" (validated surrogate with OpenSim fallback) or "exact" (OpenSim per frame)
     model: str = ""  # "" = data/reference_model/MoBL_ARMS_module5_scaleIK.osim
     table: str = ""  # "" = data/muscles/fast_engine.h5 (rebuild: deepdraw dataset muscles build)
+    level2: bool = True  # use the fast engine's finer tables in the cells level 1 leaves to OpenSim
 
 
 @dataclass

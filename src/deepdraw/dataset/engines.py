@@ -16,17 +16,17 @@ def _model_path(model: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def _engine(engine: str, model: str, table: str):
+def _engine(engine: str, model: str, table: str, level2: bool = True):
     from . import muscles
 
     if engine == "exact":
         return muscles.ExactEngine(_model_path(model))
-    return muscles.FastEngine.load(table or None, model_path=_model_path(model))
+    return muscles.FastEngine.load(table or None, model_path=_model_path(model), level2=level2)
 
 
 def get_engine(cfg: dict[str, Any]):
     """The engine named by a ``[muscles]`` config section (as a dict)."""
-    return _engine(cfg["engine"], cfg.get("model", ""), cfg.get("table", ""))
+    return _engine(cfg["engine"], cfg.get("model", ""), cfg.get("table", ""), bool(cfg.get("level2", True)))
 
 
 def _pad(joints: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

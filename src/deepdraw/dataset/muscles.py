@@ -1403,13 +1403,19 @@ class FastEngine:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike | None = None, model_path: str | os.PathLike | None = None
+        cls,
+        path: str | os.PathLike | None = None,
+        model_path: str | os.PathLike | None = None,
+        level2: bool = True,
     ) -> FastEngine:
-        """Load the artifact (default: the one shipped in data/muscles); ``model_path`` for the fallback."""
+        """Load the artifact (default: the one shipped in data/muscles); ``model_path`` for the fallback;
+        ``level2=False`` ignores the finer tables (level 1 only, the rest from OpenSim)."""
         from ..store import read_arrays, read_attrs
 
         p = Path(path) if path is not None else default_engine_path()
         arrays = read_arrays(p, kind=ENGINE_KIND, schema=_engine_schema())
+        if not level2:
+            arrays = {k: v for k, v in arrays.items() if not k.startswith("refine_")}
         eng = cls(arrays, p, read_attrs(p))
         eng.model_path = Path(model_path) if model_path is not None else None
         return eng
