@@ -178,7 +178,8 @@ def test_screening_gives_the_exact_selection_with_fewer_jerks(
         return np.where(done, t, np.nan), b, done
 
     unknown = int(((s["muscle_jerk_known"] == 0) & (s["accepted"] == 1)).sum())
-    st = screen_jerks(s, n_samples, evaluate)
+    s_big = {k: v.copy() for k, v in s.items()}
+    st = screen_jerks(s, n_samples, evaluate, min_round=0)  # K/4 per group and round
     want = select(exact, n_samples)
     got = select(s, n_samples)
     np.testing.assert_array_equal(got, want)
@@ -188,6 +189,14 @@ def test_screening_gives_the_exact_selection_with_fewer_jerks(
         assert st["evaluated"] < 0.8 * unknown  # the point of screening
     # every selected jerk is the exact one
     np.testing.assert_array_equal(s["muscle_jerk"][got], truth[got])
+    # rounds of at least ~min_round candidates: fewer rounds, more evaluated, the same selection
+    n_calls = len(calls)
+    s = s_big
+    calls.clear()
+    st_big = screen_jerks(s, n_samples, evaluate, min_round=len(truth) // 3)
+    np.testing.assert_array_equal(select(s, n_samples), want)
+    assert st_big["rounds"] <= n_calls
+    assert calls[0] >= min(len(truth) // 3, unknown) * 0.9  # the first round takes the share
 
 
 def test_screened_dataset_equals_the_exactly_scored_one(tmp_path, monkeypatch):

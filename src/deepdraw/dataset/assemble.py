@@ -147,6 +147,7 @@ def screen_jerks(
     evaluate: Any,
     n_labels: int = 20,
     max_rounds: int = 100,
+    min_round: int = 1000,
 ) -> dict[str, int]:
     """Compute the exact muscle jerks the selection needs; ``scores["muscle_jerk"]`` is filled in place.
 
@@ -159,6 +160,10 @@ def screen_jerks(
     has jerk >= bound > tau, so at least K candidates rank before it and :func:`select` never takes it.
     Each round evaluates, per group, the K/4 unknown candidates with the lowest bounds <= tau; tau only
     decreases, so the evaluated set is the lowest-bound prefix, at most K/4 past the last needed one. A character with a plane short of K valid candidates gets all its jerks computed.
+    A round re-generates its candidates (one batched IK, whose cost per call hardly shrinks below
+    ~1,000 candidates), so each group takes at least its share (by K) of ``min_round`` candidates per
+    round: small runs need fewer rounds, large ones (K/4 above the share) are unchanged. A round may
+    then take up to that share per group past the last needed candidate; the selection does not change.
     Returns counts (evaluated, rounds).
     """
     jerk = scores["muscle_jerk"]
@@ -178,6 +183,7 @@ def screen_jerks(
     stats = {
         "evaluated": 0, "stopped_early": 0, "rounds": 0, "unknown_at_start": int((eligible & ~known).sum())
     }  # fmt: skip
+    k_total = sum(k * len(plane_rows) for _lab, k, plane_rows in groups)
     from .engines import SCREEN_SLACK as slack  # the re-generated IK may differ in the last bits
 
     def run(idx: np.ndarray, tau: np.ndarray) -> None:
@@ -202,7 +208,8 @@ def screen_jerks(
                 tau = np.partition(jerk[kn], k - 1)[k - 1] if len(kn) >= k else np.inf
                 unk = rows[~known[rows] & ~out[rows] & (bound[rows] <= tau * slack)]
                 if len(unk):  # a quarter of K per round: little work past the final tau
-                    todo.append(unk[np.argsort(bound[unk], kind="stable")[: max(1, -(-k // 4))]])
+                    take = max(1, -(-k // 4), -(-int(min_round) * k // max(k_total, 1)))
+                    todo.append(unk[np.argsort(bound[unk], kind="stable")[:take]])
                     taus.append(np.full(len(todo[-1]), tau))
         if not todo:
             break
