@@ -978,6 +978,49 @@ def _fiber_map(path: np.ndarray, fiber: np.ndarray) -> tuple[list[np.ndarray], l
     return xs, ys, errs
 
 
+def _region_postures(region_joints: np.ndarray | None, n_traj: int, seed: int) -> np.ndarray:
+    """(K, 4) postures of the region: ``region_joints`` (finite rows) or the valid frames of
+    ``n_traj`` :func:`synthetic_trajectories`."""
+    if region_joints is None:
+        joints, lens = synthetic_trajectories(n_traj, seed)
+        return joints[np.arange(joints.shape[1])[None, :] < lens[:, None]]
+    post = np.asarray(region_joints, dtype=np.float64).reshape(-1, 4)
+    post = post[np.all(np.isfinite(post), axis=1)]
+    if len(post) == 0:
+        raise DeepDrawError(
+            "region_joints: no finite posture; expected an array (..., 4) of joint angles in degrees"
+        )
+    return post
+
+
+def _write_engine(
+    out: Path,
+    arrays: dict[str, np.ndarray],
+    config: dict,
+    seeds: dict,
+    inputs: dict,
+    attrs: dict,
+    overwrite: bool,
+) -> None:
+    """Write the engine artifact atomically (large numeric arrays shuffled and gzipped)."""
+    from ..store import ArtifactWriter
+
+    with ArtifactWriter(out, ENGINE_KIND, config, seeds, inputs, attrs, overwrite) as f:
+        for key, arr in arrays.items():
+            big = arr.size > 4096 and arr.dtype.kind in "fiub"
+            f.create_dataset(
+                key,
+                data=arr,
+                **({"compression": "gzip", "compression_opts": 9, "shuffle": True} if big else {}),
+            )
+
+
+def _pair_keys(n: np.ndarray, c3: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Keys of (shoulder cell (E, 3), shoulder-muscle index (E,)) pairs: k * cells + flat cell."""
+    c3 = c3.astype(np.int64)
+    return k * int(np.prod(n - 1)) + (c3[:, 0] * (n[1] - 1) + c3[:, 1]) * (n[2] - 1) + c3[:, 2]
+
+
 def build_fast_engine(
     model_path: str | os.PathLike | None = None,
     out_path: str | os.PathLike | None = None,
@@ -1032,16 +1075,7 @@ def build_fast_engine(
 
     # 1. postures of the dataset -> region
     t0 = time.time()
-    if region_joints is None:
-        joints, lens = synthetic_trajectories(n_region_traj, seed)
-        post = joints[np.arange(joints.shape[1])[None, :] < lens[:, None]]
-    else:
-        post = np.asarray(region_joints, dtype=np.float64).reshape(-1, 4)
-        post = post[np.all(np.isfinite(post), axis=1)]
-    if len(post) == 0:
-        raise DeepDrawError(
-            "region_joints: no finite posture; expected an array (..., 4) of joint angles in degrees"
-        )
+    post = _region_postures(region_joints, n_region_traj, seed)
     stats["region_postures"] = int(len(post))
     stats["time_region_s"] = round(time.time() - t0, 1)
 
@@ -1277,7 +1311,7 @@ def build_fast_engine(
         "pad": _PAD, "fiber_map_dl_mm": _FIBER_DL, "region": "synthetic_trajectories" if region_joints is None else "region_joints",
     }  # fmt: skip
     from ..paths import original_startpoints
-    from ..store import ArtifactWriter, file_sha256
+    from ..store import file_sha256
 
     inputs = {model_path.name: file_sha256(model_path)}
     if region_joints is None:
@@ -1302,14 +1336,7 @@ def build_fast_engine(
         "fiber_map_start": start,
     }
     attrs = {"build_stats": json.dumps(stats, sort_keys=True), "model_file": model_path.name}
-    with ArtifactWriter(out_path, ENGINE_KIND, config, {"region": seed}, inputs, attrs, overwrite) as f:
-        for key, arr in arrays.items():
-            big = arr.size > 4096 and arr.dtype.kind in "fiub"
-            f.create_dataset(
-                key,
-                data=arr,
-                **({"compression": "gzip", "compression_opts": 9, "shuffle": True} if big else {}),
-            )
+    _write_engine(out_path, arrays, config, {"region": seed}, inputs, attrs, overwrite)
     log.info("fast engine written to %s in %.0f s: %s", out_path, stats["build_time_s"], stats)
     return out_path
 
@@ -1675,8 +1702,7 @@ def _refine_values(fe: FastEngine, q3: np.ndarray, val: np.ndarray, bad: np.ndar
     rows, cols = np.nonzero(bad & inside[:, None])
     if rows.size == 0:
         return
-    c3 = i0[rows].astype(np.int64)
-    key = cols * int(np.prod(n - 1)) + (c3[:, 0] * (n[1] - 1) + c3[:, 1]) * (n[2] - 1) + c3[:, 2]
+    key = _pair_keys(n, i0[rows], cols)
     p = np.minimum(np.searchsorted(fe.rf_key, key), len(fe.rf_key) - 1)
     hit = fe.rf_key[p] == key
     rows, cols, p = rows[hit], cols[hit], p[hit]

@@ -31,12 +31,14 @@ from .muscles import (
     _choose_stencils,
     _encode_table,
     _engine_schema,
+    _pair_keys,
     _quantise,
+    _region_postures,
     _stencil_errors,
+    _write_engine,
     default_engine_path,
     default_model_path,
     evaluate_postures,
-    synthetic_trajectories,
 )
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,7 @@ def visited_pairs(fe: FastEngine, postures: np.ndarray) -> tuple[np.ndarray, np.
         i0 = np.floor((q - fe.sh_origin) / fe.sh_step)
         inside = np.all((i0 >= 2) & (i0 <= n - 4), axis=1)
         rows, cols = np.nonzero(bad & inside[:, None])
-        c3 = i0[rows].astype(np.int64)
-        keys.append(cols * int(np.prod(n - 1)) + (c3[:, 0] * (n[1] - 1) + c3[:, 1]) * (n[2] - 1) + c3[:, 2])
+        keys.append(_pair_keys(n, i0[rows], cols))
     return np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True)
 
 
@@ -91,14 +92,14 @@ def refine_fast_engine(
     which needs ``overwrite``).
 
     Pairs refined: the level-1 pairs without a trusted stencil visited at least ``min_visits`` times
-    by the postures of ``n_region_traj`` :func:`synthetic_trajectories` (seed ``seed``; the level-1
+    by the postures of ``n_region_traj`` :func:`~deepdraw.dataset.muscles.synthetic_trajectories` (seed ``seed``; the level-1
     region's postures) or of ``region_joints`` (..., 4) degrees. ``tol_mm``: the stencil tolerance on
     the check points (default: the level-1 build's). Pairs with 1 to ``isolated_max`` (default:
     ``ratio``) failed fine cells are dropped: isolated failures mark thin wrapping pockets that the
     check points only grazed (docs/muscles.md). An engine that already has level 2 is refined from
     its level 1 again. Returns the path written.
     """
-    from ..store import ArtifactWriter, read_arrays, read_attrs
+    from ..store import read_arrays, read_attrs
 
     t_start = time.time()
     src = Path(engine_path) if engine_path is not None else default_engine_path()
@@ -127,16 +128,7 @@ def refine_fast_engine(
     stats: dict[str, Any] = {}
 
     # 1. the pairs to refine
-    if region_joints is None:
-        joints, lens = synthetic_trajectories(n_region_traj, seed)
-        post = joints[np.arange(joints.shape[1])[None, :] < lens[:, None]]
-    else:
-        post = np.asarray(region_joints, dtype=np.float64).reshape(-1, 4)
-        post = post[np.all(np.isfinite(post), axis=1)]
-    if len(post) == 0:
-        raise DeepDrawError(
-            "region_joints: no finite posture; expected an array (..., 4) of joint angles in degrees"
-        )
+    post = _region_postures(region_joints, n_region_traj, seed)
     keys, visits = visited_pairs(fe, post)
     keys = keys[visits >= min_visits]
     ncell = int(np.prod(fe.sh_n - 1))
@@ -249,13 +241,6 @@ def refine_fast_engine(
     }
     seeds = dict(attrs.get("seeds", {}) or {})
     seeds["refine"] = int(seed)
-    with ArtifactWriter(out, ENGINE_KIND, cfg, seeds, attrs.get("inputs", {}), keep, overwrite) as f:
-        for key, arr in arrays.items():
-            big_arr = arr.size > 4096 and arr.dtype.kind in "fiub"
-            f.create_dataset(
-                key,
-                data=arr,
-                **({"compression": "gzip", "compression_opts": 9, "shuffle": True} if big_arr else {}),
-            )
+    _write_engine(out, arrays, cfg, seeds, attrs.get("inputs", {}), keep, overwrite)
     log.info("fast engine level 2 written to %s in %.0f s: %s", out, stats["build_time_s"], stats)
     return out
