@@ -660,6 +660,8 @@ def evaluate_postures(
 # --------------------------------------------------------------------------------------------------
 FALLBACK = 255
 """Stencil code of a cell the fast engine does not trust (the exact engine is asked)."""
+REFINE_KEYS = ("refine_ratio", "refine_key", "refine_table_diff", "refine_table_nan", "refine_code")
+"""Keys of the fast engine's optional level 2 (:mod:`deepdraw.dataset.refine`): all or none."""
 _SHIFTS = np.array([-1, 0, 1])
 
 
@@ -747,16 +749,24 @@ def _choose_stencils(pred_err: np.ndarray, tol: float, centre: int) -> np.ndarra
     return np.where(ok, code, FALLBACK).astype(np.uint8)
 
 
+def _grid_cells(
+    n: np.ndarray, origin: np.ndarray, step: np.ndarray, q3: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Postures q3 (K, 3) deg -> grid coordinates u (K, 3), cell corners floor(u) (K, 3, float) and
+    whether the cell is in the grid's interior (room for every stencil) (K,)."""
+    u = (q3 - origin) / step
+    i0 = np.floor(u)
+    return u, i0, np.all((i0 >= 2) & (i0 <= n - 4), axis=1)
+
+
 def _locate(
     n: np.ndarray, code: np.ndarray, origin: np.ndarray, step: np.ndarray, q3: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Postures q3 (K, 3) deg -> cell corner i0 (K, 3), position in the cell t (K, 3), the cells'
     stencil codes (K, ms) and the mask (K, ms) of entries without a trusted stencil (off the grid's
     interior or FALLBACK); i0 is a valid dummy cell where the posture is off the grid."""
-    u = (q3 - origin) / step
-    i0 = np.floor(u)
+    u, i0, inside = _grid_cells(n, origin, step, q3)
     t = u - i0
-    inside = np.all((i0 >= 2) & (i0 <= n - 4), axis=1)
     i0 = np.where(inside[:, None], i0, 2).astype(np.int64)
     cell = (i0[:, 0] * (n[1] - 1) + i0[:, 1]) * (n[2] - 1) + i0[:, 2]
     c = code[:, cell].T  # (K, ms)
@@ -1442,7 +1452,7 @@ class FastEngine:
         p = Path(path) if path is not None else default_engine_path()
         arrays = read_arrays(p, kind=ENGINE_KIND, schema=_engine_schema())
         if not level2:
-            arrays = {k: v for k, v in arrays.items() if not k.startswith("refine_")}
+            arrays = {k: v for k, v in arrays.items() if k not in REFINE_KEYS}
         eng = cls(arrays, p, read_attrs(p))
         eng.model_path = Path(model_path) if model_path is not None else None
         return eng
@@ -1512,7 +1522,7 @@ class FastEngine:
     def _load_refine(self, arrays: dict[str, np.ndarray]) -> None:
         """The optional level-2 tables (:mod:`deepdraw.dataset.refine`); absent: ``rf_key`` is None."""
         self.rf_key: np.ndarray | None = None
-        keys = ("refine_ratio", "refine_key", "refine_table_diff", "refine_table_nan", "refine_code")
+        keys = REFINE_KEYS
         present = [k for k in keys if k in arrays]
         if not present:
             return
@@ -1696,9 +1706,7 @@ def _refine_values(fe: FastEngine, q3: np.ndarray, val: np.ndarray, bad: np.ndar
     table and whose fine cell a stencil passed at build time; they leave the mask."""
     assert fe.rf_key is not None
     n, r = fe.sh_n, fe.rf_ratio
-    u = (q3 - fe.sh_origin) / fe.sh_step
-    i0 = np.floor(u)
-    inside = np.all((i0 >= 2) & (i0 <= n - 4), axis=1)
+    u, i0, inside = _grid_cells(n, fe.sh_origin, fe.sh_step, q3)
     rows, cols = np.nonzero(bad & inside[:, None])
     if rows.size == 0:
         return

@@ -27,10 +27,12 @@ from .muscles import (
     ENGINE_KIND,
     FALLBACK,
     MUSCLES,
+    REFINE_KEYS,
     FastEngine,
     _choose_stencils,
     _encode_table,
     _engine_schema,
+    _grid_cells,
     _pair_keys,
     _quantise,
     _region_postures,
@@ -42,8 +44,6 @@ from .muscles import (
 )
 
 log = logging.getLogger(__name__)
-
-_REFINE_KEYS = ("refine_ratio", "refine_key", "refine_table_diff", "refine_table_nan", "refine_code")
 
 
 def visited_pairs(fe: FastEngine, postures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,8 +57,7 @@ def visited_pairs(fe: FastEngine, postures: np.ndarray) -> tuple[np.ndarray, np.
     for s in range(0, len(q3), 65536):
         q = q3[s : s + 65536]
         _, bad = fe._shoulder_coarse(q)
-        i0 = np.floor((q - fe.sh_origin) / fe.sh_step)
-        inside = np.all((i0 >= 2) & (i0 <= n - 4), axis=1)
+        _, i0, inside = _grid_cells(n, fe.sh_origin, fe.sh_step, q)
         rows, cols = np.nonzero(bad & inside[:, None])
         keys.append(_pair_keys(n, i0[rows], cols))
     return np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True)
@@ -115,7 +114,7 @@ def refine_fast_engine(
         )
     arrays = read_arrays(src, kind=ENGINE_KIND, schema=_engine_schema())
     attrs = read_attrs(src)
-    for k in _REFINE_KEYS:
+    for k in REFINE_KEYS:
         arrays.pop(k, None)
     fe = FastEngine(arrays, src, attrs)
     cfg = dict(attrs.get("config", {}))
