@@ -61,21 +61,47 @@ def candidates(n: int, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
-def _ik(paths: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _targets(paths: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     lens = np.array([p.shape[1] for p in paths])
     targets = np.full((len(paths), lens.max(), 3), np.nan)
     for i, p in enumerate(paths):
         targets[i, : lens[i]] = p.T
-    q, err = arm.ik_batch(targets, lens)
-    return q, err, lens
+    return targets, lens
 
 
-def _exact_jerks(paths: list[np.ndarray], fast: FastEngine, known: tuple | None = None) -> np.ndarray:
-    """Re-generate (IK) and compute the exact muscle jerk, as the assembly does (``known``: the
+def _ik(paths: list[np.ndarray], return_swivel: bool = False) -> tuple[np.ndarray, ...]:
+    targets, lens = _targets(paths)
+    out = arm.ik_batch(targets, lens, return_swivel=return_swivel)
+    return (*out[:2], lens, *out[2:])
+
+
+def _rebuild(paths: list[np.ndarray], swivel: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Re-generate the joints as the assembly does: closed form from the kinematics stage's swivel
+    angles (:func:`deepdraw.dataset.arm.joints_from_swivel`; the IK's joints bit for bit)."""
+    targets, lens = _targets(paths)
+    phi = np.full(targets.shape[:2], np.nan)
+    for i, s in enumerate(swivel):
+        phi[i, : lens[i]] = s
+    ok = np.array([np.isfinite(s).all() for s in swivel])  # an unreachable frame: solved again
+    q = np.full(targets.shape[:2] + (4,), np.nan)
+    for rows, solve in ((np.flatnonzero(ok), True), (np.flatnonzero(~ok), False)):
+        if len(rows):
+            q[rows] = (
+                arm.joints_from_swivel(targets[rows], phi[rows], lens[rows])[0]
+                if solve
+                else arm.ik_batch(targets[rows], lens[rows])[0]
+            )
+    return q, lens
+
+
+def _exact_jerks(
+    paths: list[np.ndarray], swivel: list[np.ndarray], fast: FastEngine, known: tuple | None = None
+) -> np.ndarray:
+    """Re-generate and compute the exact muscle jerk, as the assembly does (``known``: the
     screening's OpenSim values, (row, frame, muscle, value), re-used as the assembly does)."""
     if not paths:
         return np.zeros(0)
-    q, _, lens = _ik(paths)
+    q, lens = _rebuild(paths, swivel)
     return arm.joint_jerk(fast.lengths(q, lens, known=known), lens)
 
 
@@ -87,7 +113,8 @@ def run_default(paths: list[np.ndarray], fast: FastEngine, screen: bool = True, 
     from deepdraw.dataset.engines import muscle_jerk_progressive, muscle_jerk_scores
 
     t0 = time.perf_counter()
-    q, err, lens = _ik(paths)
+    q, err, lens, sv = _ik(paths, return_swivel=True)
+    swivel = [sv[i, : lens[i]] for i in range(len(paths))]  # stored in the kinematics shards
     trace = np.nansum(err, axis=1)
     jerk = arm.joint_jerk(q, lens)
     ok = (trace <= 1e-2) & (jerk <= 1.0)
@@ -109,7 +136,7 @@ def run_default(paths: list[np.ndarray], fast: FastEngine, screen: bool = True, 
     kept_values: dict[int, tuple[np.ndarray, ...]] = {}  # the screening's OpenSim values, per row
 
     def evaluate(idx: np.ndarray, tau: np.ndarray):
-        q2, _, l2 = _ik([paths[acc[i]] for i in idx])  # re-generated, as the assembly does
+        q2, l2 = _rebuild([paths[acc[i]] for i in idx], [swivel[acc[i]] for i in idx])  # as the assembly
         joints = [q2[i, : l2[i]] for i in range(len(idx))]
         j, b, d, (tr, fr, mu, val) = muscle_jerk_progressive(joints, MUSCLES_CFG, tau, return_filled=True)
         cut = np.searchsorted(tr, np.arange(len(idx) + 1))  # rows are in order
@@ -131,7 +158,7 @@ def run_default(paths: list[np.ndarray], fast: FastEngine, screen: bool = True, 
         (np.full(len(kept_values[i][0]), r), *kept_values[i]) for r, i in enumerate(kept) if i in kept_values
     ]
     known = tuple(np.concatenate(a) for a in zip(*parts)) if parts else None
-    _exact_jerks([paths[acc[i]] for i in kept], fast, known)
+    _exact_jerks([paths[acc[i]] for i in kept], [swivel[acc[i]] for i in kept], fast, known)
     t4 = time.perf_counter()
     # OpenSim itself returns NaN for a few postures (a wrapping failure, e.g. PECM1); like the
     # original, such a candidate has no finite muscle jerk and is never selected

@@ -242,6 +242,62 @@ def test_ik_batch_padding_lengths_and_limits(letters):
     assert np.all(np.isnan(j3[:, 10:])) and np.all(np.isfinite(j3[:, :10]))
 
 
+def test_joints_from_swivel_is_the_ik_bit_for_bit(letters, monkeypatch):
+    """The closed-form rebuild from the stored swivel angles equals the searched IK exactly."""
+    x, lengths = pack(letters)
+    joints, err, sv = arm.ik_batch(x, lengths, return_swivel=True)
+    j_plain, e_plain = arm.ik_batch(x, lengths)
+    np.testing.assert_array_equal(j_plain, joints)  # asking for the angles changes nothing
+    np.testing.assert_array_equal(e_plain, err)
+    valid = np.arange(x.shape[1])[None, :] < lengths[:, None]
+    assert np.isfinite(sv[valid]).all() and np.isnan(sv[~valid]).all()
+    j2, e2 = arm.joints_from_swivel(x, sv, lengths)
+    np.testing.assert_array_equal(j2, joints)
+    np.testing.assert_array_equal(e2, err)
+
+    # frames exactly at the pole b = 0 (a is free there: it keeps the previous frame's value)
+    q = np.array([[30, 0, -20, 60], [30, 0, -30, 60], [40, 1e-9, -30, 60], [20, 0, 10, 60], [0, 0, 0, 90]])
+    t = arm.fk_world(q.astype(float))[None]
+    q0 = (30.0, 0.0, -20.0, 60.0)
+    joints, err, sv = arm.ik_batch(t, q0=q0, return_swivel=True)
+    seen = []
+    orig = arm._Swivel.joints
+
+    def recording(self, phi, a_prev, deriv=False):
+        out = orig(self, phi, a_prev, deriv)
+        if self.poles is not None:
+            seen.append(int(self.poles[-1].sum()))
+        return out
+
+    monkeypatch.setattr(arm._Swivel, "joints", recording)
+    j2, e2 = arm.joints_from_swivel(t, sv, q0=q0)
+    assert seen and seen[0] >= 2  # the pole branch ran
+    np.testing.assert_array_equal(j2, joints)
+    np.testing.assert_array_equal(e2, err)
+
+    # an unreachable frame has no swivel angle: the rebuild refuses it
+    far = np.array([[[30.0, -10.0, 0.0], [100.0, 0.0, 0.0]]])
+    _, _, sv = arm.ik_batch(far, return_swivel=True)
+    assert np.isfinite(sv[0, 0]) and np.isnan(sv[0, 1])
+    with pytest.raises(DeepDrawError, match="unreachable"):
+        arm.joints_from_swivel(far, sv)
+    with pytest.raises(DeepDrawError, match="swivel: expected shape"):
+        arm.joints_from_swivel(far, sv[:, :1])
+
+
+def test_third_difference_is_np_gradient_three_times():
+    rng = np.random.default_rng(3)
+    for shape, axis in (((2, 3), 0), ((3, 5), 0), ((40, 25), 0), ((4, 30, 25), 1)):
+        x = rng.normal(size=shape) * 100
+        x.flat[5] = np.nan
+        want = x
+        for _ in range(3):
+            want = np.gradient(want, axis=axis)
+        np.testing.assert_array_equal(arm.third_difference(x, axis=axis), want)
+    with pytest.raises(DeepDrawError, match="at least 2"):
+        arm.third_difference(np.zeros((1, 4)))
+
+
 def test_ik_batch_rejects_bad_input():
     with pytest.raises(DeepDrawError):
         arm.ik_batch(np.zeros((3, 3)))

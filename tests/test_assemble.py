@@ -314,3 +314,59 @@ def test_progressive_jerk_equals_exact_or_stops_above_tau():
     assert np.all(bound[stopped] > tau[stopped]) and np.all(bound[stopped] <= exact[stopped])
     assert np.all(np.isnan(jerk[stopped]))
     np.testing.assert_array_equal(jerk[done], exact[done])
+
+
+def test_assembly_rebuilds_the_joints_from_the_stored_swivel(tmp_path, monkeypatch):
+    """The kinematics shards store the IK's swivel angles; the assembly rebuilds the joints from them
+    (no IK search) and the dataset is the same, byte for byte, as when the IK is solved again."""
+    import h5py
+
+    from deepdraw.config import config_from_dict
+    from deepdraw.dataset import arm
+    from deepdraw.dataset.assemble import run_assemble
+    from deepdraw.dataset.stage import run_characters, run_kinematics, run_startpoints
+
+    cfg = config_from_dict(
+        {
+            "run": {"seed": 5, "quiet": True, "out_dir": str(tmp_path)},
+            "parallel": {"mode": "sync"},
+            "kinematics": {"n_candidates": 160, "shard_size": 70, "save_trajectories": False},
+            "assembly": {"n_samples": 30, "chunk": 16},
+        }
+    )
+    run_characters(cfg)
+    run_startpoints(cfg)
+    run_kinematics(cfg)
+    shards = sorted((tmp_path / "dataset" / "candidates").glob("shard_*.h5"))
+    for p in shards:  # one angle per frame of every candidate, uncompressed (read a few at a time)
+        with h5py.File(p) as f:
+            assert f["swivel"].shape == (int(f["length"][()].sum()),)
+            assert f["swivel"].compression is None and np.isfinite(f["swivel"][()]).all()
+
+    calls = []
+    ik_batch = arm.ik_batch
+
+    def counting(targets, *a, **kw):
+        calls.append(len(targets))
+        return ik_batch(targets, *a, **kw)
+
+    monkeypatch.setattr(arm, "ik_batch", counting)
+    keys = ("candidate_id", "joint_coords", "muscle_coords", "spindle_info", "spindle_firing", "muscle_jerk")
+    out = {}
+    for variant in ("swivel", "ik"):
+        if variant == "ik":
+            for p in shards:
+                with h5py.File(p, "a") as f:
+                    del f["swivel"]
+        calls.clear()
+        run_assemble(cfg)
+        out[variant] = {}
+        for split in ("train", "test"):
+            with h5py.File(tmp_path / "dataset" / f"pcrt_{split}.h5") as f:
+                out[variant].update({f"{split}/{k}": f[k][()] for k in keys})
+        if variant == "swivel":
+            assert calls == []  # every joint from its swivel angles
+        else:
+            assert sum(calls) >= 30  # every evaluated or selected candidate solved again
+    for k, v in out["swivel"].items():
+        np.testing.assert_array_equal(v, out["ik"][k], err_msg=k)

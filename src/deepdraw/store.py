@@ -218,12 +218,18 @@ def write_artifact(
     attrs: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     compression: str | None = None,
+    uncompressed: tuple[str, ...] = (),
 ) -> Path:
-    """Write ``arrays`` (key -> array; keys may contain ``/`` for groups) as one artifact."""
+    """Write ``arrays`` (key -> array; keys may contain ``/`` for groups) as one artifact.
+
+    ``compression`` applies to the numeric arrays of more than 1,024 values, except the keys in
+    ``uncompressed`` (stored contiguous: a slice of them is read without decompressing anything)."""
     with ArtifactWriter(path, kind, config, seeds, inputs, attrs, overwrite) as f:
         for key, arr in arrays.items():
             arr = np.asarray(arr)
             comp = compression if arr.size > 1024 and arr.dtype.kind in "fiub" else None
+            if key in uncompressed:
+                comp = None
             f.create_dataset(key, data=arr, compression=comp)
     return Path(path)
 

@@ -101,6 +101,7 @@ __all__ = [
     "elbow_flexion_from_distance",
     "ik_reference",
     "ik_batch",
+    "joints_from_swivel",
     "tracing_error",
     "joint_jerk",
     "reach_error",
@@ -383,6 +384,8 @@ class _Swivel:
     the reachable range; ``r`` (k,) the target distance (cm).
     """
 
+    poles: list[np.ndarray] | None = None  # set to a list to record the pole masks of joints()
+
     def __init__(self, p_s: np.ndarray):
         r = np.linalg.norm(p_s, axis=-1)
         self.r = r
@@ -443,6 +446,8 @@ class _Swivel:
         cj = np.arctan2(s, c)
         rxy = x * x + y * y
         pole = rxy < 1e-24
+        if self.poles is not None:
+            self.poles.append(pole)
         if pole.any():
             ap = np.clip(a_prev, *_LIM_RAD[0])[:, None]
             a = np.where(pole, ap, a)
@@ -506,14 +511,15 @@ def _objective(a: np.ndarray, b: np.ndarray, c: np.ndarray, qp: np.ndarray) -> n
 
 
 def _solve_frame(
-    p_s: np.ndarray, q_prev: np.ndarray, n_grid: int = 32, n_newton: int = 12
-) -> tuple[np.ndarray, np.ndarray]:
+    p_s: np.ndarray, q_prev: np.ndarray, n_grid: int = 32, n_newton: int = 12, return_swivel: bool = False
+) -> tuple[np.ndarray, ...]:
     """Nearest feasible posture (k, 4) to ``q_prev`` (k, 4, degrees) with the hand on ``p_s`` (k, 3, {S} cm).
 
     Candidates: ``n_grid`` uniform swivel angles, and the closed-form swivel angles where a, b or c
     equals its previous value or a or c is at a limit. The best feasible candidate is refined by
     safeguarded Newton steps on the squared joint distance (:func:`_newton`). Rows with no feasible
-    candidate are unreachable (:func:`_nearest_reachable`). Returns (q (k, 4) degrees, err (k,) cm).
+    candidate are unreachable (:func:`_nearest_reachable`). Returns (q (k, 4) degrees, err (k,) cm),
+    and with ``return_swivel`` the swivel angle (k,) radians of each solution (NaN where unreachable).
     """
     k = len(p_s)
     sw = _Swivel(p_s)
@@ -544,8 +550,10 @@ def _solve_frame(
     ok = np.isfinite(f_cur)
     ph = phi[rows, j][:, None]
     a, b, c = a[rows, j], b[rows, j], c[rows, j]  # copies
+    swivel = ph[:, 0].copy()
     if n_newton > 0 and ok.any():
-        _newton(sw, np.flatnonzero(ok), ph, f_cur, qp, a_prev, 2 * np.pi / n_grid, n_newton, (a, b, c))
+        out = (a, b, c, swivel)
+        _newton(sw, np.flatnonzero(ok), ph, f_cur, qp, a_prev, 2 * np.pi / n_grid, n_newton, out)
     q = np.empty((k, 4))
     q[:, 0], q[:, 1], q[:, 2] = np.rad2deg(a), np.rad2deg(b), np.rad2deg(c)
     q[:, 3] = sw.d
@@ -554,7 +562,10 @@ def _solve_frame(
     if bad.any():
         idx = np.flatnonzero(bad)
         q[idx] = _nearest_reachable(p_s[idx], sw.subset(idx), phi[idx], a_prev[idx])
+        swivel[idx] = np.nan
     err = np.linalg.norm(fk(q) - p_s, axis=-1)
+    if return_swivel:
+        return q, err, swivel
     return q, err
 
 
@@ -567,7 +578,7 @@ def _newton(
     a_prev: np.ndarray,
     h0: float,
     n_iter: int,
-    out: tuple[np.ndarray, np.ndarray, np.ndarray],
+    out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
 ) -> None:
     """Safeguarded Newton on the squared joint distance along the swivel, for the rows ``idx``.
 
@@ -575,7 +586,7 @@ def _newton(
     first ``h0``) is kept only if it lowers the distance and stays feasible; the radius doubles after
     a full accepted step and shrinks to a quarter of a rejected one. A row stops once its step is
     below 1e-11 rad, or when it sits on a joint limit and the step leaves the feasible set. The
-    resulting (a, b, c) (radians) are written into ``out`` at the rows ``idx``.
+    resulting (a, b, c) (radians) and swivel angles are written into ``out`` at the rows ``idx``.
     """
     sub = sw.subset(idx)
     qps, aps, ph = qp[idx], a_prev[idx], ph[idx]
@@ -606,6 +617,7 @@ def _newton(
         if done.any():
             rows = idx[done]
             out[0][rows], out[1][rows], out[2][rows] = cur[0][done, 0], cur[1][done, 0], cur[2][done, 0]
+            out[3][rows] = ph[done, 0]
             keep = ~done
             if not keep.any():
                 return
@@ -694,7 +706,8 @@ def ik_batch(
     n_grid: int = 32,
     n_newton: int = 12,
     progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+    return_swivel: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Batched IK: at each frame, the feasible posture nearest the previous one that reaches the target.
 
     Same objective as :func:`ik_reference` (``min ‖q - q_prev‖`` s.t. ``FK(q) = target`` and the joint
@@ -708,6 +721,9 @@ def ik_batch(
     Returns joints (n, T, 4) degrees and err (n, T) = ‖target - FK(q)‖ cm, both NaN beyond
     ``lengths``. Unreachable targets get the posture whose hand is nearest the target (within the
     limits) and a positive error; the next frame starts from that posture.
+    ``return_swivel``: also return the swivel angle (n, T) radians of every frame's solution (NaN for
+    unreachable targets and beyond ``lengths``): :func:`joints_from_swivel` rebuilds the same joints
+    from it, bit for bit, without the search (the dataset's assembly re-uses it).
     """
     targets_w, lengths = _validate_targets(targets_w, lengths)
     n, t_max, _ = targets_w.shape
@@ -716,8 +732,9 @@ def ik_batch(
         raise DeepDrawError(f"q0: expected shape (4,) or ({n}, 4) in degrees, got {q0.shape}")
     joints = np.full((n, t_max, 4), np.nan)
     err = np.full((n, t_max), np.nan)
+    swivel = np.full((n, t_max), np.nan)
     if n == 0 or lengths.max(initial=0) == 0:
-        return joints, err
+        return (joints, err, swivel) if return_swivel else (joints, err)
     order = np.argsort(-lengths, kind="stable")  # the trajectories still running form a prefix
     len_sorted = lengths[order]
     t_run = int(len_sorted[0])
@@ -725,6 +742,7 @@ def ik_batch(
     q_prev = np.broadcast_to(q0, (n, 4))[order].copy()
     q_out = np.full((n, t_run, 4), np.nan)
     e_out = np.full((n, t_run), np.nan)
+    s_out = np.full((n, t_run), np.nan)
     steps = range(t_run)
     if progress:
         from tqdm import tqdm
@@ -732,12 +750,69 @@ def ik_batch(
         steps = tqdm(steps, desc="ik_batch frames", leave=False)
     for t in steps:
         k = int(np.count_nonzero(len_sorted > t))  # padding frames cost nothing
-        q, e = _solve_frame(p_s[:k, t], q_prev[:k], n_grid, n_newton)
+        q, e, sv = _solve_frame(p_s[:k, t], q_prev[:k], n_grid, n_newton, return_swivel=True)
         q_out[:k, t] = q
         e_out[:k, t] = e
+        s_out[:k, t] = sv
         q_prev[:k] = q
     joints[order, :t_run] = q_out
     err[order, :t_run] = e_out
+    if not return_swivel:
+        return joints, err
+    swivel[order, :t_run] = s_out
+    return joints, err, swivel
+
+
+def joints_from_swivel(
+    targets_w: np.ndarray,
+    swivel: np.ndarray,
+    lengths: np.ndarray | None = None,
+    q0: Sequence[float] | np.ndarray = Q_START,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The joints of :func:`ik_batch` (``return_swivel=True``) from its swivel angles, without the search.
+
+    targets_w (n, T, 3) cm as given to :func:`ik_batch`; swivel (n, T) radians, finite on every valid
+    frame (a trajectory with an unreachable frame, NaN there, must be solved again with
+    :func:`ik_batch`). Each frame's joints follow in closed form from its target and swivel angle
+    (:class:`_Swivel`, all frames at once), with the same operations as the search's last step, so the
+    result is bit for bit :func:`ik_batch`'s. Only a frame exactly at the pole ``b = 0`` depends on the
+    previous posture (``a`` is free there and keeps the previous value); those few frames are settled in
+    time order. Returns joints (n, T, 4) degrees and err (n, T) cm, NaN beyond ``lengths``.
+    """
+    targets_w, lengths = _validate_targets(targets_w, lengths)
+    n, t_max, _ = targets_w.shape
+    swivel = np.asarray(swivel, dtype=np.float64)
+    if swivel.shape != (n, t_max):
+        raise DeepDrawError(f"swivel: expected shape ({n}, {t_max}) in radians, got {swivel.shape}")
+    q0 = np.broadcast_to(np.asarray(q0, dtype=float), (n, 4))
+    valid = np.arange(t_max)[None, :] < lengths[:, None]
+    if not np.all(np.isfinite(swivel[valid])):
+        i = int(np.argmax((valid & ~np.isfinite(swivel)).any(axis=1)))
+        raise DeepDrawError(
+            f"swivel: trajectory {i} has NaN within its first {int(lengths[i])} frames (an unreachable "
+            "target); expected finite angles (solve it with ik_batch)"
+        )
+    joints = np.full((n, t_max, 4), np.nan)
+    err = np.full((n, t_max), np.nan)
+    if not valid.any():
+        return joints, err
+    rows, frames = np.nonzero(valid)  # row-major: each trajectory's frames in time order
+    p_s = world_to_shoulder(targets_w[rows, frames])
+    sw = _Swivel(p_s)
+    sw.poles = []
+    ph = swivel[rows, frames][:, None]
+    a, b, c = sw.joints(ph, np.zeros(len(rows)))
+    pole = sw.poles[0][:, 0]
+    a, b, c = a[:, 0], b[:, 0], c[:, 0]
+    q = np.empty((len(rows), 4))
+    q[:, 0], q[:, 1], q[:, 2] = np.rad2deg(a), np.rad2deg(b), np.rad2deg(c)
+    q[:, 3] = sw.d
+    np.clip(q, Q_MIN, Q_MAX, out=q)
+    for k in np.flatnonzero(pole):  # a = the previous frame's a (radians, clipped to its limits)
+        a_prev = np.deg2rad(q[k - 1, 0] if frames[k] > 0 else q0[rows[k], 0])
+        q[k, 0] = min(max(np.rad2deg(min(max(a_prev, _LIM_RAD[0, 0]), _LIM_RAD[0, 1])), Q_MIN[0]), Q_MAX[0])
+    joints[rows, frames] = q
+    err[rows, frames] = np.linalg.norm(fk(q) - p_s, axis=-1)
     return joints, err
 
 
@@ -763,6 +838,28 @@ def reach_error(points_w: np.ndarray, chunk: int = 200_000) -> np.ndarray:
         _, e = _solve_frame(p_s, q_prev, n_grid=16, n_newton=0)
         out[s : s + chunk] = e
     return out
+
+
+def third_difference(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    """``np.gradient`` with unit spacing applied three times along ``axis`` (at least 2 points), bit for
+    bit: central differences ``(x[t+1] - x[t-1]) / 2`` inside, one-sided ``x[1] - x[0]`` and
+    ``x[-1] - x[-2]`` at the ends. A few array operations, without ``np.gradient``'s per-call set-up
+    (the muscle-jerk screening calls it once per block of OpenSim frames)."""
+    x = np.asarray(x, dtype=float)
+    if axis != 0:
+        x = np.moveaxis(x, axis, 0)
+    if x.shape[0] < 2:
+        raise DeepDrawError(
+            f"third_difference: expected at least 2 points along axis {axis}, got {x.shape[0]}"
+        )
+    for _ in range(3):
+        out = np.empty_like(x)
+        np.subtract(x[2:], x[:-2], out=out[1:-1])
+        out[1:-1] /= 2.0
+        np.subtract(x[1], x[0], out=out[0])
+        np.subtract(x[-1], x[-2], out=out[-1])
+        x = out
+    return x if axis == 0 else np.moveaxis(x, 0, axis)
 
 
 def joint_jerk(q: np.ndarray, lengths: np.ndarray | None = None, omit_nan: bool = False) -> np.ndarray:
@@ -793,8 +890,6 @@ def joint_jerk(q: np.ndarray, lengths: np.ndarray | None = None, omit_nan: bool 
         if length < 2:
             continue
         rows = np.flatnonzero(lengths == length)
-        x = q[rows, :length]
-        for _ in range(3):
-            x = np.gradient(x, axis=1)
+        x = third_difference(q[rows, :length], axis=1)
         out[rows] = np.sqrt((np.nansum if omit_nan else np.sum)(x**2, axis=(1, 2)))
     return float(out[0]) if single else out

@@ -237,6 +237,55 @@ def split(ids: np.ndarray, seed: int, test_fraction: float) -> tuple[np.ndarray,
 
 
 @dataclass
+class SwivelRef:
+    """Where the IK swivel angles of a task's rows are: their shard files, and per row the shard (index
+    into ``paths``) and the offset of its first frame in the shard's ``swivel`` array."""
+
+    paths: list[str]
+    shard: np.ndarray
+    offset: np.ndarray
+
+
+def swivel_refs(shards: list[Path], scores: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per score row (shards concatenated in order): its shard index and its offset in that shard's
+    ``swivel`` array (the candidates' frames, one after the other)."""
+    sizes = []
+    for p in shards:
+        with store.open_artifact(p, kind="candidates") as f:
+            sizes.append(f["candidate_id"].shape[0])
+    shard = np.repeat(np.arange(len(shards)), sizes)
+    ends = np.cumsum(scores["length"])
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)  # first row of each shard
+    base = np.where(first > 0, ends[np.maximum(first - 1, 0)], 0)  # frames before each shard
+    return shard, ends - scores["length"] - base[shard]
+
+
+def load_swivel(ref: SwivelRef | None, lengths: np.ndarray) -> list[np.ndarray | None]:
+    """The swivel angles (T_i,) of each row of ``ref`` (None where a shard has none, e.g. written with
+    the reference IK, or where a frame was unreachable: those rows are solved again)."""
+    n = len(lengths)
+    out: list[np.ndarray | None] = [None] * n
+    if ref is None:
+        return out
+    for k in np.unique(ref.shard):
+        rows = np.flatnonzero(ref.shard == k)
+        with store.open_artifact(ref.paths[int(k)], kind="candidates") as f:
+            if "swivel" not in f:
+                continue
+            ds = f["swivel"]
+            for i in rows:
+                o, L = int(ref.offset[i]), int(lengths[i])
+                if o < 0 or o + L > ds.shape[0]:
+                    raise DeepDrawError(
+                        f"{ref.paths[int(k)]}: key 'swivel' has {ds.shape[0]} frames; expected at least "
+                        f"{o + L} (the sum of the candidates' 'length')"
+                    )
+                sv = ds[o : o + L]
+                out[i] = sv if np.all(np.isfinite(sv)) else None
+    return out
+
+
+@dataclass
 class ChunkTask:
     """Materialise candidates ``rows`` (their score columns) into one chunk file."""
 
@@ -250,6 +299,7 @@ class ChunkTask:
     assembly: dict[str, Any]
     config: dict[str, Any]
     known: tuple[np.ndarray, ...] | None = None  # OpenSim values kept by the screening (trajectory = row)
+    swivel: SwivelRef | None = None  # the kinematics stage's IK swivel angles of the rows
 
 
 def materialise(
@@ -261,17 +311,19 @@ def materialise(
     muscles: dict[str, Any],
     assembly: dict[str, Any],
     known: tuple[np.ndarray, ...] | None = None,
+    swivel: SwivelRef | None = None,
 ) -> dict[str, np.ndarray]:
     """Re-generate the movements of ``rows`` and build every array of the PCRT files.
 
     ``known``: OpenSim values the screening computed for these movements, (row, frame, muscle, value)
     arrays: used instead of asking OpenSim again (:meth:`~deepdraw.dataset.muscles.FastEngine.lengths`).
+    ``swivel``: where the kinematics stage's IK swivel angles are (:func:`regenerate`).
     """
     from .engines import muscle_lengths
 
     n = len(rows["candidate_id"])
     F, dt = int(assembly["n_frames"]), float(assembly["dt"])
-    hands, lens, joints = regenerate(rows, planes, characters, startpoints)
+    hands, lens, joints = regenerate(rows, planes, characters, startpoints, swivel)
     mus = [fill_opensim_gaps(m) for m in muscle_lengths(joints, muscles, known)]
     out = {
         "endeffector_coords": np.empty((n, 3, F), np.float32),
@@ -308,9 +360,18 @@ def materialise(
 
 
 def regenerate(
-    rows: dict[str, np.ndarray], planes: list[str], characters: str, startpoints: str
+    rows: dict[str, np.ndarray],
+    planes: list[str],
+    characters: str,
+    startpoints: str,
+    swivel: SwivelRef | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
-    """Hand paths [(3, T_i)], lengths (n,) and joint angles [(T_i, 4)] of candidates from their latents."""
+    """Hand paths [(3, T_i)], lengths (n,) and joint angles [(T_i, 4)] of candidates from their latents.
+
+    The joints come from the IK swivel angles the kinematics stage stored (``swivel``), in closed form
+    (:func:`deepdraw.dataset.arm.joints_from_swivel`, bit for bit the IK's result); candidates without
+    them are solved again (:func:`deepdraw.dataset.arm.ik_batch`, the same numbers, 5-10x slower).
+    """
     traj, lengths, _ = load_characters(characters)
     starts = load_startpoints(startpoints)
     n = len(rows["candidate_id"])
@@ -323,11 +384,25 @@ def regenerate(
     lens = np.array([h.shape[1] for h in hands])
     if not np.array_equal(lens, rows["length"]):
         raise DeepDrawError("candidate shards: re-generated movement lengths differ from the recorded ones")
-    targets = np.full((n, int(lens.max()), 3), np.nan)
-    for i, h in enumerate(hands):
-        targets[i, : lens[i]] = h.T
-    q, _ = arm.ik_batch(targets, lens)
-    return hands, lens, [q[i, : lens[i]] for i in range(n)]
+    joints: list[np.ndarray | None] = [None] * n
+    sv = load_swivel(swivel, lens)
+    for solve in (True, False):  # closed form where the swivel is known, then the IK for the others
+        idx = [i for i in range(n) if (sv[i] is not None) == solve]
+        if not idx:
+            continue
+        targets = np.full((len(idx), int(lens[idx].max()), 3), np.nan)
+        for r, i in enumerate(idx):
+            targets[r, : lens[i]] = hands[i].T
+        if solve:
+            phi = np.full(targets.shape[:2], np.nan)
+            for r, i in enumerate(idx):
+                phi[r, : lens[i]] = sv[i]
+            q, _ = arm.joints_from_swivel(targets, phi, lens[idx])
+        else:
+            q, _ = arm.ik_batch(targets, lens[idx])
+        for r, i in enumerate(idx):
+            joints[i] = q[r, : lens[i]]
+    return hands, lens, joints
 
 
 @dataclass
@@ -342,6 +417,7 @@ class JerkTask:
     startpoints: str
     muscles: dict[str, Any]
     config: dict[str, Any]
+    swivel: SwivelRef | None = None
 
 
 def run_jerk_chunk(task: JerkTask) -> str:
@@ -352,7 +428,7 @@ def run_jerk_chunk(task: JerkTask) -> str:
     from .engines import muscle_jerk_progressive
 
     with one_blas_thread():
-        _, _, joints = regenerate(task.rows, task.planes, task.characters, task.startpoints)
+        _, _, joints = regenerate(task.rows, task.planes, task.characters, task.startpoints, task.swivel)
         jerk, bound, done, filled = muscle_jerk_progressive(
             joints, task.muscles, task.tau, return_filled=True
         )
@@ -413,6 +489,7 @@ def run_chunk(task: ChunkTask) -> str:
             task.muscles,
             task.assembly,
             task.known,
+            task.swivel,
         )
     store.write_artifact(task.out, arrays, kind="pcrt_chunk", config=task.config)
     return task.out
@@ -490,6 +567,12 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
         raise DeepDrawError(f"{missing[0]}: file not found; run `deepdraw dataset kinematics` first")
     scores = read_scores(shards)
     planes = list(scores.pop("_planes"))
+    sv_shard, sv_offset = swivel_refs(shards, scores)
+    shard_paths = [str(p) for p in shards]
+
+    def ref(rows: np.ndarray) -> SwivelRef:
+        return SwivelRef(shard_paths, sv_shard[rows], sv_offset[rows])
+
     if cfg.assembly.n_samples > len(scores["candidate_id"]):
         raise DeepDrawError(
             f"assembly.n_samples: {cfg.assembly.n_samples} requested but only "
@@ -529,6 +612,7 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
                     startpoints=str(rp.startpoints),
                     muscles=asdict(cfg.muscles),
                     config=conf,
+                    swivel=ref(sub),
                 )
             )
 
@@ -569,7 +653,7 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
         ids = select(scores, cfg.assembly.n_samples)
         train_ids, test_ids = split(ids, cfg.run.seed, cfg.assembly.test_fraction)
         _materialise_all(
-            cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fresh, ex, _known_by_id(kept)
+            cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fresh, ex, _known_by_id(kept), ref
         )
     shutil.rmtree(workdir, ignore_errors=True)
     return rp.pcrt_train, rp.pcrt_test
@@ -606,7 +690,7 @@ def _known_for(known: dict[str, np.ndarray], candidate_ids: np.ndarray) -> tuple
     )
 
 
-def _materialise_all(cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fresh, ex, known) -> None:
+def _materialise_all(cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fresh, ex, known, ref) -> None:
     log.info(
         "selected %d of %d candidates (%d accepted): %d train, %d test",
         len(ids),
@@ -634,6 +718,7 @@ def _materialise_all(cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fr
                     assembly=asdict(cfg.assembly),
                     config=conf,
                     known=_known_for(known, cids),
+                    swivel=ref(rows_idx),
                 )
             )
     every = tasks["train"] + tasks["test"]

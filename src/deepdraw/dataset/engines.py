@@ -105,12 +105,23 @@ def _fallback_order(estimate: np.ndarray, frames: np.ndarray) -> np.ndarray:
     squared estimated ``∇³`` over that window (terms an entry without estimate spoils count 0); the
     largest first (stable: ties stay in time order).
     """
-    x = np.where(np.isfinite(estimate), estimate, np.nan)
-    for _ in range(3):
-        x = np.gradient(x, axis=0)
+    from .arm import third_difference
+
+    x = third_difference(np.where(np.isfinite(estimate), estimate, np.nan))
     x = np.nan_to_num(x, nan=0.0)  # terms without an estimate count as no information
     share = np.convolve(np.einsum("tm,tm->t", x, x), np.ones(7), mode="same")
     return frames[np.argsort(-share[frames], kind="stable")]
+
+
+def _bound(L: np.ndarray) -> float:
+    """Lower bound of the muscle jerk of one trajectory L (T, 25) with NaN for the unknown entries:
+    :func:`deepdraw.dataset.arm.joint_jerk` with ``omit_nan``, without its batching set-up."""
+    from .arm import third_difference
+
+    if len(L) < 2:
+        return float("nan")
+    x = third_difference(L)
+    return float(np.sqrt(np.nansum(x * x)))
 
 
 def muscle_jerk_progressive(
@@ -171,8 +182,7 @@ def muscle_jerk_progressive(
         lim = tau[i] * SCREEN_SLACK
         status = "complete"
         for s in range(0, len(frames), block):
-            b = arm.joint_jerk(L[None], np.array([T]), omit_nan=True)[0]
-            if b > lim:
+            if _bound(L) > lim:
                 status = "exceeds"
                 break
             fr = frames[s : s + block]
@@ -191,6 +201,6 @@ def muscle_jerk_progressive(
                     (np.full(len(fr), i, np.int64), fr.astype(np.int64), mu.astype(np.int64), L[fr, mu])
                 )
         else:
-            bound[i] = arm.joint_jerk(L[None], np.array([T]), omit_nan=True)[0]
+            bound[i] = _bound(L)
             done[i] = status == "failed"
     return result(jerk, bound, done)

@@ -115,8 +115,11 @@ def load_startpoints(path: str | Path) -> dict[str, np.ndarray]:
     return store.read_arrays(path, ["horizontal", "vertical"], kind="startpoints", schema=STARTPOINTS_SCHEMA)
 
 
-def _solve_ik(paths: list[np.ndarray], engine: str) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Hand paths [(3, T_i)] -> joints [(T_i, 4)] deg, tracing error (n,) cm, joint jerk (n,)."""
+def _solve_ik(
+    paths: list[np.ndarray], engine: str
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, list[np.ndarray] | None]:
+    """Hand paths [(3, T_i)] -> joints [(T_i, 4)] deg, tracing error (n,) cm, joint jerk (n,) and the
+    batched engine's swivel angles [(T_i,)] rad (None with the reference engine)."""
     n = len(paths)
     lengths = np.array([p.shape[1] for p in paths], dtype=np.int64)
     T = int(lengths.max())
@@ -128,15 +131,17 @@ def _solve_ik(paths: list[np.ndarray], engine: str) -> tuple[list[np.ndarray], n
             joints.append(q)
             err[i] = e.sum()
         jerk = np.array([arm.joint_jerk(q) for q in joints])
+        swivel = None
     else:
         targets = np.full((n, T, 3), np.nan)
         for i, p in enumerate(paths):
             targets[i, : p.shape[1]] = p.T
-        q, e = arm.ik_batch(targets, lengths)
+        q, e, sv = arm.ik_batch(targets, lengths, return_swivel=True)
         joints = [q[i, : lengths[i]] for i in range(n)]
         err = np.array([e[i, : lengths[i]].sum() for i in range(n)])
         jerk = arm.joint_jerk(q)  # batched (NaN padding -> lengths): bit for bit the per-trajectory sums
-    return joints, err, jerk
+        swivel = [sv[i, : lengths[i]] for i in range(n)]
+    return joints, err, jerk, swivel
 
 
 def generate_shard(task: ShardTask) -> str:
@@ -176,6 +181,7 @@ def _generate_shard(task: ShardTask, out: Path) -> str:
     jerk = np.full(n, np.inf)
     hands: list[np.ndarray | None] = [None] * n
     joints: list[np.ndarray | None] = [None] * n
+    swivels: list[np.ndarray | None] = [None] * n
     pending = np.arange(n)
     for _attempt in range(int(kin["max_attempts"])):
         if len(pending) == 0:
@@ -190,7 +196,7 @@ def _generate_shard(task: ShardTask, out: Path) -> str:
             start_id[j] = L.start_id
             pen = traj[char_idx[j], :, : lengths[char_idx[j]]]
             paths.append(transform(pen, L, plane, sp[L.start_id]))
-        q, err, jk = _solve_ik(paths, kin["ik"])
+        q, err, jk, sv = _solve_ik(paths, kin["ik"])
         ok_err = err <= kin["max_tracing_error_cm"]
         ok_jerk = jk <= kin["max_joint_jerk"]
         ok = (ok_err & ok_jerk) if kin["acceptance"] == "and" else (ok_err | ok_jerk)
@@ -198,6 +204,7 @@ def _generate_shard(task: ShardTask, out: Path) -> str:
             attempts[j] += 1
             tracing[j], jerk[j] = err[m], jk[m]
             hands[j], joints[j] = paths[m], q[m]
+            swivels[j] = None if sv is None else sv[m]
             accepted[j] = ok[m]
         pending = pending[~ok]
 
@@ -229,6 +236,9 @@ def _generate_shard(task: ShardTask, out: Path) -> str:
         "muscle_jerk_known": jerk_known,
         **lat,
     }
+    if all(sv is not None for sv in swivels):
+        # the IK's swivel angles: the assembly rebuilds the exact joints from them without the search
+        arrays["swivel"] = np.concatenate([sv for sv in swivels]) if n else np.zeros(0)
     if task.save_trajectories:
         T = max_length(traj.shape[2], kin["sizes"], kin["speeds"])
         hand_arr = np.full((n, 3, T), np.nan, dtype=np.float32)
@@ -247,6 +257,7 @@ def _generate_shard(task: ShardTask, out: Path) -> str:
         inputs=task.inputs,
         attrs={"planes": json_list(planes), "start": task.start, "stop": task.stop},
         compression="gzip",
+        uncompressed=("swivel",),  # read a few candidates at a time by the assembly
     )
     return str(out)
 
