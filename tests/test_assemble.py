@@ -361,9 +361,9 @@ def test_assembly_rebuilds_the_joints_from_the_stored_swivel(tmp_path, monkeypat
         calls.clear()
         run_assemble(cfg)
         out[variant] = {}
-        for split in ("train", "test"):
-            with h5py.File(tmp_path / "dataset" / f"pcrt_{split}.h5") as f:
-                out[variant].update({f"{split}/{k}": f[k][()] for k in keys})
+        for part in ("train", "test"):
+            with h5py.File(tmp_path / "dataset" / f"pcrt_{part}.h5") as f:
+                out[variant].update({f"{part}/{k}": f[k][()] for k in keys})
         if variant == "swivel":
             assert calls == []  # every joint from its swivel angles
         else:

@@ -147,7 +147,7 @@ def screen_jerks(
     evaluate: Any,
     n_labels: int = 20,
     max_rounds: int = 100,
-    min_round: int = 1000,
+    min_round: int = 0,
 ) -> dict[str, int]:
     """Compute the exact muscle jerks the selection needs; ``scores["muscle_jerk"]`` is filled in place.
 
@@ -160,10 +160,12 @@ def screen_jerks(
     has jerk >= bound > tau, so at least K candidates rank before it and :func:`select` never takes it.
     Each round evaluates, per group, the K/4 unknown candidates with the lowest bounds <= tau; tau only
     decreases, so the evaluated set is the lowest-bound prefix, at most K/4 past the last needed one. A character with a plane short of K valid candidates gets all its jerks computed.
-    A round re-generates its candidates (one batched IK, whose cost per call hardly shrinks below
-    ~1,000 candidates), so each group takes at least its share (by K) of ``min_round`` candidates per
-    round: small runs need fewer rounds, large ones (K/4 above the share) are unchanged. A round may
-    then take up to that share per group past the last needed candidate; the selection does not change.
+    ``min_round``: each group takes at least its share (by K) of ``min_round`` candidates per round,
+    for an ``evaluate`` with a large cost per call (fewer, larger rounds; large runs, where K/4 is above
+    the share, are unchanged). The assembly's rounds are cheap to start (their joints come from the
+    stored IK swivel angles, without a search), and smaller rounds stop more candidates early: it
+    uses 0. A round may take up to that share per group past the last needed candidate; the
+    selection does not change.
     Returns counts (evaluated, rounds).
     """
     jerk = scores["muscle_jerk"]
