@@ -1,13 +1,15 @@
 """Accepted samples per second: the default generation path vs the original's, on the same latents.
 
-Default path, as the pipeline runs it: batched swivel IK for all candidates at once; muscle-jerk
-screening (the fast engine's tables only, a lower bound of every accepted candidate's muscle jerk);
-the exact jerks the selection needs at the paper's ratio (keep 1 in 5 per plane, lowest jerk:
-:func:`deepdraw.dataset.assemble.screen_jerks`), each re-generated (IK again + fast engine with its
-OpenSim fallback, asking first for the frames with the largest estimated jerk share, stopping once
-the jerk certainly exceeds the threshold) as the assembly does; and the re-generation of the kept
-samples (IK + muscles, re-using the OpenSim values the screening computed), which the original did
-not need (it stored every try). ``--no-screen`` gives the previous default (exact
+Default path, as the pipeline runs it: batched swivel IK for all candidates at once (keeping each
+frame's swivel angle, as the kinematics shards do); muscle-jerk screening (the fast engine's tables
+only, a lower bound of every accepted candidate's muscle jerk); the exact jerks the selection needs
+at the paper's ratio (keep 1 in 5 per plane, lowest jerk:
+:func:`deepdraw.dataset.assemble.screen_jerks`), each re-generated as the assembly does (joints in
+closed form from the stored swivel angles, bit for bit the IK's; fast engine with its OpenSim
+fallback, asking first for the frames with the largest estimated jerk share, stopping once the jerk
+certainly exceeds the threshold); and the re-generation of the kept samples (joints from the swivel
+angles + muscles, re-using the OpenSim values the screening computed), which the original did not
+need (it stored every try). ``--no-screen`` gives the previous default (exact
 jerk of every accepted candidate), also reported as ``samples_per_s_exact_scoring``.
 Reference path (as the original ``generate_data.py``): per-frame SLSQP IK + OpenSim per frame
 (``ExactEngine``), one candidate after the other.
