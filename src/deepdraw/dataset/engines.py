@@ -172,35 +172,57 @@ def muscle_jerk_progressive(
         return result(jerk, jerk.copy(), done)
     batch, lengths = _pad(joints)
     est, need = eng.estimate(batch, lengths)
-    tab = np.where(need, np.nan, est)  # what the tables trust (= lengths(..., fallback=False))
+    L = np.where(need, np.nan, est)  # what the tables trust (= lengths(..., fallback=False)), then filled
+    order: list[np.ndarray] = []
     for i in range(n):
         T = int(lengths[i])
-        L, nd = tab[i, :T].copy(), need[i, :T]
-        frames = np.flatnonzero(nd.any(axis=1))
+        frames = np.flatnonzero(need[i, :T].any(axis=1))
         if np.isfinite(tau[i]):  # with tau = inf every frame is asked: keep time order
             frames = _fallback_order(est[i, :T], frames)
-        lim = tau[i] * SCREEN_SLACK
-        status = "complete"
-        for s in range(0, len(frames), block):
-            if _bound(L) > lim:
-                status = "exceeds"
-                break
-            fr = frames[s : s + block]
-            sub = L[fr]
-            sub[nd[fr]] = eng.fallback(joints[i][fr], nd[fr])[nd[fr]]
-            L[fr] = sub
-            if np.isnan(sub[nd[fr]]).any():
-                status = "failed"  # an OpenSim NaN: no finite jerk, as in exact scoring
-                break
-        if status == "complete":
-            jerk[i] = arm.joint_jerk(L)
+        order.append(frames)
+    lim = tau * SCREEN_SLACK
+    status = np.array(["complete"] * n, dtype=object)
+    pos = 0
+    # all candidates advance together, one block each per step: one OpenSim call per step for all of
+    # them (the per-call cost is shared), and each candidate sees exactly the blocks, bounds and
+    # decisions it would see alone
+    active = [i for i in range(n) if len(order[i])]
+    while active:
+        still = []
+        for i in active:
+            if _bound(L[i, : lengths[i]]) > lim[i]:
+                status[i] = "exceeds"
+            else:
+                still.append(i)
+        if not still:
+            break
+        rows = np.concatenate([np.full(len(order[i][pos : pos + block]), i) for i in still])
+        fr = np.concatenate([order[i][pos : pos + block] for i in still])
+        nd = need[rows, fr]
+        sub = L[rows, fr]
+        sub[nd] = eng.fallback(batch[rows, fr], nd)[nd]
+        L[rows, fr] = sub
+        failed = np.zeros(n, dtype=bool)
+        failed[rows[(np.isnan(sub) & nd).any(axis=1)]] = True
+        pos += block
+        active = []
+        for i in still:
+            if failed[i]:
+                status[i] = "failed"  # an OpenSim NaN: no finite jerk, as in exact scoring
+            elif pos < len(order[i]):
+                active.append(i)
+    for i in range(n):
+        T = int(lengths[i])
+        if status[i] == "complete":
+            jerk[i] = arm.joint_jerk(L[i, :T])
             bound[i] = jerk[i]
+            nd = need[i, :T]
             if return_filled and nd.any():
                 fr, mu = np.nonzero(nd)
                 parts.append(
-                    (np.full(len(fr), i, np.int64), fr.astype(np.int64), mu.astype(np.int64), L[fr, mu])
+                    (np.full(len(fr), i, np.int64), fr.astype(np.int64), mu.astype(np.int64), L[i, fr, mu])
                 )
         else:
-            bound[i] = _bound(L)
-            done[i] = status == "failed"
+            bound[i] = _bound(L[i, :T])
+            done[i] = status[i] == "failed"
     return result(jerk, bound, done)
