@@ -808,16 +808,17 @@ def _tricubic_nodes(
     origin: np.ndarray,
     step: np.ndarray,
     q3: np.ndarray,
-    chunk: int = 4096,
+    chunk: int = 512,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_tricubic` for every muscle at once, from a node-major table (the fast engine's path).
 
     ``window`` is ``sliding_window_view(table.T.ravel(), 4 * ms)[::ms]``: row ``j`` holds the values of
     all ``ms`` muscles at nodes ``j .. j+3`` (contiguous along the last grid axis). The centred stencil
     of a posture then reads 16 contiguous rows, shared by all muscles, and contracts them with one set
-    of weights per posture (three small matrix products); the few (posture, muscle) entries whose cell
-    uses a shifted stencil are recomputed one by one. Same values as :func:`_tricubic` up to rounding
-    (the sums run in another order) and the same mask.
+    of weights per posture: the 16 (a, b) weights first, then the 4 along c (two ``einsum``, in chunks
+    small enough to stay in cache); the few (posture, muscle) entries whose cell uses a shifted
+    stencil are recomputed one by one. Same values as :func:`_tricubic` up to rounding (the sums run
+    in another order) and the same mask.
     """
     k = len(q3)
     ms = window.shape[1] // 4
@@ -830,11 +831,11 @@ def _tricubic_nodes(
     for s in range(0, k, chunk):
         sl = slice(s, s + chunk)
         m = len(first[sl])
-        v = window[first[sl, None] + runs].reshape(m, 16, 4, ms)  # (m, a*b, c, muscle)
         ws = w[sl]
-        r = np.matmul(ws[:, None, None, 2, :], v).reshape(m, 4, 4, ms)  # contract c
-        r = np.matmul(ws[:, None, None, 1, :], r).reshape(m, 4, ms)  # contract b
-        acc[sl] = np.matmul(ws[:, None, 0, :], r)[:, 0]  # contract a
+        wab = (ws[:, 0, :, None] * ws[:, 1, None, :]).reshape(m, 16)  # (m, a*b)
+        v = window[first[sl, None] + runs]  # (m, a*b, c*muscle)
+        r = np.einsum("mj,mjk->mk", wab, v).reshape(m, 4, ms)  # contract a and b
+        acc[sl] = np.einsum("mc,mcx->mx", ws[:, 2, :], r)  # contract c
     rows, cols = np.nonzero(~bad & (c != 13))
     if rows.size:
         cc = c[rows, cols].astype(np.int64)
