@@ -370,3 +370,10 @@ def test_assembly_rebuilds_the_joints_from_the_stored_swivel(tmp_path, monkeypat
             assert sum(calls) >= 30  # every evaluated or selected candidate solved again
     for k, v in out["swivel"].items():
         np.testing.assert_array_equal(v, out["ik"][k], err_msg=k)
+
+    # shards cut at another size than the config says: a clear error, not misplaced swivel angles
+    other = config_from_dict(
+        {**cfg.to_dict(), "kinematics": {**cfg.to_dict()["kinematics"], "shard_size": 80}}
+    )
+    with pytest.raises(DeepDrawError, match="candidate_id"):
+        run_assemble(other)

@@ -248,18 +248,15 @@ class SwivelRef:
     offset: np.ndarray
 
 
-def swivel_refs(shards: list[Path], scores: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per score row (shards concatenated in order): its shard index and its offset in that shard's
-    ``swivel`` array (the candidates' frames, one after the other)."""
-    sizes = []
-    for p in shards:
-        with store.open_artifact(p, kind="candidates") as f:
-            sizes.append(f["candidate_id"].shape[0])
-    shard = np.repeat(np.arange(len(shards)), sizes)
-    ends = np.cumsum(scores["length"])
+def swivel_refs(sizes: list[int], lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per score row (shards of ``sizes`` candidates concatenated in order, ``lengths`` their frames):
+    its shard index and its offset in that shard's ``swivel`` array (the frames, candidate after
+    candidate)."""
+    shard = np.repeat(np.arange(len(sizes)), sizes)
+    ends = np.cumsum(lengths)
     first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)  # first row of each shard
     base = np.where(first > 0, ends[np.maximum(first - 1, 0)], 0)  # frames before each shard
-    return shard, ends - scores["length"] - base[shard]
+    return shard, ends - lengths - base[shard]
 
 
 def load_swivel(ref: SwivelRef | None, lengths: np.ndarray) -> list[np.ndarray | None]:
@@ -372,7 +369,7 @@ def regenerate(
 
     The joints come from the IK swivel angles the kinematics stage stored (``swivel``), in closed form
     (:func:`deepdraw.dataset.arm.joints_from_swivel`, bit for bit the IK's result); candidates without
-    them are solved again (:func:`deepdraw.dataset.arm.ik_batch`, the same numbers, 5-10x slower).
+    them are solved again (:func:`deepdraw.dataset.arm.ik_batch`, the same numbers, 4-5x slower).
     """
     traj, lengths, _ = load_characters(characters)
     starts = load_startpoints(startpoints)
@@ -563,13 +560,20 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
     from .kinematics import shard_bounds
 
     rp = RunPaths(cfg.out_dir)
-    shards = [rp.shard(k) for k, _, _ in shard_bounds(cfg.kinematics.n_candidates, cfg.kinematics.shard_size)]
+    bounds = shard_bounds(cfg.kinematics.n_candidates, cfg.kinematics.shard_size)
+    shards = [rp.shard(k) for k, _, _ in bounds]
     missing = [s for s in shards if not s.exists()]
     if missing:
         raise DeepDrawError(f"{missing[0]}: file not found; run `deepdraw dataset kinematics` first")
     scores = read_scores(shards)
     planes = list(scores.pop("_planes"))
-    sv_shard, sv_offset = swivel_refs(shards, scores)
+    for (k, a, b), path in zip(bounds, shards):  # rows in candidate order: the swivel offsets rely on it
+        if not np.array_equal(scores["candidate_id"][a:b], np.arange(a, b)):
+            raise DeepDrawError(
+                f"{path}: key 'candidate_id' is not {a}..{b - 1}; expected shard {k} of "
+                f"kinematics.shard_size = {cfg.kinematics.shard_size} (rerun `deepdraw dataset kinematics`)"
+            )
+    sv_shard, sv_offset = swivel_refs([b - a for _, a, b in bounds], scores["length"])
     shard_paths = [str(p) for p in shards]
 
     def ref(rows: np.ndarray) -> SwivelRef:

@@ -238,7 +238,7 @@ def _generate_shard(task: ShardTask, out: Path) -> str:
     }
     if all(sv is not None for sv in swivels):
         # the IK's swivel angles: the assembly rebuilds the exact joints from them without the search
-        arrays["swivel"] = np.concatenate([sv for sv in swivels]) if n else np.zeros(0)
+        arrays["swivel"] = np.concatenate(swivels) if n else np.zeros(0)
     if task.save_trajectories:
         T = max_length(traj.shape[2], kin["sizes"], kin["speeds"])
         hand_arr = np.full((n, 3, T), np.nan, dtype=np.float32)
