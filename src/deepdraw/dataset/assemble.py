@@ -606,13 +606,13 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
         r = rounds[0]
         rounds[0] += 1
         tasks = []
-        for c, s in enumerate(range(0, len(idx), cfg.assembly.chunk)):
-            sub = idx[s : s + cfg.assembly.chunk]
+        for c, (s, e) in enumerate(_balanced_tasks(len(idx), cfg.assembly.chunk, ex.n_workers)):
+            sub = idx[s:e]
             tasks.append(
                 JerkTask(
                     out=str(workdir / f"jerk_r{r:03d}_{c:05d}.h5"),
                     rows={k: v[sub] for k, v in scores.items()},
-                    tau=tau[s : s + cfg.assembly.chunk],
+                    tau=tau[s:e],
                     planes=planes,
                     characters=str(rp.characters),
                     startpoints=str(rp.startpoints),
@@ -663,6 +663,18 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
         )
     shutil.rmtree(workdir, ignore_errors=True)
     return rp.pcrt_train, rp.pcrt_test
+
+
+def _balanced_tasks(n: int, chunk: int, n_workers: int) -> list[tuple[int, int]]:
+    """Cut ``n`` rows into tasks of at most ``chunk`` rows, as equal as possible, their number a multiple
+    of ``n_workers`` (when there are that many rows): a screening round ends with its slowest task, so
+    equal tasks keep every worker busy. Which candidates share a task changes no result (each
+    candidate's evaluation is independent of the others'), only the work files' names."""
+    k = -(-n // max(chunk, 1))
+    if n >= n_workers > 1:
+        k = -(-k // n_workers) * n_workers
+    cuts = [n * i // k for i in range(k + 1)] if k else [0]
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 FILLED_KEYS = ("filled_candidate", "filled_frame", "filled_muscle", "filled_value")
