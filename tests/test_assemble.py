@@ -377,3 +377,18 @@ def test_assembly_rebuilds_the_joints_from_the_stored_swivel(tmp_path, monkeypat
     )
     with pytest.raises(DeepDrawError, match="candidate_id"):
         run_assemble(other)
+
+
+@pytest.mark.parametrize(
+    "n, chunk, workers", [(760, 500, 2), (55, 500, 2), (1, 500, 2), (50000, 2000, 2), (10, 4, 1)]
+)
+def test_screening_tasks_are_equal_and_fill_the_workers(n, chunk, workers):
+    from deepdraw.dataset.assemble import _balanced_tasks
+
+    tasks = _balanced_tasks(n, chunk, workers)
+    sizes = np.array([e - s for s, e in tasks])
+    assert tasks[0][0] == 0 and tasks[-1][1] == n  # contiguous, complete
+    assert all(a[1] == b[0] for a, b in zip(tasks, tasks[1:]))
+    assert sizes.max() <= chunk and sizes.max() - sizes.min() <= 1
+    if n >= workers:
+        assert len(tasks) % workers == 0
