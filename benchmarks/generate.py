@@ -84,15 +84,7 @@ def _rebuild(paths: list[np.ndarray], swivel: list[np.ndarray]) -> tuple[np.ndar
     phi = np.full(targets.shape[:2], np.nan)
     for i, s in enumerate(swivel):
         phi[i, : lens[i]] = s
-    ok = np.array([np.isfinite(s).all() for s in swivel])  # an unreachable frame: solved again
-    q = np.full(targets.shape[:2] + (4,), np.nan)
-    for rows, solve in ((np.flatnonzero(ok), True), (np.flatnonzero(~ok), False)):
-        if len(rows):
-            q[rows] = (
-                arm.joints_from_swivel(targets[rows], phi[rows], lens[rows])[0]
-                if solve
-                else arm.ik_batch(targets[rows], lens[rows])[0]
-            )
+    q = arm.ik_from_swivel(targets, phi, lens)  # an unreachable frame (NaN): solved again
     return q, lens
 
 

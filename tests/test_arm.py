@@ -275,12 +275,17 @@ def test_joints_from_swivel_is_the_ik_bit_for_bit(letters, monkeypatch):
     np.testing.assert_array_equal(j2, joints)
     np.testing.assert_array_equal(e2, err)
 
-    # an unreachable frame has no swivel angle: the rebuild refuses it
+    # an unreachable frame has no swivel angle: the rebuild refuses it, ik_from_swivel solves it again
     far = np.array([[[30.0, -10.0, 0.0], [100.0, 0.0, 0.0]]])
-    _, _, sv = arm.ik_batch(far, return_swivel=True)
+    j_far, _, sv = arm.ik_batch(far, return_swivel=True)
     assert np.isfinite(sv[0, 0]) and np.isnan(sv[0, 1])
     with pytest.raises(DeepDrawError, match="unreachable"):
         arm.joints_from_swivel(far, sv)
+    x, lengths = pack(letters[:4])
+    joints, _, sv_l = arm.ik_batch(x, lengths, return_swivel=True)
+    sv_l[2] = np.nan  # a trajectory without stored angles
+    np.testing.assert_array_equal(arm.ik_from_swivel(x, sv_l, lengths), joints)
+    np.testing.assert_array_equal(arm.ik_from_swivel(far, sv), j_far)
     with pytest.raises(DeepDrawError, match="swivel: expected shape"):
         arm.joints_from_swivel(far, sv[:, :1])
 

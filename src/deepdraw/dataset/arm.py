@@ -102,6 +102,7 @@ __all__ = [
     "ik_reference",
     "ik_batch",
     "joints_from_swivel",
+    "ik_from_swivel",
     "tracing_error",
     "joint_jerk",
     "reach_error",
@@ -814,6 +815,28 @@ def joints_from_swivel(
     joints[rows, frames] = q
     err[rows, frames] = np.linalg.norm(fk(q) - p_s, axis=-1)
     return joints, err
+
+
+def ik_from_swivel(
+    targets_w: np.ndarray, swivel: np.ndarray, lengths: np.ndarray | None = None
+) -> np.ndarray:
+    """Joints (n, T, 4) degrees of :func:`ik_batch` for ``targets_w`` (n, T, 3) cm: rebuilt from the
+    swivel angles (n, T) (:func:`joints_from_swivel`) where a trajectory has them on every valid frame,
+    solved with :func:`ik_batch` for the others (NaN rows: no stored angles, or an unreachable frame).
+    Bit for bit :func:`ik_batch`'s joints either way."""
+    targets_w, lengths = _validate_targets(targets_w, lengths)
+    swivel = np.asarray(swivel, dtype=np.float64)
+    valid = np.arange(targets_w.shape[1])[None, :] < lengths[:, None]
+    known = ~np.any(valid & ~np.isfinite(swivel), axis=1)
+    joints = np.full(targets_w.shape[:2] + (4,), np.nan)
+    for rows, rebuild in ((np.flatnonzero(known), True), (np.flatnonzero(~known), False)):
+        if len(rows) == 0:
+            continue
+        t = int(lengths[rows].max())
+        tg, ln = targets_w[rows, :t], lengths[rows]
+        q = joints_from_swivel(tg, swivel[rows, :t], ln)[0] if rebuild else ik_batch(tg, ln)[0]
+        joints[rows, :t] = q
+    return joints
 
 
 def reach_error(points_w: np.ndarray, chunk: int = 200_000) -> np.ndarray:

@@ -261,7 +261,7 @@ def swivel_refs(sizes: list[int], lengths: np.ndarray) -> tuple[np.ndarray, np.n
 
 def load_swivel(ref: SwivelRef | None, lengths: np.ndarray) -> list[np.ndarray | None]:
     """The swivel angles (T_i,) of each row of ``ref`` (None where a shard has none, e.g. written with
-    the reference IK, or where a frame was unreachable: those rows are solved again)."""
+    the reference IK; NaN at an unreachable frame: such rows are solved again)."""
     n = len(lengths)
     out: list[np.ndarray | None] = [None] * n
     if ref is None:
@@ -279,8 +279,7 @@ def load_swivel(ref: SwivelRef | None, lengths: np.ndarray) -> list[np.ndarray |
                         f"{ref.paths[int(k)]}: key 'swivel' has {ds.shape[0]} frames; expected at least "
                         f"{o + L} (the sum of the candidates' 'length')"
                     )
-                sv = ds[o : o + L]
-                out[i] = sv if np.all(np.isfinite(sv)) else None
+                out[i] = ds[o : o + L]
     return out
 
 
@@ -383,24 +382,14 @@ def regenerate(
     lens = np.array([h.shape[1] for h in hands])
     if not np.array_equal(lens, rows["length"]):
         raise DeepDrawError("candidate shards: re-generated movement lengths differ from the recorded ones")
-    joints: list[np.ndarray | None] = [None] * n
-    sv = load_swivel(swivel, lens)
-    for solve in (True, False):  # closed form where the swivel is known, then the IK for the others
-        idx = [i for i in range(n) if (sv[i] is not None) == solve]
-        if not idx:
-            continue
-        targets = np.full((len(idx), int(lens[idx].max()), 3), np.nan)
-        for r, i in enumerate(idx):
-            targets[r, : lens[i]] = hands[i].T
-        if solve:
-            phi = np.full(targets.shape[:2], np.nan)
-            for r, i in enumerate(idx):
-                phi[r, : lens[i]] = sv[i]
-            q, _ = arm.joints_from_swivel(targets, phi, lens[idx])
-        else:
-            q, _ = arm.ik_batch(targets, lens[idx])
-        for r, i in enumerate(idx):
-            joints[i] = q[r, : lens[i]]
+    targets = np.full((n, int(lens.max()), 3), np.nan)
+    phi = np.full(targets.shape[:2], np.nan)  # NaN rows (no stored angles) are solved again
+    for i, (h, sv) in enumerate(zip(hands, load_swivel(swivel, lens))):
+        targets[i, : lens[i]] = h.T
+        if sv is not None:
+            phi[i, : lens[i]] = sv
+    q = arm.ik_from_swivel(targets, phi, lens)
+    joints = [q[i, : lens[i]] for i in range(n)]
     return hands, lens, joints
 
 
