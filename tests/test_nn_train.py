@@ -146,8 +146,8 @@ def test_training_drops_lr_and_reloads_best(files, tmp_path, monkeypatch):
     real = train_mod._evaluate_stream
     scripted = iter([1.0, 2.0, 2.0, 2.0, 2.0])
 
-    def fake(model, stream, targets, quiet, desc):
-        r = real(model, stream, targets, quiet, desc)
+    def fake(model, stream, targets, quiet, desc, **kw):
+        r = real(model, stream, targets, quiet, desc, **kw)
         if desc == "val":
             r["loss"] = next(scripted)
         return r

@@ -169,6 +169,10 @@ class TrainConfig:
     min_epochs: int = 0  # no early stop before this epoch (original code: 40; 0 = off)
     target_alignment: str = "centre"  # TDT target frames: "centre" (receptive-field centres) or "original"
     num_threads: int = 0  # torch CPU threads for in-process training; 0 = torch's default
+    precision: str = (
+        "auto"  # "auto" (fast path, bf16 where native), "bf16", "fast32" or "fp32" (exact reference)
+    )
+    group: str = "none"  # "seeds": the seeds of one architecture and task trained together on shared batches
 
 
 @dataclass
@@ -421,6 +425,10 @@ def validate_config(cfg: Config, where: str = "<config>") -> None:
             f"{where}: assembly.n_samples ({cfg.assembly.n_samples}) exceeds kinematics.n_candidates "
             f"({cfg.kinematics.n_candidates}); expected at most as many samples as candidates"
         )
+    from deepdraw.nn.precision import check_precision
+
+    check_precision(cfg.train.precision, f"{where}: key 'train.precision'")
+    _choice(where, "train.group", cfg.train.group, ("none", "seeds"))
     if not cfg.svm.c_grid:
         raise DeepDrawError(f"{where}: key 'svm.c_grid' is empty; expected at least one C value")
 

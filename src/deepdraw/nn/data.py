@@ -170,16 +170,21 @@ class BatchStream:
     # ---- cache
     def _load_cache(self) -> None:
         logger.info("caching rows %d..%d of %s on %s", self.start, self.stop, self.path, self.device)
-        xs, ys = [], []
+        # filled block by block in place: the cache never needs twice its size
+        self._x = self._y = None
         with open_pcrt(self.path) as f:
             blocks = range(self.start, self.stop, self.chunk_rows)
             for a in tqdm(blocks, desc=f"cache {self.path.name}", disable=self.quiet, leave=False):
-                x, y = read_rows(f, self.path, a, min(a + self.chunk_rows, self.stop), self.targets)
-                xs.append(torch.from_numpy(x).to(self.device))
+                b = min(a + self.chunk_rows, self.stop)
+                x, y = read_rows(f, self.path, a, b, self.targets)
+                if self._x is None:
+                    self._x = torch.empty((self.n, *x.shape[1:]), dtype=torch.float32, device=self.device)
+                self._x[a - self.start : b - self.start] = torch.from_numpy(x)
                 if y is not None:
-                    ys.append(torch.from_numpy(y).to(self.device))
-        self._x = torch.cat(xs)
-        self._y = torch.cat(ys) if ys else None
+                    if self._y is None:
+                        shape, dtype = (self.n, *y.shape[1:]), torch.from_numpy(y[:0]).dtype
+                        self._y = torch.empty(shape, dtype=dtype, device=self.device)
+                    self._y[a - self.start : b - self.start] = torch.from_numpy(y)
 
     # ---- iteration
     def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:

@@ -286,6 +286,7 @@ def _train_config(cfg: Config, run: PlannedRun, quiet: bool):
         device=_device(cfg.train.device),
         target_alignment=cfg.train.target_alignment,
         num_threads=cfg.train.num_threads or None,
+        precision=cfg.train.precision,
         quiet=quiet,
     )
 
