@@ -162,6 +162,31 @@ def test_rerun_skips(run, tmp_path):
     assert again_s < max(0.5 * first_s, 2.0), (again_s, first_s)
 
 
+def test_seeds_trained_together(run, tmp_path):
+    """[train] group = "seeds": one group per (architecture, task); seed 1 (the group's batch order)
+    ends as the same model as alone, seed 2 is another model trained on seed 1's batch order."""
+    cfg, table, _ = run
+    root = tmp_path / "grouped"
+    rp = RunPaths(root)
+    rp.dataset.mkdir(parents=True)
+    for p in (rp.pcrt_train, rp.pcrt_test):
+        p.write_bytes((RunPaths(cfg.out_dir).dataset / p.name).read_bytes())
+    grouped = run_train(make_cfg(root, train={"group": "seeds"}))
+    assert set(grouped["model"]) == set(table["model"])
+    for task in ("art", "tdt"):
+        for r in planned_runs(cfg):
+            if r.task != task:
+                continue
+            g = json.loads((root / r.directory.relative_to(cfg.out_dir) / "metrics.json").read_text())
+            assert g["data_seed"] == 1 and g["finished"]
+            if r.seed == 1:
+                a = torch.load(r.checkpoint(True), weights_only=True)["state_dict"]
+                b = torch.load(root / r.checkpoint(True).relative_to(cfg.out_dir), weights_only=True)[
+                    "state_dict"
+                ]
+                assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), r.name
+
+
 def test_changed_settings_refused(run):
     cfg, _, _ = run
     changed = make_cfg(cfg.out_dir, train={"max_epochs": 3})

@@ -32,7 +32,7 @@ from deepdraw.errors import DeepDrawError
 from deepdraw.nn.checkpoints import rng_state, set_rng_state
 from deepdraw.nn.train import TrainConfig, Trainer, TrainResult
 
-__all__ = ["train_group", "group_data_seed"]
+__all__ = ["train_group", "group_data_seed", "step_together", "Member"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _check_members(trainers: list[Trainer]) -> None:
             )
 
 
-class _Member:
+class Member:
     """A trainer and, on the reference path, its own copy of the global RNG state (dropout)."""
 
     def __init__(self, trainer: Trainer) -> None:
@@ -113,7 +113,7 @@ class _Member:
             self.rng = rng_state()
 
 
-def _threads(members: list[_Member], threads: int | None) -> int:
+def _threads(members: list[Member], threads: int | None) -> int:
     if any(m.trainer.generator is None for m in members):
         return 1  # the reference path draws dropout from the global RNG: one step at a time
     if any(m.trainer.device.type != "cpu" for m in members):
@@ -142,9 +142,9 @@ def train_group(
     configs = [c if c.data_seed == seed else _with(c, data_seed=seed) for c in configs]
     quiet = configs[0].quiet if quiet is None else quiet
     first = Trainer(configs[0])
-    members = [_Member(first)]
+    members = [Member(first)]
     streams = (first.train_stream, first.val_stream)
-    members += [_Member(Trainer(c, streams=streams)) for c in configs[1:]]
+    members += [Member(Trainer(c, streams=streams)) for c in configs[1:]]
     _check_members([m.trainer for m in members])
     n_threads = _threads(members, threads)
     prev_threads = torch.get_num_threads()
@@ -171,13 +171,26 @@ def train_group(
     return results
 
 
+def step_together(
+    members: list[Member], x: torch.Tensor, y: torch.Tensor, pool: ThreadPoolExecutor | None
+) -> None:
+    """One step of every member on batch ``(x, y)``: side by side in ``pool``, else one after another."""
+    if pool is not None:
+        for f in [pool.submit(m.trainer.step, x, y) for m in members]:
+            f.result()
+        return
+    for m in members:
+        with m.own_rng():
+            m.trainer.step(x, y)
+
+
 def _with(cfg: TrainConfig, **changes) -> TrainConfig:
     import dataclasses
 
     return dataclasses.replace(cfg, **changes)
 
 
-def _epoch(members: list[_Member], epoch: int, pool: ThreadPoolExecutor, n_threads: int, quiet: bool) -> None:
+def _epoch(members: list[Member], epoch: int, pool: ThreadPoolExecutor, n_threads: int, quiet: bool) -> None:
     """One epoch of ``members`` (all at ``epoch - 1``) on the shared stream."""
     for m in members:
         with m.own_rng():
@@ -186,13 +199,7 @@ def _epoch(members: list[_Member], epoch: int, pool: ThreadPoolExecutor, n_threa
     for x, y in tqdm(
         stream.epoch(epoch), total=len(stream), desc=f"epoch {epoch}", disable=quiet, leave=False
     ):
-        if n_threads > 1:
-            for f in [pool.submit(m.trainer.step, x, y) for m in members]:
-                f.result()
-        else:
-            for m in members:
-                with m.own_rng():
-                    m.trainer.step(x, y)
+        step_together(members, x, y, pool if n_threads > 1 else None)
     for m in members:
         with m.own_rng():
             m.trainer.end_epoch()

@@ -194,6 +194,7 @@ def _check_train_section(cfg: Config) -> None:
             f"train.num_threads is {t.num_threads}; expected 0 (default) or a positive integer"
         )
     _device(t.device)
+    _check_choice("train.group", t.group, ("none", "seeds"))
 
 
 # ---------------------------------------------------------------------------------------- the runs
@@ -359,6 +360,47 @@ def _train_one(job: tuple) -> list[dict]:
         logger.info("%s (%s): finished run found, skipped", run.name, run.task)
     else:
         metrics = train_model(tc).metrics
+    return _summary_rows(run, tc, out_dir, metrics)
+
+
+def _train_together(jobs: list[tuple]) -> list[dict]:
+    """Train (or skip) the runs of one group on shared batches (``[train] group``). A Dask task."""
+    from deepdraw.nn.group import train_group
+
+    done: dict[int, dict] = {}
+    todo = []
+    for i, (run, tc, _) in enumerate(jobs):
+        metrics = _read_json(run.directory / "metrics.json")
+        _check_settings(run.directory, metrics, tc)
+        if metrics.get("finished"):
+            logger.info("%s (%s): finished run found, skipped", run.name, run.task)
+            done[i] = metrics
+        else:
+            todo.append(i)
+    if todo:
+        results = train_group([jobs[i][1] for i in todo])
+        done.update({i: r.metrics for i, r in zip(todo, results, strict=True)})
+    return [
+        row for i, (run, tc, out_dir) in enumerate(jobs) for row in _summary_rows(run, tc, out_dir, done[i])
+    ]
+
+
+def _groups(jobs: list[tuple], how: str) -> list[list[tuple]]:
+    """Jobs cut into groups trained together: ``seeds`` = one group per (architecture, task)."""
+    if how == "none":
+        return [[j] for j in jobs]
+    groups: dict[tuple[str, str], list[tuple]] = {}
+    for j in jobs:
+        groups.setdefault((j[0].architecture, j[0].task), []).append(j)
+    return list(groups.values())
+
+
+def _train_job(group: list[tuple]) -> list[dict]:
+    return _train_one(group[0]) if len(group) == 1 else _train_together(group)
+
+
+def _summary_rows(run: PlannedRun, tc, out_dir: str, metrics: dict) -> list[dict]:
+    """The trained and untrained summary rows of a finished run."""
     if metrics.get("model_name") != run.name:
         raise DeepDrawError(
             f"{run.directory / 'metrics.json'}: holds model '{metrics.get('model_name')}'; expected '{run.name}'"
@@ -433,11 +475,12 @@ def run_train(
         len(cfg.train.seeds),
     )
     t0 = time.perf_counter()
+    groups = _groups(jobs, cfg.train.group)
     if distributed:
         with executor(cfg.parallel, quiet) as ex:
-            results = ex.map(_train_one, jobs, desc="train")
+            results = ex.map(_train_job, groups, desc="train")
     else:
-        results = [_train_one(j) for j in tqdm(jobs, desc="train", unit="run", disable=quiet)]
+        results = [_train_job(g) for g in tqdm(groups, desc="train", unit="group", disable=quiet)]
     table = pd.DataFrame([row for rows in results for row in rows], columns=SUMMARY_COLUMNS)
     out = Path(summary_path) if summary_path is not None else rp.models / "summary.csv"
     _write_csv(out, table)
