@@ -101,6 +101,29 @@ def _tap_index(block: ConvBlock) -> torch.Tensor:
     return idx.reshape(q * s * cin, cout)
 
 
+class _Windows(torch.autograd.Function):
+    """``[B, n + q - 1, D] -> [B, n, q·D]``: window ``t`` is blocks ``t .. t + q - 1`` side by side.
+
+    The same as ``cat([x[:, j : j + n] for j in range(q)], -1)``, with a backward that adds the
+    ``q`` gradient slices into one buffer (autograd's would allocate a full-size zero tensor per slice).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, q: int) -> torch.Tensor:  # type: ignore[override]
+        n = x.shape[1] - q + 1
+        ctx.q, ctx.shape = q, x.shape
+        return torch.cat([x[:, j : j + n] for j in range(q)], dim=-1)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        q, shape = ctx.q, ctx.shape
+        n, d = shape[1] - q + 1, shape[2]
+        grad = g.new_zeros(shape)
+        for j in range(q):
+            grad[:, j : j + n] += g[..., j * d : (j + 1) * d]
+        return grad, None
+
+
 @dataclass
 class _Layer:
     block: ConvBlock
@@ -179,17 +202,15 @@ class LoweredForward:
             blocks = hp.reshape(b, fo + q - 1, s, h.shape[2], h.shape[3])
         if layer.rows_only:
             # windows [B, fo, rows, (j, r, c)]
-            if q == 1:
-                win = blocks.reshape(b, fo, s, layer.rows_in, -1).transpose(2, 3)
-            else:
-                win = torch.stack([blocks[:, j : j + fo] for j in range(q)], dim=2)  # B fo q s H C
-                win = win.permute(0, 1, 4, 2, 3, 5)
-            y = win.reshape(b * fo * layer.rows_in, -1) @ w
-        else:
-            flat = blocks.reshape(b, fo + q - 1, -1)
-            win = flat if q == 1 else torch.cat([flat[:, j : j + fo] for j in range(q)], dim=-1)
-            y = win.reshape(b * fo, -1) @ w
-        return y.view(b, fo, layer.rows_out, -1)
+            # rows become batch: [B, rows, blocks, (r, c)] -> windows [B·rows, fo, (j, r, c)]
+            per_row = blocks.reshape(b, fo + q - 1, s, layer.rows_in, -1).permute(0, 3, 1, 2, 4)
+            per_row = per_row.reshape(b * layer.rows_in, fo + q - 1, -1)
+            win = per_row if q == 1 else _Windows.apply(per_row, q)
+            y = (win.reshape(b * layer.rows_in * fo, -1) @ w).view(b, layer.rows_in, fo, -1)
+            return y.transpose(1, 2)  # [B, fo, rows, C'] (strided; the layer norm copies it once)
+        flat = blocks.reshape(b, fo + q - 1, -1)
+        win = flat if q == 1 else _Windows.apply(flat, q)
+        return (win.reshape(b * fo, -1) @ w).view(b, fo, layer.rows_out, -1)
 
     def _norm_relu(self, layer: _Layer, y: torch.Tensor) -> torch.Tensor:
         norm = layer.block.norm
