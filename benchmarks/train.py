@@ -13,6 +13,8 @@ fast / reference. Model FLOPs per sample (forward + backward, counted on the ref
 ``torch.utils.flop_counter``) give the achieved GFLOP/s; ``peak_fraction_<family>`` divides it by a
 dense 2048 x 2048 matmul timed in the same run at the fast path's precision (bf16 or fp32).
 
+The LSTM is timed with half the batch (128 of 256, its training batch size).
+
 ``group_speedup``: 5 seeds of ST-7272 stepped together on shared batches
 (:func:`deepdraw.nn.group.step_together`, side by side in threads of one torch thread each) against
 the same 5 models stepped one at a time with all threads; samples/s of all models together.
@@ -128,7 +130,8 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device, n: int = 2048, reps:
 
 def compare(name: str, precision: str, device: torch.device, tmp: Path, args) -> dict:
     """Reference vs fast path of one model: median samples/s over alternating rounds."""
-    x, y = _batch(args.batch, device)
+    batch = args.batch // 2 if name.startswith("lstm") else args.batch  # the LSTM trains with 128
+    x, y = _batch(batch, device)
     trainers = {
         "fp32": _trainer(name, "fp32", 1, tmp, device),
         "fast": _trainer(name, precision, 1, tmp, device),
@@ -139,7 +142,7 @@ def compare(name: str, precision: str, device: torch.device, tmp: Path, args) ->
     rates: dict[str, list[float]] = {k: [] for k in trainers}
     for _ in range(args.rounds):
         for k, t in trainers.items():
-            rates[k].append(args.batch * args.steps / _timed(lambda t=t: t.step(x, y), args.steps, device))
+            rates[k].append(batch * args.steps / _timed(lambda t=t: t.step(x, y), args.steps, device))
     return {k: statistics.median(v) for k, v in rates.items()}
 
 

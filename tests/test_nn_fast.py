@@ -272,3 +272,24 @@ def test_group_refuses_mismatched_members(files, tmp_path):
             [cfg(files, tmp_path / "g", seed=1, data_seed=1), cfg(files, tmp_path / "h", seed=2, data_seed=2)]
         )
     assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------------ CUDA
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fast_path_on_cuda(files, tmp_path):
+    """On CUDA: bf16 + TF32 by default, the training rows resident on the GPU, the model learns, and
+    the lowered bf16 forward on the GPU matches the CPU reference within bf16 tolerance."""
+    from deepdraw.nn.train import Trainer
+
+    t = Trainer(cfg(files, tmp_path / "probe", device="cuda"))
+    assert t.precision == "bf16" and torch.backends.cuda.matmul.allow_tf32
+    assert t.train_stream.cached
+    x, _ = next(iter(t.train_stream.epoch(1)))
+    assert x.device.type == "cuda" and t.train_stream._x.device.type == "cuda"
+    res = train_model(cfg(files, tmp_path / "run", device="cuda", max_epochs=4))
+    assert res.metrics["device"].startswith("cuda") and res.metrics["test_accuracy"] >= 0.9
+    model = build_model(NAMES[0], "art", seed=3).eval()
+    xs = _inputs()
+    ref = model(xs)
+    got = LoweredForward(model.to("cuda"), torch.bfloat16)(xs.to("cuda")).cpu()
+    assert (got - ref).abs().max().item() / ref.abs().max().item() < 0.05
