@@ -22,6 +22,8 @@ computed differently:
   slice, instead of ``unfold``, whose backward is a slow scatter.
 - Layer norm over ``(frames, rows, channels)`` with the per-channel scale and shift is one
   ``F.layer_norm`` call (the scale expanded over frames and rows), then an in-place ReLU.
+- A first layer with a 2-D kernel (the spatiotemporal family) keeps the library's float32
+  convolution: on the 2-channel input it is efficient, and its banded matrix would be mostly zeros.
 
 With ``dtype=torch.bfloat16`` the activations and the matrix products run in bfloat16 (the weights stay
 float32, cast per step: "mixed precision with fp32 master weights"); layer-norm statistics are
@@ -226,12 +228,18 @@ class LoweredForward:
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         """Hidden state after the last block, ``[B, frames', rows', channels']`` in ``dtype``."""
         self._to(x.device)
-        h = x.permute(0, 2, 1, 3).float()  # [B, rows, frames, C] -> [B, frames, rows, C]
-        for i, layer in enumerate(self.plan):
-            # the first layer runs in float32: the inputs are ~100 mm lengths whose informative
-            # variation is a few mm, below bfloat16's resolution there (0.5 mm)
-            h = self._norm_relu(layer, self._conv(layer, h, torch.float32 if i == 0 else self.dtype))
-            h = h.to(self.dtype)
+        # the first layer runs in float32: the inputs are ~100 mm lengths whose informative variation
+        # is a few mm, below bfloat16's resolution there (0.5 mm)
+        first = self.plan[0]
+        if min(first.block.conv.kernel) > 1:
+            # a 2-D kernel on the raw input: the library's float32 convolution is efficient there
+            # (few input channels, many frames); its output is brought to [B, frames, rows, C]
+            y = first.block.conv(x.permute(0, 3, 1, 2).float()).permute(0, 3, 2, 1)
+        else:
+            y = self._conv(first, x.permute(0, 2, 1, 3).float(), torch.float32)
+        h = self._norm_relu(first, y).to(self.dtype)
+        for layer in self.plan[1:]:
+            h = self._norm_relu(layer, self._conv(layer, h, self.dtype))
         return h
 
     def _dropout(self, h: torch.Tensor) -> torch.Tensor:
