@@ -204,8 +204,10 @@ def test_fast_path_trains_deterministically_and_resumes(files, tmp_path):
     assert torch.equal(la["rng"]["dropout"], lc["rng"]["dropout"])
     # the reference path cannot resume a fast-path run's dropout stream silently, and vice versa
     train_model(cfg(files, tmp_path / "d", precision="fp32", max_epochs=1))
-    with pytest.raises(DeepDrawError, match="fp32 reference path"):
+    with pytest.raises(DeepDrawError, match="precision 'fp32'.*resolves to 'bf16'"):
         train_model(cfg(files, tmp_path / "d", precision="bf16", max_epochs=2))
+    with pytest.raises(DeepDrawError, match="precision 'bf16'.*resolves to 'fp32'"):
+        train_model(cfg(files, tmp_path / "c", precision="fp32", max_epochs=4))
 
 
 # ---------------------------------------------------------------------------------------- groups

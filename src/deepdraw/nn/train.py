@@ -493,13 +493,17 @@ class Trainer:
         self.model.to(self.device)
         self.optimizer.load_state_dict(ck["optimizer"])
         self.schedule.load_state_dict(ck["schedule"])
+        held = ck.get("precision")
+        if held is None:  # written before the precision was recorded: the dropout stream tells the path
+            fast = "dropout" in ck["rng"]
+            held = self.precision if fast == (self.precision != "fp32") else ("bf16" if fast else "fp32")
+        if held != self.precision:
+            raise DeepDrawError(
+                f"Checkpoint {last} was trained with precision '{held}', this run resolves to "
+                f"'{self.precision}'; resume it with precision = '{held}' or use another output folder."
+            )
         set_rng_state(ck["rng"])
         if self.generator is not None:
-            if "dropout" not in ck["rng"]:
-                raise DeepDrawError(
-                    f"Checkpoint {last} was written by the fp32 reference path; resume it with "
-                    "precision = 'fp32' or use another output folder."
-                )
             self.generator.set_state(ck["rng"]["dropout"])
         self.targets = TargetSpec.from_state(ck["targets"])
         self.history, self.wall, self.epoch = list(ck["history"]), float(ck["wall_time_s"]), int(ck["epoch"])
@@ -579,6 +583,7 @@ class Trainer:
             "history": self.history,
             "wall_time_s": self.wall,
             "finished": False,
+            "precision": self.precision,
             "config": self.cfg.to_dict(),
         }
         save_checkpoint(
