@@ -16,8 +16,9 @@ dense 2048 x 2048 matmul timed in the same run at the fast path's precision (bf1
 The LSTM is timed with half the batch (128 of 256, its training batch size).
 
 ``group_speedup``: 5 seeds of ST-7272 stepped together on shared batches
-(:func:`deepdraw.nn.group.step_together`, side by side in threads of one torch thread each) against
-the same 5 models stepped one at a time with all threads; samples/s of all models together.
+(:func:`deepdraw.nn.group.step_together`, one after another as :func:`~deepdraw.nn.group.train_group`
+does by default) against the same 5 models stepped one at a time; ``group_speedup_threaded``: side
+by side in threads of one torch thread each. Samples/s of all models together.
 
 ``--quick``: batches of 64 on the CPU, 1 warm-up and 2 rounds of 1 step (under a minute). The last
 printed line is a JSON object (keys: ``train_speedup_spatial_temporal``,
@@ -147,32 +148,38 @@ def compare(name: str, precision: str, device: torch.device, tmp: Path, args) ->
 
 
 def group_rates(precision: str, device: torch.device, tmp: Path, args) -> dict:
-    """5 seeds of ST-7272: one at a time (all threads) vs together (step_together)."""
+    """5 seeds of ST-7272: one at a time (all threads) vs together (step_together), sequential
+    (the default of train_group) and side by side in threads of one torch thread each."""
     name = MODELS[GROUP_MODEL]
     x, y = _batch(args.batch, device)
     members = [Member(_trainer(name, precision, s, tmp, device)) for s in range(1, GROUP_SIZE + 1)]
     total = torch.get_num_threads()
     n_threads = min(total, GROUP_SIZE) if device.type == "cpu" and precision != "fp32" else 1
+    pool = ThreadPoolExecutor(max_workers=n_threads) if n_threads > 1 else None
 
     def alone():
         for m in members:
             m.trainer.step(x, y)
 
-    pool = ThreadPoolExecutor(max_workers=n_threads) if n_threads > 1 else None
-
     def together():
+        step_together(members, x, y, None)
+
+    def threaded():
         torch.set_num_threads(max(1, total // n_threads))
         try:
             step_together(members, x, y, pool)
         finally:
             torch.set_num_threads(total)
 
-    for fn in (alone, together):
+    fns = {"alone": alone, "together": together}
+    if pool is not None:
+        fns["threaded"] = threaded
+    for fn in fns.values():
         for _ in range(args.warmup):
             fn()
-    rates: dict[str, list[float]] = {"alone": [], "together": []}
+    rates: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(args.rounds):
-        for k, fn in (("alone", alone), ("together", together)):
+        for k, fn in fns.items():
             rates[k].append(GROUP_SIZE * args.batch * args.steps / _timed(fn, args.steps, device))
     if pool is not None:
         pool.shutdown()
@@ -237,10 +244,13 @@ def main(argv: list[str] | None = None) -> dict:
             result["group_alone_samples_per_s"] = round(g["alone"], 1)
             result["group_speedup"] = round(g["together"] / g["alone"], 2)
             result["group_models"] = GROUP_SIZE
-            result["group_threads"] = g["threads"]
+            if "threaded" in g:
+                result["group_threaded_samples_per_s"] = round(g["threaded"], 1)
+                result["group_speedup_threaded"] = round(g["threaded"] / g["alone"], 2)
+                result["group_threads"] = g["threads"]
             logger.info(
-                "group of %d %s: alone %.1f, together %.1f samples/s (x%.2f, %d threads)",
-                GROUP_SIZE, GROUP_MODEL, g["alone"], g["together"], g["together"] / g["alone"], g["threads"],
+                "group of %d %s: alone %.1f, together %.1f, side by side in %d threads %.1f samples/s",
+                GROUP_SIZE, GROUP_MODEL, g["alone"], g["together"], g["threads"], g.get("threaded", float("nan")),
             )  # fmt: skip
     result["device"] = (
         torch.cuda.get_device_name(device)
