@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 
 N_CLASSES = 4
+TINY = "spatial_temporal_1_4_4_5233"  # spatial0 (13, 320, 4) -> temporal0 (13, 107, 4)
 
 
 def make_pcrt(path, n, seed, n_classes=N_CLASSES, angles=True):
@@ -39,3 +40,23 @@ def make_pcrt(path, n, seed, n_classes=N_CLASSES, angles=True):
         for k in ("rot", "shear_x", "shear_y") if angles else ():
             f[k] = rng.choice([-30.0, -15.0, 0.0, 15.0, 30.0], n)
     return path
+
+
+def train_config(files, out, **kw):
+    """A TrainConfig of TINY on toy files ``(train, test)``: batch 16, lr 5e-3, 3 epochs, seed 1, CPU."""
+    from deepdraw.nn.train import TrainConfig
+
+    base = dict(
+        model=TINY,
+        train_path=files[0],
+        test_path=files[1],
+        out_dir=out,
+        batch_size=16,
+        lr=5e-3,
+        max_epochs=3,
+        seed=1,
+        quiet=True,
+        device="cpu",
+    )
+    base.update(kw)
+    return TrainConfig(**base)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from nn_toy import make_pcrt
+from nn_toy import TINY, make_pcrt
+from nn_toy import train_config as cfg
 
 import deepdraw.nn.train as train_mod
 from deepdraw.config import config_from_dict
@@ -19,11 +20,10 @@ from deepdraw.nn.layers import same_padding
 from deepdraw.nn.lowered import LoweredForward, band_index
 from deepdraw.nn.models import build_model
 from deepdraw.nn.precision import resolve_precision
-from deepdraw.nn.train import TrainConfig, train_model
+from deepdraw.nn.train import train_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = "spatial_temporal_1_4_4_5233"
 # every family, and kernel / stride combinations where the frame stride exceeds, divides or does not
 # divide the kernel, with and without row padding
 NAMES = [
@@ -48,23 +48,6 @@ def _inputs(n=6, seed=0):
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("pcrt")
     return make_pcrt(d / "pcrt_train.h5", 80, 0), make_pcrt(d / "pcrt_test.h5", 40, 1)
-
-
-def cfg(files, out, **kw):
-    base = dict(
-        model=TINY,
-        train_path=files[0],
-        test_path=files[1],
-        out_dir=out,
-        batch_size=16,
-        lr=5e-3,
-        max_epochs=3,
-        seed=1,
-        quiet=True,
-        device="cpu",
-    )
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 # ------------------------------------------------------------------------------- lowered forward

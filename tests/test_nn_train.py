@@ -9,8 +9,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from nn_toy import N_CLASSES
+from nn_toy import N_CLASSES, TINY
 from nn_toy import make_pcrt as _make_pcrt
+from nn_toy import train_config as cfg
 
 import deepdraw.nn.train as train_mod
 from deepdraw.errors import DeepDrawError
@@ -19,7 +20,6 @@ from deepdraw.nn.models import build_model, parse_model_name
 from deepdraw.nn.targets import TargetSpec, layer_centres
 from deepdraw.nn.train import (
     PlateauSchedule,
-    TrainConfig,
     evaluate,
     extract_activations,
     load_checkpoint,
@@ -35,30 +35,10 @@ def make_pcrt(path, n, seed, n_classes=N_CLASSES):
     return _make_pcrt(path, n, seed, n_classes, angles=False)
 
 
-TINY = "spatial_temporal_1_4_4_5233"  # spatial0 (13, 320, 4) -> temporal0 (13, 107, 4)
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("pcrt")
     return make_pcrt(d / "pcrt_train.h5", 80, 0), make_pcrt(d / "pcrt_test.h5", 40, 1)
-
-
-def cfg(files, out, **kw):
-    base = dict(
-        model=TINY,
-        train_path=files[0],
-        test_path=files[1],
-        out_dir=out,
-        batch_size=16,
-        lr=5e-3,
-        max_epochs=3,
-        seed=1,
-        quiet=True,
-        device="cpu",
-    )
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 @pytest.fixture(scope="module")

@@ -181,10 +181,10 @@ class BatchStream:
                     self._x = torch.empty((self.n, *x.shape[1:]), dtype=torch.float32, device=self.device)
                 self._x[a - self.start : b - self.start] = torch.from_numpy(x)
                 if y is not None:
+                    yt = torch.from_numpy(y)
                     if self._y is None:
-                        shape, dtype = (self.n, *y.shape[1:]), torch.from_numpy(y[:0]).dtype
-                        self._y = torch.empty(shape, dtype=dtype, device=self.device)
-                    self._y[a - self.start : b - self.start] = torch.from_numpy(y)
+                        self._y = torch.empty((self.n, *yt.shape[1:]), dtype=yt.dtype, device=self.device)
+                    self._y[a - self.start : b - self.start] = yt
 
     # ---- iteration
     def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:

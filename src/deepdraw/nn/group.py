@@ -3,8 +3,8 @@
 :func:`train_group` drives one :class:`~deepdraw.nn.train.Trainer` per config over one shared
 training stream: the data are read (or cached) once and every batch is used by every model, one
 model's step after the other (on the fast paths ``threads=N`` steps N models side by side with one
-torch thread each; on 2 cores that measured slower than one at a time, so it is not the default). Each model keeps everything else of its
-own: initial weights, dropout stream, optimizer, learning-rate schedule, plateau detection, best
+torch thread each; on 2 cores that measured slower than one at a time at batch 256, so it is not the
+default). Each model keeps everything else of its own: initial weights, dropout stream, optimizer, learning-rate schedule, plateau detection, best
 checkpoint, early stop, files and resume. A model trained in a group ends with the same weights as
 the same model trained alone with ``data_seed`` set to the group's (bit for bit when the steps run
 one after the other; within float rounding across thread counts).
@@ -21,6 +21,7 @@ epoch), so no model sees a systematic ordering; for fully independent seeds keep
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 
 from deepdraw.errors import DeepDrawError
 from deepdraw.nn.checkpoints import rng_state, set_rng_state
-from deepdraw.nn.train import TrainConfig, Trainer, TrainResult
+from deepdraw.nn.train import TrainConfig, Trainer, TrainResult, resolve_batch_size
 
 __all__ = ["train_group", "group_data_seed", "step_together", "Member"]
 
@@ -51,13 +52,6 @@ def group_data_seed(configs: Sequence[TrainConfig]) -> int:
     return int(min(seeds)) if seeds else 0
 
 
-def _batch_size(cfg: TrainConfig) -> int:
-    from deepdraw.nn.models import get_family, parse_model_name
-
-    spec = parse_model_name(cfg.model)
-    return int(cfg.batch_size if cfg.batch_size is not None else get_family(spec.family).default_batch_size)
-
-
 def _check_configs(configs: Sequence[TrainConfig]) -> None:
     """The settings members must share, checked before anything is written."""
     first = configs[0]
@@ -67,15 +61,12 @@ def _check_configs(configs: Sequence[TrainConfig]) -> None:
             if str(a) != str(b):
                 raise DeepDrawError(
                     f"Models trained together must share {key}; got {a!r} ({first.out_dir}) and "
-                    f"{b!r} ({c.out_dir}). Train the first task's targets, then the other's."
-                    if key == "task"
-                    else f"Models trained together must share {key}; got {a!r} ({first.out_dir}) and "
                     f"{b!r} ({c.out_dir})."
                 )
-        if _batch_size(c) != _batch_size(first):
+        if resolve_batch_size(c) != resolve_batch_size(first):
             raise DeepDrawError(
-                f"Models trained together need one batch size; got {_batch_size(first)} ({first.out_dir}) "
-                f"and {_batch_size(c)} ({c.out_dir})."
+                f"Models trained together need one batch size; got {resolve_batch_size(first)} "
+                f"({first.out_dir}) and {resolve_batch_size(c)} ({c.out_dir})."
             )
 
 
@@ -140,7 +131,7 @@ def train_group(
         raise DeepDrawError("train_group got no models to train.")
     seed = group_data_seed(configs)
     _check_configs(configs)
-    configs = [c if c.data_seed == seed else _with(c, data_seed=seed) for c in configs]
+    configs = [dataclasses.replace(c, data_seed=seed) for c in configs]
     quiet = configs[0].quiet if quiet is None else quiet
     first = Trainer(configs[0])
     members = [Member(first)]
@@ -183,12 +174,6 @@ def step_together(
     for m in members:
         with m.own_rng():
             m.trainer.step(x, y)
-
-
-def _with(cfg: TrainConfig, **changes) -> TrainConfig:
-    import dataclasses
-
-    return dataclasses.replace(cfg, **changes)
 
 
 def _epoch(members: list[Member], epoch: int, pool: ThreadPoolExecutor, n_threads: int, quiet: bool) -> None:

@@ -18,8 +18,8 @@ computed differently:
   ``[(taps, channels_in), channels_out]``.
 - Windows along frames are built from *blocks of stride frames*: the frames of a sample are viewed as
   ``[frames / stride, stride · features]`` and a window of ``k`` taps is ``ceil(k / stride)`` consecutive
-  blocks (taps past ``k`` get zero weight). Gathering blocks is a concatenation, whose backward is a
-  slice, instead of ``unfold``, whose backward is a slow scatter.
+  blocks (taps past ``k`` get zero weight). Gathering blocks is a concatenation whose backward adds
+  the slices into one buffer, instead of ``unfold``, whose backward is a slow scatter.
 - Layer norm over ``(frames, rows, channels)`` with the per-channel scale and shift is one
   ``F.layer_norm`` call (the scale expanded over frames and rows), then an in-place ReLU.
 - A first layer with a 2-D kernel (the spatiotemporal family) keeps the library's float32
@@ -27,8 +27,9 @@ computed differently:
 
 With ``dtype=torch.bfloat16`` the activations and the matrix products run in bfloat16 (the weights stay
 float32, cast per step: "mixed precision with fp32 master weights"); layer-norm statistics are
-accumulated in float32 by the kernel, and the head (dropout, readout, LSTM) runs in float32 on
-float32 features so that dropout draws the same random numbers as the reference path.
+accumulated in float32 by the kernel, and the head (dropout, readout, LSTM) runs in float32. Dropout
+draws from :attr:`LoweredForward.generator` when one is set (the trainer gives each model its own),
+else from the global RNG as the model's own dropout does.
 
 :class:`LoweredForward` is a callable over a model: ``LoweredForward(model)(x)`` equals ``model(x)``
 up to rounding (float32) or within bfloat16 tolerance. It holds index tensors only, no parameters:
@@ -58,18 +59,19 @@ def _taps(kernel: int, stride: int) -> int:
     return -(-kernel // stride)
 
 
-def band_index(block: ConvBlock, rows_in: int, frames_stride: int | None = None) -> tuple[torch.Tensor, int]:
+def band_index(block: ConvBlock, rows_in: int) -> tuple[torch.Tensor, int]:
     """Index of the banded weight matrix of ``block`` into ``cat([weight.flatten(), 0])``.
 
     Rows of the matrix are ``(block j, frame r in the block, input row, input channel)``, columns
     ``(output row, output channel)``; tap ``j·s + r`` of the conv kernel (``s`` = the frame stride), or
     the zero slot where the tap is past the kernel or the input row falls in the 'SAME' padding.
-    Returns ``(index [rows, cols] int64, rows_out)``.
+    Returns ``(index [rows, cols] int64, rows_out)``. With ``rows_in = 1`` (a frames-only conv applied
+    to one row at a time) it is the ``[(j, r, channel_in), channel_out]`` matrix of the taps alone.
     """
     w = block.conv.weight
     cout, cin, kh, kw = (int(v) for v in w.shape)
     sh = int(block.conv.stride[0])
-    s = int(frames_stride if frames_stride is not None else block.conv.stride[1])
+    s = int(block.conv.stride[1])
     q = _taps(kw, s)
     rows_out = same_output_size(rows_in, sh)
     pad = same_padding(rows_in, kh, sh)[0]
@@ -85,22 +87,6 @@ def band_index(block: ConvBlock, rows_in: int, frames_stride: int | None = None)
     flat = ((co * cin + ci) * kh + kr.clamp(0, kh - 1)) * kw + kt.clamp(0, kw - 1)
     idx = torch.where(valid, flat, torch.full_like(flat, cout * cin * kh * kw))
     return idx.reshape(q * s * rows_in * cin, rows_out * cout), rows_out
-
-
-def _tap_index(block: ConvBlock) -> torch.Tensor:
-    """Index of a frames-only conv's weight matrix ``[(block j, frame r, channel_in), channel_out]``."""
-    w = block.conv.weight
-    cout, cin, _, kw = (int(v) for v in w.shape)
-    s = int(block.conv.stride[1])
-    q = _taps(kw, s)
-    j = torch.arange(q).view(q, 1, 1, 1)
-    r = torch.arange(s).view(1, s, 1, 1)
-    ci = torch.arange(cin).view(1, 1, cin, 1)
-    co = torch.arange(cout).view(1, 1, 1, cout)
-    kt = j * s + r
-    flat = (co * cin + ci) * kw + kt.clamp(0, kw - 1)
-    idx = torch.where(kt < kw, flat, torch.full_like(flat, cout * cin * kw))
-    return idx.reshape(q * s * cin, cout)
 
 
 class _Windows(torch.autograd.Function):
@@ -148,7 +134,7 @@ def _plan(model: DeepDrawNet) -> list[_Layer]:
         sh, sw = block.conv.stride
         rows_only = kh == 1 and sh == 1
         if rows_only:
-            index, rows_out = _tap_index(block), rows
+            index, rows_out = band_index(block, 1)[0], rows
         else:
             index, rows_out = band_index(block, rows)
         frames_out = same_output_size(frames, sw)

@@ -194,7 +194,6 @@ def _check_train_section(cfg: Config) -> None:
             f"train.num_threads is {t.num_threads}; expected 0 (default) or a positive integer"
         )
     _device(t.device)
-    _check_choice("train.group", t.group, ("none", "seeds"))
 
 
 # ---------------------------------------------------------------------------------------- the runs
@@ -349,23 +348,11 @@ def _check_settings(directory: Path, metrics: dict, tc) -> None:
         )
 
 
-def _train_one(job: tuple) -> list[dict]:
-    """Train (or skip) one planned run; its trained and untrained summary rows. A Dask task."""
-    from deepdraw.nn.train import train_model
-
-    run, tc, out_dir = job
-    metrics = _read_json(run.directory / "metrics.json")
-    _check_settings(run.directory, metrics, tc)
-    if metrics.get("finished"):
-        logger.info("%s (%s): finished run found, skipped", run.name, run.task)
-    else:
-        metrics = train_model(tc).metrics
-    return _summary_rows(run, tc, out_dir, metrics)
-
-
-def _train_together(jobs: list[tuple]) -> list[dict]:
-    """Train (or skip) the runs of one group on shared batches (``[train] group``). A Dask task."""
+def _train_job(jobs: list[tuple]) -> list[dict]:
+    """Train (or skip) the runs of one group (one run, or several on shared batches with ``[train]
+    group``); their trained and untrained summary rows. A Dask task."""
     from deepdraw.nn.group import train_group
+    from deepdraw.nn.train import train_model
 
     done: dict[int, dict] = {}
     todo = []
@@ -377,7 +364,9 @@ def _train_together(jobs: list[tuple]) -> list[dict]:
             done[i] = metrics
         else:
             todo.append(i)
-    if todo:
+    if len(todo) == 1:
+        done[todo[0]] = train_model(jobs[todo[0]][1]).metrics
+    elif todo:
         results = train_group([jobs[i][1] for i in todo])
         done.update({i: r.metrics for i, r in zip(todo, results, strict=True)})
     return [
@@ -393,10 +382,6 @@ def _groups(jobs: list[tuple], how: str) -> list[list[tuple]]:
     for j in jobs:
         groups.setdefault((j[0].architecture, j[0].task), []).append(j)
     return list(groups.values())
-
-
-def _train_job(group: list[tuple]) -> list[dict]:
-    return _train_one(group[0]) if len(group) == 1 else _train_together(group)
 
 
 def _summary_rows(run: PlannedRun, tc, out_dir: str, metrics: dict) -> list[dict]:

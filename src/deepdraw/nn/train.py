@@ -373,6 +373,12 @@ def _check_config(cfg: TrainConfig) -> tuple[ModelSpec, str]:
     return spec.replace(untrained=False, regression=regression), task
 
 
+def resolve_batch_size(cfg: TrainConfig) -> int:
+    """``cfg.batch_size``, or the family's default (conv 256, LSTM 128) when it is None."""
+    spec = parse_model_name(cfg.model) if not isinstance(cfg.model, ModelSpec) else cfg.model
+    return int(cfg.batch_size if cfg.batch_size is not None else get_family(spec.family).default_batch_size)
+
+
 class Trainer:
     """One model's training: its weights, optimizer, schedule, data streams, files and history.
 
@@ -390,7 +396,7 @@ class Trainer:
         self.data_seed = int(cfg.data_seed) if cfg.data_seed is not None else seed
         fam = get_family(spec.family)
         lr = float(cfg.lr if cfg.lr is not None else fam.default_lr)
-        self.batch_size = int(cfg.batch_size if cfg.batch_size is not None else fam.default_batch_size)
+        self.batch_size = resolve_batch_size(cfg)
         self.device = device = resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, device)
         if device.type == "cuda":
