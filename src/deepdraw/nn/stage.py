@@ -223,6 +223,9 @@ def _task_dir(root: Path, task: str) -> Path:
 def planned_runs(cfg: Config, models: Sequence[str] | None = None) -> list[PlannedRun]:
     """Runs of ``models`` (default ``[train] models``) x ``[train] tasks`` x ``[train] seeds``, checked.
 
+    Seed-major order (every model and task of seed 1, then of seed 2, ...), so that a long run stopped
+    part-way leaves complete seeds to compare tasks and architectures on.
+
     A seed, ``_r_`` or ``r`` in a given model name is ignored: ``[train] seeds`` and the task decide.
     Unknown families, malformed names and unknown tasks raise :class:`DeepDrawError`.
     """
@@ -242,10 +245,10 @@ def planned_runs(cfg: Config, models: Sequence[str] | None = None) -> list[Plann
     root = RunPaths(cfg.out_dir).models
     out: list[PlannedRun] = []
     seen: set[tuple[str, str]] = set()
-    for raw in names:
-        arch = parse_model_name(raw).architecture
-        for task in tasks:
-            for seed in cfg.train.seeds:
+    archs = [parse_model_name(raw).architecture for raw in names]
+    for seed in cfg.train.seeds:  # seed-major: a stopped run leaves whole seeds of every model and task
+        for arch in archs:
+            for task in tasks:
                 name = arch.replace(seed=int(seed), regression=get_task(task).regression).name
                 if (name, task) in seen:
                     continue
