@@ -144,4 +144,10 @@ def _nn_commands(sub, ds) -> None:
     add_commands(sub, ds)
 
 
-EXTRA_COMMANDS.extend([_nn_commands, add_analysis_commands])
+def _zoo_commands(sub, ds) -> None:
+    from .zoo.cli import add_commands
+
+    add_commands(sub, ds)
+
+
+EXTRA_COMMANDS.extend([_nn_commands, add_analysis_commands, _zoo_commands])

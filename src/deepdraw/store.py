@@ -103,6 +103,14 @@ def library_versions() -> dict[str, str]:
 _COMMIT: str | None = None
 
 
+def git_commit() -> str:
+    """The source tree's git commit ('-dirty' when it has uncommitted changes; 'unknown' outside git)."""
+    global _COMMIT
+    if _COMMIT is None:
+        _COMMIT = _git_commit()
+    return _COMMIT
+
+
 def provenance(
     kind: str,
     config: Mapping[str, Any] | None = None,
@@ -110,13 +118,10 @@ def provenance(
     inputs: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Root attributes recorded on every artifact (all values are strings; dicts as JSON)."""
-    global _COMMIT
-    if _COMMIT is None:
-        _COMMIT = _git_commit()
     return {
         "kind": kind,
         "deepdraw_version": __version__,
-        "git_commit": _COMMIT,
+        "git_commit": git_commit(),
         "config": json.dumps(config or {}, sort_keys=True, default=str),
         "seeds": json.dumps(seeds or {}, sort_keys=True, default=str),
         "inputs": json.dumps(inputs or {}, sort_keys=True),

@@ -1,0 +1,180 @@
+"""Packaging a finished training run into the model zoo: a weights-only checkpoint and its card.
+
+``deepdraw zoo add RUN_DIR`` (maintainers): ``RUN_DIR`` is a ``models/<name>/`` folder left by
+``deepdraw train`` (``best.pt``, ``untrained.pt``, ``metrics.json`` of a finished run,
+``untrained_metrics.json``). The dataset is found from the run's recorded ``train_path`` (or given).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from deepdraw.errors import DeepDrawError
+from deepdraw.zoo import CARD_FORMAT, CARD_VERSION, DATA_LICENCES, resolve_zoo_dir, state_digest
+
+__all__ = ["add_to_zoo", "dataset_identity"]
+
+_TRAIN_KEYS = (
+    "lr",
+    "batch_size",
+    "max_epochs",
+    "patience",
+    "lr_divisor",
+    "max_plateaus",
+    "min_epochs",
+    "schedule",
+    "val_fraction",
+    "target_alignment",
+    "precision",
+)
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise DeepDrawError(f"{path}: not found; expected the file a finished 'deepdraw train' run leaves")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise DeepDrawError(f"{path}: not valid JSON ({exc})") from None
+
+
+def dataset_identity(train_path: str | os.PathLike, test_path: str | os.PathLike) -> dict[str, Any]:
+    """What identifies a PCRT dataset without hashing its gigabytes: the generating config, the input
+    files' digests and the generator's commit (``provenance_sha256`` is the sha256 of those three as
+    canonical JSON; the same config and inputs regenerate the same files), plus row counts and sizes."""
+    from deepdraw.store import read_attrs
+
+    out: dict[str, Any] = {"files": {}}
+    prov: dict[str, Any] = {}
+    for split, p in (("train", Path(train_path)), ("test", Path(test_path))):
+        if not p.is_file():
+            raise DeepDrawError(f"{p}: the {split} file of the run's dataset is missing")
+        attrs = read_attrs(p)
+        import h5py
+
+        with h5py.File(p, "r") as f:
+            n = int(f["label"].shape[0]) if "label" in f else None
+        out["files"][split] = {"name": p.name, "bytes": p.stat().st_size, "rows": n}
+        if split == "train":
+            prov = {k: attrs.get(k) for k in ("config", "inputs", "git_commit")}
+    for k in ("config", "inputs"):
+        if isinstance(prov.get(k), str):
+            prov[k] = json.loads(prov[k])
+    out["config"] = prov.get("config")
+    out["inputs"] = prov.get("inputs")
+    out["git_commit"] = prov.get("git_commit")
+    blob = json.dumps(prov, sort_keys=True, default=str).encode()
+    out["provenance_sha256"] = hashlib.sha256(blob).hexdigest()
+    return out
+
+
+def _metric_block(m: dict | None) -> dict | None:
+    return None if m is None else {k: v for k, v in m.items() if v is not None}
+
+
+def add_to_zoo(
+    run_dir: str | os.PathLike,
+    zoo_dir: str | os.PathLike | None = None,
+    *,
+    train_path: str | os.PathLike | None = None,
+    test_path: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``<zoo>/<name>.pt`` (weights only) and ``<zoo>/<name>.json`` (card) for a finished run."""
+    import torch
+
+    from deepdraw.nn.checkpoints import read_checkpoint, versions
+    from deepdraw.store import file_sha256, git_commit
+
+    run = Path(run_dir)
+    metrics = _read_json(run / "metrics.json")
+    if not metrics.get("finished"):
+        raise DeepDrawError(f"{run / 'metrics.json'}: the run is not finished; expected 'finished': true")
+    name = str(metrics["model_name"])
+    best = read_checkpoint(run / "best.pt")
+    if best.get("model_name") != name or best.get("kind") != "best":
+        raise DeepDrawError(
+            f"{run / 'best.pt'}: holds '{best.get('model_name')}' ({best.get('kind')}); expected the best "
+            f"checkpoint of '{name}'"
+        )
+    untrained = read_checkpoint(run / "untrained.pt")
+    un_metrics = _read_json(run / "untrained_metrics.json")
+    tc = metrics.get("config") or {}
+    train_p = Path(train_path or tc.get("train_path", ""))
+    test_p = Path(test_path or tc.get("test_path", ""))
+    zoo = resolve_zoo_dir(zoo_dir)
+    ck_path, card_path = zoo / f"{name}.pt", zoo / f"{name}.json"
+    if not overwrite and (ck_path.exists() or card_path.exists()):
+        raise DeepDrawError(
+            f"{card_path}: model '{name}' is already in the zoo; pass --overwrite to replace it"
+        )
+
+    shipped = {k: v for k, v in best.items() if k not in ("optimizer", "config")}
+    shipped["config"] = {k: tc[k] for k in _TRAIN_KEYS if k in tc}
+    zoo.mkdir(parents=True, exist_ok=True)
+    tmp = ck_path.with_name(f".{ck_path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(shipped, tmp)
+        os.replace(tmp, ck_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+    card = {
+        "format": CARD_FORMAT,
+        "version": CARD_VERSION,
+        "name": name,
+        "architecture": _architecture(name),
+        "family": metrics.get("family"),
+        "task": metrics.get("task"),
+        "seed": int(metrics["seed"]),
+        "n_parameters": metrics.get("n_parameters"),
+        "conv_weights": metrics.get("conv_weights"),
+        "input_shape": list(best["input_shape"]),
+        "n_outputs": int(best["n_outputs"]),
+        "checkpoint": {"file": ck_path.name, "bytes": ck_path.stat().st_size, "sha256": file_sha256(ck_path)},
+        "metrics": {
+            "test": _metric_block(metrics.get("test")),
+            "validation": _metric_block(metrics.get("best_validation")),
+        },
+        "untrained": {
+            "name": untrained.get("model_name"),
+            "state_sha256": state_digest(untrained["state_dict"]),
+            "test": _metric_block(un_metrics.get("test")),
+            "validation": _metric_block(un_metrics.get("validation")),
+        },
+        "training": {
+            "epochs": metrics.get("epochs_run"),
+            "best_epoch": metrics.get("best_epoch"),
+            "stopped_by": metrics.get("stopped_by"),
+            "wall_time_s": metrics.get("wall_time_s"),
+            "precision": metrics.get("precision"),
+            "device": metrics.get("device"),
+            "data_seed": metrics.get("data_seed"),
+            "n_train": metrics.get("n_train"),
+            "n_val": metrics.get("n_val"),
+            "n_test": metrics.get("n_test"),
+            "settings": shipped["config"],
+        },
+        "dataset": dataset_identity(train_p, test_p),
+        "code": {"training": metrics.get("versions"), "packaged": {**versions(), "git_commit": git_commit()}},
+        "licence": {"model": "MIT (deepdraw)", "data": DATA_LICENCES},
+        "created": _dt.date.today().isoformat(),
+    }
+    tmp = card_path.with_name(f".{card_path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(card, indent=1, default=str) + "\n")
+        os.replace(tmp, card_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return card_path
+
+
+def _architecture(name: str) -> str:
+    from deepdraw.nn.models import parse_model_name
+
+    return parse_model_name(name).architecture.name

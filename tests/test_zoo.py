@@ -1,0 +1,165 @@
+"""The model zoo: shipped checkpoints load, verify and generalise to freshly generated data; packaging
+a run round-trips; tampered files are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from nn_toy import make_pcrt, train_config
+
+from deepdraw import zoo
+from deepdraw.cli import main
+from deepdraw.config import config_from_dict
+from deepdraw.errors import DeepDrawError
+from deepdraw.zoo.package import add_to_zoo
+
+SHIPPED = zoo.available()
+
+
+def test_the_zoo_ships_models_with_complete_cards():
+    assert SHIPPED, "no model is shipped in src/deepdraw/zoo/checkpoints"
+    for name in SHIPPED:
+        c = zoo.card(name)
+        assert c["name"] == name and c["task"] in ("art", "tdt") and c["seed"] >= 1
+        assert c["dataset"]["config"]["assembly"]["n_samples"] == 200_000  # paper-scale dataset
+        assert c["training"]["epochs"] >= c["training"]["best_epoch"] >= 1
+        assert c["licence"]["data"]["musculoskeletal_model"].startswith("MoBL-ARMS")
+        assert len(c["checkpoint"]["sha256"]) == 64
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_loads_and_its_untrained_control_is_rebuilt_exactly(name):
+    model, c = zoo.load(name)
+    assert not model.training and model.task == c["task"]
+    assert sum(p.numel() for p in model.parameters()) == c["n_parameters"]
+    control, _ = zoo.load(name, untrained=True)
+    assert zoo.state_digest(control.state_dict()) == c["untrained"]["state_sha256"]
+    # the control is the run's initial state, not the trained weights
+    differ = [
+        not torch.equal(a, b) for a, b in zip(model.state_dict().values(), control.state_dict().values())
+    ]
+    assert any(differ)
+
+
+@pytest.fixture(scope="module")
+def fresh_dataset(tmp_path_factory):
+    """300 samples made by the project's generator with a seed unrelated to the training data's."""
+    from deepdraw.pipeline import run_pipeline
+
+    out = tmp_path_factory.mktemp("fresh") / "run"
+    cfg = config_from_dict(
+        {
+            "run": {"out_dir": str(out), "seed": 20261202, "quiet": True},
+            "parallel": {"mode": "sync"},
+            "kinematics": {"n_candidates": 1500, "shard_size": 500},  # 1 in 5 kept, as the paper
+            "assembly": {"n_samples": 300, "chunk": 300},
+        }
+    )
+    run_pipeline(cfg, only=["characters", "startpoints", "kinematics", "assemble"])
+    return [out / "dataset" / "pcrt_train.h5", out / "dataset" / "pcrt_test.h5"]
+
+
+def _pooled(checkpoint, files) -> dict:
+    from deepdraw.nn.train import evaluate
+
+    parts = [evaluate(checkpoint, f) for f in files]
+    n = sum(p["n"] for p in parts)
+    return {k: sum(p[k] * p["n"] for p in parts) / n for k in parts[0] if k != "n"} | {"n": n}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_generalises_to_freshly_generated_movements(name, fresh_dataset, one_torch_thread):
+    c = zoo.card(name)
+    m = _pooled(zoo.verify(name), fresh_dataset)
+    assert m["n"] == 300
+    if c["task"] == "art":
+        assert m["accuracy"] >= 0.95
+    else:
+        assert m["error_cm"] <= 0.6
+
+
+def test_tampered_or_truncated_checkpoint_is_refused(tmp_path):
+    name = SHIPPED[0]
+    d = tmp_path / "zoo"
+    shutil.copytree(zoo.ZOO_DIR, d)
+    pt = d / f"{name}.pt"
+    raw = bytearray(pt.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    pt.write_bytes(bytes(raw))
+    with pytest.raises(DeepDrawError, match="sha256"):
+        zoo.load(name, zoo_dir=d)
+    pt.write_bytes(bytes(raw[:1000]))
+    with pytest.raises(DeepDrawError, match="truncated"):
+        zoo.load(name, zoo_dir=d)
+    pt.unlink()
+    with pytest.raises(DeepDrawError, match="missing"):
+        zoo.verify(name, zoo_dir=d)
+
+
+def test_unknown_name_suggests_the_closest_shipped_one():
+    name = SHIPPED[0]
+    with pytest.raises(DeepDrawError, match="did you mean " + name):
+        zoo.card(name[:-1] + "9")
+
+
+def test_a_finished_run_round_trips_through_the_zoo(tmp_path, one_torch_thread):
+    from deepdraw.nn.checkpoints import read_checkpoint
+    from deepdraw.nn.train import train_model
+
+    files = (make_pcrt(tmp_path / "tr.h5", 64, 1), make_pcrt(tmp_path / "te.h5", 32, 2))
+    run = tmp_path / "models" / "toy"
+    res = train_model(train_config([str(f) for f in files], str(run), max_epochs=2))
+    (run / "untrained_metrics.json").write_text(json.dumps({"test": {"accuracy": 0.25, "n": 32}}))
+    d = tmp_path / "zoo"
+    card_path = add_to_zoo(run, d)
+    name = res.metrics["model_name"]
+    assert card_path.name == f"{name}.json" and zoo.available(d) == [name]
+    with pytest.raises(DeepDrawError, match="already in the zoo"):
+        add_to_zoo(run, d)
+    model, c = zoo.load(name, zoo_dir=d)
+    best = read_checkpoint(run / "best.pt")
+    for k, v in best["state_dict"].items():
+        assert torch.equal(model.state_dict()[k], v)
+    assert "optimizer" not in read_checkpoint(d / f"{name}.pt")  # weights only
+    assert c["metrics"]["test"]["accuracy"] == pytest.approx(res.metrics["test"]["accuracy"])
+    assert c["training"]["epochs"] == res.metrics["epochs_run"]
+    control, _ = zoo.load(name, untrained=True, zoo_dir=d)
+    first = read_checkpoint(run / "untrained.pt")["state_dict"]
+    for k, v in first.items():
+        assert torch.equal(control.state_dict()[k], v)
+    # a card whose untrained digest does not match (another initialisation) is an error
+    c["untrained"]["state_sha256"] = "0" * 64
+    (d / f"{name}.json").write_text(json.dumps(c))
+    with pytest.raises(DeepDrawError, match="initialises differently"):
+        zoo.load(name, untrained=True, zoo_dir=d)
+
+
+def test_unfinished_run_is_not_packaged(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"model_name": "x", "finished": False}))
+    with pytest.raises(DeepDrawError, match="not finished"):
+        add_to_zoo(run, tmp_path / "zoo")
+
+
+def test_cli_lists_and_shows_the_zoo(capsys):
+    assert main(["zoo", "list"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in SHIPPED)
+    assert main(["zoo", "show", SHIPPED[0]]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == SHIPPED[0]
+    assert main(["zoo", "show", "no_such_model"]) == 2
+    assert "not in the zoo" in capsys.readouterr().err
+
+
+def test_state_digest_sees_values_dtypes_and_names():
+    a = {"w": torch.zeros(3)}
+    assert zoo.state_digest(a) == zoo.state_digest({"w": torch.zeros(3)})
+    assert zoo.state_digest(a) != zoo.state_digest({"w": torch.tensor([0.0, 0.0, np.float32(1e-30)])})
+    assert zoo.state_digest(a) != zoo.state_digest({"w": torch.zeros(3, dtype=torch.float64)})
+    assert zoo.state_digest(a) != zoo.state_digest({"v": torch.zeros(3)})
