@@ -83,6 +83,30 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     print(out)
 
 
+def cmd_check(args: argparse.Namespace) -> None:
+    import json
+
+    from .dataset.checks import muscle_jumps
+    from .paths import RunPaths
+
+    cfg = _config(args)
+    rp = RunPaths(cfg.out_dir)
+    files = [Path(f) for f in args.files] or [rp.pcrt_train, rp.pcrt_test]
+    reports = [muscle_jumps(f, args.jump_mm, args.ratio) for f in files]
+    if args.json:
+        print(json.dumps(reports, indent=1))
+    for r in reports:
+        print(
+            f"{r['file']}: {r['samples_with_jumps']} of {r['n_samples']} samples with single-frame muscle-length "
+            f"jumps >= {r['jump_mm']:g} mm (largest {r['largest_mm']:.1f} mm)"
+            + (f"; samples per muscle: {r['by_muscle']}" if r["by_muscle"] else "")
+        )
+    if args.strict and any(r["samples_with_jumps"] for r in reports):
+        raise DeepDrawError(
+            "dataset check: muscle-length jumps found (see above); --strict makes them an error"
+        )
+
+
 def cmd_pipeline(args: argparse.Namespace) -> None:
     from .pipeline import run_pipeline, status
 
@@ -131,6 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", action="store_true", help="dataset summary of the PCRT files instead")
     p.add_argument("--png", help="output PNG (default: <out_dir>/figures/inspect_<source>_<sample>.png)")
     p.set_defaults(func=cmd_inspect)
+
+    p = ds.add_parser(
+        "check",
+        help="report single-frame muscle-length jumps (MoBL-ARMS wrapping discontinuities) in PCRT files",
+        description="Reads muscle_coords of the run's pcrt_train.h5 and pcrt_test.h5 (or FILES) and counts "
+        "steps between two frames of at least --jump-mm that are also --ratio times both neighbouring "
+        "steps (docs/dataset.md, 'Checking a dataset').",
+    )
+    _add_config(p)
+    p.add_argument("--file", dest="files", action="append", default=[], help="a PCRT file (repeatable)")
+    p.add_argument("--jump-mm", type=float, default=5.0, help="smallest step counted, mm (default 5)")
+    p.add_argument("--ratio", type=float, default=4.0, help="times both neighbouring steps (default 4)")
+    p.add_argument("--json", action="store_true", help="also print the full reports (rows, frames) as JSON")
+    p.add_argument("--strict", action="store_true", help="exit with status 2 when any jump is found")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("pipeline", help="every stage in order, cached and resumable")
     _add_config(p, parallel=True)

@@ -651,7 +651,25 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
             cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fresh, ex, _known_by_id(kept), ref
         )
     shutil.rmtree(workdir, ignore_errors=True)
+    _warn_jumps(rp.pcrt_train, rp.pcrt_test)
     return rp.pcrt_train, rp.pcrt_test
+
+
+def _warn_jumps(*paths: Path) -> None:
+    """Log a warning for every written file holding single-frame muscle-length jumps."""
+    from deepdraw.dataset.checks import muscle_jumps
+
+    for p in paths:
+        r = muscle_jumps(p)
+        if r["samples_with_jumps"]:
+            log.warning(
+                "%s: %d of %d samples hold single-frame muscle-length jumps >= %g mm (largest %.1f mm; %s): "
+                "wrapping discontinuities of the arm model; keep fewer candidates per sample "
+                "(kinematics.n_candidates >= 5 x assembly.n_samples, as the paper) or see "
+                "'deepdraw dataset check'",
+                p, r["samples_with_jumps"], r["n_samples"], r["jump_mm"], r["largest_mm"],
+                ", ".join(f"{k} {v}" for k, v in r["by_muscle"].items()),
+            )  # fmt: skip
 
 
 def _balanced_tasks(n: int, chunk: int, n_workers: int) -> list[tuple[int, int]]:
