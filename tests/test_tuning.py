@@ -229,6 +229,48 @@ def test_label_selectivity_matches_sklearn_auc():
     np.testing.assert_allclose(res2["auc"], res["auc"])
 
 
+def test_label_selectivity_on_frames_matches_a_one_vs_rest_linear_svc():
+    """The original's method (every frame a sample, OneVsRest LinearSVC per unit, macro AUC), converged,
+    against ours; units ranked in blocks give the same numbers."""
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.preprocessing import label_binarize
+    from sklearn.svm import LinearSVC
+
+    rng = np.random.default_rng(5)
+    n_traj, n_fr, K = 160, 12, 4
+    y_traj = np.arange(n_traj) % K
+    effect = np.array([[2.0, -1.0, 0.0, 3.0], [0.0, 0.0, 4.0, 0.0], [0.0, 0.0, 0.0, 0.0]])  # (unit, class)
+    x = effect[:, y_traj].T[:, None, :] + rng.standard_normal((n_traj, n_fr, 3))
+    test = np.arange(n_traj) >= 120
+    xf, yf, tf = x.reshape(-1, 3), np.repeat(y_traj, n_fr), np.repeat(test, n_fr)
+    ours = label_selectivity(xf[~tf], yf[~tf], xf[tf], yf[tf], K)
+    blocked = label_selectivity(xf[~tf], yf[~tf], xf[tf], yf[tf], K, unit_block=1)
+    np.testing.assert_array_equal(ours["auc"], blocked["auc"])
+    for u in (0, 1):
+        svc = OneVsRestClassifier(LinearSVC(max_iter=100_000)).fit(xf[~tf][:, [u]], yf[~tf])
+        ref = roc_auc_score(label_binarize(yf[tf], classes=range(K)), svc.decision_function(xf[tf][:, [u]]))
+        assert ours["macro"][u] == pytest.approx(2 * (ref - 0.5), abs=1e-9)
+    assert abs(ours["macro"][2]) < 0.1  # no class effect
+
+
+def test_label_samples_frames_in_the_stage():
+    kin = straight_movements(24, 3)
+    layers, centres = synthetic_layers(kin, 3)
+    act = ArrayActivations(layers, kin["ee"], kin["label"], kin["plane"], kin["start"], kin["end"], centres)
+    traj = analyse_model(act, TuningConfig(), quiet=True)
+    fr = analyse_model(act, TuningConfig(label_samples="frames"), quiet=True)
+    capped = analyse_model(act, TuningConfig(label_samples="frames", label_max_points=24 * 10), quiet=True)
+    for a, b, c in zip(traj.layers, fr.layers, capped.layers):
+        np.testing.assert_array_equal(a.label_dead, b.label_dead)  # dead units stay dead (NaN)
+        assert np.isnan(b.label_macro[b.label_dead]).all() and np.isfinite(b.label_macro[~b.label_dead]).all()
+        assert not np.allclose(b.label_macro[~b.label_dead], c.label_macro[~c.label_dead])  # fewer frames
+    # static frames (before and after the movement) carry no label information: frames score lower
+    s0 = 1  # spatial0: direction-tuned channel 0 of both rows
+    assert np.nanmax(fr.layers[s0].label_macro) < np.nanmax(traj.layers[s0].label_macro)
+    with pytest.raises(DeepDrawError, match="tuning.label_samples"):
+        analyse_model(act, TuningConfig(label_samples="points"), quiet=True)
+
+
 # ----------------------------------------------------------------------------- summaries
 
 

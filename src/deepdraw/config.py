@@ -240,6 +240,8 @@ class TuningConfig:
     pd_bins: int = 18  # bins of the preferred-direction histogram on [-pi, pi]
     min_plane_units: int = 3  # planes with fewer tuned units are left out of the invariance mean
     label_index: str = "macro"  # label selectivity: "macro" (code: macro AUC) or "max" (paper text)
+    label_samples: str = "trajectory"  # label samples: "trajectory" (mean over the movement) or "frames" (original: every time point)
+    label_max_points: int = 500000  # "frames": at most this many (trajectory, time point) samples; evenly spaced time points beyond
     chunk: int = 128  # trajectories read per block
     figures: bool = True  # write PNG figures
 

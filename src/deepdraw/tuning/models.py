@@ -292,20 +292,32 @@ def label_selectivity(
     x_test: np.ndarray,
     y_test: np.ndarray,
     n_classes: int = 20,
+    unit_block: int = 64,
 ) -> dict[str, np.ndarray]:
     """Label selectivity of single units: one-vs-rest, 1-D linear read-out, index 2 (AUC - 0.5).
 
-    Each unit is summarised by one value per trajectory (its mean activation over the movement). For
-    every class, a 1-D linear one-vs-rest classifier is monotonic in that value, so its test AUC is the
-    AUC of the value itself with the sign learnt on the training trajectories (the sign for which the
-    training AUC is >= 0.5). ``macro`` = 2 (mean_k AUC_k - 0.5) (the code's ``roc_auc_score``),
-    ``max`` = 2 (max_k AUC_k - 0.5) (the paper's text).
+    Rows of ``x_*`` are samples (one per trajectory: the mean activation over the movement; or, with
+    ``[tuning] label_samples = "frames"``, one per trajectory and time point, as the original). For
+    every class, a 1-D linear one-vs-rest classifier is monotonic in the value, so its test AUC is the
+    AUC of the value itself with the sign learnt on the training samples (the sign for which the
+    training AUC is >= 0.5, what a converged classifier gives). ``macro`` = 2 (mean_k AUC_k - 0.5) (the
+    code's ``roc_auc_score``), ``max`` = 2 (max_k AUC_k - 0.5) (the paper's text). Units are ranked in
+    blocks of ``unit_block`` (memory: samples x unit_block x 8 bytes a few times).
 
     Returns:
         ``auc`` (U, K) oriented test AUCs, ``macro`` (U,), ``max`` (U,).
     """
-    a_tr = ovr_auc(x_train, y_train, n_classes)
-    a_te = ovr_auc(x_test, y_test, n_classes)
+    x_train, x_test = np.asarray(x_train), np.asarray(x_test)
+    U = x_train.shape[1] if x_train.ndim == 2 else 0
+    step = max(1, int(unit_block))
+    a_tr = np.concatenate(
+        [ovr_auc(x_train[:, s : s + step], y_train, n_classes) for s in range(0, U, step)]
+        or [np.zeros((0, n_classes))]
+    )
+    a_te = np.concatenate(
+        [ovr_auc(x_test[:, s : s + step], y_test, n_classes) for s in range(0, U, step)]
+        or [np.zeros((0, n_classes))]
+    )
     flip = a_tr < 0.5
     auc = np.where(flip, 1.0 - a_te, a_te)
     auc = np.where(np.isnan(a_tr), np.nan, auc)

@@ -400,6 +400,7 @@ def check_tuning_config(t: TuningConfig, where: str = "[tuning]") -> None:
         "window": (t.window, ("movement", "all")),
         "trim": (t.trim, ("fixed", "original", "none")),
         "label_index": (t.label_index, ("macro", "max")),
+        "label_samples": (t.label_samples, ("trajectory", "frames")),
     }
     for key, (v, opts) in choices.items():
         if v not in opts:
@@ -411,7 +412,7 @@ def check_tuning_config(t: TuningConfig, where: str = "[tuning]") -> None:
             )
     if not 0 < t.test_fraction < 1:
         raise DeepDrawError(f"{where}: key 'tuning.test_fraction' is {t.test_fraction}; expected 0 < x < 1")
-    for key in ("chunk", "pd_bins", "min_plane_units"):
+    for key in ("chunk", "pd_bins", "min_plane_units", "label_max_points"):
         if getattr(t, key) < 1:
             raise DeepDrawError(
                 f"{where}: key 'tuning.{key}' is {getattr(t, key)}; expected a positive integer"
@@ -545,6 +546,7 @@ def _analyse_layer(
         }
     mv = movement_frames(centres, act.start_id, act.end_id)
     lab_x = np.full((n, U), np.nan)
+    lab_frames = _LabelFrames(t, lab_sel, n_t, U)
     for sl in iter_chunks(n, t.chunk):
         a = np.asarray(act.read(name, sl))
         b = a.shape[0]
@@ -561,6 +563,7 @@ def _analyse_layer(
         y = np.ascontiguousarray(a.transpose(0, 2, 1, 3)).reshape(b, n_t, U)
         m = mv[sl]
         lab_x[sl] = np.einsum("bt,btu->bu", m.astype(y.dtype), y, dtype=np.float64) / m.sum(1)[:, None]
+        lab_frames.add(sl, y)
         for o, od in odata.items():
             A = acc[o]
             loc = od.local[sl]
@@ -597,17 +600,46 @@ def _analyse_layer(
         bar.update(1)
 
     orient = {o: _fit_orientation(o, odata[o], acc[o], U, t) for o in odata}
-    # label selectivity on the per-trajectory mean activation over the movement
-    x = lab_x[lab_sel]
+    # label selectivity on the per-trajectory mean activation over the movement (or on every frame)
     yl = act.label[lab_sel]
     n_classes = max(20, int(act.label.max()) + 1)
-    ls = label_selectivity(x[~lab_is_test], yl[~lab_is_test], x[lab_is_test], yl[lab_is_test], n_classes)
+    if lab_frames.x is not None:
+        x, yl, is_test = lab_frames.samples(yl, lab_is_test)
+    else:
+        x, is_test = lab_x[lab_sel], lab_is_test
+    ls = label_selectivity(x[~is_test], yl[~is_test], x[is_test], yl[is_test], n_classes)
     ptp = np.ptp(x, axis=0) if x.shape[0] else np.zeros(U)
     ldead = ptp <= t.dead_tol * np.maximum(1.0, np.abs(x).max(0) if x.shape[0] else 1.0)
     for k in ("macro", "max"):
         ls[k] = np.where(ldead, np.nan, ls[k])
     ls["auc"] = np.where(ldead[:, None], np.nan, ls["auc"])
     return LayerFit(name, index, rows, chans, centres, orient, ls["auc"], ls["macro"], ls["max"], ldead)
+
+
+class _LabelFrames:
+    """The ``label_samples = "frames"`` samples of one layer: every time point (or, beyond
+    ``label_max_points`` samples, evenly spaced ones) of the label trajectories, filled block by block."""
+
+    def __init__(self, t: TuningConfig, lab_sel: np.ndarray, n_t: int, U: int) -> None:
+        self.x = None
+        if t.label_samples != "frames" or lab_sel.size == 0:
+            return
+        k = max(1, min(n_t, t.label_max_points // lab_sel.size))
+        self.times = np.unique(np.linspace(0, n_t - 1, k).round().astype(np.int64))
+        self.sel = lab_sel
+        self.x = np.empty((lab_sel.size, self.times.size, U), np.float32)
+
+    def add(self, sl: slice, y: np.ndarray) -> None:
+        if self.x is None:
+            return
+        lo, hi = np.searchsorted(self.sel, [sl.start, sl.stop])
+        if hi > lo:
+            self.x[lo:hi] = y[self.sel[lo:hi] - sl.start][:, self.times]
+
+    def samples(self, labels: np.ndarray, is_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(samples x units, label per sample, test flag per sample): one sample per trajectory and time."""
+        k = self.times.size
+        return self.x.reshape(-1, self.x.shape[2]), np.repeat(labels, k), np.repeat(is_test, k)
 
 
 def _fit_orientation(o: str, od: _OrientData, A: dict[str, Any], U: int, t: TuningConfig) -> OrientationFit:
