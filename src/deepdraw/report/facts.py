@@ -263,9 +263,9 @@ def _facts() -> list[Fact]:
     f += [
         Fact(
             "rsa.oracle_final_art.spatial_temporal",
-            "oracle RDM similarity, final layer, ART spatial-temporal",
+            "oracle RDM similarity, final layer, ART spatial-temporal (paper's value: another architecture)",
             0.214,
-            "0.214 (temporal3, mean of 5 seeds)",
+            "0.214 (temporal3, mean of 5 seeds) of the preprint's S-5272 architecture, not S-7293",
             "",
             _RSA,
             "rsa",
