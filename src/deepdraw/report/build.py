@@ -38,6 +38,7 @@ from ..config import Config
 from ..errors import DeepDrawError
 from ..paths import RunPaths
 from .facts import FACTS, FAMILIES, PAPER_SCALE, Fact
+from .stats import compare_tests, paired_tests_html
 
 __all__ = ["build_report", "collect_values", "FigureItem"]
 
@@ -1313,6 +1314,13 @@ def _render(
         "A small run is not expected to match the paper: compare its scale with the paper's.</p>"
     )
     parts.append(_facts_html(values, scale))
+    parts.append('<h3 id="paper-tests-section">Statistics over seeds: the paper\'s paired t-tests</h3>')
+    parts.append(
+        '<p class="sub">Per layer, paired over seeds: ART vs TDT (median tuning scores) and ART-trained vs '
+        "untrained (preferred-direction uniformity and invariance), from <code>tuning/tuning_stats.csv</code>. "
+        "The paper's t has df = 4 (5 seeds); <i>agrees</i> = same sign and Bonferroni p &lt; 0.05 here.</p>"
+    )
+    parts.append(paired_tests_html(compare_tests(_read_csv(run.rp.tuning / "tuning_stats.csv"))))
 
     # 4 provenance
     parts.append('<h2 id="provenance">4. Provenance</h2>')
