@@ -290,6 +290,7 @@ class Config:
     tuning: TuningConfig = field(default_factory=TuningConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     source: str = ""  # the TOML file it came from ("" = defaults)
+    given: list[str] | None = None  # sections present in that file (None = not from a file)
 
     def to_dict(self, sections: list[str] | None = None) -> dict[str, Any]:
         """The resolved config as plain data (optionally only some sections)."""
@@ -370,7 +371,7 @@ def config_from_dict(data: dict[str, Any], where: str = "<config>") -> Config:
         if not isinstance(values, dict):
             raise DeepDrawError(f"{where}: '{sec}' must be a [section] table")
         kwargs[sec] = build_section(sec, values, where)
-    cfg = Config(**kwargs, source=where)
+    cfg = Config(**kwargs, source=where, given=list(data))
     validate_config(cfg, where)
     return cfg
 

@@ -106,9 +106,10 @@ def _json_safe(v):
 
 def _write_summary(folder, summary: dict) -> None:
     import json
+    import os
 
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".summary.json.tmp"
+    tmp = folder / f".summary.json.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(_json_safe(summary), indent=1, sort_keys=True))
     tmp.replace(folder / "summary.json")
 

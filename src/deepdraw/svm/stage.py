@@ -482,7 +482,7 @@ def run_svm(
         for p in paths.values():
             if p.exists():
                 raise DeepDrawError(
-                    f"{p}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
+                    f"{p}: output exists; refusing to overwrite it (delete it first, or pass overwrite=True)"
                 )
     inputs = list(sc.inputs)
     latent_keys = sorted({k for s in subsets for k in s.keys})

@@ -833,7 +833,7 @@ def _write_results(
 def _write_csv(df: pd.DataFrame, path: Path, overwrite: bool) -> Path:
     if path.exists() and not overwrite:
         raise DeepDrawError(
-            f"{path}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
+            f"{path}: output exists; refusing to overwrite it (delete it first, or pass overwrite=True)"
         )
     tmp = tmp_path_for(path)
     df.to_csv(tmp, index=False)
@@ -919,7 +919,7 @@ def run_tuning(
     for existing in (res_path, *(out / f"tuning_{k}.csv" for k in TABLES)):
         if existing.exists() and not overwrite:
             raise DeepDrawError(
-                f"{existing}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
+                f"{existing}: output exists; refusing to overwrite it (delete it first, or pass overwrite=True)"
             )
     results: list[ModelResult] = []
     inputs: dict[str, str] = {}
