@@ -2,7 +2,8 @@
 
 One TOML file configures a whole run; each stage reads its own section. Every section is a dataclass
 below, with defaults and units in the field comments; ``docs/config.md`` lists them. Unknown sections
-and keys are errors that suggest the nearest valid name. The resolved config (defaults filled in) is
+and keys are errors that suggest the nearest valid name; every value is checked at load
+(:func:`validate_config`). The resolved config (defaults filled in) is
 stored as JSON in every artifact the run writes.
 
 Example (``configs/demo.toml``)::
@@ -51,7 +52,7 @@ class ParallelConfig:
     mode: str = "local"  # "local" (a LocalCluster), "sync" (in-process, for debugging), "scheduler"
     workers: int = 0  # local worker processes; 0 = one per core
     scheduler: str = ""  # address of an existing Dask scheduler (mode "scheduler"), e.g. tcp://host:8786
-    memory_limit: str = "2GB"  # per local worker
+    memory_limit: str = "2GB"  # per local worker: a size ("2GB", "512MiB"), bytes, or "auto"
 
 
 @dataclass
@@ -109,7 +110,7 @@ class AssemblyConfig:
     """Selection, temporal placement, proprioceptive inputs and the train/test split (spec 1.4-1.5)."""
 
     n_samples: int = 1000  # samples kept (paper: 200,000)
-    n_frames: int = 320  # frames per sample (4.8 s at 15 ms)
+    n_frames: int = 320  # frames per sample (4.8 s at 15 ms); the PCRT schema and the networks need 320
     dt: float = 0.015  # seconds per frame
     firing_noise: float = 0.3  # spindle_firing noise, x std over time per muscle
     test_fraction: float = 0.2  # share of samples in pcrt_test.h5
@@ -536,7 +537,12 @@ def reference_markdown() -> str:
         "# Configuration reference",
         "",
         "One TOML file configures a run; each `[section]` is read by one stage. Every key is optional (the",
-        "default is shown). Unknown sections and keys are errors that name the nearest valid key. The",
+        "default is shown). Unknown sections and keys are errors that name the nearest valid key. Every",
+        "value of every section is checked when the config is loaded (before any stage runs or any output",
+        "is touched): a bad one is one error naming the file, the key, the value and what was expected.",
+        "A config file without dataset sections (`[characters]`, `[startpoints]`, `[kinematics]`,",
+        "`[muscles]`, `[assembly]`) uses the dataset already in its `run.out_dir` and never makes one",
+        "(`docs/report.md`). The",
         "resolved config is stored in every artifact (`config` attribute). Examples: `configs/demo.toml`,",
         "`configs/paper.toml`. This page is generated from `src/deepdraw/config.py`",
         "(`python -c 'import deepdraw.config as c; print(c.reference_markdown())' > docs/config.md`).",
