@@ -134,6 +134,16 @@ def test_outputs_without_stamps_are_not_deleted(tmp_path, toy_stages):
     assert toy_stages == {"assemble": 0, "svm": 0}  # refused before anything ran
 
 
+def test_stages_that_check_their_outputs_adopt_unrecorded_ones(tmp_path, toy_stages):
+    """Models made by 'deepdraw train' (no stamps) are resumed from under the pipeline (the stage keeps
+    finished runs and refuses other settings), not put at stake."""
+    pipeline.STAGES["svm"].adopts = True
+    cfg = _cfg(tmp_path)
+    _write(RunPaths(cfg.out_dir).svm / "summary.json", "made by 'deepdraw svm'")
+    assert pipeline.plan(cfg)["svm"].action == "resume"
+    assert not pipeline.run_pipeline(cfg)["svm"]["skipped"] and toy_stages["svm"] == 1
+
+
 def test_stage_only_config_uses_the_dataset_and_never_makes_one(tmp_path, toy_stages):
     full = _cfg(tmp_path)
     stage_only = _cfg(tmp_path, assembly=None, svm={"max_iter": 7})

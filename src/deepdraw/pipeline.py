@@ -55,6 +55,9 @@ class Stage:
     outputs: Callable[[Config], list[Path]]
     after: list[str] = field(default_factory=list)
     doc: str = ""
+    adopts: bool = False
+    """The stage checks outputs it finds (same config, else a refusal) and keeps them, so outputs that no
+    pipeline run recorded (e.g. models of ``deepdraw train``) are resumed from, not put at stake."""
 
 
 STAGES: dict[str, Stage] = {}
@@ -233,6 +236,8 @@ def _plan(cfg: Config, name: str, memo: dict[str, str], upstream_runs: set[str])
     if not at_stake:
         return _Plan("run", d)
     stamp = done or started
+    if not stamp and st.adopts:
+        return _Plan("resume", d)
     if not stamp:
         reasons = ["its outputs exist but no pipeline run recorded them (a single-stage command?)"]
     else:

@@ -62,6 +62,7 @@ register(
         _kinematics_outputs,
         after=["characters", "startpoints"],
         doc="augmented candidates, IK, acceptance, jerks",
+        adopts=True,  # shards of another config are refused (dataset.stage.check_existing_shards)
     )
 )
 
@@ -149,6 +150,7 @@ register(
         lambda c: __import__("deepdraw.nn.stage", fromlist=["x"]).train_output_paths(c),
         after=["assemble"],
         doc="networks: ART and TDT, seeds, untrained controls",
+        adopts=True,  # finished runs are kept, run folders of other settings refused (nn.stage)
     )
 )
 
