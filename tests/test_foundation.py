@@ -37,8 +37,61 @@ def test_unknown_section_and_wrong_type(tmp_path):
 def test_bad_plane_and_too_many_samples():
     with pytest.raises(DeepDrawError, match="kinematics.planes.*diagonal.*horizontal, vertical"):
         config_from_dict({"kinematics": {"planes": ["diagonal"]}})
-    with pytest.raises(DeepDrawError, match="n_samples .*exceeds kinematics.n_candidates"):
+    with pytest.raises(DeepDrawError, match="n_samples. is 20, which exceeds kinematics.n_candidates"):
         config_from_dict({"kinematics": {"n_candidates": 10}, "assembly": {"n_samples": 20}})
+
+
+BAD_VALUES = [  # issue 17: each failed late (after earlier stages), or deleted outputs first, or crashed
+    ("train", "tasks", ["xyz"], r"'train.tasks' holds 'xyz'; expected some of art, tdt, tdt_pv"),
+    ("tuning", "trim", "bogus", r"'tuning.trim' is 'bogus'; expected one of fixed, original, none"),
+    ("rsa", "device", "tpu", r"'rsa.device' is 'tpu'; expected cpu, cuda or auto"),
+    ("train", "max_epochs", -1, r"'train.max_epochs' is -1; expected a positive integer"),
+    ("assembly", "chunk", -100, r"'assembly.chunk' is -100; expected a positive integer"),
+    ("assembly", "dt", 0, r"'assembly.dt' is 0.0; expected a positive time step"),
+    ("assembly", "n_frames", 10, r"'assembly.n_frames' is 10; expected 320"),
+    ("parallel", "memory_limit", "lots", r"'parallel.memory_limit' is 'lots'; expected a size such as '2GB'"),
+    ("characters", "box_cm", -10, r"'characters.box_cm' is -10.0; expected a positive size in cm"),
+    ("train", "models", ["lstm_x"], r"'train.models' holds 'lstm_x'"),
+    ("train", "device", "tpu", r"'train.device' is 'tpu'; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ("train", "precision", "fp8", r"'train.precision' is 'fp8'"),
+    ("search", "families", ["resnet"], r"'search.families' holds 'resnet'"),
+    ("activations", "n_samples", 0, r"'activations.n_samples' is 0; expected a positive integer"),
+    ("svm", "c_grid", [-1.0], r"'svm.c_grid' holds -1.0; expected positive finite C values"),
+    ("svm", "subsets", ["colour=red"], r"svm.subsets: entry 'colour=red' names the unknown latent"),
+    ("startpoints", "tol_cm", 0, r"'startpoints.tol_cm' is 0.0; expected a positive length"),
+    ("kinematics", "speeds", [], r"'kinematics.speeds' is empty"),
+    ("run", "seed", -1, r"'run.seed' is -1; expected a non-negative integer"),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), BAD_VALUES)
+def test_every_section_is_checked_at_load(tmp_path, section, key, value, message):
+    """A bad value in any section is one error at load naming the file, the key, the value and what
+    was expected (before any stage runs or any output is touched)."""
+    p = tmp_path / "bad.toml"
+    p.write_text(f"[{section}]\n{key} = {json.dumps(value)}\n")
+    with pytest.raises(DeepDrawError, match=rf"^{p}: (key )?{message}"):
+        load_config(p)
+
+
+def test_bad_config_fails_before_touching_the_run(tmp_path, capsys):
+    """train.max_epochs = -1 deleted models/ and then failed (issue 17); now nothing is touched."""
+    out = tmp_path / "run"
+    (out / "models").mkdir(parents=True)
+    (out / "models" / "summary.csv").write_text("kept\n")
+    p = tmp_path / "bad.toml"
+    p.write_text(f'[run]\nout_dir = "{out}"\n[train]\nmax_epochs = -1\n')
+    assert main(["-q", "pipeline", str(p)]) == 2
+    assert "train.max_epochs' is -1" in capsys.readouterr().err
+    assert (out / "models" / "summary.csv").read_text() == "kept\n"
+    assert sorted(x.name for x in out.iterdir()) == ["models"]  # no stamps, no lock left
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    for p in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml")):
+        assert load_config(p).source == str(p)
 
 
 def test_config_defaults_and_digest(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 
 from deepdraw.cli import main
 from deepdraw.config import load_config
+from deepdraw.errors import DeepDrawError
 from deepdraw.pipeline import run_pipeline, status
 
 pytestmark = pytest.mark.slow
@@ -128,15 +129,54 @@ def test_rerun_has_nothing_to_do(full_run):
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*.h5")} == before
 
 
-def test_changed_config_reruns_only_affected_stages(full_run, tmp_path):
+def _files(root: Path) -> dict[Path, tuple[int, int]]:
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_changed_config_is_refused_then_forced(full_run, tmp_path):
+    """A changed [train] section stops the pipeline before anything is touched (it deleted models/
+    and every later output before issue 17); --force recomputes exactly the affected stages."""
     tmp, _ = full_run
     import shutil
 
     shutil.copytree(tmp / "a", tmp_path / "a")
     toml = _toml(tmp_path, "a", epochs=3)
-    recs = run_pipeline(load_config(toml))
+    before = _files(tmp_path / "a")
+    assert main(["-q", "pipeline", str(toml)]) == 2
+    with pytest.raises(DeepDrawError) as e:
+        run_pipeline(load_config(toml))
+    msg = str(e.value)
+    assert "stage 'train': config changed: train.max_epochs: 2 -> 3" in msg and "models/summary.csv" in msg
+    for later in ("activations", "rsa", "tuning", "report"):
+        assert f"stage '{later}': upstream stage(s)" in msg
+    assert "stage 'svm'" not in msg and f"deepdraw pipeline {toml} --force" in msg
+    assert _files(tmp_path / "a") == before  # nothing deleted, nothing written
+    recs = run_pipeline(load_config(toml), force=True)
     ran = [k for k, r in recs.items() if not r["skipped"]]
     assert ran == ["train", "activations", "rsa", "tuning", "report"]
+
+
+def test_stage_only_config_uses_the_runs_dataset(full_run, tmp_path):
+    """A config without dataset sections (as configs/paper-svm.toml) uses the dataset of its out_dir,
+    with the digests recorded by the run that made it, and never makes one."""
+    tmp, _ = full_run
+    import shutil
+
+    shutil.copytree(tmp / "a", tmp_path / "a")
+    svm_only = tmp_path / "svm.toml"
+    svm_only.write_text(
+        f'[run]\nout_dir = "{tmp_path / "a"}"\nseed = 2\nquiet = true\n[parallel]\nmode = "sync"\n'
+        '[svm]\ninputs = ["spindle_firing"]\n'
+    )
+    cfg = load_config(svm_only)
+    st = status(cfg)
+    assert [st[s] for s in STAGES[:4]] == ["external"] * 4 and st["svm"] == "done"
+    recs = run_pipeline(cfg, only=[*STAGES[:4], "svm"])
+    assert all(r["skipped"] for r in recs.values()) and recs["assemble"]["external"]
+    elsewhere = tmp_path / "svm2.toml"
+    elsewhere.write_text(svm_only.read_text().replace(str(tmp_path / "a"), str(tmp_path / "empty")))
+    assert main(["-q", "pipeline", str(elsewhere)]) == 2  # no dataset there: an error, not a new dataset
+    assert not (tmp_path / "empty" / "dataset").exists()
 
 
 def test_killed_run_resumes_to_the_same_bytes(full_run, tmp_path):

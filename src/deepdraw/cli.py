@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
@@ -32,6 +33,15 @@ def _config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+@contextmanager
+def writing(cfg: Config) -> Iterator[None]:
+    """Hold the run folder's lock (:mod:`deepdraw.lock`) while a command writes into ``run.out_dir``."""
+    from .lock import run_lock
+
+    with run_lock(cfg.out_dir):
+        yield
+
+
 def _add_config(p: argparse.ArgumentParser, parallel: bool = False) -> None:
     p.add_argument("config", nargs="?", help="TOML config (default: built-in defaults)")
     p.add_argument("--out", help="output folder (overrides run.out_dir)")
@@ -48,26 +58,34 @@ def _add_config(p: argparse.ArgumentParser, parallel: bool = False) -> None:
 def cmd_characters(args: argparse.Namespace) -> None:
     from .dataset.stage import run_characters
 
-    run_characters(_config(args), overwrite=args.overwrite)
+    cfg = _config(args)
+    with writing(cfg):
+        run_characters(cfg, overwrite=args.overwrite)
 
 
 def cmd_startpoints(args: argparse.Namespace) -> None:
     from .dataset.stage import run_startpoints
 
-    run_startpoints(_config(args), overwrite=args.overwrite)
+    cfg = _config(args)
+    with writing(cfg):
+        run_startpoints(cfg, overwrite=args.overwrite)
 
 
 def cmd_kinematics(args: argparse.Namespace) -> None:
     from .dataset.stage import run_kinematics
 
-    paths = run_kinematics(_config(args))
+    cfg = _config(args)
+    with writing(cfg):
+        paths = run_kinematics(cfg)
     log.info("%d candidate shards in %s", len(paths), Path(paths[0]).parent if paths else "-")
 
 
 def cmd_assemble(args: argparse.Namespace) -> None:
     from .dataset.assemble import run_assemble
 
-    train, test = run_assemble(_config(args))
+    cfg = _config(args)
+    with writing(cfg):
+        train, test = run_assemble(cfg)
     log.info("wrote %s and %s", train, test)
 
 
@@ -115,9 +133,10 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
         for k, v in status(cfg).items():
             print(f"{k:14s} {v}")
         return
-    recs = run_pipeline(cfg, only=args.only.split(",") if args.only else None)
+    recs = run_pipeline(cfg, only=args.only.split(",") if args.only else None, force=args.force)  # locks
     for k, r in recs.items():
-        log.info("%-14s %s", k, "skipped (up to date)" if r.get("skipped") else f"{r['wall_s']:.1f} s")
+        what = "existing dataset" if r.get("external") else "skipped (up to date)"
+        log.info("%-14s %s", k, what if r.get("skipped") else f"{r['wall_s']:.1f} s")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p, parallel=True)
     p.add_argument("--only", help="comma-separated stage names")
     p.add_argument("--status", action="store_true", help="show which stages are done, stale or to do")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="recompute stages whose config or inputs changed, deleting their earlier outputs "
+        "(without it the pipeline stops and says what would be lost)",
+    )
     p.set_defaults(func=cmd_pipeline)
 
     for hook in EXTRA_COMMANDS:
@@ -205,6 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except DeepDrawError as e:
         print(f"deepdraw: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        from .store import disk_full_error, is_disk_full
+
+        if not is_disk_full(e):
+            raise
+        print(f"deepdraw: error: {disk_full_error(e.filename or '.')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("deepdraw: interrupted", file=sys.stderr)

@@ -7,32 +7,40 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import EXTRA_COMMANDS, _add_config, _config
+from .cli import EXTRA_COMMANDS, _add_config, _config, writing
 from .errors import DeepDrawError
 
 
 def _svm(args: argparse.Namespace) -> None:
     from .stages import _svm as run
 
-    run(_config(args))
+    cfg = _config(args)
+    with writing(cfg):
+        run(cfg)
 
 
 def _rsa(args: argparse.Namespace) -> None:
     from .stages import _rsa as run
 
-    run(_config(args))
+    cfg = _config(args)
+    with writing(cfg):
+        run(cfg)
 
 
 def _tuning(args: argparse.Namespace) -> None:
     from .stages import _tuning as run
 
-    run(_config(args))
+    cfg = _config(args)
+    with writing(cfg):
+        run(cfg)
 
 
 def _report(args: argparse.Namespace) -> None:
     from .report.build import build_report
 
-    print(build_report(_config(args)))
+    cfg = _config(args)
+    with writing(cfg):
+        print(build_report(cfg))
 
 
 def _muscles_build(args: argparse.Namespace) -> None:

@@ -2,7 +2,8 @@
 
 One TOML file configures a whole run; each stage reads its own section. Every section is a dataclass
 below, with defaults and units in the field comments; ``docs/config.md`` lists them. Unknown sections
-and keys are errors that suggest the nearest valid name. The resolved config (defaults filled in) is
+and keys are errors that suggest the nearest valid name; every value is checked at load
+(:func:`validate_config`). The resolved config (defaults filled in) is
 stored as JSON in every artifact the run writes.
 
 Example (``configs/demo.toml``)::
@@ -21,9 +22,11 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +52,7 @@ class ParallelConfig:
     mode: str = "local"  # "local" (a LocalCluster), "sync" (in-process, for debugging), "scheduler"
     workers: int = 0  # local worker processes; 0 = one per core
     scheduler: str = ""  # address of an existing Dask scheduler (mode "scheduler"), e.g. tcp://host:8786
-    memory_limit: str = "2GB"  # per local worker
+    memory_limit: str = "2GB"  # per local worker: a size ("2GB", "512MiB"), bytes, or "auto"
 
 
 @dataclass
@@ -107,7 +110,7 @@ class AssemblyConfig:
     """Selection, temporal placement, proprioceptive inputs and the train/test split (spec 1.4-1.5)."""
 
     n_samples: int = 1000  # samples kept (paper: 200,000)
-    n_frames: int = 320  # frames per sample (4.8 s at 15 ms)
+    n_frames: int = 320  # frames per sample (4.8 s at 15 ms); the PCRT schema and the networks need 320
     dt: float = 0.015  # seconds per frame
     firing_noise: float = 0.3  # spindle_firing noise, x std over time per muscle
     test_fraction: float = 0.2  # share of samples in pcrt_test.h5
@@ -290,6 +293,7 @@ class Config:
     tuning: TuningConfig = field(default_factory=TuningConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     source: str = ""  # the TOML file it came from ("" = defaults)
+    given: list[str] | None = None  # sections present in that file (None = not from a file)
 
     def to_dict(self, sections: list[str] | None = None) -> dict[str, Any]:
         """The resolved config as plain data (optionally only some sections)."""
@@ -370,7 +374,7 @@ def config_from_dict(data: dict[str, Any], where: str = "<config>") -> Config:
         if not isinstance(values, dict):
             raise DeepDrawError(f"{where}: '{sec}' must be a [section] table")
         kwargs[sec] = build_section(sec, values, where)
-    cfg = Config(**kwargs, source=where)
+    cfg = Config(**kwargs, source=where, given=list(data))
     validate_config(cfg, where)
     return cfg
 
@@ -387,52 +391,142 @@ def load_config(path: str | Path) -> Config:
     return config_from_dict(data, str(p))
 
 
-def _choice(where: str, key: str, value: str, options: list[str] | tuple[str, ...]) -> None:
+def _choice(key: str, value: str, options: list[str] | tuple[str, ...]) -> None:
     if value not in options:
-        raise DeepDrawError(f"{where}: key '{key}' is '{value}'; expected one of {', '.join(options)}")
+        raise DeepDrawError(f"key '{key}' is '{value}'; expected one of {', '.join(options)}")
+
+
+def _positive(key: str, value: float, what: str = "a positive integer") -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise DeepDrawError(f"key '{key}' is {value}; expected {what}")
+
+
+def _fraction(key: str, value: float) -> None:
+    if not 0 < value < 1:
+        raise DeepDrawError(f"key '{key}' is {value}; expected 0 < x < 1")
+
+
+PCRT_FRAMES = 320
+"""Frames per PCRT sample: the schema of ``pcrt_*.h5`` and the networks' input are built for 320."""
+
+
+def check_run_section(cfg: Config) -> None:
+    """Checks of ``[run]``."""
+    if not cfg.run.out_dir:
+        raise DeepDrawError("key 'run.out_dir' is empty; expected a folder for the run's outputs")
+    if cfg.run.seed < 0:
+        raise DeepDrawError(f"key 'run.seed' is {cfg.run.seed}; expected a non-negative integer")
+
+
+def check_parallel_section(cfg: Config) -> None:
+    """Checks of ``[parallel]`` (``memory_limit`` as Dask reads it: "auto", bytes or "2GB")."""
+    p = cfg.parallel
+    _choice("parallel.mode", p.mode, ("local", "sync", "scheduler"))
+    if p.mode == "scheduler" and not p.scheduler:
+        raise DeepDrawError(
+            "key 'parallel.scheduler' is empty but parallel.mode is 'scheduler'; expected the "
+            "address of a Dask scheduler, e.g. tcp://host:8786"
+        )
+    if p.workers < 0:
+        raise DeepDrawError(f"key 'parallel.workers' is {p.workers}; expected 0 (one per core) or more")
+    if p.memory_limit != "auto":
+        from dask.utils import parse_bytes
+
+        try:
+            ok = parse_bytes(p.memory_limit) >= 0
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            raise DeepDrawError(
+                f"key 'parallel.memory_limit' is {p.memory_limit!r}; expected a size such as '2GB', "
+                "'512MiB', a number of bytes, or 'auto'"
+            )
+
+
+def check_dataset_sections(cfg: Config) -> None:
+    """Checks of ``[characters]``, ``[startpoints]``, ``[kinematics]``, ``[muscles]``, ``[assembly]``."""
+    _positive("characters.box_cm", cfg.characters.box_cm, "a positive size in cm")
+    s = cfg.startpoints
+    _choice("startpoints.source", s.source, ("original", "search"))
+    for key in ("grid_step_cm", "square_cm", "tol_cm"):
+        _positive(f"startpoints.{key}", getattr(s, key), "a positive length in cm")
+    _positive("startpoints.fine", s.fine)
+    k = cfg.kinematics
+    _choice("kinematics.ik", k.ik, ("batched", "reference"))
+    _choice("kinematics.acceptance", k.acceptance, ("and", "original"))
+    _choice("kinematics.muscle_jerk", k.muscle_jerk, ("screen", "exact"))
+    _choice("muscles.engine", cfg.muscles.engine, ("fast", "exact"))
+    for p in k.planes:
+        _choice("kinematics.planes", p, PLANES)
+    if not k.planes:
+        raise DeepDrawError(f"key 'kinematics.planes' is empty; expected at least one of {', '.join(PLANES)}")
+    for key in ("n_candidates", "shard_size", "max_attempts"):
+        _positive(f"kinematics.{key}", getattr(k, key))
+    for key in ("max_tracing_error_cm", "max_joint_jerk"):
+        _positive(f"kinematics.{key}", getattr(k, key), "a positive bound")
+    for key in ("sizes", "speeds", "angles", "noises"):
+        values = getattr(k, key)
+        if not values:
+            raise DeepDrawError(f"key 'kinematics.{key}' is empty; expected at least one value")
+        for v in values:
+            if key in ("sizes", "speeds"):
+                _positive(f"kinematics.{key}", v, "positive factors")
+            elif not math.isfinite(v):
+                raise DeepDrawError(f"key 'kinematics.{key}' holds {v}; expected finite values")
+    a = cfg.assembly
+    for key in ("n_samples", "chunk"):
+        _positive(f"assembly.{key}", getattr(a, key))
+    if a.n_frames != PCRT_FRAMES:
+        raise DeepDrawError(
+            f"key 'assembly.n_frames' is {a.n_frames}; expected {PCRT_FRAMES} (the frame count of the "
+            "PCRT files and of the networks' input)"
+        )
+    _positive("assembly.dt", a.dt, "a positive time step in seconds (0.015)")
+    if not (math.isfinite(a.firing_noise) and a.firing_noise >= 0):
+        raise DeepDrawError(f"key 'assembly.firing_noise' is {a.firing_noise}; expected >= 0")
+    _fraction("assembly.test_fraction", a.test_fraction)
+    if a.n_samples > k.n_candidates:
+        raise DeepDrawError(
+            f"key 'assembly.n_samples' is {a.n_samples}, which exceeds kinematics.n_candidates "
+            f"({k.n_candidates}); expected at most as many samples as candidates"
+        )
+
+
+def section_checks() -> list[Callable[[Config], None]]:
+    """The checks of every section, in the order of :data:`SECTIONS`.
+
+    The run, parallel and dataset sections are checked here; the other sections next to the stage
+    that reads them (imported on call: the train check needs the model registry, hence torch).
+    """
+    from .nn.stage import check_activations_section, check_search_section, check_train_section
+    from .rsa.stage import check_rsa_config
+    from .svm.stage import check_svm_section
+    from .tuning.stage import check_tuning_config
+
+    return [
+        check_run_section,
+        check_parallel_section,
+        check_dataset_sections,
+        check_svm_section,
+        check_train_section,
+        check_search_section,
+        check_activations_section,
+        lambda c: check_rsa_config(c.rsa),
+        lambda c: check_tuning_config(c.tuning),
+    ]
 
 
 def validate_config(cfg: Config, where: str = "<config>") -> None:
-    """Cross-field checks (value ranges, choices)."""
-    _choice(where, "parallel.mode", cfg.parallel.mode, ("local", "sync", "scheduler"))
-    if cfg.parallel.mode == "scheduler" and not cfg.parallel.scheduler:
-        raise DeepDrawError(
-            f"{where}: parallel.mode is 'scheduler' but parallel.scheduler (address) is empty"
-        )
-    _choice(where, "startpoints.source", cfg.startpoints.source, ("original", "search"))
-    _choice(where, "kinematics.ik", cfg.kinematics.ik, ("batched", "reference"))
-    _choice(where, "kinematics.acceptance", cfg.kinematics.acceptance, ("and", "original"))
-    _choice(where, "kinematics.muscle_jerk", cfg.kinematics.muscle_jerk, ("screen", "exact"))
-    _choice(where, "muscles.engine", cfg.muscles.engine, ("fast", "exact"))
-    for p in cfg.kinematics.planes:
-        _choice(where, "kinematics.planes", p, PLANES)
-    if not cfg.kinematics.planes:
-        raise DeepDrawError(
-            f"{where}: kinematics.planes is empty; expected at least one of {', '.join(PLANES)}"
-        )
-    for key, v in (
-        ("kinematics.n_candidates", cfg.kinematics.n_candidates),
-        ("kinematics.shard_size", cfg.kinematics.shard_size),
-        ("kinematics.max_attempts", cfg.kinematics.max_attempts),
-        ("assembly.n_samples", cfg.assembly.n_samples),
-    ):
-        if v < 1:
-            raise DeepDrawError(f"{where}: key '{key}' is {v}; expected a positive integer")
-    if not 0 < cfg.assembly.test_fraction < 1:
-        raise DeepDrawError(
-            f"{where}: key 'assembly.test_fraction' is {cfg.assembly.test_fraction}; expected 0 < x < 1"
-        )
-    if cfg.assembly.n_samples > cfg.kinematics.n_candidates:
-        raise DeepDrawError(
-            f"{where}: assembly.n_samples ({cfg.assembly.n_samples}) exceeds kinematics.n_candidates "
-            f"({cfg.kinematics.n_candidates}); expected at most as many samples as candidates"
-        )
-    from deepdraw.nn.precision import check_precision
+    """Every value check of every section (:func:`section_checks`), run when a config is loaded.
 
-    check_precision(cfg.train.precision, f"{where}: key 'train.precision'")
-    _choice(where, "train.group", cfg.train.group, ("none", "seeds"))
-    if not cfg.svm.c_grid:
-        raise DeepDrawError(f"{where}: key 'svm.c_grid' is empty; expected at least one C value")
+    The first bad value is one :class:`DeepDrawError` naming ``where`` (the config file), the key, the
+    value and what was expected, before any stage runs or any output is touched.
+    """
+    for check in section_checks():
+        try:
+            check(cfg)
+        except DeepDrawError as e:
+            raise DeepDrawError(f"{where}: {e}") from None
 
 
 def reference_markdown() -> str:
@@ -445,7 +539,12 @@ def reference_markdown() -> str:
         "# Configuration reference",
         "",
         "One TOML file configures a run; each `[section]` is read by one stage. Every key is optional (the",
-        "default is shown). Unknown sections and keys are errors that name the nearest valid key. The",
+        "default is shown). Unknown sections and keys are errors that name the nearest valid key. Every",
+        "value of every section is checked when the config is loaded (before any stage runs or any output",
+        "is touched): a bad one is one error naming the file, the key, the value and what was expected.",
+        "A config file without dataset sections (`[characters]`, `[startpoints]`, `[kinematics]`,",
+        "`[muscles]`, `[assembly]`) uses the dataset already in its `run.out_dir` and never makes one",
+        "(`docs/report.md`). The",
         "resolved config is stored in every artifact (`config` attribute). Examples: `configs/demo.toml`,",
         "`configs/paper.toml`. This page is generated from `src/deepdraw/config.py`",
         "(`python -c 'import deepdraw.config as c; print(c.reference_markdown())' > docs/config.md`).",

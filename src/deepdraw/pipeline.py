@@ -1,17 +1,28 @@
-"""``deepdraw pipeline CONFIG``: every stage in order, cached and resumable.
+"""``deepdraw pipeline CONFIG``: every stage in order, cached and resumable; it never deletes results.
 
 Each stage declares the config sections it reads, the stages it depends on, a ``run(cfg)`` function
 and its outputs. Its *digest* is the sha256 of those sections (plus the run seed) and of the digests of
 the stages it depends on, so a changed config reruns exactly the stages it affects and the ones
 downstream of them.
 
-State lives in ``<out_dir>/.stamps/<stage>.json``:
+State lives in ``<out_dir>/.stamps/<stage>.{started,done}.json``:
 
-* ``started``: written before a stage runs, with its digest. If a run is killed, the next run finds
-  ``started`` with the same digest and resumes (stages keep the shards / checkpoints they finished);
-  with another digest the stale outputs are deleted first.
-* ``done``: written after the stage succeeded, with its digest, wall time and peak memory. A stage
-  whose ``done`` digest matches and whose outputs all exist is skipped.
+* ``started``: written before a stage runs, with its digest and config. If a run is killed, the next
+  run finds ``started`` with the same digest and resumes (stages keep the shards / checkpoints they
+  finished).
+* ``done``: written after the stage succeeded, with its digest, config, the size and modification time
+  of its input files (the outputs of the stages it depends on), wall time and peak memory. A stage
+  whose digest matches, whose outputs all exist and whose inputs are unchanged is skipped.
+
+A stage whose config or inputs changed while its outputs exist (or whose outputs exist without a stamp,
+e.g. written by a single-stage command) is *at stake*: before running anything the pipeline lists every
+such stage, the changed keys and the outputs that recomputing would delete, and stops
+(:class:`~deepdraw.errors.DeepDrawError`). ``force=True`` (``--force``) deletes them and recomputes.
+
+A config file without dataset sections (``[characters]``, ``[startpoints]``, ``[kinematics]``,
+``[muscles]``, ``[assembly]``), such as ``configs/paper-svm.toml``, uses the dataset already in its
+``run.out_dir`` and never makes one: the dataset stages are *external* (an error when the PCRT files
+are missing), and their digests are those recorded by the run that made them.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import resource
 import shutil
 import time
@@ -27,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Config
+from .errors import DeepDrawError
 from .paths import RunPaths
 
 log = logging.getLogger(__name__)
@@ -42,6 +55,9 @@ class Stage:
     outputs: Callable[[Config], list[Path]]
     after: list[str] = field(default_factory=list)
     doc: str = ""
+    adopts: bool = False
+    """The stage checks outputs it finds (same config, else a refusal) and keeps them, so outputs that no
+    pipeline run recorded (e.g. models of ``deepdraw train``) are resumed from, not put at stake."""
 
 
 STAGES: dict[str, Stage] = {}
@@ -58,11 +74,24 @@ def _load_stages() -> None:
     from . import stages  # noqa: F401
 
 
+DATASET_STAGES = ("characters", "startpoints", "kinematics", "assemble")
+DATASET_SECTIONS = ("characters", "startpoints", "kinematics", "muscles", "assembly")
+
+
+def external_dataset(cfg: Config) -> bool:
+    """Whether ``cfg`` came from a file without dataset sections (it uses the dataset of its out_dir)."""
+    return cfg.given is not None and not any(s in cfg.given for s in DATASET_SECTIONS)
+
+
 def stage_digest(cfg: Config, name: str, memo: dict[str, str] | None = None) -> str:
     memo = {} if memo is None else memo
     if name in memo:
         return memo[name]
     st = STAGES[name]
+    if name in DATASET_STAGES and external_dataset(cfg):
+        recorded = _read(_stamp(cfg, name, "done")).get("digest")
+        memo[name] = recorded or hashlib.sha256(f"external {name}".encode()).hexdigest()
+        return memo[name]
     parts = {
         "stage": name,
         "seed": cfg.run.seed,
@@ -72,6 +101,15 @@ def stage_digest(cfg: Config, name: str, memo: dict[str, str] | None = None) -> 
     d = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
     memo[name] = d
     return d
+
+
+def _stage_config(cfg: Config, st: Stage) -> dict:
+    """The settings a stage's digest covers, flat (``section.key`` -> value), as JSON data."""
+    flat = {"run.seed": cfg.run.seed}
+    for sec, values in cfg.to_dict(st.sections).items():
+        for k, v in values.items():
+            flat[f"{sec}.{k}"] = v
+    return json.loads(json.dumps(flat, default=str))
 
 
 def _stamp(cfg: Config, name: str, which: str) -> Path:
@@ -87,7 +125,7 @@ def _read(p: Path) -> dict:
 
 def _write(p: Path, data: dict) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
+    tmp = p.with_name(f"{p.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     tmp.replace(p)
 
@@ -106,47 +144,240 @@ def _peak_mb() -> float:
     return max(me, kids) / 1024.0
 
 
+def _inputs(cfg: Config, st: Stage) -> list[Path]:
+    """A stage's input files: the files (not folders, not figures) among the outputs of its upstream
+    stages."""
+    out: list[Path] = []
+    for a in st.after:
+        out += [p for p in STAGES[a].outputs(cfg) if p.suffix != ".png" and p.is_file()]
+    return out
+
+
+def _fingerprint(cfg: Config, paths: list[Path]) -> dict[str, list[int]]:
+    """``{path relative to out_dir: [size, mtime_ns]}`` of existing files."""
+    out = {}
+    for p in paths:
+        try:
+            info = p.stat()
+        except OSError:
+            continue
+        try:
+            key = str(p.relative_to(cfg.out_dir))
+        except ValueError:
+            key = str(p)
+        out[key] = [info.st_size, info.st_mtime_ns]
+    return out
+
+
+def _changed_inputs(recorded: dict, now: dict) -> list[str]:
+    return sorted(k for k in set(recorded) | set(now) if recorded.get(k) != now.get(k))
+
+
+def _changed_keys(old: dict | None, new: dict, limit: int = 8) -> str:
+    if old is None:
+        return "config not recorded (stamp of an older deepdraw)"
+    diff = [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
+    more = f" (+{len(diff) - limit} more)" if len(diff) > limit else ""
+    return "; ".join(diff[:limit]) + more
+
+
+def _existing(paths: list[Path]) -> list[Path]:
+    return [p for p in paths if p.exists() and not (p.is_dir() and not any(p.iterdir()))]
+
+
+@dataclass
+class _Plan:
+    """What the pipeline does with one stage: ``skip``, ``external``, ``run``, ``resume`` or ``redo``
+    (outputs at stake: refused without ``force``)."""
+
+    action: str
+    digest: str
+    reasons: list[str] = field(default_factory=list)
+    at_stake: list[Path] = field(default_factory=list)
+
+
+def _plan(cfg: Config, name: str, memo: dict[str, str], upstream_runs: set[str]) -> _Plan:
+    st = STAGES[name]
+    d = stage_digest(cfg, name, memo)
+    rp = RunPaths(cfg.out_dir)
+    if name in DATASET_STAGES and external_dataset(cfg):
+        missing = [p for p in (rp.pcrt_train, rp.pcrt_test) if not p.is_file()]
+        if missing:
+            raise DeepDrawError(
+                f"{cfg.source}: has no dataset sections ({', '.join(f'[{s}]' for s in DATASET_SECTIONS)}), "
+                f"so it uses the dataset in run.out_dir, but {missing[0]} is missing; make the dataset "
+                "first with the config that defines it (deepdraw pipeline THAT.toml --only "
+                f"{','.join(DATASET_STAGES)}), or add the dataset sections to this config"
+            )
+        return _Plan("external", d)
+    outputs = st.outputs(cfg)
+    done = _read(_stamp(cfg, name, "done"))
+    started = _read(_stamp(cfg, name, "started"))
+    config = _stage_config(cfg, st)
+    if done.get("digest") == d and all(p.exists() for p in outputs):
+        reasons = []
+        if "inputs" in done:
+            changed = _changed_inputs(done["inputs"], _fingerprint(cfg, _inputs(cfg, st)))
+            if changed:
+                reasons.append("input files changed since it ran: " + ", ".join(changed[:5]))
+        ups = sorted(upstream_runs & set(st.after))
+        if ups:
+            reasons.append(f"upstream stage(s) {', '.join(ups)} will be recomputed")
+        if not reasons:
+            return _Plan("skip", d)
+        return _Plan("redo", d, reasons, _existing(outputs))
+    if d in (started.get("digest"), done.get("digest")):  # interrupted, or outputs went missing
+        return _Plan("resume", d)
+    at_stake = _existing(outputs)
+    if not at_stake:
+        return _Plan("run", d)
+    stamp = done or started
+    if not stamp and st.adopts:
+        return _Plan("resume", d)
+    if not stamp:
+        reasons = ["its outputs exist but no pipeline run recorded them (a single-stage command?)"]
+    else:
+        reasons = []
+        if stamp.get("config") != config:
+            reasons.append("config changed: " + _changed_keys(stamp.get("config"), config))
+        old_after = stamp.get("after") or {}
+        ups = [a for a in st.after if old_after.get(a) != stage_digest(cfg, a, memo)]
+        if ups and "after" in stamp:
+            reasons.append(f"upstream stage(s) {', '.join(ups)} changed")
+        if not reasons:
+            reasons.append("its digest changed")
+    return _Plan("redo", d, reasons, at_stake)
+
+
+def _rel(cfg: Config, p: Path) -> str:
+    try:
+        return str(p.relative_to(cfg.out_dir))
+    except ValueError:
+        return str(p)
+
+
+def _refusal(cfg: Config, plans: dict[str, _Plan]) -> DeepDrawError:
+    lines = [
+        f"{cfg.out_dir}: this run folder holds results that the pipeline would delete, so it stopped "
+        "(nothing was changed):"
+    ]
+    for name, pl in plans.items():
+        shown = ", ".join(_rel(cfg, p) for p in pl.at_stake[:4])
+        more = f" (+{len(pl.at_stake) - 4} more)" if len(pl.at_stake) > 4 else ""
+        lines.append(f"  stage '{name}': {'; '.join(pl.reasons)}; outputs at stake: {shown}{more}")
+    src = cfg.source if cfg.given is not None else "CONFIG"
+    lines.append(
+        f"To recompute them (deleting those outputs): deepdraw pipeline {src} --force. To keep them: "
+        "set another run.out_dir (or --out DIR)."
+    )
+    return DeepDrawError("\n".join(lines))
+
+
+def plan(cfg: Config, only: list[str] | None = None) -> dict[str, _Plan]:
+    """What :func:`run_pipeline` would do with each stage (in order), without touching anything."""
+    _load_stages()
+    if only:
+        unknown = [n for n in only if n not in STAGES]
+        if unknown:
+            raise DeepDrawError(
+                f"--only: unknown stage(s) {', '.join(unknown)}; expected some of {', '.join(STAGES)}"
+            )
+    memo: dict[str, str] = {}
+    plans: dict[str, _Plan] = {}
+    will_run: set[str] = set()
+    for name in STAGES:
+        if only and name not in only:
+            continue
+        pl = _plan(cfg, name, memo, will_run)
+        plans[name] = pl
+        if pl.action in ("run", "resume", "redo"):
+            will_run.add(name)
+    return plans
+
+
 def status(cfg: Config) -> dict[str, str]:
-    """``{stage: "done" | "stale" | "partial" | "todo"}`` for the run of ``cfg``."""
+    """``{stage: "done" | "stale" | "partial" | "todo" | "external" | "missing"}`` for ``cfg``'s run.
+
+    ``stale``: outputs exist but their config or inputs changed (the pipeline would refuse without
+    ``--force``); ``external``: the dataset of a config without dataset sections (``missing`` if absent).
+    """
     _load_stages()
     memo: dict[str, str] = {}
     out = {}
-    for name, st in STAGES.items():
-        d = stage_digest(cfg, name, memo)
+    for name in STAGES:
+        try:
+            action = _plan(cfg, name, memo, set()).action
+        except DeepDrawError:
+            action = "missing"
         done = _read(_stamp(cfg, name, "done"))
         started = _read(_stamp(cfg, name, "started"))
-        if done.get("digest") == d and all(p.exists() for p in st.outputs(cfg)):
+        if action in ("external", "missing"):
+            out[name] = action
+        elif action == "skip":
             out[name] = "done"
-        elif started.get("digest") == d:
+        elif action == "resume":
             out[name] = "partial"
-        elif done or started:
+        elif action == "redo" or done or started:
             out[name] = "stale"
         else:
             out[name] = "todo"
     return out
 
 
-def run_pipeline(cfg: Config, only: list[str] | None = None) -> dict[str, dict]:
-    """Run every registered stage in order (or those in ``only``); returns per-stage records."""
-    _load_stages()
+def run_pipeline(cfg: Config, only: list[str] | None = None, force: bool = False) -> dict[str, dict]:
+    """Run every registered stage in order (or those in ``only``); returns per-stage records.
+
+    Stages whose outputs would be deleted (config or inputs changed) stop the run before anything
+    runs, unless ``force``; see the module docstring. Holds the run folder's lock throughout.
+    """
+    from .lock import run_lock
+
+    with run_lock(cfg.out_dir):
+        plans = plan(cfg, only)
+        at_stake = {n: p for n, p in plans.items() if p.action == "redo"}
+        if at_stake and not force:
+            raise _refusal(cfg, at_stake)
+        return _run(cfg, list(plans), force)
+
+
+def _run(cfg: Config, names: list[str], force: bool) -> dict[str, dict]:
     memo: dict[str, str] = {}
     records: dict[str, dict] = {}
-    for name, st in STAGES.items():
-        if only and name not in only:
+    ran: set[str] = set()
+    for name in names:
+        st = STAGES[name]
+        pl = _plan(cfg, name, memo, ran)  # again: an upstream stage that ran may have changed inputs
+        d = pl.digest
+        if pl.action in ("skip", "external"):
+            log.info(
+                "[%s] %s", name, "up to date, skipped" if pl.action == "skip" else "uses the existing dataset"
+            )
+            records[name] = {
+                **_read(_stamp(cfg, name, "done")),
+                "skipped": True,
+                "external": pl.action == "external",
+            }
             continue
-        d = stage_digest(cfg, name, memo)
-        done_p, started_p = _stamp(cfg, name, "done"), _stamp(cfg, name, "started")
-        done = _read(done_p)
-        if done.get("digest") == d and all(p.exists() for p in st.outputs(cfg)):
-            log.info("[%s] up to date, skipped", name)
-            records[name] = {**done, "skipped": True}
-            continue
-        started = _read(started_p)
-        if started.get("digest") != d:
-            _remove(st.outputs(cfg))  # stale outputs of another config
-        elif started:
+        if pl.action == "redo":
+            if not force:
+                raise _refusal(cfg, {name: pl})
+            log.warning(
+                "[%s] --force: deleting %d earlier output(s) (%s)",
+                name,
+                len(pl.at_stake),
+                "; ".join(pl.reasons),
+            )
+            _remove(pl.at_stake)
+        elif pl.action == "resume":
             log.info("[%s] resuming an interrupted run", name)
-        _write(started_p, {"digest": d})
+        done_p, started_p = _stamp(cfg, name, "done"), _stamp(cfg, name, "started")
+        config = _stage_config(cfg, st)
+        after = {a: stage_digest(cfg, a, memo) for a in st.after}
+        _write(started_p, {"digest": d, "config": config, "after": after})
         if done_p.exists():
             done_p.unlink()
         log.info("[%s] running", name)
@@ -154,11 +385,15 @@ def run_pipeline(cfg: Config, only: list[str] | None = None) -> dict[str, dict]:
         st.run(cfg)
         rec = {
             "digest": d,
+            "config": config,
+            "after": after,
+            "inputs": _fingerprint(cfg, _inputs(cfg, st)),
             "wall_s": round(time.perf_counter() - t0, 3),
             "peak_rss_mb": round(_peak_mb(), 1),
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
         _write(done_p, rec)
+        ran.add(name)
         records[name] = {**rec, "skipped": False}
         log.info("[%s] done in %.1f s", name, rec["wall_s"])
     return records

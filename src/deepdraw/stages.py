@@ -62,6 +62,7 @@ register(
         _kinematics_outputs,
         after=["characters", "startpoints"],
         doc="augmented candidates, IK, acceptance, jerks",
+        adopts=True,  # shards of another config are refused (dataset.stage.check_existing_shards)
     )
 )
 
@@ -106,9 +107,10 @@ def _json_safe(v):
 
 def _write_summary(folder, summary: dict) -> None:
     import json
+    import os
 
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".summary.json.tmp"
+    tmp = folder / f".summary.json.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(_json_safe(summary), indent=1, sort_keys=True))
     tmp.replace(folder / "summary.json")
 
@@ -148,6 +150,7 @@ register(
         lambda c: __import__("deepdraw.nn.stage", fromlist=["x"]).train_output_paths(c),
         after=["assemble"],
         doc="networks: ART and TDT, seeds, untrained controls",
+        adopts=True,  # finished runs are kept, run folders of other settings refused (nn.stage)
     )
 )
 

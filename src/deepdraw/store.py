@@ -19,9 +19,11 @@ what was found. Schemas of all artifacts are documented in ``docs/formats.md``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -129,6 +131,43 @@ def provenance(
     }
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a "no space left on device" error (an OSError, or HDF5's message of one)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "errno = 28," in text or "Disk quota exceeded" in text
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+def disk_full_error(path: str | os.PathLike, needed: int | None = None) -> DeepDrawError:
+    """The error reported when writing ``path`` (a file or a folder) ran out of disk space."""
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    try:
+        free = f"{_gb(shutil.disk_usage(folder).free)} free there"
+    except OSError:
+        free = "free space unknown"
+    need = f", about {_gb(needed)} needed" if needed else ""
+    what = "" if p == folder else f" while writing {p.name}"
+    return DeepDrawError(
+        f"{folder}: disk full (no space left on device){what}; {free}{need}. Free some space or set "
+        "run.out_dir to a disk with room, then rerun: finished parts are kept, the partial file was removed"
+    )
+
+
+def require_space(folder: str | os.PathLike, nbytes: int, what: str = "") -> None:
+    """Raise :func:`disk_full_error` now when ``folder`` has less than ``nbytes`` free (``what`` is
+    written), rather than fail part-way through a long write."""
+    f = Path(folder)
+    f.mkdir(parents=True, exist_ok=True)
+    if shutil.disk_usage(f).free < nbytes:
+        raise disk_full_error(f / what if what else f, needed=nbytes)
+
+
 def tmp_path_for(path: str | os.PathLike) -> Path:
     """Temporary name used while ``path`` is being written (same folder, hidden, pid-tagged)."""
     p = Path(path)
@@ -191,7 +230,7 @@ class ArtifactWriter:
     def __enter__(self) -> h5py.File:
         if self.path.exists() and not self.overwrite:
             raise DeepDrawError(
-                f"{self.path}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
+                f"{self.path}: output exists; refusing to overwrite it (delete it first, or write elsewhere)"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = _ArtifactFile(self.tmp, "w")
@@ -200,17 +239,26 @@ class ArtifactWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self.file is not None
         try:
+            try:
+                if exc_type is None:
+                    self.file.flush()  # chunks still cached are placed before the attributes' heap
+                    for k, v in self.attrs.items():
+                        self.file.attrs[k] = v
+            finally:
+                self.file.close()
             if exc_type is None:
-                self.file.flush()  # chunks still cached are placed before the attributes' heap
-                for k, v in self.attrs.items():
-                    self.file.attrs[k] = v
-        finally:
-            self.file.close()
-        if exc_type is None:
-            atomic_replace(self.tmp, self.path)
-        else:
+                atomic_replace(self.tmp, self.path)
+        except BaseException as e:
             with contextlib.suppress(FileNotFoundError):
                 self.tmp.unlink()
+            if is_disk_full(e):
+                raise disk_full_error(self.path) from e
+            raise
+        if exc_type is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.tmp.unlink()
+            if exc is not None and is_disk_full(exc):
+                raise disk_full_error(self.path) from exc
 
 
 def write_artifact(

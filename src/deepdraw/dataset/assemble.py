@@ -518,6 +518,10 @@ def _concat(
             for k in f:
                 shapes[k] = f[k].shape[1:]
                 dtypes[k] = f[k].dtype
+    # the file is written uncompressed while the chunks are deleted one by one: check the disk first
+    final = sum(total * int(np.prod(shapes[k])) * dtypes[k].itemsize for k in shapes)
+    sizes = [Path(c).stat().st_size for c in chunks]
+    store.require_space(out.parent, final - (sum(sizes) - max(sizes, default=0) if delete else 0), out.name)
     attrs = {**PCRT_ATTRS, "dt": cfg.assembly.dt, "split": split_name, "n_frames": cfg.assembly.n_frames}
     conf = cfg.to_dict(["characters", "startpoints", "kinematics", "muscles", "assembly"])
     conf["run"] = {"seed": cfg.run.seed}

@@ -28,7 +28,7 @@ from deepdraw.nn.checkpoints import load_checkpoint, resolve_device
 from deepdraw.nn.data import INPUT_KEY, check_pcrt, open_pcrt
 from deepdraw.nn.models import DeepDrawNet
 from deepdraw.nn.targets import layer_centres
-from deepdraw.store import file_sha256
+from deepdraw.store import file_sha256, tmp_path_for
 
 __all__ = ["extract_activations"]
 
@@ -52,7 +52,7 @@ def extract_activations(
 ) -> Path:
     """Run rows ``indices`` of ``test_path`` through a model and write every layer to one HDF5 file.
 
-    Layout in the module docstring. The file is written to ``out_path + '.tmp'`` and renamed, so a killed
+    Layout in the module docstring. The file is written to ``.<name>.tmp-<pid>`` and renamed, so a killed
     run never leaves a complete-looking file. An existing ``out_path`` is an error unless ``overwrite``.
     """
     dev = resolve_device(device)
@@ -74,7 +74,7 @@ def extract_activations(
     out_path = Path(out_path)
     if out_path.exists() and not overwrite:
         raise DeepDrawError(f"Activation file {out_path} already exists; pass overwrite=True to replace it.")
-    tmp = out_path.with_name(out_path.name + ".tmp")
+    tmp = tmp_path_for(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     n, batch = len(idx), max(int(batch), 1)
     centres = layer_centres(model)

@@ -10,7 +10,7 @@ import json
 import logging
 import math
 
-from deepdraw.cli import _add_config, _config
+from deepdraw.cli import _add_config, _config, writing
 
 log = logging.getLogger("deepdraw")
 
@@ -22,7 +22,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from deepdraw.paths import RunPaths
 
     cfg = _config(args)
-    table = run_train(cfg)
+    with writing(cfg):
+        table = run_train(cfg)
     log.info(
         "%d trained models and %d untrained controls; summary in %s",
         int(table["trained"].sum()),
@@ -43,14 +44,17 @@ def cmd_search(args: argparse.Namespace) -> None:
     from deepdraw.nn.stage import run_search, search_dir
 
     cfg = _config(args)
-    table = run_search(cfg, seeds=not args.no_seeds)
+    with writing(cfg):
+        table = run_search(cfg, seeds=not args.no_seeds)
     log.info("%d candidates; results in %s", len(table), search_dir(cfg) / "search_results.csv")
 
 
 def cmd_activations(args: argparse.Namespace) -> None:
     from deepdraw.nn.stage import run_activations
 
-    paths = run_activations(_config(args))
+    cfg = _config(args)
+    with writing(cfg):
+        paths = run_activations(cfg)
     log.info("%d activations files in %s", len(paths), paths[0].parent if paths else "-")
 
 

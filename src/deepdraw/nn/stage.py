@@ -141,17 +141,21 @@ def _write_csv(path: Path, table: pd.DataFrame) -> None:
     os.replace(tmp, path)
 
 
+def _check_device_name(key: str, name: str) -> None:
+    """A device name torch can parse: "auto", "cpu", "cuda" or "cuda:N" (no torch needed)."""
+    if name in ("", "auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
+        return
+    raise DeepDrawError(f"key '{key}' is '{name}'; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
 def _device(name: str) -> str | None:
     """``[train] device`` checked: None for "auto", else a torch device string that exists here."""
     import torch
 
+    _check_device_name("train.device", name)
     if name in ("", "auto"):
         return None
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise DeepDrawError(f"train.device is '{name}'; expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    if torch.device(name).type == "cuda" and not torch.cuda.is_available():
         raise DeepDrawError(f"train.device is '{name}' but CUDA is not available here; use 'auto' or 'cpu'")
     return name
 
@@ -169,13 +173,20 @@ def _metric_cols(prefix: str, m: dict | None) -> dict:
 
 def _check_choice(key: str, value: str, options: Sequence[str]) -> None:
     if value not in options:
-        raise DeepDrawError(f"{key} is '{value}'; expected one of {', '.join(options)}")
+        raise DeepDrawError(f"key '{key}' is '{value}'; expected one of {', '.join(options)}")
 
 
-def _check_train_section(cfg: Config) -> None:
+def check_train_section(cfg: Config) -> None:
+    """Checks of ``[train]`` (run by :func:`deepdraw.config.load_config`): choices, ranges, the device
+    name (whether CUDA exists is checked when training starts), tasks, seeds and model names."""
+    from deepdraw.nn.models import TASKS, parse_model_name
+    from deepdraw.nn.precision import check_precision
+
     t = cfg.train
     _check_choice("train.schedule", t.schedule, ("paper", "constant"))
     _check_choice("train.target_alignment", t.target_alignment, ("centre", "original"))
+    _check_choice("train.group", t.group, ("none", "seeds"))
+    check_precision(t.precision, "key 'train.precision'")
     for key, v in (
         ("train.max_epochs", t.max_epochs),
         ("train.patience", t.patience),
@@ -183,17 +194,44 @@ def _check_train_section(cfg: Config) -> None:
         ("train.lstm_batch_size", t.lstm_batch_size),
     ):
         if v < 1:
-            raise DeepDrawError(f"{key} is {v}; expected a positive integer")
+            raise DeepDrawError(f"key '{key}' is {v}; expected a positive integer")
+    if t.min_epochs < 0:
+        raise DeepDrawError(f"key 'train.min_epochs' is {t.min_epochs}; expected 0 (off) or more")
     for key, v in (("train.lr", t.lr), ("train.lstm_lr", t.lstm_lr)):
-        if not v > 0:
-            raise DeepDrawError(f"{key} is {v}; expected a positive learning rate")
+        if not (math.isfinite(v) and v > 0):
+            raise DeepDrawError(f"key '{key}' is {v}; expected a positive learning rate")
     if not 0 < t.val_fraction < 1:
-        raise DeepDrawError(f"train.val_fraction is {t.val_fraction}; expected 0 < x < 1")
+        raise DeepDrawError(f"key 'train.val_fraction' is {t.val_fraction}; expected 0 < x < 1")
     if t.num_threads < 0:
         raise DeepDrawError(
-            f"train.num_threads is {t.num_threads}; expected 0 (default) or a positive integer"
+            f"key 'train.num_threads' is {t.num_threads}; expected 0 (default) or a positive integer"
         )
-    _device(t.device)
+    _check_device_name("train.device", t.device)
+    if not t.models:
+        raise DeepDrawError("key 'train.models' is empty; expected at least one model name")
+    if not t.tasks:
+        raise DeepDrawError(f"key 'train.tasks' is empty; expected some of {', '.join(TASKS)}")
+    for task in t.tasks:
+        if task not in TASKS:
+            raise DeepDrawError(f"key 'train.tasks' holds '{task}'; expected some of {', '.join(TASKS)}")
+    if not t.seeds:
+        raise DeepDrawError("key 'train.seeds' is empty; expected at least one seed (the paper: 1..5)")
+    for s in t.seeds:
+        if s < 0:
+            raise DeepDrawError(f"key 'train.seeds' holds {s}; expected non-negative integers")
+    for raw in t.models:
+        try:
+            parse_model_name(raw)
+        except DeepDrawError as e:
+            raise DeepDrawError(f"key 'train.models' holds '{raw}': {e}") from None
+
+
+def check_activations_section(cfg: Config) -> None:
+    """Checks of ``[activations]``."""
+    for key in ("n_samples", "batch_size"):
+        v = getattr(cfg.activations, key)
+        if v < 1:
+            raise DeepDrawError(f"key 'activations.{key}' is {v}; expected a positive integer")
 
 
 # ---------------------------------------------------------------------------------------- the runs
@@ -231,16 +269,10 @@ def planned_runs(cfg: Config, models: Sequence[str] | None = None) -> list[Plann
     """
     from deepdraw.nn.models import get_task, parse_model_name
 
+    check_train_section(cfg)
     names = list(cfg.train.models if models is None else models)
     if not names:
-        raise DeepDrawError("train.models is empty; expected at least one model name")
-    if not cfg.train.tasks:
-        raise DeepDrawError("train.tasks is empty; expected some of art, tdt, tdt_pv")
-    if not cfg.train.seeds:
-        raise DeepDrawError("train.seeds is empty; expected at least one seed (the paper: 1..5)")
-    for s in cfg.train.seeds:
-        if s < 0:
-            raise DeepDrawError(f"train.seeds holds {s}; expected non-negative integers")
+        raise DeepDrawError("no model names given; expected at least one")
     tasks = [get_task(t).name for t in cfg.train.tasks]
     root = RunPaths(cfg.out_dir).models
     out: list[PlannedRun] = []
@@ -448,7 +480,7 @@ def run_train(
     ``parallel.mode == "scheduler"``. Returns the table written to ``summary_path`` (default
     ``models/summary.csv``), columns :data:`SUMMARY_COLUMNS`; ``checkpoint`` is relative to ``run.out_dir``.
     """
-    _check_train_section(cfg)
+    check_train_section(cfg)
     runs = planned_runs(cfg, models)
     rp = RunPaths(cfg.out_dir)
     _require_data(rp)
@@ -706,24 +738,22 @@ def best_per_family(table: pd.DataFrame, by: str = "test_accuracy") -> pd.DataFr
     return best.set_index("family", drop=False).loc[families].reset_index(drop=True)
 
 
-def _check_search_section(cfg: Config) -> list[str]:
-    from deepdraw.nn.models import get_family
+def check_search_section(cfg: Config) -> list[str]:
+    """Checks of ``[search]``; returns the families searched, each once."""
+    from deepdraw.nn.models import FAMILIES
     from deepdraw.nn.search import GRIDS
 
     s = cfg.search
     if not s.families:
-        raise DeepDrawError(
-            "search.families is empty; expected some of spatial_temporal, spatiotemporal, lstm"
-        )
+        raise DeepDrawError(f"key 'search.families' is empty; expected some of {', '.join(FAMILIES)}")
     for fam in s.families:
-        try:
-            get_family(fam)
-        except DeepDrawError as e:
-            raise DeepDrawError(f"search.families: {e}") from None
-    if s.n_per_family < 1:
-        raise DeepDrawError(f"search.n_per_family is {s.n_per_family}; expected a positive integer")
-    if s.max_epochs < 1:
-        raise DeepDrawError(f"search.max_epochs is {s.max_epochs}; expected a positive integer")
+        if fam not in FAMILIES:
+            raise DeepDrawError(
+                f"key 'search.families' holds '{fam}'; expected some of {', '.join(FAMILIES)}"
+            )
+    for key in ("n_per_family", "max_epochs"):
+        if getattr(s, key) < 1:
+            raise DeepDrawError(f"key 'search.{key}' is {getattr(s, key)}; expected a positive integer")
     _check_choice("search.grid", s.grid, list(GRIDS))
     _check_choice("search.select_by", s.select_by, ("test_accuracy", "val_accuracy"))
     return list(dict.fromkeys(s.families))
@@ -738,8 +768,8 @@ def run_search(cfg: Config, seeds: bool = True) -> pd.DataFrame:
     """
     from deepdraw.nn.search import sample_architectures
 
-    families = _check_search_section(cfg)
-    _check_train_section(cfg)
+    families = check_search_section(cfg)
+    check_train_section(cfg)
     rp = RunPaths(cfg.out_dir)
     _require_data(rp)
     sdir = search_dir(cfg)

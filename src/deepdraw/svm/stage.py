@@ -333,40 +333,43 @@ def fit_pair_task(task: PairTask) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _validate(cfg: Config) -> None:
+def check_svm_section(cfg: Config) -> None:
+    """Checks of ``[svm]`` (run by :func:`deepdraw.config.load_config`)."""
     s = cfg.svm
     if not s.c_grid:
-        raise DeepDrawError("config: key 'svm.c_grid' is empty; expected at least one C value")
+        raise DeepDrawError("key 'svm.c_grid' is empty; expected at least one C value")
     for c in s.c_grid:
         if not (math.isfinite(c) and c > 0):
-            raise DeepDrawError(f"config: key 'svm.c_grid' holds {c}; expected positive finite C values")
+            raise DeepDrawError(f"key 'svm.c_grid' holds {c}; expected positive finite C values")
     if not s.inputs:
-        raise DeepDrawError("config: key 'svm.inputs' is empty; expected at least one input key")
+        raise DeepDrawError("key 'svm.inputs' is empty; expected at least one input key")
     if len(set(s.inputs)) != len(s.inputs):
-        raise DeepDrawError(f"config: key 'svm.inputs' lists a key twice ({s.inputs}); expected each once")
+        raise DeepDrawError(f"key 'svm.inputs' lists a key twice ({s.inputs}); expected each once")
     if not 0 < s.val_fraction < 1:
-        raise DeepDrawError(f"config: key 'svm.val_fraction' is {s.val_fraction}; expected 0 < x < 1")
+        raise DeepDrawError(f"key 'svm.val_fraction' is {s.val_fraction}; expected 0 < x < 1")
     if s.max_train < 0:
-        raise DeepDrawError(
-            f"config: key 'svm.max_train' is {s.max_train}; expected 0 (all) or a positive count"
-        )
+        raise DeepDrawError(f"key 'svm.max_train' is {s.max_train}; expected 0 (all) or a positive count")
     if s.rank < 0:
-        raise DeepDrawError(f"config: key 'svm.rank' is {s.rank}; expected 0 (exact) or a positive count")
+        raise DeepDrawError(f"key 'svm.rank' is {s.rank}; expected 0 (exact) or a positive count")
     if s.project < 0:
         raise DeepDrawError(
-            f"config: key 'svm.project' is {s.project}; expected 0 (every feature) or a positive count"
+            f"key 'svm.project' is {s.project}; expected 0 (every feature) or a positive count"
         )
     if s.project and s.project_sample < s.project:
         raise DeepDrawError(
-            f"config: key 'svm.project_sample' is {s.project_sample}; expected at least svm.project "
+            f"key 'svm.project_sample' is {s.project_sample}; expected at least svm.project "
             f"({s.project}) rows"
         )
     if s.decode_window < 1 or s.decode_window % 2 == 0:
-        raise DeepDrawError(
-            f"config: key 'svm.decode_window' is {s.decode_window}; expected an odd count >= 1"
-        )
+        raise DeepDrawError(f"key 'svm.decode_window' is {s.decode_window}; expected an odd count >= 1")
+    for key in ("project_sample", "max_iter", "read_chunk"):
+        if getattr(s, key) < 1:
+            raise DeepDrawError(f"key 'svm.{key}' is {getattr(s, key)}; expected a positive integer")
+    if not (math.isfinite(s.tol) and s.tol > 0):
+        raise DeepDrawError(f"key 'svm.tol' is {s.tol}; expected a positive tolerance")
+    parse_subsets(s.subsets)
     if s.decode_alpha < 0:
-        raise DeepDrawError(f"config: key 'svm.decode_alpha' is {s.decode_alpha}; expected >= 0")
+        raise DeepDrawError(f"key 'svm.decode_alpha' is {s.decode_alpha}; expected >= 0")
 
 
 def _input_hashes(train: Path, test: Path) -> dict[str, str]:
@@ -462,7 +465,7 @@ def run_svm(
 
     t_start = time.perf_counter()
     quiet = quiet or cfg.run.quiet
-    _validate(cfg)
+    check_svm_section(cfg)
     sc = cfg.svm
     subsets = parse_subsets(sc.subsets)
     train_path, test_path, out = Path(train_path), Path(test_path), Path(out_dir)
@@ -479,7 +482,7 @@ def run_svm(
         for p in paths.values():
             if p.exists():
                 raise DeepDrawError(
-                    f"{p}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
+                    f"{p}: output exists; refusing to overwrite it (delete it first, or pass overwrite=True)"
                 )
     inputs = list(sc.inputs)
     latent_keys = sorted({k for s in subsets for k in s.keys})

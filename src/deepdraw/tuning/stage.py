@@ -394,8 +394,8 @@ def tuning_config(cfg: Config | TuningConfig) -> TuningConfig:
     return t
 
 
-def check_tuning_config(t: TuningConfig, where: str = "[tuning]") -> None:
-    """Value checks of the tuning section."""
+def check_tuning_config(t: TuningConfig) -> None:
+    """Value checks of the tuning section (run by :func:`deepdraw.config.load_config`)."""
     choices = {
         "window": (t.window, ("movement", "all")),
         "trim": (t.trim, ("fixed", "original", "none")),
@@ -404,21 +404,17 @@ def check_tuning_config(t: TuningConfig, where: str = "[tuning]") -> None:
     }
     for key, (v, opts) in choices.items():
         if v not in opts:
-            raise DeepDrawError(f"{where}: key 'tuning.{key}' is '{v}'; expected one of {', '.join(opts)}")
+            raise DeepDrawError(f"key 'tuning.{key}' is '{v}'; expected one of {', '.join(opts)}")
     for o in t.orientations:
         if o not in ORIENTATIONS:
-            raise DeepDrawError(
-                f"{where}: key 'tuning.orientations' holds '{o}'; expected horizontal or vertical"
-            )
+            raise DeepDrawError(f"key 'tuning.orientations' holds '{o}'; expected horizontal or vertical")
     if not 0 < t.test_fraction < 1:
-        raise DeepDrawError(f"{where}: key 'tuning.test_fraction' is {t.test_fraction}; expected 0 < x < 1")
+        raise DeepDrawError(f"key 'tuning.test_fraction' is {t.test_fraction}; expected 0 < x < 1")
     for key in ("chunk", "pd_bins", "min_plane_units", "label_max_points"):
         if getattr(t, key) < 1:
-            raise DeepDrawError(
-                f"{where}: key 'tuning.{key}' is {getattr(t, key)}; expected a positive integer"
-            )
+            raise DeepDrawError(f"key 'tuning.{key}' is {getattr(t, key)}; expected a positive integer")
     if t.plane_tol_cm <= 0:
-        raise DeepDrawError(f"{where}: key 'tuning.plane_tol_cm' is {t.plane_tol_cm}; expected > 0")
+        raise DeepDrawError(f"key 'tuning.plane_tol_cm' is {t.plane_tol_cm}; expected > 0")
 
 
 @dataclass
@@ -869,7 +865,7 @@ def _write_results(
 def _write_csv(df: pd.DataFrame, path: Path, overwrite: bool) -> Path:
     if path.exists() and not overwrite:
         raise DeepDrawError(
-            f"{path}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
+            f"{path}: output exists; refusing to overwrite it (delete it first, or pass overwrite=True)"
         )
     tmp = tmp_path_for(path)
     df.to_csv(tmp, index=False)
@@ -955,7 +951,7 @@ def run_tuning(
     for existing in (res_path, *(out / f"tuning_{k}.csv" for k in TABLES)):
         if existing.exists() and not overwrite:
             raise DeepDrawError(
-                f"{existing}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
+                f"{existing}: output exists; refusing to overwrite it (delete it first, or pass overwrite=True)"
             )
     results: list[ModelResult] = []
     inputs: dict[str, str] = {}
