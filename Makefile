@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(VENV)/bin/deepdraw pipeline configs/demo.toml
+	$(VENV)/bin/deepdraw pipeline configs/demo-zoo.toml --only train,activations,rsa,tuning,report
+	$(VENV)/bin/deepdraw report configs/demo.toml
 
 test: install
 	$(PY) -m pytest -q

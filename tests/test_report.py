@@ -397,6 +397,10 @@ def test_partial_run_reports_missing(tmp_path):
         assert part in text, f"{part} not reported missing"
     assert "started, not finished" in text  # svm has a started stamp only
     assert "No paired test of the paper can be computed" in text  # no tuning_stats.csv
+    assert "zoo/report/index.html" not in text  # no zoo sub-run: no link
+    (root / "zoo" / "report").mkdir(parents=True)
+    (root / "zoo" / "report" / "index.html").write_text("<html></html>")
+    assert 'href="../zoo/report/index.html"' in build_report(_cfg(root)).read_text()
     assert "stale (other config)" in text  # the stamps hold another config's digests
     assert page.rows["dataset.n_samples"] == ["200"]
     assert page.rows["models.art_test_accuracy.spatial_temporal"] == []  # no number, marked missing

@@ -163,3 +163,89 @@ def test_state_digest_sees_values_dtypes_and_names():
     assert zoo.state_digest(a) != zoo.state_digest({"w": torch.tensor([0.0, 0.0, np.float32(1e-30)])})
     assert zoo.state_digest(a) != zoo.state_digest({"w": torch.zeros(3, dtype=torch.float64)})
     assert zoo.state_digest(a) != zoo.state_digest({"v": torch.zeros(3)})
+
+
+def _zoo_cfg(out, dataset, **train):
+    return config_from_dict(
+        {
+            "run": {"out_dir": str(out), "seed": 4, "quiet": True, "dataset_dir": str(dataset)},
+            "parallel": {"mode": "sync"},
+            "train": {
+                "models": [SHIPPED_ART_S],
+                "tasks": ["art", "tdt"],
+                "seeds": [1, 2],
+                "source": "zoo",
+                **train,
+            },
+            "activations": {"n_samples": 40},
+        }
+    )
+
+
+SHIPPED_ART_S = "spatial_temporal_4_8-16-16-32_32-32-64-64_7293"
+
+
+@pytest.mark.slow
+def test_train_source_zoo_installs_shipped_models_on_another_runs_dataset(
+    fresh_dataset, tmp_path, one_torch_thread
+):
+    """A run with run.dataset_dir and train.source = "zoo": no dataset made, shipped models installed,
+    evaluated on that dataset's test file, their activations extracted."""
+    from deepdraw.nn.checkpoints import read_checkpoint
+    from deepdraw.nn.stage import planned_runs, run_activations, run_train
+    from deepdraw.store import file_sha256
+
+    dataset = fresh_dataset[0].parent
+    before = {p.name: p.stat().st_mtime_ns for p in dataset.iterdir()}
+    cfg = _zoo_cfg(tmp_path / "zoo_run", dataset)
+    runs = planned_runs(cfg)
+    shipped = set(zoo.available())
+    assert runs and all(r.name in shipped for r in runs)
+    table = run_train(cfg)
+    assert set(table["source"]) == {"zoo"} and len(table) == 2 * len(runs)
+    for r in runs:
+        c = zoo.card(r.name)
+        assert file_sha256(r.directory / "best.pt") == c["checkpoint"]["sha256"]
+        assert (
+            zoo.state_digest(read_checkpoint(r.directory / "untrained.pt")["state_dict"])
+            == c["untrained"]["state_sha256"]
+        )
+        row = table[(table.model == r.name)].iloc[0]
+        if c["task"] == "art":
+            assert row.test_accuracy >= 0.95
+    untrained = table[table.state == "untrained"]
+    assert (untrained.test_accuracy < 0.3).all()
+    # installed again: reused, not rewritten
+    m = {r.name: (r.directory / "metrics.json").stat().st_mtime_ns for r in runs}
+    run_train(cfg)
+    assert m == {r.name: (r.directory / "metrics.json").stat().st_mtime_ns for r in runs}
+    paths = run_activations(cfg)
+    assert len(paths) == 2 * len(runs) and all(p.is_file() for p in paths)
+    assert before == {p.name: p.stat().st_mtime_ns for p in dataset.iterdir()}  # the dataset untouched
+
+
+def test_zoo_source_refuses_a_folder_with_a_model_trained_here(tmp_path, fresh_dataset):
+    from deepdraw.zoo.install import install_run
+
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "metrics.json").write_text(json.dumps({"model_name": SHIPPED[0], "finished": True}))
+    with pytest.raises(DeepDrawError, match="trained in this run"):
+        install_run(SHIPPED[0], d, fresh_dataset[1])
+
+
+def test_dataset_dir_excludes_dataset_sections_and_requires_the_dataset(tmp_path):
+    from deepdraw.config import load_config
+    from deepdraw.pipeline import run_pipeline
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[run]\nout_dir = "x"\ndataset_dir = "y/dataset"\n[kinematics]\nn_candidates = 10\n')
+    with pytest.raises(DeepDrawError, match="run.dataset_dir"):
+        load_config(bad)
+    good = tmp_path / "good.toml"
+    good.write_text(
+        f'[run]\nout_dir = "{tmp_path / "out"}"\ndataset_dir = "{tmp_path / "none" / "dataset"}"\n'
+    )
+    with pytest.raises(DeepDrawError, match="run.dataset_dir"):
+        run_pipeline(load_config(good), only=["assemble", "svm"])
+    assert not (tmp_path / "none").exists()

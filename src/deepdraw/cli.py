@@ -108,7 +108,7 @@ def cmd_check(args: argparse.Namespace) -> None:
     from .paths import RunPaths
 
     cfg = _config(args)
-    rp = RunPaths(cfg.out_dir)
+    rp = RunPaths.of(cfg)
     files = [Path(f) for f in args.files] or [rp.pcrt_train, rp.pcrt_test]
     reports = [muscle_jumps(f, args.jump_mm, args.ratio) for f in files]
     if args.json:

@@ -43,6 +43,7 @@ class RunConfig:
     out_dir: str = "runs/demo"  # relative paths are taken from the current directory
     seed: int = 0  # root of every np.random.SeedSequence of the run
     quiet: bool = False  # no progress bars
+    dataset_dir: str = ""  # "" = <out_dir>/dataset; else another run's dataset folder, used read-only (no dataset sections then)
 
 
 @dataclass
@@ -176,6 +177,7 @@ class TrainConfig:
         "auto"  # "auto" (fast path, bf16 where native), "bf16", "fast32" or "fp32" (exact reference)
     )
     group: str = "none"  # "seeds": the seeds of one architecture and task trained together on shared batches
+    source: str = "train"  # "train" (trained in this run) or "zoo" (the shipped paper-scale models installed, not trained; docs/zoo.md)
 
 
 @dataclass
@@ -406,6 +408,9 @@ def _fraction(key: str, value: float) -> None:
         raise DeepDrawError(f"key '{key}' is {value}; expected 0 < x < 1")
 
 
+DATASET_SECTION_NAMES = ("characters", "startpoints", "kinematics", "muscles", "assembly")
+"""The sections that make a dataset (a config without them uses an existing one)."""
+
 PCRT_FRAMES = 320
 """Frames per PCRT sample: the schema of ``pcrt_*.h5`` and the networks' input are built for 320."""
 
@@ -416,6 +421,13 @@ def check_run_section(cfg: Config) -> None:
         raise DeepDrawError("key 'run.out_dir' is empty; expected a folder for the run's outputs")
     if cfg.run.seed < 0:
         raise DeepDrawError(f"key 'run.seed' is {cfg.run.seed}; expected a non-negative integer")
+    if cfg.run.dataset_dir:
+        made_here = [s for s in DATASET_SECTION_NAMES if cfg.given and s in cfg.given]
+        if made_here:
+            raise DeepDrawError(
+                f"key 'run.dataset_dir' is '{cfg.run.dataset_dir}' (another run's dataset, used read-only), but "
+                f"the config also has dataset sections [{'], ['.join(made_here)}]; expected one or the other"
+            )
 
 
 def check_parallel_section(cfg: Config) -> None:

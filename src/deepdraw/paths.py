@@ -39,14 +39,21 @@ def original_startpoints() -> Path:
 
 
 class RunPaths:
-    """File names of one run's outputs, all under ``root``."""
+    """File names of one run's outputs, all under ``root``; the dataset under ``root/dataset`` unless
+    ``dataset`` names another folder (``[run] dataset_dir``: a run that analyses another run's dataset)."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, dataset: str | os.PathLike | None = None) -> None:
         self.root = Path(root)
+        self._dataset = Path(dataset) if dataset else None
+
+    @classmethod
+    def of(cls, cfg) -> RunPaths:
+        """The paths of config ``cfg`` (``run.out_dir``, ``run.dataset_dir``)."""
+        return cls(cfg.out_dir, getattr(cfg.run, "dataset_dir", "") or None)
 
     @property
     def dataset(self) -> Path:
-        return self.root / "dataset"
+        return self._dataset if self._dataset is not None else self.root / "dataset"
 
     @property
     def characters(self) -> Path:

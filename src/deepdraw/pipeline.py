@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Config
+from .config import DATASET_SECTION_NAMES, Config
 from .errors import DeepDrawError
 from .paths import RunPaths
 
@@ -75,11 +75,14 @@ def _load_stages() -> None:
 
 
 DATASET_STAGES = ("characters", "startpoints", "kinematics", "assemble")
-DATASET_SECTIONS = ("characters", "startpoints", "kinematics", "muscles", "assembly")
+DATASET_SECTIONS = DATASET_SECTION_NAMES
 
 
 def external_dataset(cfg: Config) -> bool:
-    """Whether ``cfg`` came from a file without dataset sections (it uses the dataset of its out_dir)."""
+    """Whether ``cfg`` uses a dataset it does not make: from a file without dataset sections (the
+    dataset of its out_dir), or with ``run.dataset_dir`` (another run's)."""
+    if cfg.run.dataset_dir:
+        return True
     return cfg.given is not None and not any(s in cfg.given for s in DATASET_SECTIONS)
 
 
@@ -89,7 +92,10 @@ def stage_digest(cfg: Config, name: str, memo: dict[str, str] | None = None) -> 
         return memo[name]
     st = STAGES[name]
     if name in DATASET_STAGES and external_dataset(cfg):
-        recorded = _read(_stamp(cfg, name, "done")).get("digest")
+        stamps = Path(cfg.run.dataset_dir).parent / ".stamps" if cfg.run.dataset_dir else None
+        recorded = _read(
+            stamps / f"{name}.done.json" if stamps is not None else _stamp(cfg, name, "done")
+        ).get("digest")
         memo[name] = recorded or hashlib.sha256(f"external {name}".encode()).hexdigest()
         return memo[name]
     parts = {
@@ -113,7 +119,7 @@ def _stage_config(cfg: Config, st: Stage) -> dict:
 
 
 def _stamp(cfg: Config, name: str, which: str) -> Path:
-    return RunPaths(cfg.out_dir).stamps / f"{name}.{which}.json"
+    return RunPaths.of(cfg).stamps / f"{name}.{which}.json"
 
 
 def _read(p: Path) -> dict:
@@ -203,9 +209,14 @@ class _Plan:
 def _plan(cfg: Config, name: str, memo: dict[str, str], upstream_runs: set[str]) -> _Plan:
     st = STAGES[name]
     d = stage_digest(cfg, name, memo)
-    rp = RunPaths(cfg.out_dir)
+    rp = RunPaths.of(cfg)
     if name in DATASET_STAGES and external_dataset(cfg):
         missing = [p for p in (rp.pcrt_train, rp.pcrt_test) if not p.is_file()]
+        if missing and cfg.run.dataset_dir:
+            raise DeepDrawError(
+                f"{cfg.source}: key 'run.dataset_dir' is '{cfg.run.dataset_dir}', but {missing[0]} is missing; "
+                "make that dataset first (deepdraw pipeline THAT.toml) or correct run.dataset_dir"
+            )
         if missing:
             raise DeepDrawError(
                 f"{cfg.source}: has no dataset sections ({', '.join(f'[{s}]' for s in DATASET_SECTIONS)}), "

@@ -8,7 +8,7 @@ from .pipeline import Stage, register
 
 
 def _rp(cfg: Config) -> RunPaths:
-    return RunPaths(cfg.out_dir)
+    return RunPaths.of(cfg)
 
 
 def _characters(cfg: Config) -> None:

@@ -552,7 +552,7 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
     """Candidate shards -> ``pcrt_train.h5`` and ``pcrt_test.h5`` (resumable, chunked over Dask)."""
     from .kinematics import shard_bounds
 
-    rp = RunPaths(cfg.out_dir)
+    rp = RunPaths.of(cfg)
     bounds = shard_bounds(cfg.kinematics.n_candidates, cfg.kinematics.shard_size)
     shards = [rp.shard(k) for k, _, _ in bounds]
     missing = [s for s in shards if not s.exists()]

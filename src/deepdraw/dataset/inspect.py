@@ -66,7 +66,7 @@ def _pcrt(path: Path, i: int) -> dict:
 
 def inspect_sample(cfg: Config, sample: int, png: str | None = None, source: str = "candidates") -> Path:
     """Write a PNG of one sample; returns its path."""
-    rp = RunPaths(cfg.out_dir)
+    rp = RunPaths.of(cfg)
     traj, lengths, _ = load_characters(rp.characters)
     starts = load_startpoints(rp.startpoints)
     if source == "candidates":
@@ -135,7 +135,7 @@ def inspect_sample(cfg: Config, sample: int, png: str | None = None, source: str
 
 def summary_figure(cfg: Config, png: str | None = None) -> Path:
     """Dataset summary of the run's PCRT files: counts per character and plane, latents, durations, jerks."""
-    rp = RunPaths(cfg.out_dir)
+    rp = RunPaths.of(cfg)
     cols: dict[str, list] = {}
     keys = (
         "label",

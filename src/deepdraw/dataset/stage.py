@@ -37,7 +37,7 @@ def run_characters(cfg: Config, overwrite: bool = False) -> Path:
         if got != ch.RAW_SHA256:
             log.warning("%s: values differ from the shipped rebuild (sha256 %s)", c.source, got)
     traj, lengths, labels = ch.preprocess(rc, c.box_cm, c.keep_aspect)
-    out = RunPaths(cfg.out_dir).characters
+    out = RunPaths.of(cfg).characters
     src = Path(c.source) if c.source else None
     inputs = {src.name: store.file_sha256(src)} if src else {"uci_values": ch.RAW_SHA256}
     store.write_artifact(
@@ -56,7 +56,7 @@ def run_characters(cfg: Config, overwrite: bool = False) -> Path:
 def run_startpoints(cfg: Config, overwrite: bool = False) -> Path:
     """Start points -> ``startpoints.h5`` (the original's file, or our workspace search)."""
     s = cfg.startpoints
-    out = RunPaths(cfg.out_dir).startpoints
+    out = RunPaths.of(cfg).startpoints
     if s.source == "original":
         src = original_startpoints()
         pts = store.read_arrays(src, ["horizontal", "vertical"], schema=STARTPOINTS_SCHEMA)
@@ -99,7 +99,7 @@ def kinematics_tasks(cfg: Config, with_muscles: bool = True) -> list:
 
     from .kinematics import ShardTask, shard_bounds
 
-    rp = RunPaths(cfg.out_dir)
+    rp = RunPaths.of(cfg)
     for p in (rp.characters, rp.startpoints):
         if not p.exists():
             raise DeepDrawError(f"{p}: file not found; run `deepdraw dataset characters/startpoints` first")
@@ -149,7 +149,7 @@ def run_kinematics(cfg: Config, with_muscles: bool = True) -> list[str]:
     from .kinematics import generate_shard
 
     tasks = kinematics_tasks(cfg, with_muscles)
-    for stale in RunPaths(cfg.out_dir).candidates.glob(".shard_*.tmp-*"):
+    for stale in RunPaths.of(cfg).candidates.glob(".shard_*.tmp-*"):
         stale.unlink()  # left by a killed run; never looks like a finished shard
     check_existing_shards(cfg, tasks)
     todo = [t for t in tasks if not Path(t.out).exists()]

@@ -28,7 +28,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         "%d trained models and %d untrained controls; summary in %s",
         int(table["trained"].sum()),
         int((~table["trained"].astype(bool)).sum()),
-        RunPaths(cfg.out_dir).models / "summary.csv",
+        RunPaths.of(cfg).models / "summary.csv",
     )
 
 

@@ -91,8 +91,10 @@ SUMMARY_COLUMNS = [
     "val_error_cm",
     "val_rmse_scaled",
     "checkpoint",
+    "source",
 ]
-"""Columns of ``models/summary.csv`` (one row per trained model and one per untrained control)."""
+"""Columns of ``models/summary.csv`` (one row per trained model and one per untrained control); ``source``
+is ``run`` (trained in this run) or ``zoo`` (a shipped paper-scale model, ``[train] source = "zoo"``)."""
 
 SEARCH_COLUMNS = [
     "name",
@@ -186,6 +188,7 @@ def check_train_section(cfg: Config) -> None:
     _check_choice("train.schedule", t.schedule, ("paper", "constant"))
     _check_choice("train.target_alignment", t.target_alignment, ("centre", "original"))
     _check_choice("train.group", t.group, ("none", "seeds"))
+    _check_choice("train.source", t.source, ("train", "zoo"))
     check_precision(t.precision, "key 'train.precision'")
     for key, v in (
         ("train.max_epochs", t.max_epochs),
@@ -265,7 +268,8 @@ def planned_runs(cfg: Config, models: Sequence[str] | None = None) -> list[Plann
     part-way leaves complete seeds to compare tasks and architectures on.
 
     A seed, ``_r_`` or ``r`` in a given model name is ignored: ``[train] seeds`` and the task decide.
-    Unknown families, malformed names and unknown tasks raise :class:`DeepDrawError`.
+    Unknown families, malformed names and unknown tasks raise :class:`DeepDrawError`. With ``[train]
+    source = "zoo"`` only the runs the zoo ships are planned (an error when it ships none of them).
     """
     from deepdraw.nn.models import get_task, parse_model_name
 
@@ -274,20 +278,30 @@ def planned_runs(cfg: Config, models: Sequence[str] | None = None) -> list[Plann
     if not names:
         raise DeepDrawError("no model names given; expected at least one")
     tasks = [get_task(t).name for t in cfg.train.tasks]
-    root = RunPaths(cfg.out_dir).models
+    root = RunPaths.of(cfg).models
     out: list[PlannedRun] = []
     seen: set[tuple[str, str]] = set()
+    zoo = cfg.train.source == "zoo" and models is None
+    if zoo:
+        from deepdraw.zoo import available
+
+        shipped = set(available())
     archs = [parse_model_name(raw).architecture for raw in names]
     for seed in cfg.train.seeds:  # seed-major: a stopped run leaves whole seeds of every model and task
         for arch in archs:
             for task in tasks:
                 name = arch.replace(seed=int(seed), regression=get_task(task).regression).name
-                if (name, task) in seen:
+                if (name, task) in seen or (zoo and name not in shipped):
                     continue
                 seen.add((name, task))
                 out.append(
                     PlannedRun(arch.name, arch.family, task, int(seed), name, _task_dir(root, task) / name)
                 )
+    if zoo and not out:
+        raise DeepDrawError(
+            "train.source is 'zoo', but the zoo ships none of train.models x tasks x seeds; "
+            f"shipped: {', '.join(sorted(shipped)) or 'none'} (deepdraw zoo list)"
+        )
     return out
 
 
@@ -302,7 +316,7 @@ def _lr_batch(cfg: Config, family: str) -> tuple[float, int]:
 def _train_config(cfg: Config, run: PlannedRun, quiet: bool):
     from deepdraw.nn.train import TrainConfig
 
-    rp = RunPaths(cfg.out_dir)
+    rp = RunPaths.of(cfg)
     lr, batch = _lr_batch(cfg, run.family)
     return TrainConfig(
         model=run.architecture,
@@ -409,6 +423,19 @@ def _train_job(jobs: list[tuple]) -> list[dict]:
     ]
 
 
+def _zoo_job(jobs: list[tuple]) -> list[dict]:
+    """Install the shipped models of ``jobs`` (``[train] source = "zoo"``); their summary rows."""
+    from deepdraw.zoo.install import install_run
+
+    rows = []
+    for run, tc, out_dir in jobs:
+        metrics = install_run(
+            run.name, run.directory, tc.test_path, device=tc.device, batch_size=tc.eval_batch_size
+        )
+        rows += _summary_rows(run, tc, out_dir, metrics)
+    return rows
+
+
 def _groups(jobs: list[tuple], how: str) -> list[list[tuple]]:
     """Jobs cut into groups trained together: ``seeds`` = one group per (architecture, task)."""
     if how == "none":
@@ -435,6 +462,7 @@ def _summary_rows(run: PlannedRun, tc, out_dir: str, metrics: dict) -> list[dict
             return str(p)
 
     common = {
+        "source": "zoo" if metrics.get("source") == "zoo" else "run",
         "architecture": run.architecture,
         "family": run.family,
         "task": run.task,
@@ -482,10 +510,19 @@ def run_train(
     """
     check_train_section(cfg)
     runs = planned_runs(cfg, models)
-    rp = RunPaths(cfg.out_dir)
+    rp = RunPaths.of(cfg)
     _require_data(rp)
     quiet = cfg.run.quiet
     distributed = cfg.parallel.mode == "scheduler"
+    if cfg.train.source == "zoo":
+        n_req = len(models or cfg.train.models) * len(cfg.train.tasks) * len(cfg.train.seeds)
+        if len(runs) < n_req:
+            logger.warning(
+                "train.source = 'zoo': %d of the %d planned runs are shipped (deepdraw zoo list); the others "
+                "are left out",
+                len(runs),
+                n_req,
+            )
     jobs = [(r, _train_config(cfg, r, quiet or distributed), str(cfg.out_dir)) for r in runs]
     logger.info(
         "training %d runs (%d models x %d tasks x %d seeds)",
@@ -495,12 +532,14 @@ def run_train(
         len(cfg.train.seeds),
     )
     t0 = time.perf_counter()
-    groups = _groups(jobs, cfg.train.group)
+    zoo = cfg.train.source == "zoo"
+    groups = [[j] for j in jobs] if zoo else _groups(jobs, cfg.train.group)
+    job = _zoo_job if zoo else _train_job
     if distributed:
         with executor(cfg.parallel, quiet) as ex:
-            results = ex.map(_train_job, groups, desc="train")
+            results = ex.map(job, groups, desc="train")
     else:
-        results = [_train_job(g) for g in tqdm(groups, desc="train", unit="group", disable=quiet)]
+        results = [job(g) for g in tqdm(groups, desc="train", unit="group", disable=quiet)]
     table = pd.DataFrame([row for rows in results for row in rows], columns=SUMMARY_COLUMNS)
     out = Path(summary_path) if summary_path is not None else rp.models / "summary.csv"
     _write_csv(out, table)
@@ -513,7 +552,7 @@ def train_output_paths(cfg: Config) -> list[Path]:
 
     Folders, not files: a stale run must be removed whole (a ``last.pt`` left alone would be resumed).
     """
-    return [RunPaths(cfg.out_dir).models / "summary.csv", *(r.directory for r in planned_runs(cfg))]
+    return [RunPaths.of(cfg).models / "summary.csv", *(r.directory for r in planned_runs(cfg))]
 
 
 # ------------------------------------------------------------------------------------------ activations
@@ -534,7 +573,7 @@ def activation_indices(cfg: Config, n_test: int) -> np.ndarray:
 
 
 def _activation_file(cfg: Config, name: str, task: str) -> Path:
-    return _task_dir(RunPaths(cfg.out_dir).activations, task) / f"{name}.h5"
+    return _task_dir(RunPaths.of(cfg).activations, task) / f"{name}.h5"
 
 
 def _activation_jobs(cfg: Config, table: pd.DataFrame | None) -> list[tuple[Path, Path, str]]:
@@ -589,7 +628,7 @@ def run_activations(cfg: Config, table: pd.DataFrame | None = None) -> list[Path
     from deepdraw.nn.data import check_pcrt
     from deepdraw.nn.train import extract_activations
 
-    rp = RunPaths(cfg.out_dir)
+    rp = RunPaths.of(cfg)
     if not rp.pcrt_test.is_file():
         raise DeepDrawError(
             f"{rp.pcrt_test}: PCRT test file not found; run 'deepdraw dataset assemble' first"
@@ -770,7 +809,7 @@ def run_search(cfg: Config, seeds: bool = True) -> pd.DataFrame:
 
     families = check_search_section(cfg)
     check_train_section(cfg)
-    rp = RunPaths(cfg.out_dir)
+    rp = RunPaths.of(cfg)
     _require_data(rp)
     sdir = search_dir(cfg)
     device = _device(cfg.train.device)

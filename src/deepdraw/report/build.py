@@ -257,7 +257,7 @@ class _Run:
 
     def __init__(self, cfg: Config, dest: Path) -> None:
         self.cfg = cfg
-        self.rp = RunPaths(cfg.out_dir)
+        self.rp = RunPaths.of(cfg)
         self.dest = dest
         self.missing: list[tuple[str, str]] = []  # (what, why)
         self.copied: set[str] = set()
@@ -465,7 +465,7 @@ def collect_values(cfg: Config) -> tuple[dict[str, float], dict[str, str]]:
     """
     import numpy as np
 
-    rp = RunPaths(cfg.out_dir)
+    rp = RunPaths.of(cfg)
     v: dict[str, float] = {}
     scale: dict[str, str] = {}
     # dataset
@@ -1116,6 +1116,7 @@ def _models_table_html(run: _Run, df) -> str:
         c
         for c in (
             "model",
+            "source",
             "task",
             "seed",
             "state",
@@ -1148,7 +1149,19 @@ def _models_table_html(run: _Run, df) -> str:
         if c in ("seed", "epochs", "best_epoch", "wall_s", "test_accuracy", "test_error_cm")
     ]
     t = _table(cols, rows, num)
-    return f"<details><summary>all {len(df)} model runs (models/summary.csv)</summary>{t}</details>"
+    note = ""
+    if "source" in df.columns:
+        n_zoo = int((df["source"] == "zoo").sum())
+        n_run = len(df) - n_zoo
+        if n_zoo:
+            note = (
+                f'<p class="sub" id="models-source">{n_zoo} of these {len(df)} models (trained and untrained '
+                "controls) are <b>shipped</b> paper-scale models (<code>deepdraw zoo list</code>): trained on the "
+                "200,000-sample dataset of configs/paper.toml, not in this run, and evaluated here on this run's "
+                f"test set (epochs and wall times are those of their paper-scale training); {n_run} were trained "
+                "in this run.</p>"
+            )
+    return note + f"<details><summary>all {len(df)} model runs (models/summary.csv)</summary>{t}</details>"
 
 
 def _summary_numbers_html(values: dict[str, float], prefix: str, title: str) -> str:
@@ -1253,6 +1266,13 @@ def _render(
     # 1 overview
     parts.append('<h2 id="overview">1. Overview</h2>')
     parts.append(_overview_cards(cfg, values, df))
+    zoo_report = run.rp.root / "zoo" / "report" / "index.html"
+    if zoo_report.is_file():
+        parts.append(
+            '<p class="ok" id="zoo-link">The shipped paper-scale models (<code>deepdraw zoo list</code>) on this '
+            'run\'s test set, with every analysis of this report: <a href="../zoo/report/index.html">'
+            "zoo/report/index.html</a> (configs/demo-zoo.toml).</p>"
+        )
     srows = []
     total = 0.0
     for r in stage_rows:
@@ -1391,7 +1411,7 @@ def build_report(cfg: Config) -> Path:
     Every part of the run may be missing: the report shows what exists and lists what does not.
     Raises :class:`DeepDrawError` only when the run folder itself does not exist.
     """
-    rp = RunPaths(cfg.out_dir)
+    rp = RunPaths.of(cfg)
     if not rp.root.is_dir():
         raise DeepDrawError(
             f"{rp.root}: run folder not found; run the pipeline first (deepdraw pipeline CONFIG)"
