@@ -432,9 +432,9 @@ def test_run_tuning_end_to_end(tmp_path):
         assert wrap_angle(pd_fit - 0.7) == pytest.approx(0.0, abs=0.02)
     with pytest.raises(DeepDrawError, match="exists"):
         run_tuning(cfg, paths, tmp_path / "tuning", quiet=True)
-    # figures: 3 per model (scores, PD histograms, tuning curves) + 2 per architecture
+    # figures: 3 per model (scores, PD histograms, tuning curves) + 3 per architecture
     figs = run_tuning(TuningConfig(chunk=32), paths[:1], tmp_path / "figs", quiet=True)["figures"]
-    assert len(figs) == 5 and all(p.suffix == ".png" and p.stat().st_size > 1000 for p in figs)
+    assert len(figs) == 6 and all(p.suffix == ".png" and p.stat().st_size > 1000 for p in figs)
 
 
 def test_frame_options_and_config_checks():
@@ -451,3 +451,32 @@ def test_frame_options_and_config_checks():
         analyse_model(act, TuningConfig(window="moving"), quiet=True)
     with pytest.raises(DeepDrawError, match="tuning.test_fraction"):
         analyse_model(act, TuningConfig(test_fraction=1.0), quiet=True)
+
+
+def test_group_figures_mark_the_significant_layers():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from deepdraw.tuning.figures import _plot_groups
+
+    groups = pd.DataFrame(
+        [
+            {"task": task, "trained": tr, "layer_index": li, "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+            for task, tr in (("art", True), ("tdt", True), ("art", False))
+            for li in range(4)
+        ]
+    )
+    stats = pd.DataFrame(
+        [
+            {"comparison": "art_vs_tdt", "task": "art/tdt", "layer_index": 2, "significant": True},
+            {"comparison": "art_vs_tdt", "task": "art/tdt", "layer_index": 3, "significant": False},
+            {"comparison": "trained_vs_untrained", "task": "art", "layer_index": 1, "significant": True},
+        ]
+    )
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    _plot_groups(ax, groups, "x", stats)
+    marks = sorted((t.get_text(), t.get_position()[0]) for t in ax.texts)
+    assert marks == [("*", 2), ("+", 1)]
+    assert len(ax.get_legend_handles_labels()[1]) == 3

@@ -711,6 +711,12 @@ _TUNING_CAPTIONS = (
     (r"_scores$", "Figs 5–6", "test scores (R² / label index) per layer and tuning type"),
     (r"_curves$", "Fig. 5A–B", "polar tuning curves of the best direction-tuned unit per layer"),
     (r"_q90$", "Fig. 6", "90th-percentile tuning scores per layer, mean and 95 % CI over seeds"),
+    (
+        r"_fractions$",
+        "Fig. 5C–D",
+        "fraction of tuned units per layer and tuning type, mean and 95 % CI over seeds; * ART vs TDT, "
+        "+ trained vs untrained significant (paired t, Bonferroni)",
+    ),
     (r"_pd$", "Fig. 7", "preferred-direction histograms per layer"),
     (
         r"_directions$",
@@ -726,7 +732,7 @@ def _model_of(stem: str) -> str | None:
     for pre in ("rdms_", "tsne_"):
         if s.startswith(pre):
             s = s[len(pre) :]
-    for suf in ("_scores", "_curves", "_pd", "_q90", "_directions"):
+    for suf in ("_scores", "_curves", "_pd", "_q90", "_fractions", "_directions"):
         if s.endswith(suf):
             s = s[: -len(suf)]
     return s if parse_model(s) is not None else None

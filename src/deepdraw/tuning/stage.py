@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +54,7 @@ from .features import (
     plane_vectors,
     project,
 )
+from .figures import write_figures
 from .models import (
     MODEL_NAMES,
     MODELS,
@@ -67,12 +67,11 @@ from .models import (
     split_by_trajectory,
 )
 from .summary import (
+    direction_summary,
     group_summary,
+    layer_scores,
     paired_tests,
     parse_model_name,
-    pd_histogram,
-    pd_uniformity,
-    plane_invariance,
     reference_index,
     score_stats,
     tuned_mask,
@@ -698,34 +697,6 @@ def _fit_orientation(o: str, od: _OrientData, A: dict[str, Any], U: int, t: Tuni
 # ----------------------------------------------------------------------------- tables
 
 
-def _reference(o: str, t: TuningConfig) -> float:
-    return t.reference_horizontal if o == "horizontal" else t.reference_vertical
-
-
-def layer_scores(lf: LayerFit, o: str, ttype: str, t: TuningConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (U,) and dead flags (U,) of one tuning type (labels: orientation-independent)."""
-    if ttype == "labels":
-        return lf.label_score(t.label_index), lf.label_dead
-    of = lf.orient[o]
-    return of.r2(ttype), of.dead
-
-
-def direction_summary(lf: LayerFit, o: str, t: TuningConfig) -> dict[str, Any]:
-    """PDs of direction-tuned units, their uniformity, and plane invariance for one layer/orientation."""
-    of = lf.orient[o]
-    tuned = tuned_mask(of.r2("dir"), of.dead, t.r2_threshold)
-    pds = of.preferred_directions()[tuned]
-    inv = plane_invariance(
-        of.plane_pd,
-        tuned_mask(of.plane_r2, np.broadcast_to(of.dead, of.plane_r2.shape), t.r2_threshold),
-        of.levels,
-        _reference(o, t),
-        t.min_plane_units,
-        t.plane_tol_cm,
-    )
-    return {"tuned": tuned, "pd": pds, "uniformity": pd_uniformity(pds, t.pd_bins), "invariance": inv}
-
-
 def build_tables(results: Sequence[ModelResult], t: TuningConfig) -> dict[str, pd.DataFrame]:
     """Tidy tables: ``units``, ``summary``, ``directions``, ``planes`` and the long ``metrics``."""
     units, summ, dirs, planes, metrics = [], [], [], [], []
@@ -808,10 +779,6 @@ def build_tables(results: Sequence[ModelResult], t: TuningConfig) -> dict[str, p
 
 
 # ----------------------------------------------------------------------------- outputs
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)
 
 
 def _write_results(
@@ -989,192 +956,3 @@ def run_tuning(
               "spindle_pd_invariance_horizontal", "spindle_pd_invariance_vertical"):  # fmt: skip
         log.info("%s = %.3f", k, summary[k])
     return summary
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def _new_figure(w: float, h: float, **adjust: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h), dpi=100)
-    FigureCanvasAgg(fig)
-    kw = {"left": 0.07, "right": 0.98, "bottom": 0.15, "top": 0.85, "wspace": 0.35, "hspace": 0.6}
-    kw.update(adjust)
-    fig.subplots_adjust(**kw)
-    return fig
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path_for(path)
-    fig.savefig(tmp, format="png")
-    atomic_replace(tmp, path)
-    return path
-
-
-def _main_orientation(lf: LayerFit) -> str:
-    return "horizontal" if "horizontal" in lf.orient else next(iter(lf.orient))
-
-
-def _fig_scores(r: ModelResult, t: TuningConfig, path: Path) -> Path:
-    """Distributions of test scores per layer and tuning type (paper Figs 5-6)."""
-    fig = _new_figure(13, 6.5, bottom=0.12, top=0.9, hspace=0.55)
-    labels = [lf.name for lf in r.layers]
-    for k, ttype in enumerate(TYPE_NAMES):
-        ax = fig.add_subplot(2, 4, k + 1)
-        for lf in r.layers:
-            sc, dead = layer_scores(lf, _main_orientation(lf), ttype, t)
-            v = sc[np.isfinite(sc) & ~dead]
-            v = v[v >= t.exclude_below]
-            if v.size >= 2 and np.ptp(v) > 0:
-                parts = ax.violinplot([v], positions=[lf.index], widths=0.8, showmedians=True)
-                for body in parts["bodies"]:
-                    body.set_alpha(0.5)
-            elif v.size:
-                ax.plot([lf.index] * v.size, v, "k_", ms=8)
-        ax.axhline(t.r2_threshold, color="0.5", lw=0.8, ls="--")
-        ax.set_title(ttype)
-        ax.set_xticks(range(len(labels)))
-        ax.set_xticklabels(labels, rotation=90, fontsize=6)
-        ax.set_ylim(min(t.exclude_below, 0) - 0.02, 1.02)
-        if k % 4 == 0:
-            ax.set_ylabel("test R$^2$ (labels: 2(AUC-0.5))", fontsize=8)
-    fig.suptitle(f"{r.name} ({r.task}, {'trained' if r.trained else 'untrained'})", fontsize=9)
-    return _save(fig, path)
-
-
-def _grid(n: int) -> tuple[int, int]:
-    cols = min(n, 5)
-    return math.ceil(n / cols), cols
-
-
-def _fig_pd(r: ModelResult, t: TuningConfig, path: Path) -> Path:
-    """Polar histograms of the preferred directions of direction-tuned units per layer (Fig 7)."""
-    nr, nc = _grid(len(r.layers))
-    fig = _new_figure(
-        2.4 * nc, 3.0 * nr, left=0.04, right=0.96, bottom=0.05, top=1 - 0.75 / (3.0 * nr), wspace=0.5
-    )
-    width = 2 * np.pi / t.pd_bins
-    centres = -np.pi + width * (np.arange(t.pd_bins) + 0.5)
-    for k, lf in enumerate(r.layers):
-        ax = fig.add_subplot(nr, nc, k + 1, projection="polar")
-        ds = direction_summary(lf, _main_orientation(lf), t)
-        counts = pd_histogram(ds["pd"], t.pd_bins)
-        ax.bar(centres, counts, width=width, color="tab:blue", alpha=0.7, edgecolor="k", lw=0.3)
-        ax.set_title(f"{lf.name}\nn={counts.sum()}, dev={ds['uniformity']:.2f}", fontsize=7, pad=12)
-        ax.tick_params(labelsize=5)
-        ax.set_yticklabels([])
-    fig.suptitle(f"preferred directions, {r.name}", fontsize=9)
-    return _save(fig, path)
-
-
-def _fig_curves(r: ModelResult, t: TuningConfig, path: Path) -> Path:
-    """Example direction tuning curves (polar): the best direction unit of each layer."""
-    nr, nc = _grid(len(r.layers))
-    fig = _new_figure(
-        2.4 * nc, 3.0 * nr, left=0.04, right=0.96, bottom=0.05, top=1 - 0.75 / (3.0 * nr), wspace=0.5
-    )
-    width = 2 * np.pi / t.pd_bins
-    bc = -np.pi + width * (np.arange(t.pd_bins) + 0.5)
-    th = np.linspace(-np.pi, np.pi, 181)
-    mi = MODEL_NAMES.index(TUNING_TYPES["dir"])
-    for k, lf in enumerate(r.layers):
-        ax = fig.add_subplot(nr, nc, k + 1, projection="polar")
-        of = lf.orient[_main_orientation(lf)]
-        r2 = of.r2("dir")
-        ax.tick_params(labelsize=5)
-        if not np.isfinite(r2).any():
-            ax.set_title(f"{lf.name}\n(no fit)", fontsize=7, pad=12)
-            continue
-        u = int(np.nanargmax(r2))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = of.curve_sum[:, u] / of.curve_n
-        c = of.coef[u, mi]
-        fit = c[0] * np.cos(th) + c[1] * np.sin(th) + c[2]
-        lo = np.nanmin(np.concatenate([mean[np.isfinite(mean)], fit]))
-        hi = np.nanmax(np.concatenate([mean[np.isfinite(mean)], fit]))
-        span = hi - lo if hi > lo else 1.0
-        ok = np.isfinite(mean)
-        ax.plot(np.append(bc[ok], bc[ok][:1]), np.append((mean[ok] - lo) / span, (mean[ok][:1] - lo) / span), "o-",
-                ms=2, lw=0.8, label="data")  # fmt: skip
-        ax.plot(th, (fit - lo) / span, "r-", lw=1, label="fit")
-        ax.set_yticklabels([])
-        ax.set_title(f"{lf.name} unit {u}\nR$^2$={r2[u]:.2f}", fontsize=7, pad=12)
-    fig.suptitle(f"direction tuning curves, {r.name}", fontsize=9)
-    return _save(fig, path)
-
-
-def _plot_groups(ax: Any, g: pd.DataFrame, title: str) -> None:
-    for (task, trained), gg in g.groupby(["task", "trained"], sort=True):
-        gg = gg.sort_values("layer_index")
-        x = gg["layer_index"].to_numpy()
-        m = gg["mean"].to_numpy(float)
-        lo, hi = gg["ci_low"].to_numpy(float), gg["ci_high"].to_numpy(float)
-        err = np.vstack([np.where(np.isfinite(lo), m - lo, 0), np.where(np.isfinite(hi), hi - m, 0)])
-        ax.errorbar(x, m, yerr=err, marker="o", ms=3, capsize=2, lw=1,
-                    label=f"{task} {'trained' if trained else 'untrained'}")  # fmt: skip
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(title, fontsize=8)
-    ax.set_xlabel("layer (0 = input)", fontsize=7)
-    ax.tick_params(labelsize=6)
-
-
-def _fig_group_directions(arch: str, groups: pd.DataFrame, path: Path) -> Path:
-    """Uniformity and invariance of preferred directions per layer, mean +- 95% CI over seeds (Figs 7-8)."""
-    fig = _new_figure(12, 3.6, bottom=0.15, top=0.85, wspace=0.3)
-    panels = [("uniformity", "horizontal", "PD deviation from uniform (horizontal)"),
-              ("invariance", "horizontal", "PD invariance MAD (horizontal), rad"),
-              ("invariance", "vertical", "PD invariance MAD (vertical), rad")]  # fmt: skip
-    for k, (metric, o, title) in enumerate(panels):
-        ax = fig.add_subplot(1, 3, k + 1)
-        _plot_groups(ax, groups[(groups.metric == metric) & (groups.orientation == o)], title)
-        if k == 0:
-            ax.legend(fontsize=6)
-    fig.suptitle(arch, fontsize=9)
-    return _save(fig, path)
-
-
-def _fig_group_q90(arch: str, groups: pd.DataFrame, path: Path) -> Path:
-    """90th percentile of each tuning score per layer, mean +- 95% CI over seeds."""
-    fig = _new_figure(13, 6.5, bottom=0.1, top=0.9, hspace=0.5)
-    for k, ttype in enumerate(TYPE_NAMES):
-        ax = fig.add_subplot(2, 4, k + 1)
-        o = "all" if ttype == "labels" else "horizontal"
-        sel = groups[(groups.metric == "q90") & (groups.tuning_type == ttype) & (groups.orientation == o)]
-        if sel.empty and o == "horizontal":
-            sel = groups[(groups.metric == "q90") & (groups.tuning_type == ttype)]
-        _plot_groups(ax, sel, f"q90 {ttype}")
-        if k == 0:
-            ax.legend(fontsize=6)
-    fig.suptitle(arch, fontsize=9)
-    return _save(fig, path)
-
-
-def write_figures(
-    results: Sequence[ModelResult],
-    tables: Mapping[str, pd.DataFrame],
-    t: TuningConfig,
-    fig_dir: Path,
-    quiet: bool = False,
-) -> list[Path]:
-    """All PNG figures of a tuning run (Agg canvas, no pyplot state)."""
-    out: list[Path] = []
-    jobs = len(results) * 3
-    groups = tables.get("groups", pd.DataFrame())
-    archs = sorted(groups["arch"].unique()) if not groups.empty else []
-    with tqdm(total=jobs + 2 * len(archs), desc="tuning figures", disable=quiet, leave=False) as bar:
-        for r in results:
-            s = _safe(r.name)
-            for fn, suffix in ((_fig_scores, "scores"), (_fig_pd, "pd"), (_fig_curves, "curves")):
-                out.append(fn(r, t, fig_dir / f"{s}_{suffix}.png"))
-                bar.update(1)
-        for arch in archs:
-            g = groups[groups.arch == arch]
-            out.append(_fig_group_directions(arch, g, fig_dir / f"{_safe(arch)}_directions.png"))
-            out.append(_fig_group_q90(arch, g, fig_dir / f"{_safe(arch)}_q90.png"))
-            bar.update(2)
-    return out

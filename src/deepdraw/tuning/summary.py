@@ -8,12 +8,17 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as st
 
 from ..errors import DeepDrawError
+
+if TYPE_CHECKING:
+    from ..config import TuningConfig
+    from .stage import LayerFit
 
 
 def wrap_angle(a: np.ndarray) -> np.ndarray:
@@ -293,3 +298,34 @@ def group_summary(df: pd.DataFrame, conf: float = 0.95) -> pd.DataFrame:
         m, lo, hi, n = mean_ci(g["value"].to_numpy(float), conf)
         rows.append({**dict(zip(keys, k)), "n_seeds": n, "mean": m, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows, columns=cols)
+
+
+# ----------------------------------------------------------------------------- per layer
+
+
+def _reference(o: str, t: TuningConfig) -> float:
+    return t.reference_horizontal if o == "horizontal" else t.reference_vertical
+
+
+def layer_scores(lf: LayerFit, o: str, ttype: str, t: TuningConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (U,) and dead flags (U,) of one tuning type (labels: orientation-independent)."""
+    if ttype == "labels":
+        return lf.label_score(t.label_index), lf.label_dead
+    of = lf.orient[o]
+    return of.r2(ttype), of.dead
+
+
+def direction_summary(lf: LayerFit, o: str, t: TuningConfig) -> dict[str, Any]:
+    """PDs of direction-tuned units, their uniformity, and plane invariance for one layer/orientation."""
+    of = lf.orient[o]
+    tuned = tuned_mask(of.r2("dir"), of.dead, t.r2_threshold)
+    pds = of.preferred_directions()[tuned]
+    inv = plane_invariance(
+        of.plane_pd,
+        tuned_mask(of.plane_r2, np.broadcast_to(of.dead, of.plane_r2.shape), t.r2_threshold),
+        of.levels,
+        _reference(o, t),
+        t.min_plane_units,
+        t.plane_tol_cm,
+    )
+    return {"tuned": tuned, "pd": pds, "uniformity": pd_uniformity(pds, t.pd_bins), "invariance": inv}
