@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from deepdraw.errors import DeepDrawError
+from deepdraw.names import NAME_RULES, split_model_name
 from deepdraw.nn.layers import ConvBlock, glorot_uniform_, same_output_size
 
 __all__ = [
@@ -207,6 +208,10 @@ def register_family(family: Family) -> Family:
     """Add ``family`` to :data:`FAMILIES` (its name must be new)."""
     if family.name in FAMILIES:
         raise ValueError(f"family {family.name!r} is already registered")
+    if family.name not in NAME_RULES:
+        raise ValueError(
+            f"family {family.name!r} has no name rule; declare it with deepdraw.names.register_name_rule first"
+        )
     FAMILIES[family.name] = family
     return family
 
@@ -351,37 +356,22 @@ def model_name(spec: ModelSpec) -> str:
     return "_".join(parts) + ("r" if spec.untrained else "")
 
 
-_GUESS_RE = re.compile(r"^([A-Za-z_]+?)_(?:r_)?\d")
-
-
 def parse_model_name(name: str) -> ModelSpec:
     """Parse a model name back to a :class:`ModelSpec` (inverse of :func:`model_name`).
 
     Examples: ``spatial_temporal_4_8-16-16-32_32-32-64-64_7293``, ``spatiotemporal_4_8-8-32-64_7272_3r``,
-    ``spatial_temporal_r_4_8-16-16-32_32-32-64-64_7293_1``, ``lstm_3_8-16-16_256``.
+    ``spatial_temporal_r_4_8-16-16-32_32-32-64-64_7293_1``, ``lstm_3_8-16-16_256``. The grammar (family,
+    regression marker, body fields, seed, untrained suffix) is :mod:`deepdraw.names`; the family turns
+    the body fields into the spec's fields.
     """
     if isinstance(name, ModelSpec):
         return name
     name = str(name).strip()
-    family = next((f for f in sorted(FAMILIES, key=len, reverse=True) if name.startswith(f + "_")), None)
-    if family is None:
-        m = _GUESS_RE.match(name)
-        guess = m.group(1) if m else name.split("_")[0]
-        raise DeepDrawError(
-            f"Unknown model family '{guess}' in model name '{name}'{_suggest(guess, sorted(FAMILIES))}"
-        )
-    fam = FAMILIES[family]
-    tokens = name[len(family) + 1 :].split("_")
-    regression = bool(tokens) and tokens[0] == "r"
-    if regression:
-        tokens = tokens[1:]
-    untrained = bool(tokens) and len(tokens[-1]) > 1 and tokens[-1].endswith("r")
-    if untrained:
-        tokens[-1] = tokens[-1][:-1]
-    if not tokens or any(t == "" for t in tokens):
-        raise DeepDrawError(f"Model name '{name}' is malformed; expected '{fam.pattern}'.")
+    parts = split_model_name(name)
+    fam = get_family(parts.family)
+    tokens = [*parts.body, *([str(parts.seed)] if parts.seed is not None else [])]
     fields = fam.parse_body(tokens, name)
-    return ModelSpec(family=family, untrained=untrained, regression=regression, **fields)
+    return ModelSpec(family=parts.family, untrained=parts.untrained, regression=parts.regression, **fields)
 
 
 def _as_spec(spec: ModelSpec | str) -> ModelSpec:

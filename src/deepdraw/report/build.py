@@ -36,6 +36,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import DeepDrawError
+from ..names import identify
 from ..paths import RunPaths
 from .facts import FACTS, FAMILIES, PAPER_SCALE, Fact
 from .stats import compare_tests, paired_tests_html
@@ -49,8 +50,6 @@ MAX_DATA_MB = 20.0
 SHOWN_MODELS = 6
 """Per-model figures shown open per group (seed-1 trained models first); the rest are folded under a
 <details>. Figures of no single model (summaries, inputs) are always shown."""
-_FAMILY_RE = re.compile(r"^(spatial_temporal|spatiotemporal|temporal_spatial|lstm)")
-_ARCH_TOKENS = {"spatial_temporal": 4, "temporal_spatial": 4, "spatiotemporal": 3, "lstm": 3}
 """Tokens after the family (and the regression marker) in an architecture name: layers, kernels..., code."""
 _FAM_LABEL = {
     "spatial_temporal": "spatial-temporal",
@@ -106,35 +105,27 @@ def _truthy(v: Any) -> bool:
 
 
 def _family(name: str) -> str:
-    m = _FAMILY_RE.match(str(name))
-    return m.group(1) if m else str(name)
+    parts = identify(str(name))
+    return parts.family if parts is not None else str(name)
 
 
 def parse_model(name: str) -> dict[str, Any] | None:
-    """Family, regression marker, seed and untrained flag of a model or architecture name (None: not one).
+    """Family, regression marker, seed and untrained flag of a model or architecture name (None: not one;
+    :func:`deepdraw.names.identify`).
 
     ``spatial_temporal_r_4_8-16-16-32_32-32-64-64_7293_2r`` -> family spatial_temporal, regression,
     seed 2, untrained; an architecture name (no seed) gives seed None.
     """
-    fam = _family(str(name))
-    if fam not in _ARCH_TOKENS:
+    parts = identify(str(name))
+    if parts is None:
         return None
-    rest = str(name)[len(fam) :].lstrip("_").split("_")
-    regression = bool(rest) and rest[0] in ("r", "pv", "rpv")
-    if regression:
-        rest = rest[1:]
-    n = _ARCH_TOKENS[fam]
-    out = {"family": fam, "regression": regression, "seed": None, "untrained": False}
-    if len(rest) == n:
-        return {**out, "arch": "_".join([fam, *rest])}
-    if len(rest) == n + 1 and re.fullmatch(r"\d+r?", rest[-1]):
-        return {
-            **out,
-            "arch": "_".join([fam, *rest[:-1]]),
-            "seed": int(rest[-1].rstrip("r")),
-            "untrained": rest[-1].endswith("r"),
-        }
-    return None
+    return {
+        "family": parts.family,
+        "regression": parts.regression,
+        "seed": parts.seed,
+        "untrained": parts.untrained,
+        "arch": parts.arch,
+    }
 
 
 def describe_model(name: str, task: str | None = None) -> str:

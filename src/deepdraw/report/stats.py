@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from deepdraw.names import identify
+
 __all__ = ["PaperTest", "PAPER_TESTS", "compare_tests", "paired_tests_html"]
 
 
@@ -88,12 +90,8 @@ COLUMNS = [
 
 
 def _family_of(arch: str) -> str:
-    from deepdraw.nn.models import parse_model_name
-
-    try:
-        return parse_model_name(str(arch)).family
-    except Exception:  # noqa: BLE001 - not a model name: no family
-        return ""
+    parts = identify(str(arch))
+    return parts.family if parts is not None else ""
 
 
 def compare_tests(stats: pd.DataFrame | None) -> pd.DataFrame:

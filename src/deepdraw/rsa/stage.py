@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from .. import store
 from ..config import Config, RsaConfig
 from ..errors import DeepDrawError
+from ..names import identify
 from . import cka as ckam
 from . import decoding as dec
 from . import rdm as rdmm
@@ -47,7 +48,6 @@ INPUT_NAMES = {
     "spindle_info": "spindle_info",
     "spindle_firing": "spindle_firing",
 }
-FAMILY_ARCH_TOKENS = {"spatial_temporal": 4, "temporal_spatial": 4, "spatiotemporal": 3, "lstm": 3}
 # seed streams: np.random.default_rng([run.seed, STREAM])
 STREAM_RDM, STREAM_TSNE, STREAM_SPLIT = 101, 102, 103
 
@@ -82,26 +82,17 @@ class ModelInfo:
 
 
 def parse_model_name(name: str) -> tuple[str, str, str]:
-    """(family, arch, seed) of a model directory name such as ``spatial_temporal_r_4_..._7293_1r``.
+    """(family, arch, seed) of a model directory name such as ``spatial_temporal_r_4_..._7293_1r``
+    (:func:`deepdraw.names.split_model_name`; seed ``""`` when the name has none).
 
     The TDT marker ``_r_`` after the family and the untrained suffix ``r`` are dropped from ``arch``, so
-    the trained, untrained, ART and TDT variants of one architecture and seed share (arch, seed).
+    the trained, untrained, ART and TDT variants of one architecture and seed share (arch, seed). A name
+    outside the grammar is its own arch, with the text before its first ``_<digit>`` as family.
     """
-    family = next((f for f in FAMILY_ARCH_TOKENS if name == f or name.startswith(f + "_")), "")
-    if not family:
-        family = re.split(r"_\d", name, maxsplit=1)[0]
-    rest = name[len(family) :].lstrip("_")
-    if rest.startswith("r_"):
-        rest = rest[2:]
-    if rest.endswith("r"):
-        rest = rest[:-1]
-    tokens = [t for t in rest.split("_") if t]
-    k = FAMILY_ARCH_TOKENS.get(family)
-    if k is None:  # unknown family: last all-digit token is the seed
-        k = len(tokens) - 1 if len(tokens) > 1 and tokens[-1].isdigit() else len(tokens)
-    arch = "_".join([family, *tokens[:k]])
-    seed = "_".join(tokens[k:])
-    return family, arch, seed
+    parts = identify(name)
+    if parts is None:
+        return re.split(r"_\d", name, maxsplit=1)[0], name, ""
+    return parts.family, parts.arch, "" if parts.seed is None else str(parts.seed)
 
 
 def _attr(f: h5py.File, path: Path, key: str) -> Any:

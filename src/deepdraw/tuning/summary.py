@@ -4,7 +4,6 @@ invariance, and paired statistics over seeds (spec 6.6-6.8, 6.11).
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import pandas as pd
 from scipy import stats as st
 
 from ..errors import DeepDrawError
+from ..names import identify
 
 if TYPE_CHECKING:
     from ..config import TuningConfig
@@ -177,24 +177,24 @@ def mean_ci(values: Sequence[float] | np.ndarray, conf: float = 0.95) -> tuple[f
 
 # ----------------------------------------------------------------------------- models and seeds
 
-_NAME = re.compile(r"^(?P<base>.+?)_(?P<seed>\d+)(?P<r>r?)$")
-
 
 def parse_model_name(name: str) -> dict[str, object]:
-    """Architecture key, seed and untrained flag from a model directory name.
+    """Architecture key, seed and untrained flag from a model directory name
+    (:func:`deepdraw.names.split_model_name`).
 
     ``spatial_temporal_4_8-16-16-32_32-32-64-64_7293_1r`` -> arch
     ``spatial_temporal_4_8-16-16-32_32-32-64-64_7293``, seed 1, untrained True. The regression marker
-    ``_r_`` (and ``_pv_``) after the family is dropped from ``arch`` so ART and TDT models of the same
-    architecture share a key. Names without a seed suffix get seed -1.
+    ``_r_`` after the family is dropped from ``arch`` so ART and TDT models of the same architecture
+    share a key. Names without a seed get seed -1; a name outside the grammar is its own arch.
     """
-    m = _NAME.match(name)
-    if m:
-        base, seed, untrained = m.group("base"), int(m.group("seed")), bool(m.group("r"))
-    else:
-        base, seed, untrained = name, -1, name.endswith("r")
-    arch = re.sub(r"_(?:r|pv|rpv|r_pv)_(?=\d)", "_", base)
-    return {"arch": arch, "seed": seed, "untrained": untrained}
+    parts = identify(name)
+    if parts is None:
+        return {"arch": name, "seed": -1, "untrained": False}
+    return {
+        "arch": parts.arch,
+        "seed": -1 if parts.seed is None else parts.seed,
+        "untrained": parts.untrained,
+    }
 
 
 def paired_tests(
