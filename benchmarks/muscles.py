@@ -76,11 +76,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _tables(M, fast, joints: np.ndarray, lengths: np.ndarray) -> dict:
     """Shoulder-table interpolation alone: node-major (the engine's) vs the per-muscle reference loop."""
+    from deepdraw.dataset.muscles import tables as T
+
     valid = np.arange(joints.shape[1])[None, :] < lengths[:, None]
     q3 = np.tile(joints[valid][:, :3], (max(1, 100_000 // int(valid.sum())), 1))
     args = (fast.sh_n, fast.sh_code, fast.sh_origin, fast.sh_step, q3)
     times = {}
-    for name, fn, tab in (("ref", M._tricubic, fast.sh_table), ("nodes", M._tricubic_nodes, fast._sh_window)):
+    for name, fn, tab in (("ref", T._tricubic, fast.sh_table), ("nodes", T._tricubic_nodes, fast._sh_window)):
         best = np.inf
         for _ in range(3):
             t0 = time.perf_counter()

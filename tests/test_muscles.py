@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from deepdraw.dataset import muscles as M
+from deepdraw.dataset.muscles import tables as T
 from deepdraw.errors import DeepDrawError
 from deepdraw.paths import osim_model
 
@@ -209,8 +210,8 @@ def test_node_major_interpolation_equals_per_muscle_reference(fast):
     q3 = fast.sh_origin + (cells[pick] + rng.random((len(pick), 3))) * fast.sh_step
     lo, hi = fast.sh_origin, fast.sh_origin + (n - 1) * fast.sh_step
     q3 = np.concatenate([q3, lo - 5.0 + rng.random((50, 3)) * (hi - lo + 10.0)])  # some off the grid
-    ref, ref_bad = M._tricubic(fast.sh_table, n, code, fast.sh_origin, fast.sh_step, q3)
-    got, bad = M._tricubic_nodes(fast._sh_window, n, code, fast.sh_origin, fast.sh_step, q3, chunk=97)
+    ref, ref_bad = T._tricubic(fast.sh_table, n, code, fast.sh_origin, fast.sh_step, q3)
+    got, bad = T._tricubic_nodes(fast._sh_window, n, code, fast.sh_origin, fast.sh_step, q3, chunk=97)
     np.testing.assert_array_equal(bad, ref_bad)
     assert (~bad).sum() > 500 and bad.any()
     np.testing.assert_allclose(got[~bad], ref[~bad], rtol=0, atol=1e-9)
@@ -308,7 +309,7 @@ def test_build_tiny_engine(tmp_path, exact):
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def refined(tmp_path_factory, exact):
-    from deepdraw.dataset.refine import refine_fast_engine
+    from deepdraw.dataset.muscles.refine import refine_fast_engine
 
     # a sweep through the TMIN / LAT / TMAJ wrapping region, along elv_angle (level-1 fallback cells)
     q = np.tile([50.0, 40.0, 20.0, 75.0], (30, 1))
@@ -378,7 +379,7 @@ def test_refine_values_equal_a_fresh_opensim_stencil(refined, exact):
         which = np.zeros((64, len(M.MUSCLES)), dtype=bool)
         which[:, m] = True
         vals = exact.path_subset(post, which)[:, m]
-        w = [M._lagrange4(t[a] - shift[a]) for a in range(3)]
+        w = [T._lagrange4(t[a] - shift[a]) for a in range(3)]
         want = sum(w[0][g[0]] * w[1][g[1]] * w[2][g[2]] * v for g, v in zip(grid, vals))
         got, bad = fe._shoulder(q3[None])
         assert not bad[0, k]
@@ -391,7 +392,7 @@ def test_refine_values_equal_a_fresh_opensim_stencil(refined, exact):
 
 def test_refine_drops_pairs_with_isolated_failures(refined, tmp_path):
     """Pairs with 1..ratio failed fine cells (a grazed pocket) are left to OpenSim whole."""
-    from deepdraw.dataset.refine import refine_fast_engine
+    from deepdraw.dataset.muscles.refine import refine_fast_engine
 
     fe, q = refined
     out = tmp_path / "keep_all.h5"
@@ -415,7 +416,7 @@ def read_attrs_of(path):
 
 
 def test_refine_errors(refined, tmp_path):
-    from deepdraw.dataset.refine import refine_fast_engine
+    from deepdraw.dataset.muscles.refine import refine_fast_engine
 
     fe, q = refined
     with pytest.raises(DeepDrawError, match=re.escape("refusing to overwrite")):

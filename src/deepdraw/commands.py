@@ -57,7 +57,7 @@ def _muscles_build(args: argparse.Namespace) -> None:
         quiet=cfg.run.quiet,
     )
     if args.refine_ratio:
-        from .dataset.refine import refine_fast_engine
+        from .dataset.muscles.refine import refine_fast_engine
 
         out = refine_fast_engine(
             out,
@@ -72,7 +72,7 @@ def _muscles_build(args: argparse.Namespace) -> None:
 
 
 def _muscles_refine(args: argparse.Namespace) -> None:
-    from .dataset.refine import refine_fast_engine
+    from .dataset.muscles.refine import refine_fast_engine
 
     cfg = _config(args)
     src = args.table or cfg.muscles.table or None

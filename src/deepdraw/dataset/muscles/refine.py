@@ -20,27 +20,20 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeepDrawError
-from .muscles import (
+from ...errors import DeepDrawError
+from .build import _D0, _engine_schema, _pair_keys, _region_postures, _write_engine
+from .constants import ENGINE_KIND, MUSCLES, default_engine_path, default_model_path
+from .exact import evaluate_postures
+from .fast import FastEngine
+from .tables import (
     _CHECK_POINTS,
-    _D0,
-    ENGINE_KIND,
     FALLBACK,
-    MUSCLES,
     REFINE_KEYS,
-    FastEngine,
     _choose_stencils,
     _encode_table,
-    _engine_schema,
     _grid_cells,
-    _pair_keys,
     _quantise,
-    _region_postures,
     _stencil_errors,
-    _write_engine,
-    default_engine_path,
-    default_model_path,
-    evaluate_postures,
 )
 
 log = logging.getLogger(__name__)
@@ -98,7 +91,7 @@ def refine_fast_engine(
     check points only grazed (docs/muscles.md). An engine that already has level 2 is refined from
     its level 1 again. Returns the path written.
     """
-    from ..store import read_arrays, read_attrs
+    from ...store import read_arrays, read_attrs
 
     t_start = time.time()
     src = Path(engine_path) if engine_path is not None else default_engine_path()

@@ -1,0 +1,513 @@
+"""Building the fast engine from OpenSim (:func:`build_fast_engine`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import DeepDrawError
+from .constants import ENGINE_KIND, JOINTS, MUSCLES, Q_MAX, Q_MIN, default_engine_path, default_model_path
+from .exact import ExactEngine, evaluate_postures
+from .tables import (
+    _CHECK_POINTS,
+    FALLBACK,
+    _choose_stencils,
+    _encode_table,
+    _quantise,
+    _stencil6,
+    _stencil_errors,
+    _tricubic,
+)
+from .trajectories import synthetic_trajectories
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------------
+# building the fast engine
+# --------------------------------------------------------------------------------------------------
+_PAD = 3  # nodes beyond the joint limits on each side (room for shifted stencils)
+_S0 = np.array([50.0, 40.0, 20.0])  # shoulder posture at which the elbow parts are tabulated
+_D0 = 90.0  # elbow flexion at which the shoulder parts are tabulated
+_FIBER_DL = 0.05  # mm: spacing of the path -> fiber map
+
+
+def _engine_schema() -> dict:
+    from ...store import Field
+
+    return {
+        "muscles": Field((25,), "S", doc="muscle names, dataset order"),
+        "coupling": Field((25,), "iu", doc="bit 0: depends on the shoulder, bit 1: on the elbow"),
+        "offset": Field((25,), "f", doc="mm subtracted from shoulder part + elbow part"),
+        "shoulder_index": Field(("ms",), "iu", doc="muscles with a shoulder table"),
+        "shoulder_grid": Field((2, 3), "f", doc="origin (deg) and step (deg) per axis"),
+        "shoulder_table_diff": Field(
+            ("ms", None, None, None),
+            "i",
+            doc="path length at the nodes in 1e-4 mm, differenced along the last axis",
+        ),
+        "shoulder_table_nan": Field(("ms", None, None, None), "b", doc="nodes not computed"),
+        "shoulder_code": Field(("ms", None, None, None), "u", doc="stencil code per cell (255: exact)"),
+        "elbow_index": Field(("me",), "iu", doc="muscles with an elbow table"),
+        "elbow_grid": Field((2,), "f", doc="origin and step, deg"),
+        "elbow_table": Field(("me", None), "f", doc="path length at the nodes, mm"),
+        "elbow_code": Field(("me", None), "u", doc="stencil code per cell (255: exact)"),
+        "fiber_map_path": Field((None,), "f", doc="path lengths, mm, sorted per muscle"),
+        "fiber_map_fiber": Field((None,), "f", doc="fiber lengths at those path lengths, mm"),
+        "fiber_map_start": Field((26,), "iu", doc="start of each muscle's map in the two arrays"),
+        # level 2 (optional): finer tables for (cell, muscle) pairs without a trusted stencil
+        "refine_ratio": Field((1,), "iu", required=False, doc="fine steps per shoulder cell (r)"),
+        "refine_key": Field(
+            ("P",), "iu", required=False, doc="sorted pair keys: shoulder muscle * cells + flat cell"
+        ),
+        "refine_table_diff": Field(
+            ("P", None, None, None),
+            "i",
+            required=False,
+            doc="path length at the r+3 fine nodes per axis (-1..r+1) of each pair, 1e-4 mm, differenced",
+        ),
+        "refine_table_nan": Field(("P", None, None, None), "b", required=False, doc="nodes not computed"),
+        "refine_code": Field(
+            ("P", None, None, None), "u", required=False, doc="stencil code per fine cell (255: exact)"
+        ),
+    }
+
+
+def _region_cells(
+    post3: np.ndarray, origin: np.ndarray, step: float, n: np.ndarray, margin: int
+) -> np.ndarray:
+    """Boolean (n-1)^3 mask of the cells holding postures, dilated by ``margin`` cells."""
+    from scipy import ndimage
+
+    ncell = n - 1
+    cells = np.floor((post3 - origin) / step).astype(np.int64)
+    ok = np.all((cells >= 2) & (cells <= n - 4), axis=1)
+    occ = np.zeros(tuple(ncell), dtype=bool)
+    occ[tuple(cells[ok].T)] = True
+    if margin > 0:
+        occ = ndimage.binary_dilation(occ, structure=np.ones((3, 3, 3), dtype=bool), iterations=margin)
+    inside = np.zeros(tuple(ncell), dtype=bool)
+    inside[2 : n[0] - 3, 2 : n[1] - 3, 2 : n[2] - 3] = True
+    return occ & inside
+
+
+def _stencil_nodes(region: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Boolean n^3 mask of the nodes that the stencils (shifted by up to one) of region cells use."""
+    r = np.zeros(tuple(n), dtype=bool)
+    r[:-1, :-1, :-1] = region
+    out = np.zeros_like(r)
+    for da in range(-2, 4):
+        for db in range(-2, 4):
+            for dc in range(-2, 4):
+                out |= np.roll(r, (da, db, dc), axis=(0, 1, 2))
+    return out
+
+
+def _coupling(
+    eng: ExactEngine, post: np.ndarray, rng: np.random.Generator, k: int = 80
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which muscles depend on the shoulder / the elbow, and the mixed difference (additivity check)."""
+    i = rng.integers(len(post), size=(k, 4))
+    s1, s2 = post[i[:, 0], :3], post[i[:, 1], :3]
+    d1, d2 = post[i[:, 2], 3:], post[i[:, 3], 3:]
+    quad = np.concatenate(
+        [
+            np.concatenate([s1, d1], 1),
+            np.concatenate([s1, d2], 1),
+            np.concatenate([s2, d1], 1),
+            np.concatenate([s2, d2], 1),
+        ]
+    )
+    L = eng.path_lengths(quad[None])[0].reshape(4, k, len(MUSCLES))
+    with np.errstate(invalid="ignore"):
+        dep_sh = np.nanmax(np.abs(L[0] - L[2]), axis=0) > 1e-9
+        dep_el = np.nanmax(np.abs(L[0] - L[1]), axis=0) > 1e-9
+        mixed = np.nanmax(np.abs(L[0] - L[1] - L[2] + L[3]), axis=0)
+    coupling = dep_sh.astype(np.int8) | (dep_el.astype(np.int8) << 1)
+    coupling[coupling == 0] = 1  # constant: a (flat) shoulder table
+    return coupling, mixed
+
+
+def _fiber_map(path: np.ndarray, fiber: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Per muscle: path lengths sorted and thinned to _FIBER_DL, the fiber lengths there, and the
+    largest error of linear interpolation of the thinned map at all samples (mm)."""
+    xs, ys, errs = [], [], np.zeros(len(MUSCLES))
+    for m in range(len(MUSCLES)):
+        ok = np.isfinite(path[:, m]) & np.isfinite(fiber[:, m])
+        x, y = path[ok, m], fiber[ok, m]
+        o = np.argsort(x, kind="stable")
+        x, y = x[o], y[o]
+        _, first = np.unique(np.floor(x / _FIBER_DL), return_index=True)
+        keep = np.union1d(first, [len(x) - 1]) if len(x) else first
+        xs.append(x[keep])
+        ys.append(y[keep])
+        errs[m] = float(np.max(np.abs(np.interp(x, x[keep], y[keep]) - y))) if len(x) else np.nan
+    return xs, ys, errs
+
+
+def _region_postures(region_joints: np.ndarray | None, n_traj: int, seed: int) -> np.ndarray:
+    """(K, 4) postures of the region: ``region_joints`` (finite rows) or the valid frames of
+    ``n_traj`` :func:`synthetic_trajectories`."""
+    if region_joints is None:
+        joints, lens = synthetic_trajectories(n_traj, seed)
+        return joints[np.arange(joints.shape[1])[None, :] < lens[:, None]]
+    post = np.asarray(region_joints, dtype=np.float64).reshape(-1, 4)
+    post = post[np.all(np.isfinite(post), axis=1)]
+    if len(post) == 0:
+        raise DeepDrawError(
+            "region_joints: no finite posture; expected an array (..., 4) of joint angles in degrees"
+        )
+    return post
+
+
+def _write_engine(
+    out: Path,
+    arrays: dict[str, np.ndarray],
+    config: dict,
+    seeds: dict,
+    inputs: dict,
+    attrs: dict,
+    overwrite: bool,
+) -> None:
+    """Write the engine artifact atomically (large numeric arrays shuffled and gzipped)."""
+    from ...store import ArtifactWriter
+
+    with ArtifactWriter(out, ENGINE_KIND, config, seeds, inputs, attrs, overwrite) as f:
+        for key, arr in arrays.items():
+            big = arr.size > 4096 and arr.dtype.kind in "fiub"
+            f.create_dataset(
+                key,
+                data=arr,
+                **({"compression": "gzip", "compression_opts": 9, "shuffle": True} if big else {}),
+            )
+
+
+def _pair_keys(n: np.ndarray, c3: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Keys of (shoulder cell (E, 3), shoulder-muscle index (E,)) pairs: k * cells + flat cell."""
+    c3 = c3.astype(np.int64)
+    return k * int(np.prod(n - 1)) + (c3[:, 0] * (n[1] - 1) + c3[:, 1]) * (n[2] - 1) + c3[:, 2]
+
+
+def build_fast_engine(
+    model_path: str | os.PathLike | None = None,
+    out_path: str | os.PathLike | None = None,
+    *,
+    step_deg: float = 2.5,
+    elbow_step_deg: float = 0.1,
+    tol_mm: float = 0.04,
+    dense_tol_mm: float = 0.08,
+    n_region_traj: int = 20000,
+    region_margin: int = 1,
+    region_joints: np.ndarray | None = None,
+    n_fiber_samples: int = 20000,
+    dense_rounds: int = 3,
+    face_points: int = 10,
+    limit_face_frac: float = 0.002,
+    seed: int = 0,
+    workers: int = 0,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> Path:
+    """Build the fast engine's tables from OpenSim and write them as an artifact (``kind`` muscle_fast_engine).
+
+    * Region: the shoulder cells (``step_deg``) visited by the postures of ``n_region_traj``
+      :func:`synthetic_trajectories` (or of ``region_joints``, any (..., 4) array of postures in
+      degrees), dilated by ``region_margin`` cells. Elsewhere the exact engine is used.
+    * Each (cell, muscle) gets the cubic stencil (centred, else shifted by one node per axis) that
+      matches OpenSim within ``tol_mm`` at the cell centre and face centres, or none (exact engine).
+    * Dense checks: the neighbours of failed cells are checked at 64 more points (``dense_rounds``
+      rounds), and joint-limit faces holding at least ``limit_face_frac`` of the postures on a
+      ``face_points`` x ``face_points`` grid per cell face; a miss above ``dense_tol_mm`` fails the cell.
+    * ``workers``: OpenSim processes (0: one per core). They are started with ``spawn``, so a script
+      calling this with ``workers > 1`` needs the ``if __name__ == "__main__":`` guard.
+
+    Returns the path written. See docs/muscles.md.
+    """
+    t_start = time.time()
+    model_path = Path(model_path) if model_path is not None else default_model_path()
+    out_path = Path(out_path) if out_path is not None else default_engine_path()
+    if out_path.exists() and not overwrite:
+        raise DeepDrawError(
+            f"{out_path}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
+        )
+    if not (0.2 <= step_deg <= 20.0) or not (0.005 <= elbow_step_deg <= 5.0) or tol_mm <= 0:
+        raise DeepDrawError(
+            f"build_fast_engine: step_deg={step_deg}, elbow_step_deg={elbow_step_deg}, tol_mm={tol_mm}; "
+            "expected 0.2-20 deg, 0.005-5 deg and a positive tolerance"
+        )
+    workers = int(workers) if workers and workers > 0 else (os.cpu_count() or 1)
+    eng = ExactEngine(model_path)
+    rng = np.random.default_rng(seed)
+    stats: dict[str, Any] = {}
+
+    # 1. postures of the dataset -> region
+    t0 = time.time()
+    post = _region_postures(region_joints, n_region_traj, seed)
+    stats["region_postures"] = int(len(post))
+    stats["time_region_s"] = round(time.time() - t0, 1)
+
+    # 2. which muscle depends on what; the split path = shoulder part + elbow part must be exact
+    coupling, mixed = _coupling(eng, post, rng)
+    both = coupling == 3
+    if np.any(both & ~(mixed <= 1e-6)):
+        m = int(np.argmax(np.where(both, np.nan_to_num(mixed, nan=np.inf), -1)))
+        raise DeepDrawError(
+            f"{model_path}: the path length of {MUSCLES[m]} is not a shoulder part plus an elbow part "
+            f"(mixed difference {mixed[m]:.3g} mm); expected separable paths (docs/muscles.md)"
+        )
+    sh_idx = np.flatnonzero(coupling & 1)
+    el_idx = np.flatnonzero(coupling & 2)
+    stats["mixed_difference_max_mm"] = float(np.nanmax(np.where(both, mixed, 0.0)))
+
+    # 3. shoulder grid, region, nodes and check points
+    h = float(step_deg)
+    origin = Q_MIN[:3] - _PAD * h
+    n = np.ceil((Q_MAX[:3] - Q_MIN[:3]) / h - 1e-9).astype(np.int64) + 1 + 2 * _PAD
+    region = _region_cells(post[:, :3], origin, h, n, region_margin)
+    nodes_mask = _stencil_nodes(region, n)
+    node_ix = np.argwhere(nodes_mask)
+    cells = np.argwhere(region)
+    half = (2 * cells[:, None, :] + np.rint(2 * _CHECK_POINTS)[None].astype(np.int64)).reshape(-1, 3)
+    half_u, half_inv = np.unique(half, axis=0, return_inverse=True)
+    half_inv = half_inv.reshape(len(cells), len(_CHECK_POINTS))
+    # 4. elbow grid, nodes and check points (t = 1/3, 2/3 of each cell)
+    he = float(elbow_step_deg)
+    origin_e = Q_MIN[3] - _PAD * he
+    ne = int(np.ceil((Q_MAX[3] - Q_MIN[3]) / he - 1e-9)) + 1 + 2 * _PAD
+    cells_e = np.arange(2, ne - 3)
+    chk_e = np.array([1.0 / 3.0, 2.0 / 3.0])
+    # 5. fiber-map samples: dataset postures and random ones in the region with any elbow flexion
+    n_fs = int(n_fiber_samples)
+    pick = post[rng.integers(len(post), size=n_fs // 2)]
+    rc = cells[rng.integers(len(cells), size=n_fs - n_fs // 2)]
+    rnd = np.concatenate(
+        [origin + h * (rc + rng.random((len(rc), 3))), rng.uniform(Q_MIN[3], Q_MAX[3], (len(rc), 1))], axis=1
+    )
+    fib_post = np.concatenate([pick, rnd])
+
+    def with_elbow(q3: np.ndarray, d: float) -> np.ndarray:
+        return np.concatenate([q3, np.full((len(q3), 1), d)], axis=1)
+
+    def with_shoulder(d: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.broadcast_to(_S0, (len(d), 3)), d[:, None]], axis=1)
+
+    post_sh = np.concatenate(
+        [with_elbow(origin + h * node_ix, _D0), with_elbow(origin + h * half_u / 2.0, _D0)]
+    )
+    d_nodes = origin_e + he * np.arange(ne)
+    d_chk = (origin_e + he * (cells_e[:, None] + chk_e[None, :])).ravel()
+    post_el = np.concatenate([with_shoulder(d_nodes), with_shoulder(d_chk), np.r_[_S0, _D0][None]])
+    log.info(
+        "fast engine: %d region cells (step %.3g deg), %d shoulder nodes, %d check points, %d elbow postures, "
+        "%d fiber samples, %d workers",
+        len(cells), h, len(node_ix), len(half_u), len(post_el), len(fib_post), workers,
+    )  # fmt: skip
+    t0 = time.time()
+    all_post = np.concatenate([post_sh, post_el])
+    path_all, _ = evaluate_postures(model_path, all_post, False, workers, quiet=quiet, desc="OpenSim: tables")
+    path_fs, fib_fs = evaluate_postures(
+        model_path, fib_post, True, workers, quiet=quiet, desc="OpenSim: fiber map"
+    )
+    stats["time_opensim_s"] = round(time.time() - t0, 1)
+    stats["opensim_postures"] = int(len(all_post) + len(fib_post))
+
+    # 6. shoulder table (values as stored: quantised to _QUANTUM mm) and stencil choice per cell and muscle
+    t0 = time.time()
+    ms = len(sh_idx)
+    table = np.full((ms, *n), np.nan)
+    table[:, node_ix[:, 0], node_ix[:, 1], node_ix[:, 2]] = path_all[: len(node_ix)][:, sh_idx].T
+    table = _quantise(table)
+    vals_chk = path_all[len(node_ix) : len(node_ix) + len(half_u)][:, sh_idx]
+    code = np.full((ms, *(n - 1)), FALLBACK, dtype=np.uint8)
+    for s in range(0, len(cells), 500):
+        c = cells[s : s + 500]
+        err = _stencil_errors(table, c, _CHECK_POINTS, vals_chk[half_inv[s : s + 500]])
+        code[:, c[:, 0], c[:, 1], c[:, 2]] = _choose_stencils(err, tol_mm, 13).T
+    stats["time_stencils_s"] = round(time.time() - t0, 1)
+    stats["fallback_pairs_first_pass"] = int(((code == FALLBACK) & region[None]).sum())
+
+    # 6b. dense checks next to the cells that failed: thin wrapping "spikes" (a wrap taking the long
+    # way round in a sheet a few tenths of a degree thick) slip between the check points; they come in
+    # sheets that the first pass hits somewhere, so the neighbours of failed cells get 64 more points
+    t0 = time.time()
+    checked = np.zeros_like(code, dtype=bool)
+    sub = (np.stack(np.meshgrid(*[np.array([1.0, 3.0, 5.0, 7.0]) / 8.0] * 3, indexing="ij"), -1)).reshape(
+        -1, 3
+    )
+    tab_flat = table.reshape(ms, -1)
+    code_flat = code.reshape(ms, -1)  # a view: updated in place below
+    n_dense = 0
+    for rnd in range(dense_rounds):
+        from scipy import ndimage
+
+        susp = np.zeros_like(checked)
+        for k in range(ms):
+            bad = (code[k] == FALLBACK) & region
+            susp[k] = (
+                ndimage.binary_dilation(bad, structure=np.ones((3, 3, 3), dtype=bool))
+                & region
+                & ~bad
+                & ~checked[k]
+            )
+        ucells = np.argwhere(susp.any(axis=0))
+        if len(ucells) == 0:
+            break
+        which_k = susp[:, ucells[:, 0], ucells[:, 1], ucells[:, 2]].T  # (U, ms)
+        pts = (origin + h * (ucells[:, None, :] + sub[None])).reshape(-1, 3)
+        which = np.zeros((len(pts), len(MUSCLES)), dtype=bool)
+        which[:, sh_idx] = np.repeat(which_k, len(sub), axis=0)
+        log.info(
+            "fast engine: dense check round %d: %d cells, %d (cell, muscle) pairs",
+            rnd + 1,
+            len(ucells),
+            int(which_k.sum()),
+        )
+        truth, _ = evaluate_postures(
+            model_path,
+            with_elbow(pts, _D0),
+            False,
+            workers,
+            quiet=quiet,
+            desc=f"OpenSim: dense checks {rnd + 1}",
+            which=which,
+        )
+        n_dense += int(which.any(axis=1).sum())
+        pred, bad = _tricubic(tab_flat, n, code_flat, origin, np.full(3, h), pts)
+        e = np.abs(pred - truth[:, sh_idx])
+        fail = (bad | ~(e <= dense_tol_mm)) & which[:, sh_idx]
+        fail_cell = fail.reshape(len(ucells), len(sub), ms).any(axis=1)  # (U, ms)
+        kk, uu = np.nonzero(fail_cell.T)
+        code[kk, ucells[uu, 0], ucells[uu, 1], ucells[uu, 2]] = FALLBACK
+        checked |= susp
+        log.info("fast engine: dense check round %d flagged %d more (cell, muscle) pairs", rnd + 1, len(kk))
+        if len(kk) == 0:
+            break
+    stats["dense_check_postures"] = n_dense
+    stats["time_dense_s"] = round(time.time() - t0, 1)
+
+    # 6c. joint limits where many postures sit (the IK stops there: shoulder_rot = 20 deg holds ~9% of
+    # the dataset's frames): a dense 2-D check of the limit face, for the cells on both sides of it
+    t0 = time.time()
+    n_face = 0
+    m_face = int(face_points)
+    g2 = (np.arange(m_face) + 0.5) / m_face
+    for ax in range(3):
+        for bound in (Q_MIN[ax], Q_MAX[ax]):
+            frac = float(np.mean(np.abs(post[:, ax] - bound) < 1e-6))
+            if frac < limit_face_frac:
+                continue
+            i_at = int(np.floor((bound - origin[ax]) / h + 1e-9))
+            other = [x for x in range(3) if x != ax]
+            face = np.take(region, i_at, axis=ax) | np.take(region, i_at - 1, axis=ax)
+            c2 = np.argwhere(face)  # (F, 2) cell indices along the other two axes
+            if len(c2) == 0:
+                continue
+            uu, vv = np.meshgrid(g2, g2, indexing="ij")
+            pts = np.empty((len(c2), m_face * m_face, 3))
+            pts[..., ax] = bound
+            pts[..., other[0]] = origin[other[0]] + h * (c2[:, 0, None] + uu.ravel()[None])
+            pts[..., other[1]] = origin[other[1]] + h * (c2[:, 1, None] + vv.ravel()[None])
+            pts = pts.reshape(-1, 3)
+            log.info("fast engine: limit face %s = %g (%.1f%% of postures): %d cells, %d points",
+                     JOINTS[ax], bound, 100 * frac, len(c2), len(pts))  # fmt: skip
+            truth, _ = evaluate_postures(
+                model_path,
+                with_elbow(pts, _D0),
+                False,
+                workers,
+                quiet=quiet,
+                desc=f"OpenSim: face {JOINTS[ax]}",
+            )
+            n_face += len(pts)
+            for side in (0.0, -1e-7):  # the cell at/above the face, then the one below
+                q3 = pts.copy()
+                q3[:, ax] += side
+                pred, bad = _tricubic(tab_flat, n, code_flat, origin, np.full(3, h), q3)
+                e = np.abs(pred - truth[:, sh_idx])
+                fail = (
+                    (bad | ~(e <= dense_tol_mm)).reshape(len(c2), m_face * m_face, ms).any(axis=1)
+                )  # (F, ms)
+                cell3 = np.floor((q3.reshape(len(c2), -1, 3)[:, 0] - origin) / h).astype(np.int64)
+                kk, ff = np.nonzero(fail.T)
+                keep = region[cell3[ff, 0], cell3[ff, 1], cell3[ff, 2]]
+                code[kk[keep], cell3[ff[keep], 0], cell3[ff[keep], 1], cell3[ff[keep], 2]] = FALLBACK
+                log.info("fast engine: limit face flagged %d (cell, muscle) pairs", int(keep.sum()))
+    stats["face_check_postures"] = n_face
+    stats["time_faces_s"] = round(time.time() - t0, 1)
+
+    # 7. elbow table and stencils
+    pe = path_all[len(post_sh) :]
+    me = len(el_idx)
+    table_e = pe[:ne][:, el_idx].T.copy()  # (me, ne)
+    chk_vals = pe[ne : ne + 2 * len(cells_e)][:, el_idx].reshape(len(cells_e), 2, me)
+    ref = pe[-1]
+    off6 = np.arange(-2, 4)
+    err_e = np.zeros((len(cells_e), 3, me))
+    for p, t in enumerate(chk_e):
+        w = _stencil6(t)  # (3, 6)
+        v6 = table_e[:, cells_e[:, None] + off6]  # (me, C, 6)
+        pred = np.einsum("sa,mca->csm", w, v6)
+        e = np.abs(pred - chk_vals[:, p, None, :])
+        err_e = np.maximum(err_e, np.where(np.isfinite(e), e, np.inf))
+    code_e = np.full((me, ne - 1), FALLBACK, dtype=np.uint8)
+    code_e[:, cells_e] = _choose_stencils(err_e, tol_mm, 1).T
+    offset = np.where(both, ref, 0.0)
+
+    # 8. path -> fiber maps
+    fx, fy, ferr = _fiber_map(path_fs, fib_fs)
+    start = np.zeros(len(MUSCLES) + 1, dtype=np.int64)
+    start[1:] = np.cumsum([len(x) for x in fx])
+
+    in_region = code != FALLBACK
+    stats.update(
+        region_cells=int(len(cells)),
+        shoulder_nodes=int(len(node_ix)),
+        check_points=int(len(half_u)),
+        fallback_cell_frac={
+            MUSCLES[m]: round(float(1 - in_region[k][region].mean()), 4) for k, m in enumerate(sh_idx)
+        },
+        elbow_fallback_cells=int((code_e[:, cells_e] == FALLBACK).sum()),
+        fiber_map_err_max_mm=float(np.nanmax(ferr)),
+        fiber_map_points=int(start[-1]),
+    )
+    stats["build_time_s"] = round(time.time() - t_start, 1)
+    config = {
+        "step_deg": h, "elbow_step_deg": he, "tol_mm": tol_mm, "dense_tol_mm": dense_tol_mm, "n_region_traj": n_region_traj if region_joints is None else None,
+        "region_margin": region_margin, "n_fiber_samples": n_fs, "dense_rounds": dense_rounds,
+        "face_points": m_face, "limit_face_frac": limit_face_frac, "shoulder_ref_deg": _S0.tolist(), "elbow_ref_deg": _D0,
+        "pad": _PAD, "fiber_map_dl_mm": _FIBER_DL, "region": "synthetic_trajectories" if region_joints is None else "region_joints",
+    }  # fmt: skip
+    from ...paths import original_startpoints
+    from ...store import file_sha256
+
+    inputs = {model_path.name: file_sha256(model_path)}
+    if region_joints is None:
+        sp = original_startpoints()
+        inputs[sp.name] = file_sha256(sp)
+    diff, nanmask = _encode_table(table)
+    arrays = {
+        "muscles": np.array(MUSCLES, dtype="S"),
+        "coupling": coupling.astype(np.uint8),
+        "offset": offset,
+        "shoulder_index": sh_idx.astype(np.int16),
+        "shoulder_grid": np.stack([origin, np.full(3, h)]),
+        "shoulder_table_diff": diff,
+        "shoulder_table_nan": nanmask,
+        "shoulder_code": code,
+        "elbow_index": el_idx.astype(np.int16),
+        "elbow_grid": np.array([origin_e, he]),
+        "elbow_table": table_e,
+        "elbow_code": code_e,
+        "fiber_map_path": np.concatenate(fx),
+        "fiber_map_fiber": np.concatenate(fy),
+        "fiber_map_start": start,
+    }
+    attrs = {"build_stats": json.dumps(stats, sort_keys=True), "model_file": model_path.name}
+    _write_engine(out_path, arrays, config, {"region": seed}, inputs, attrs, overwrite)
+    log.info("fast engine written to %s in %.0f s: %s", out_path, stats["build_time_s"], stats)
+    return out_path
