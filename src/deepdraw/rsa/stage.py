@@ -414,8 +414,75 @@ def run_rsa(
         raise DeepDrawError("run_rsa: no activations files given; expected at least one")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    models, sample_index, labels = _load_models(activation_paths, rc)
+    plan = _plan_rsa(models, sample_index, labels, rc, seed, dt)
+    inputs = {m.path.name: store.file_sha256(m.path) for m in models}
+    if test_path is not None:
+        inputs[Path(test_path).name] = store.file_sha256(test_path)
+    seeds = {
+        "run": seed,
+        "rdm_subset": [seed, STREAM_RDM],
+        "tsne_subset": [seed, STREAM_TSNE],
+        "decoding_split": [seed, STREAM_SPLIT],
+        "tsne_random_state": seed,
+    }
+    with store.ArtifactWriter(
+        out / RESULTS_NAME,
+        kind="rsa",
+        config=cfg_dict,
+        seeds=seeds,
+        inputs=inputs,
+        attrs={"models": [m.name for m in models], "units": "position cm, speed cm/s, direction deg"},
+        overwrite=overwrite,
+    ) as h5:
+        _write_plan(h5, plan)
+        acc = _Results({m.name: {} for m in models}, {m.name: {} for m in models})
+        if test_path is not None and rc.inputs:
+            _input_representations(h5, Path(test_path), plan, acc, quiet)
+        _layers(h5, models, plan, acc, quiet)
+        odf, cdf, ddf = _tables(h5, out, acc)
+    figures = _figures(out, models, plan, acc, odf, cdf, ddf)
+    log.info("RSA: wrote %s, CSV tables and %d figures to %s", RESULTS_NAME, len(figures), out)
+    return figures
 
-    # ---- models and their shared samples
+
+@dataclass
+class _RsaPlan:
+    """What every part of one RSA run shares: samples, subsets, oracle, CKA pairs, decoding targets."""
+
+    rc: RsaConfig
+    seed: int
+    n: int
+    sample_index: np.ndarray
+    labels: np.ndarray
+    sub: np.ndarray  # RDM subset (positions), class-balanced
+    sub_labels: np.ndarray
+    oracle: np.ndarray
+    tsne_sub: np.ndarray | None
+    pairs: list[tuple[str, ModelInfo, ModelInfo]]
+    gram_pos: np.ndarray  # samples of the Gram matrices: all when CKA is needed, else the RDM subset
+    sub_in_gram: np.ndarray
+    kin: Any = None
+    test_mask: np.ndarray | None = None
+
+
+@dataclass
+class _Results:
+    """Rows and images collected over the inputs and the layers."""
+
+    rdm_images: dict[str, dict[str, np.ndarray]]
+    tsne_embs: dict[str, dict[str, np.ndarray]]
+    oracle_rows: list[dict] = field(default_factory=list)
+    cka_rows: list[dict] = field(default_factory=list)
+    dec_rows: list[dict] = field(default_factory=list)
+    input_images: dict[str, np.ndarray] = field(default_factory=dict)
+    input_tsne: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _load_models(
+    activation_paths: Sequence[str | os.PathLike], rc: RsaConfig
+) -> tuple[list[ModelInfo], np.ndarray, np.ndarray]:
+    """The models' infos, one file per model, all of the same samples: (models, sample_index, labels)."""
     models = [read_model_info(p, rc.layers, rc.decoding) for p in activation_paths]
     seen: dict[str, Path] = {}
     for m in models:
@@ -433,16 +500,21 @@ def run_rsa(
             raise DeepDrawError(
                 f"{m.path}: key 'label' differs from that of {models[0].path}; expected the same samples"
             )
+    return models, sample_index, labels
+
+
+def _plan_rsa(
+    models: list[ModelInfo], sample_index: np.ndarray, labels: np.ndarray, rc: RsaConfig, seed: int, dt: float
+) -> _RsaPlan:
     n = sample_index.size
     sub = rdmm.balanced_subset(labels, rc.per_class, _rng(seed, STREAM_RDM))
     sub_labels = labels[sub]
-    oracle = rdmm.oracle_rdm(sub_labels)
     tsne_sub = rdmm.balanced_subset(labels, rc.tsne_per_class, _rng(seed, STREAM_TSNE)) if rc.tsne else None
     pairs = pair_models(models)
-    in_pairs = {m.name for _, a, b in pairs for m in (a, b)}
-    # Gram matrices over every sample when CKA is needed (it uses all samples), else over the RDM subset
-    gram_pos = np.arange(n) if pairs else sub
-    sub_in_gram = sub if pairs else np.arange(sub.size)
+    plan = _RsaPlan(
+        rc, seed, n, sample_index, labels, sub, sub_labels, rdmm.oracle_rdm(sub_labels), tsne_sub, pairs,
+        np.arange(n) if pairs else sub, sub if pairs else np.arange(sub.size),
+    )  # fmt: skip
     log.info(
         "RSA: %d models, %d samples, RDM subset %d (%d per class), %d CKA pairs",
         len(models),
@@ -451,243 +523,204 @@ def run_rsa(
         sub.size // max(1, np.unique(sub_labels).size),
         len(pairs),
     )
-
-    kin = test_mask = None
     if rc.decoding:
         with store.open_artifact(models[0].path) as f:
-            kin = dec.kinematic_targets(
+            plan.kin = dec.kinematic_targets(
                 f["kinematics/endeffector_coords"][()], f["plane"][()], f["start_id"][()], f["end_id"][()], dt
             )
-        test_mask = dec.trajectory_split(n, rc.decoding_test_fraction, _rng(seed, STREAM_SPLIT))
+        plan.test_mask = dec.trajectory_split(n, rc.decoding_test_fraction, _rng(seed, STREAM_SPLIT))
+    return plan
 
-    inputs = {m.path.name: store.file_sha256(m.path) for m in models}
-    if test_path is not None:
-        inputs[Path(test_path).name] = store.file_sha256(test_path)
-    seeds = {
-        "run": seed,
-        "rdm_subset": [seed, STREAM_RDM],
-        "tsne_subset": [seed, STREAM_TSNE],
-        "decoding_split": [seed, STREAM_SPLIT],
-        "tsne_random_state": seed,
-    }
-    figures: dict[str, Path] = {}
-    oracle_rows: list[dict] = []
-    cka_rows: list[dict] = []
-    dec_rows: list[dict] = []
-    rdm_images: dict[str, dict[str, np.ndarray]] = {m.name: {} for m in models}
-    tsne_embs: dict[str, dict[str, np.ndarray]] = {m.name: {} for m in models}
 
-    with store.ArtifactWriter(
-        out / RESULTS_NAME,
-        kind="rsa",
-        config=cfg_dict,
-        seeds=seeds,
-        inputs=inputs,
-        attrs={"models": [m.name for m in models], "units": "position cm, speed cm/s, direction deg"},
-        overwrite=overwrite,
-    ) as h5:
-        h5.create_dataset("subset/positions", data=sub)
-        h5.create_dataset("subset/sample_index", data=sample_index[sub])
-        h5.create_dataset("subset/label", data=sub_labels)
-        if tsne_sub is not None:
-            h5.create_dataset("tsne/positions", data=tsne_sub)
-            h5.create_dataset("tsne/label", data=labels[tsne_sub])
-        if test_mask is not None:
-            h5.create_dataset("decoding/test_mask", data=test_mask)
+def _write_plan(h5: h5py.File, plan: _RsaPlan) -> None:
+    h5.create_dataset("subset/positions", data=plan.sub)
+    h5.create_dataset("subset/sample_index", data=plan.sample_index[plan.sub])
+    h5.create_dataset("subset/label", data=plan.sub_labels)
+    if plan.tsne_sub is not None:
+        h5.create_dataset("tsne/positions", data=plan.tsne_sub)
+        h5.create_dataset("tsne/label", data=plan.labels[plan.tsne_sub])
+    if plan.test_mask is not None:
+        h5.create_dataset("decoding/test_mask", data=plan.test_mask)
 
-        # ---- input representations from the test file
-        input_images: dict[str, np.ndarray] = {}
-        input_tsne: dict[str, np.ndarray] = {}
-        if test_path is not None and rc.inputs:
-            tp = Path(test_path)
-            with store.open_artifact(tp) as f:
-                for key in [*rc.inputs, "label"]:
-                    if key not in f:
-                        raise DeepDrawError(
-                            f"{tp}: key '{key}' is missing; expected the PCRT test file (rsa.inputs)"
-                        )
-                N = f["label"].shape[0]
-                if sample_index.min() < 0 or sample_index.max() >= N:
-                    raise DeepDrawError(
-                        f"{tp}: holds {N} samples but key 'sample_index' of the activations reaches {int(sample_index.max())}; expected the test file the activations were extracted from"
-                    )
-                tl = _read_rows(f["label"], sample_index[sub]).astype(np.int64)
-                if not (np.array_equal(tl, sub_labels) or np.array_equal(tl - 1, sub_labels)):
-                    raise DeepDrawError(
-                        f"{tp}: key 'label' at the activations' sample_index differs from the activations' labels; expected the test file the activations were extracted from"
-                    )
-                for key in tqdm(rc.inputs, desc="RSA inputs", disable=quiet):
-                    if f[key].shape[0] != N:
-                        raise DeepDrawError(
-                            f"{tp}: key '{key}' has {f[key].shape[0]} rows; expected {N} as key 'label'"
-                        )
-                    name = INPUT_NAMES[key]
-                    X = _read_rows(f[key], sample_index[sub]).astype(np.float32)
-                    store.check_finite(X, tp, key)
-                    r = rdmm.layer_gram(X, rc.gram_dtype, rc.device).rdm()
-                    st = rdmm.oracle_similarity(r, sub_labels, oracle)
-                    oracle_rows.append(
-                        {
-                            "model": "input",
-                            "family": "input",
-                            "arch": "input",
-                            "seed": "",
-                            "task": "",
-                            "trained": False,
-                            "layer": name,
-                            "layer_index": 0,
-                            "relative_depth": 0.0,
-                            **st,
-                        }
-                    )
-                    input_images[name] = rdmm.percentile_image(r, sub.size)
-                    if rc.save_rdms:
-                        h5.create_dataset(f"rdms/input/{name}", data=r.astype(np.float32))
-                    if tsne_sub is not None:
-                        Xt = _read_rows(f[key], sample_index[tsne_sub])
-                        input_tsne[name] = tsne_embedding(
-                            Xt, rc.pca_components, rc.tsne_perplexity, rc.tsne_iter, seed
-                        )
-                        h5.create_dataset(f"tsne/input/{name}", data=input_tsne[name])
 
-        # ---- layers, one name at a time over all models that have it
-        order: list[str] = []
+def _open_test_file(f: h5py.File, tp: Path, plan: _RsaPlan) -> int:
+    """Check that the PCRT test file holds the activations' samples; its number of rows."""
+    for key in [*plan.rc.inputs, "label"]:
+        if key not in f:
+            raise DeepDrawError(f"{tp}: key '{key}' is missing; expected the PCRT test file (rsa.inputs)")
+    N = f["label"].shape[0]
+    si = plan.sample_index
+    if si.min() < 0 or si.max() >= N:
+        raise DeepDrawError(
+            f"{tp}: holds {N} samples but key 'sample_index' of the activations reaches {int(si.max())}; expected the test file the activations were extracted from"
+        )
+    tl = _read_rows(f["label"], si[plan.sub]).astype(np.int64)
+    if not (np.array_equal(tl, plan.sub_labels) or np.array_equal(tl - 1, plan.sub_labels)):
+        raise DeepDrawError(
+            f"{tp}: key 'label' at the activations' sample_index differs from the activations' labels; expected the test file the activations were extracted from"
+        )
+    return N
+
+
+def _input_representations(h5: h5py.File, tp: Path, plan: _RsaPlan, acc: _Results, quiet: bool) -> None:
+    """RDMs, oracle similarity and t-SNE of the input representations (``rsa.inputs``) of the test file."""
+    rc, si, sub = plan.rc, plan.sample_index, plan.sub
+    with store.open_artifact(tp) as f:
+        N = _open_test_file(f, tp, plan)
+        for key in tqdm(rc.inputs, desc="RSA inputs", disable=quiet):
+            if f[key].shape[0] != N:
+                raise DeepDrawError(
+                    f"{tp}: key '{key}' has {f[key].shape[0]} rows; expected {N} as key 'label'"
+                )
+            name = INPUT_NAMES[key]
+            X = _read_rows(f[key], si[sub]).astype(np.float32)
+            store.check_finite(X, tp, key)
+            r = rdmm.layer_gram(X, rc.gram_dtype, rc.device).rdm()
+            st = rdmm.oracle_similarity(r, plan.sub_labels, plan.oracle)
+            acc.oracle_rows.append(
+                {"model": "input", "family": "input", "arch": "input", "seed": "", "task": "", "trained": False,
+                 "layer": name, "layer_index": 0, "relative_depth": 0.0, **st}
+            )  # fmt: skip
+            acc.input_images[name] = rdmm.percentile_image(r, sub.size)
+            if rc.save_rdms:
+                h5.create_dataset(f"rdms/input/{name}", data=r.astype(np.float32))
+            if plan.tsne_sub is not None:
+                Xt = _read_rows(f[key], si[plan.tsne_sub])
+                acc.input_tsne[name] = tsne_embedding(
+                    Xt, rc.pca_components, rc.tsne_perplexity, rc.tsne_iter, plan.seed
+                )
+                h5.create_dataset(f"tsne/input/{name}", data=acc.input_tsne[name])
+
+
+def _layers(h5: h5py.File, models: list[ModelInfo], plan: _RsaPlan, acc: _Results, quiet: bool) -> None:
+    """Every layer, one name at a time over all models that have it: RDM and oracle similarity, the
+    Gram matrices of the CKA pairs, decoding, t-SNE; then the CKA of the pairs at that layer."""
+    in_pairs = {m.name for _, a, b in plan.pairs for m in (a, b)}
+    order: list[str] = []
+    for m in models:
+        order += [layer for layer in m.layers if layer not in order]
+    bar = tqdm(total=sum(len(m.layers) for m in models), desc="RSA layers", disable=quiet)
+    for layer in order:
+        grams: dict[str, np.ndarray] = {}
         for m in models:
-            order += [layer for layer in m.layers if layer not in order]
-        total = sum(len(m.layers) for m in models)
-        bar = tqdm(total=total, desc="RSA layers", disable=quiet)
-        for layer in order:
-            grams: dict[str, np.ndarray | None] = {}
-            for m in models:
-                if layer not in m.layers:
-                    continue
-                bar.set_postfix_str(f"{m.name[:30]} {layer}")
-                X, centres = _load_layer(m, layer)
-                j, depth = m.depth(layer)
-                ident = {
-                    "model": m.name,
-                    "family": m.family,
-                    "arch": m.arch,
-                    "seed": m.seed,
-                    "task": m.task,
-                    "trained": m.trained,
-                    "layer": layer,
-                    "layer_index": j,
-                    "relative_depth": depth,
-                }
-                G = rdmm.layer_gram(X if gram_pos.size == n else X[gram_pos], rc.gram_dtype, rc.device)
-                r = G.rdm(sub_in_gram)
-                oracle_rows.append({**ident, **rdmm.oracle_similarity(r, sub_labels, oracle)})
-                rdm_images[m.name][layer] = rdmm.percentile_image(r, sub.size)
-                if rc.save_rdms:
-                    h5.create_dataset(f"rdms/{m.name}/{layer}", data=r.astype(np.float32))
-                del r
-                if m.name in in_pairs:
-                    grams[m.name] = ckam.normalised_gram(G)
-                del G
-                if rc.decoding:
-                    if centres is None:
-                        raise DeepDrawError(
-                            f"{m.path}: key 'centres/{layer}' is missing; expected the centre frames"
-                        )
-                    if centres.min() < 0 or centres.max() >= kin.position.shape[2]:
-                        raise DeepDrawError(
-                            f"{m.path}: key 'centres/{layer}' holds frames outside 0..{kin.position.shape[2] - 1}"
-                        )
-                    res = dec.decode_layer(X, centres, kin, test_mask, rc.ridge_alpha)
-                    res.pop("weights")
-                    dec_rows.append({**ident, **res})
-                if tsne_sub is not None:
-                    e = tsne_embedding(X[tsne_sub], rc.pca_components, rc.tsne_perplexity, rc.tsne_iter, seed)
-                    tsne_embs[m.name][layer] = e
-                    h5.create_dataset(f"tsne/{m.name}/{layer}", data=e)
-                del X
-                bar.update(1)
-            for kind, a, b in pairs:
-                if a.name in grams and b.name in grams:
-                    j, depth = a.depth(layer)
-                    cka_rows.append(
-                        {
-                            "comparison": kind,
-                            "family": a.family,
-                            "arch": a.arch,
-                            "seed": a.seed,
-                            "model_a": a.name,
-                            "model_b": b.name,
-                            "task_a": a.task,
-                            "task_b": b.task,
-                            "trained_b": b.trained,
-                            "layer": layer,
-                            "layer_index": j,
-                            "relative_depth": depth,
-                            "cka": ckam.cka_normalised(grams[a.name], grams[b.name]),
-                            "n_samples": int(gram_pos.size),
-                        }
-                    )
-            del grams
-        bar.close()
+            if layer not in m.layers:
+                continue
+            bar.set_postfix_str(f"{m.name[:30]} {layer}")
+            gram = _model_layer(h5, m, layer, plan, acc, m.name in in_pairs)
+            if gram is not None:
+                grams[m.name] = gram
+            bar.update(1)
+        for kind, a, b in plan.pairs:
+            if a.name in grams and b.name in grams:
+                j, depth = a.depth(layer)
+                acc.cka_rows.append(
+                    {"comparison": kind, "family": a.family, "arch": a.arch, "seed": a.seed, "model_a": a.name,
+                     "model_b": b.name, "task_a": a.task, "task_b": b.task, "trained_b": b.trained,
+                     "layer": layer, "layer_index": j, "relative_depth": depth,
+                     "cka": ckam.cka_normalised(grams[a.name], grams[b.name]), "n_samples": int(plan.gram_pos.size)}
+                )  # fmt: skip
+        del grams
+    bar.close()
 
-        # ---- tables
-        odf = pd.DataFrame(oracle_rows)
-        cdf = pd.DataFrame(
-            cka_rows,
-            columns=[
-                "comparison",
-                "family",
-                "arch",
-                "seed",
-                "model_a",
-                "model_b",
-                "task_a",
-                "task_b",
-                "trained_b",
-                "layer",
-                "layer_index",
-                "relative_depth",
-                "cka",
-                "n_samples",
-            ],
-        )
-        ddf = pd.DataFrame(dec_rows)
-        keys = ["family", "arch", "task", "trained", "layer", "layer_index", "relative_depth"]
-        osum = _summary(odf, keys, ["oracle_r", "oracle_tau_b", "oracle_tau_a"])
-        otab = pd.DataFrame()
-        if not odf.empty:
-            o2 = odf.assign(
-                condition=[
-                    ("input" if f == "input" else f"{t}_{'trained' if tr else 'untrained'}")
-                    for f, t, tr in zip(odf["family"], odf["task"], odf["trained"])
-                ]
+
+def _model_layer(
+    h5: h5py.File, m: ModelInfo, layer: str, plan: _RsaPlan, acc: _Results, need_gram: bool
+) -> np.ndarray | None:
+    """One layer of one model: its rows and images in ``acc``; its normalised Gram matrix when the CKA
+    pairs need it (else None)."""
+    rc = plan.rc
+    X, centres = _load_layer(m, layer)
+    j, depth = m.depth(layer)
+    ident = {"model": m.name, "family": m.family, "arch": m.arch, "seed": m.seed, "task": m.task,
+             "trained": m.trained, "layer": layer, "layer_index": j, "relative_depth": depth}  # fmt: skip
+    G = rdmm.layer_gram(X if plan.gram_pos.size == plan.n else X[plan.gram_pos], rc.gram_dtype, rc.device)
+    r = G.rdm(plan.sub_in_gram)
+    acc.oracle_rows.append({**ident, **rdmm.oracle_similarity(r, plan.sub_labels, plan.oracle)})
+    acc.rdm_images[m.name][layer] = rdmm.percentile_image(r, plan.sub.size)
+    if rc.save_rdms:
+        h5.create_dataset(f"rdms/{m.name}/{layer}", data=r.astype(np.float32))
+    del r
+    gram = ckam.normalised_gram(G) if need_gram else None
+    del G
+    if rc.decoding:
+        kin = plan.kin
+        if centres is None:
+            raise DeepDrawError(f"{m.path}: key 'centres/{layer}' is missing; expected the centre frames")
+        if centres.min() < 0 or centres.max() >= kin.position.shape[2]:
+            raise DeepDrawError(
+                f"{m.path}: key 'centres/{layer}' holds frames outside 0..{kin.position.shape[2] - 1}"
             )
-            otab = o2.pivot_table(
-                index=["family", "arch", "layer_index", "layer"],
-                columns="condition",
-                values="oracle_r",
-                aggfunc="mean",
-            ).reset_index()
-            otab.columns.name = None
-        csum = _summary(
-            cdf,
-            ["comparison", "family", "arch", "task_a", "task_b", "layer", "layer_index", "relative_depth"],
-            ["cka"],
-        )
-        dsum = _summary(ddf, keys, list(dec.DECODING_METRICS)) if not ddf.empty else ddf
-        for name, df in (
-            ("oracle", odf),
-            ("oracle_summary", osum),
-            ("oracle_table", otab),
-            ("cka", cdf),
-            ("cka_summary", csum),
-            ("decoding", ddf),
-            ("decoding_summary", dsum),
-        ):
-            if not df.empty:
-                _write_table(h5, name, df)
-                _write_csv(df, out / f"rsa_{name}.csv")
+        res = dec.decode_layer(X, centres, kin, plan.test_mask, rc.ridge_alpha)
+        res.pop("weights")
+        acc.dec_rows.append({**ident, **res})
+    if plan.tsne_sub is not None:
+        e = tsne_embedding(X[plan.tsne_sub], rc.pca_components, rc.tsne_perplexity, rc.tsne_iter, plan.seed)
+        acc.tsne_embs[m.name][layer] = e
+        h5.create_dataset(f"tsne/{m.name}/{layer}", data=e)
+    return gram
 
-    # ---- figures
-    layers_df = odf[odf["family"] != "input"] if not odf.empty else odf
+
+_CKA_COLUMNS = [
+    "comparison", "family", "arch", "seed", "model_a", "model_b", "task_a", "task_b", "trained_b", "layer",
+    "layer_index", "relative_depth", "cka", "n_samples",
+]  # fmt: skip
+
+
+def _tables(h5: h5py.File, out: Path, acc: _Results) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The tidy tables (HDF5 and CSV): oracle, CKA and decoding rows and their summaries."""
+    odf = pd.DataFrame(acc.oracle_rows)
+    cdf = pd.DataFrame(acc.cka_rows, columns=_CKA_COLUMNS)
+    ddf = pd.DataFrame(acc.dec_rows)
+    keys = ["family", "arch", "task", "trained", "layer", "layer_index", "relative_depth"]
+    osum = _summary(odf, keys, ["oracle_r", "oracle_tau_b", "oracle_tau_a"])
+    otab = pd.DataFrame()
     if not odf.empty:
+        o2 = odf.assign(
+            condition=[
+                ("input" if f == "input" else f"{t}_{'trained' if tr else 'untrained'}")
+                for f, t, tr in zip(odf["family"], odf["task"], odf["trained"])
+            ]
+        )
+        otab = o2.pivot_table(
+            index=["family", "arch", "layer_index", "layer"],
+            columns="condition",
+            values="oracle_r",
+            aggfunc="mean",
+        ).reset_index()
+        otab.columns.name = None
+    csum = _summary(
+        cdf,
+        ["comparison", "family", "arch", "task_a", "task_b", "layer", "layer_index", "relative_depth"],
+        ["cka"],
+    )
+    dsum = _summary(ddf, keys, list(dec.DECODING_METRICS)) if not ddf.empty else ddf
+    for name, df in (
+        ("oracle", odf),
+        ("oracle_summary", osum),
+        ("oracle_table", otab),
+        ("cka", cdf),
+        ("cka_summary", csum),
+        ("decoding", ddf),
+        ("decoding_summary", dsum),
+    ):
+        if not df.empty:
+            _write_table(h5, name, df)
+            _write_csv(df, out / f"rsa_{name}.csv")
+    return odf, cdf, ddf
+
+
+def _figures(
+    out: Path,
+    models: list[ModelInfo],
+    plan: _RsaPlan,
+    acc: _Results,
+    odf: pd.DataFrame,
+    cdf: pd.DataFrame,
+    ddf: pd.DataFrame,
+) -> dict[str, Path]:
+    figures: dict[str, Path] = {}
+    if not odf.empty:
+        layers_df = odf[odf["family"] != "input"]
         figures["oracle_similarity"] = plot_oracle(
             layers_df, odf[odf["family"] == "input"], out / "oracle_similarity.png"
         )
@@ -695,21 +728,21 @@ def run_rsa(
         figures[f"cka_{kind}"] = plot_cka(g, kind, out / f"cka_{kind}.png")
     if not ddf.empty:
         figures["decoding"] = plot_decoding(ddf, out / "decoding.png")
-    if input_images:
+    if acc.input_images:
         figures["rdms/inputs"] = plot_rdms(
-            input_images, "input representations (percentile RDMs)", out / "rdms_inputs.png"
+            acc.input_images, "input representations (percentile RDMs)", out / "rdms_inputs.png"
         )
-    if input_tsne:
-        plot_tsne_grid(input_tsne, labels[tsne_sub], "input representations (t-SNE)", out / "tsne_inputs.png")
+    tsne_labels = plan.labels[plan.tsne_sub] if plan.tsne_sub is not None else None
+    if acc.input_tsne:
+        plot_tsne_grid(acc.input_tsne, tsne_labels, "input representations (t-SNE)", out / "tsne_inputs.png")
         figures["tsne/inputs"] = out / "tsne_inputs.png"
     for m in models:
-        if rdm_images[m.name]:
+        if acc.rdm_images[m.name]:
             figures[f"rdms/{m.name}"] = plot_rdms(
-                rdm_images[m.name], f"{m.name} ({m.label})", out / f"rdms_{_safe(m.name)}.png"
+                acc.rdm_images[m.name], f"{m.name} ({m.label})", out / f"rdms_{_safe(m.name)}.png"
             )
-        if tsne_embs[m.name]:
+        if acc.tsne_embs[m.name]:
             p = out / f"tsne_{_safe(m.name)}.png"
-            plot_tsne_grid(tsne_embs[m.name], labels[tsne_sub], f"{m.name} ({m.label})", p)
+            plot_tsne_grid(acc.tsne_embs[m.name], tsne_labels, f"{m.name} ({m.label})", p)
             figures[f"tsne/{m.name}"] = p
-    log.info("RSA: wrote %s, CSV tables and %d figures to %s", RESULTS_NAME, len(figures), out)
     return figures
