@@ -37,6 +37,7 @@ from ..config import PLANES, Config
 from ..errors import DeepDrawError
 from ..parallel import executor
 from ..store import ArtifactWriter, Field, file_sha256, iter_chunks, open_artifact
+from .figures import multiclass_figure, pairwise_figure, tdt_figure
 from .solver import LinearDecoder, fit_pair, ovo_pairs, ovo_predict, split_train_val
 
 log = logging.getLogger(__name__)
@@ -461,386 +462,449 @@ def run_svm(
     other subsets, ``tdt_linear_error_cm`` (mean 3-D test error of the linear decoder),
     ``tdt_linear_error_cm_train``, ``n_pairs``, ``seconds``, and the output paths (``*_path``).
     """
-    import pandas as pd
-
     t_start = time.perf_counter()
     quiet = quiet or cfg.run.quiet
     check_svm_section(cfg)
-    sc = cfg.svm
-    subsets = parse_subsets(sc.subsets)
-    train_path, test_path, out = Path(train_path), Path(test_path), Path(out_dir)
-    paths = {
-        "pairs_csv": out / "svm_pairs.csv",
-        "multiclass_csv": out / "svm_multiclass.csv",
-        "results_h5": out / "svm_results.h5",
-        "pairwise_png": out / "svm_pairwise_matrix.png",
-        "multiclass_png": out / "svm_multiclass.png",
-    }
-    if sc.decode:
-        paths["tdt_png"] = out / "svm_tdt_linear.png"
-    if not overwrite:
-        for p in paths.values():
-            if p.exists():
-                raise DeepDrawError(
-                    f"{p}: output exists; refusing to overwrite it (delete it first, or pass overwrite=True)"
-                )
-    inputs = list(sc.inputs)
-    latent_keys = sorted({k for s in subsets for k in s.keys})
-
-    # --- metadata of both files (small), and checks of every input key ---
-    meta: dict[str, dict[str, Any]] = {}
-    for role, path in (("train", train_path), ("test", test_path)):
-        with open_artifact(path, kind="pcrt") as f:
-            labels = _read_labels(f, path)
-            n = labels.size
-            if n == 0:
-                raise DeepDrawError(f"{path}: key 'label' is empty; expected at least one sample")
-            shapes = {k: _check_input(f, path, k, n, "listed in svm.inputs") for k in inputs}
-            if sc.decode:
-                shapes[sc.decode_input] = _check_input(
-                    f, path, sc.decode_input, n, "svm.decode_input, TDT baseline"
-                )
-                shapes["endeffector_coords"] = _check_input(
-                    f, path, "endeffector_coords", n, "hand position targets of the TDT baseline"
-                )
-            meta[role] = {"labels": labels, "latents": _read_latents(f, path, latent_keys), "shapes": shapes}
-    for k in inputs:
-        if meta["train"]["shapes"][k] != meta["test"]["shapes"][k]:
-            raise DeepDrawError(
-                f"{test_path}: key '{k}' has sample shape {meta['test']['shapes'][k]}; expected "
-                f"{meta['train']['shapes'][k]} as in {train_path}"
-            )
-    n_train_file = meta["train"]["labels"].size
-    n_use = min(n_train_file, sc.max_train) if sc.max_train else n_train_file
-    y_tr = meta["train"]["labels"][:n_use]
-    y_te = meta["test"]["labels"]
-    lat_tr = {k: v[:n_use] for k, v in meta["train"]["latents"].items()}
-    lat_te = meta["test"]["latents"]
-
-    # --- subsets: masks, classes, pairs ---
-    sub_info = []
-    for s in subsets:
-        m_tr = select_subset(lat_tr, s) if s.conds else np.ones(n_use, bool)
-        m_te = select_subset(lat_te, s) if s.conds else np.ones(y_te.size, bool)
-        if not m_tr.any():
-            raise DeepDrawError(
-                f"{train_path}: subset '{s.name}' selects no training sample; expected samples with "
-                f"{s.name} among the first {n_use}"
-            )
-        classes = np.unique(y_tr[m_tr])
-        if classes.size < 2:
-            raise DeepDrawError(
-                f"{train_path}: subset '{s.name}' holds training samples of one class only "
-                f"({LETTERS[int(classes[0])]}); expected at least two classes"
-            )
-        if not m_te.any():
-            log.warning(
-                "%s: subset '%s' selects no test sample; its multi-class accuracy is NaN", test_path, s.name
-            )
-        pairs = [(int(classes[a]), int(classes[b])) for a, b in ovo_pairs(classes.size)]
-        sub_info.append(
-            {"subset": s, "train_mask": m_tr, "test_mask": m_te, "classes": classes, "pairs": pairs}
-        )
-    all_pairs = ovo_pairs(N_CLASSES)
-    pair_index = {p: k for k, p in enumerate(all_pairs)}
-    nI, nS, nP, nC = len(inputs), len(subsets), len(all_pairs), len(sc.c_grid)
-
-    res = {
-        "val_acc": np.full((nI, nS, nP, nC), np.nan),
-        "train_acc": np.full((nI, nS, nP, nC), np.nan),
-        "converged": np.zeros((nI, nS, nP, nC), bool),
-        "n_iter": np.zeros((nI, nS, nP, nC), np.int64),
-        "best_c": np.full((nI, nS, nP), np.nan),
-        "pair_test_acc": np.full((nI, nS, nP), np.nan),
-        "n_train": np.zeros((nI, nS, nP), np.int64),
-        "n_val": np.zeros((nI, nS, nP), np.int64),
-        "val_acc_matrix": np.full((nI, nS, N_CLASSES, N_CLASSES), np.nan),
-        "test_acc_matrix": np.full((nI, nS, N_CLASSES, N_CLASSES), np.nan),
-        "multiclass_acc": np.full((nI, nS), np.nan),
-        "confusion": np.zeros((nI, nS, N_CLASSES, N_CLASSES), np.int64),
-        "n_test": np.array([int(si["test_mask"].sum()) for si in sub_info], np.int64),
-    }
-    weights: dict[str, np.ndarray] = {}
-    intercepts: dict[str, np.ndarray] = {}
-    predictions: dict[str, np.ndarray] = {}
-    solver_seconds = 0.0
-    n_tasks = 0
-
-    work = out / ".svm_work"
-    projections: dict[str, dict[str, float]] = {}
+    run = _SvmRun(cfg, Path(train_path), Path(test_path), Path(out_dir), quiet)
+    run.check_outputs(overwrite)
+    run.read_files()
+    run.make_subsets()
     with executor(cfg.parallel, quiet=quiet) as ex:
-        for ii, key in enumerate(inputs):
-            d = int(np.prod(meta["train"]["shapes"][key]))
-            pair_path, V = str(train_path), None
-            if 0 < sc.project < d:
-                t_proj = time.perf_counter()
-                V, captured = shared_basis(
-                    train_path, key, n_use, sc.project, sc.project_sample, cfg.run.seed
-                )
-                pair_path = str(work / f"{key}_proj.h5")
-                project_rows(train_path, key, n_use, V, Path(pair_path), max(1024, sc.read_chunk), quiet)
-                projections[key] = {
-                    "dims": float(sc.project),
-                    "captured": captured,
-                    "seconds": time.perf_counter() - t_proj,
-                }
-                log.info(
-                    "svm %s: pairs fitted in %d shared directions (%.4f of the squared norm of %d "
-                    "sampled rows), found and applied in %.0f s",
-                    key,
-                    sc.project,
-                    captured,
-                    min(n_use, sc.project_sample),
-                    projections[key]["seconds"],
-                )
-            tasks: list[PairTask] = []
-            where: list[tuple[int, int]] = []
-            for si, info in enumerate(sub_info):
-                m = info["train_mask"]
-                for i, j in info["pairs"]:
-                    rows = np.flatnonzero(m & ((y_tr == i) | (y_tr == j)))
-                    tasks.append(
-                        PairTask(
-                            pair_path,
-                            key,
-                            info["subset"].name,
-                            (i, j),
-                            rows,
-                            y_tr[rows] == j,
-                            tuple(float(c) for c in sc.c_grid),
-                            sc.val_fraction,
-                            sc.rank,
-                            sc.tol,
-                            sc.max_iter,
-                        )
-                    )
-                    where.append((si, pair_index[(i, j)]))
-            log.info("svm %s: %d pair fits over %d subset(s)", key, len(tasks), nS)
-            try:
-                results = ex.map(fit_pair_task, tasks, desc=f"svm pairs {key}")
-            finally:
-                if V is not None:  # the projected rows are a work file, also after a failure
-                    Path(pair_path).unlink(missing_ok=True)
-            n_tasks += len(tasks)
-            W = np.zeros((nS, nP, d), np.float64)
-            B = np.zeros((nS, nP), np.float64)
-            skipped = [r["skipped"] for r in results if "skipped" in r]
-            if skipped:
-                log.warning(
-                    "svm %s: %d pair(s) not fitted (e.g. %s); they cast no vote",
-                    key,
-                    len(skipped),
-                    skipped[0],
-                )
-            fitted: list[set[int]] = [set() for _ in sub_info]
-            for (si, pk), r in zip(where, results):
-                if "skipped" in r:
-                    continue
-                fitted[si].add(pk)
-                res["val_acc"][ii, si, pk] = r["val_acc"]
-                res["train_acc"][ii, si, pk] = r["train_acc"]
-                res["converged"][ii, si, pk] = r["converged"]
-                res["n_iter"][ii, si, pk] = r["n_iter"]
-                res["best_c"][ii, si, pk] = sc.c_grid[r["best"]]
-                res["n_train"][ii, si, pk] = r["n_train"]
-                res["n_val"][ii, si, pk] = r["n_val"]
-                W[si, pk], B[si, pk] = (r["coef"] if V is None else V @ r["coef"]), r["intercept"]
-                solver_seconds += r["seconds"]
-                i, j = all_pairs[pk]
-                acc = float(r["val_acc"][r["best"]])
-                res["val_acc_matrix"][ii, si, i, j] = res["val_acc_matrix"][ii, si, j, i] = acc
-            n_conv = res["converged"][ii].sum()
-            n_fit = int(np.isfinite(res["val_acc"][ii]).sum())
-            if n_conv < n_fit:
-                log.warning(
-                    "svm %s: %d of %d fits stopped before the solver tolerance", key, n_fit - n_conv, n_fit
-                )
-            # --- one pass over the test file: decisions of every chosen model ---
-            dec = _test_decisions(test_path, key, sub_info, W, B, pair_index, sc.read_chunk, quiet)
-            pred_all = np.full((nS, y_te.size), -1, np.int16)
-            for si, info in enumerate(sub_info):
-                rows = np.flatnonzero(info["test_mask"])
-                if rows.size == 0:
-                    continue
-                yt = y_te[rows]
-                cls = info["classes"]
-                local_of = {int(c): a for a, c in enumerate(cls)}
-                pks = [pair_index[p] for p in info["pairs"] if pair_index[p] in fitted[si]]
-                local_pairs = [(local_of[all_pairs[pk][0]], local_of[all_pairs[pk][1]]) for pk in pks]
-                local = ovo_predict(dec[si][:, pks], cls.size, local_pairs)
-                pred = cls[local]
-                pred_all[si, rows] = pred
-                res["multiclass_acc"][ii, si] = float(np.mean(pred == yt))
-                np.add.at(res["confusion"][ii, si], (yt, pred), 1)
-                for pk in pks:
-                    i, j = all_pairs[pk]
-                    sel = (yt == i) | (yt == j)
-                    if sel.any():
-                        acc = float(np.mean((dec[si][sel, pk] > 0) == (yt[sel] == j)))
-                        res["pair_test_acc"][ii, si, pk] = acc
-                        res["test_acc_matrix"][ii, si, i, j] = res["test_acc_matrix"][ii, si, j, i] = acc
-            predictions[key] = pred_all
-            if sc.save_weights:
-                weights[key] = W.astype(np.float32)
-                intercepts[key] = B
-            del W, dec
-            log.info(
-                "svm %s: multi-class accuracy %s",
-                key,
-                ", ".join(
-                    f"{info['subset'].name} {res['multiclass_acc'][ii, si]:.3f}"
-                    for si, info in enumerate(sub_info)
-                ),
-            )
-
+        for ii, key in enumerate(run.inputs):
+            run.fit_input(ex, ii, key)
+    work = run.out / ".svm_work"
     if work.is_dir() and not any(work.iterdir()):
         work.rmdir()
-
-    decode = _fit_decoder(cfg, train_path, test_path, n_use, quiet) if sc.decode else None
-
-    # --- tables ---
-    c_grid = np.asarray(sc.c_grid, dtype=np.float64)
-    rows_pairs = []
-    rows_multi = []
-    for ii, key in enumerate(inputs):
-        for si, info in enumerate(sub_info):
-            s = info["subset"]
-            for i, j in info["pairs"]:
-                pk = pair_index[(i, j)]
-                if not np.isfinite(res["val_acc"][ii, si, pk]).any():
-                    continue  # not fitted (too few samples of a class in this subset)
-                best_c = res["best_c"][ii, si, pk]
-                for ci, C in enumerate(c_grid):
-                    is_best = bool(C == best_c)
-                    rows_pairs.append(
-                        {
-                            "input": key,
-                            "subset": s.name,
-                            "pair": f"{LETTERS[i]}-{LETTERS[j]}",
-                            "class_i": i,
-                            "class_j": j,
-                            "C": C,
-                            "val_acc": res["val_acc"][ii, si, pk, ci],
-                            "train_acc": res["train_acc"][ii, si, pk, ci],
-                            "best": is_best,
-                            "test_acc": res["pair_test_acc"][ii, si, pk] if is_best else np.nan,
-                            "n_train": res["n_train"][ii, si, pk],
-                            "n_val": res["n_val"][ii, si, pk],
-                            "n_iter": res["n_iter"][ii, si, pk, ci],
-                            "converged": bool(res["converged"][ii, si, pk, ci]),
-                        }
-                    )
-            pks = [
-                pair_index[p]
-                for p in info["pairs"]
-                if np.isfinite(res["val_acc"][ii, si, pair_index[p]]).any()
-            ]
-            bv = np.max(res["val_acc"][ii, si, pks], axis=1) if pks else np.array([np.nan])
-            bt = res["pair_test_acc"][ii, si, pks]
-            rows_multi.append(
-                {
-                    "input": key,
-                    "subset": s.name,
-                    "suppressed_var": s.suppressed_var,
-                    "suppressed_val": s.suppressed_val,
-                    "n_classes": int(info["classes"].size),
-                    "n_train": int(info["train_mask"].sum()),
-                    "n_test": int(res["n_test"][si]),
-                    "accuracy": res["multiclass_acc"][ii, si],
-                    "pairwise_mean_val_acc": float(np.mean(bv)),
-                    "pairwise_sd_val_acc": float(np.std(bv)),
-                    "pairwise_mean_test_acc": float(np.nanmean(bt)) if np.isfinite(bt).any() else np.nan,
-                    "pairwise_sd_test_acc": float(np.nanstd(bt)) if np.isfinite(bt).any() else np.nan,
-                    "pairwise_frac_below_70": float(np.mean(bt[np.isfinite(bt)] < 0.7))
-                    if np.isfinite(bt).any()
-                    else np.nan,
-                }
-            )
-    df_pairs = pd.DataFrame(rows_pairs)
-    df_multi = pd.DataFrame(rows_multi)
-
-    # --- outputs ---
-    out.mkdir(parents=True, exist_ok=True)
-    arrays = dict(res)
-    arrays.update(
-        {
-            "inputs": np.array([k.encode() for k in inputs]),
-            "subsets": np.array([s.name.encode() for s in subsets]),
-            "c_grid": c_grid,
-            "pair_i": np.array([p[0] for p in all_pairs], np.int64),
-            "pair_j": np.array([p[1] for p in all_pairs], np.int64),
-            "test_label": y_te.astype(np.int16),
-        }
-    )
-    for key, v in predictions.items():
-        arrays[f"predictions/{key}"] = v
-    for key, v in weights.items():
-        arrays[f"weights/{key}"] = v
-        arrays[f"intercepts/{key}"] = intercepts[key]
-    if decode is not None:
-        for k, v in decode["arrays"].items():
-            arrays[f"decode/{k}"] = v
-    attrs = {
-        "svm_convention": "pair (i, j), i < j: decision > 0 votes for j; OvO tie-break as sklearn",
-        "n_train_used": n_use,
-        "projections": json.dumps(projections),
-    }
-    with ArtifactWriter(
-        paths["results_h5"],
-        "svm",
-        config=cfg.to_dict(),
-        inputs=_input_hashes(train_path, test_path),
-        attrs=attrs,
-        overwrite=overwrite,
-    ) as f:
-        for k, v in arrays.items():
-            v = np.asarray(v)
-            f.create_dataset(
-                k, data=v, compression="gzip" if v.size > 4096 and v.dtype.kind in "fiub" else None
-            )
-    _write_text_atomic(paths["pairs_csv"], df_pairs.to_csv(index=False))
-    _write_text_atomic(paths["multiclass_csv"], df_multi.to_csv(index=False))
-    main_si = next((si for si, info in enumerate(sub_info) if info["subset"].name == "full"), 0)
-    pairwise_figure(
-        paths["pairwise_png"], inputs, res["val_acc_matrix"][:, main_si], sub_info[main_si]["subset"].name
-    )
-    multiclass_figure(paths["multiclass_png"], df_multi)
-    if decode is not None:
-        tdt_figure(paths["tdt_png"], decode)
-
-    # --- summary ---
-    summary: dict[str, Any] = {}
-    for key in inputs:
-        for si, info in enumerate(sub_info):
-            row = df_multi[(df_multi.input == key) & (df_multi.subset == info["subset"].name)].iloc[0]
-            if si == main_si:
-                summary[f"pairwise_mean_acc_{key}"] = row.pairwise_mean_test_acc
-                summary[f"pairwise_std_acc_{key}"] = row.pairwise_sd_test_acc
-                summary[f"pairwise_mean_val_acc_{key}"] = row.pairwise_mean_val_acc
-                summary[f"pairwise_std_val_acc_{key}"] = row.pairwise_sd_val_acc
-                summary[f"pairwise_frac_below_70_{key}"] = row.pairwise_frac_below_70
-                summary[f"multiclass_acc_{key}"] = row.accuracy
-            else:
-                summary[f"multiclass_acc_{key}_{info['subset'].name}"] = row.accuracy
-    if decode is not None:
-        summary["tdt_linear_error_cm"] = decode["error_cm"]
-        summary["tdt_linear_error_cm_train"] = decode["error_cm_train"]
-    for key, pr in projections.items():
-        summary[f"projection_captured_{key}"] = pr["captured"]
-        summary[f"projection_seconds_{key}"] = pr["seconds"]
-    summary["n_pairs"] = len(sub_info[main_si]["pairs"])
-    summary["n_train_used"] = n_use
-    summary["solver_seconds"] = solver_seconds
+    decode = _fit_decoder(cfg, run.train_path, run.test_path, run.n_use, quiet) if cfg.svm.decode else None
+    df_pairs, df_multi = run.tables()
+    run.write_outputs(df_pairs, df_multi, decode, overwrite)
+    summary = run.summary(df_multi, decode)
     summary["seconds"] = time.perf_counter() - t_start
-    summary.update({f"{k}_path": str(p) for k, p in paths.items()})
     summary = {k: (float(v) if isinstance(v, np.floating | np.integer) else v) for k, v in summary.items()}
     log.info(
         "svm stage done in %.1f s (%d pair fits, %.1f s in the solver)",
         summary["seconds"],
-        n_tasks,
-        solver_seconds,
+        run.n_tasks,
+        run.solver_seconds,
     )
     return summary
+
+
+class _SvmRun:
+    """The state of one :func:`run_svm`: the files' labels and latents, the subsets and their pairs, the
+    result arrays filled input by input, then the tables, files and summary made from them."""
+
+    def __init__(self, cfg: Config, train_path: Path, test_path: Path, out: Path, quiet: bool) -> None:
+        self.cfg, self.sc, self.quiet = cfg, cfg.svm, quiet
+        self.subsets = parse_subsets(self.sc.subsets)
+        self.train_path, self.test_path, self.out = train_path, test_path, out
+        self.paths = {
+            "pairs_csv": out / "svm_pairs.csv",
+            "multiclass_csv": out / "svm_multiclass.csv",
+            "results_h5": out / "svm_results.h5",
+            "pairwise_png": out / "svm_pairwise_matrix.png",
+            "multiclass_png": out / "svm_multiclass.png",
+        }
+        if self.sc.decode:
+            self.paths["tdt_png"] = out / "svm_tdt_linear.png"
+        self.inputs = list(self.sc.inputs)
+        self.all_pairs = ovo_pairs(N_CLASSES)
+        self.pair_index = {p: k for k, p in enumerate(self.all_pairs)}
+        self.weights: dict[str, np.ndarray] = {}
+        self.intercepts: dict[str, np.ndarray] = {}
+        self.predictions: dict[str, np.ndarray] = {}
+        self.projections: dict[str, dict[str, float]] = {}
+        self.solver_seconds = 0.0
+        self.n_tasks = 0
+
+    def check_outputs(self, overwrite: bool) -> None:
+        if not overwrite:
+            for p in self.paths.values():
+                if p.exists():
+                    raise DeepDrawError(
+                        f"{p}: output exists; refusing to overwrite it (delete it first, or pass overwrite=True)"
+                    )
+
+    def read_files(self) -> None:
+        """Labels, latents and checked input shapes of both files (small)."""
+        sc = self.sc
+        latent_keys = sorted({k for s in self.subsets for k in s.keys})
+        meta: dict[str, dict[str, Any]] = {}
+        for role, path in (("train", self.train_path), ("test", self.test_path)):
+            with open_artifact(path, kind="pcrt") as f:
+                labels = _read_labels(f, path)
+                n = labels.size
+                if n == 0:
+                    raise DeepDrawError(f"{path}: key 'label' is empty; expected at least one sample")
+                shapes = {k: _check_input(f, path, k, n, "listed in svm.inputs") for k in self.inputs}
+                if sc.decode:
+                    shapes[sc.decode_input] = _check_input(
+                        f, path, sc.decode_input, n, "svm.decode_input, TDT baseline"
+                    )
+                    shapes["endeffector_coords"] = _check_input(
+                        f, path, "endeffector_coords", n, "hand position targets of the TDT baseline"
+                    )
+                meta[role] = {
+                    "labels": labels,
+                    "latents": _read_latents(f, path, latent_keys),
+                    "shapes": shapes,
+                }
+        for k in self.inputs:
+            if meta["train"]["shapes"][k] != meta["test"]["shapes"][k]:
+                raise DeepDrawError(
+                    f"{self.test_path}: key '{k}' has sample shape {meta['test']['shapes'][k]}; expected "
+                    f"{meta['train']['shapes'][k]} as in {self.train_path}"
+                )
+        n_train_file = meta["train"]["labels"].size
+        self.n_use = min(n_train_file, sc.max_train) if sc.max_train else n_train_file
+        self.shapes = meta["train"]["shapes"]
+        self.y_tr = meta["train"]["labels"][: self.n_use]
+        self.y_te = meta["test"]["labels"]
+        self.lat_tr = {k: v[: self.n_use] for k, v in meta["train"]["latents"].items()}
+        self.lat_te = meta["test"]["latents"]
+
+    def make_subsets(self) -> None:
+        """Masks, classes and pairs of every subset; the result arrays."""
+        n_use, y_tr, y_te = self.n_use, self.y_tr, self.y_te
+        self.sub_info = []
+        for s in self.subsets:
+            m_tr = select_subset(self.lat_tr, s) if s.conds else np.ones(n_use, bool)
+            m_te = select_subset(self.lat_te, s) if s.conds else np.ones(y_te.size, bool)
+            if not m_tr.any():
+                raise DeepDrawError(
+                    f"{self.train_path}: subset '{s.name}' selects no training sample; expected samples with "
+                    f"{s.name} among the first {n_use}"
+                )
+            classes = np.unique(y_tr[m_tr])
+            if classes.size < 2:
+                raise DeepDrawError(
+                    f"{self.train_path}: subset '{s.name}' holds training samples of one class only "
+                    f"({LETTERS[int(classes[0])]}); expected at least two classes"
+                )
+            if not m_te.any():
+                log.warning(
+                    "%s: subset '%s' selects no test sample; its multi-class accuracy is NaN",
+                    self.test_path,
+                    s.name,
+                )
+            pairs = [(int(classes[a]), int(classes[b])) for a, b in ovo_pairs(classes.size)]
+            self.sub_info.append(
+                {"subset": s, "train_mask": m_tr, "test_mask": m_te, "classes": classes, "pairs": pairs}
+            )
+        nI, nS, nP, nC = len(self.inputs), len(self.subsets), len(self.all_pairs), len(self.sc.c_grid)
+        self.res = {
+            "val_acc": np.full((nI, nS, nP, nC), np.nan),
+            "train_acc": np.full((nI, nS, nP, nC), np.nan),
+            "converged": np.zeros((nI, nS, nP, nC), bool),
+            "n_iter": np.zeros((nI, nS, nP, nC), np.int64),
+            "best_c": np.full((nI, nS, nP), np.nan),
+            "pair_test_acc": np.full((nI, nS, nP), np.nan),
+            "n_train": np.zeros((nI, nS, nP), np.int64),
+            "n_val": np.zeros((nI, nS, nP), np.int64),
+            "val_acc_matrix": np.full((nI, nS, N_CLASSES, N_CLASSES), np.nan),
+            "test_acc_matrix": np.full((nI, nS, N_CLASSES, N_CLASSES), np.nan),
+            "multiclass_acc": np.full((nI, nS), np.nan),
+            "confusion": np.zeros((nI, nS, N_CLASSES, N_CLASSES), np.int64),
+            "n_test": np.array([int(si["test_mask"].sum()) for si in self.sub_info], np.int64),
+        }
+
+    # ---- one input representation
+    def fit_input(self, ex: Any, ii: int, key: str) -> None:
+        """Every pair of every subset on input ``key`` (Dask tasks), then their test decisions."""
+        d = int(np.prod(self.shapes[key]))
+        pair_path, V = self._project(key, d)
+        tasks, where = self._pair_tasks(key, pair_path)
+        log.info("svm %s: %d pair fits over %d subset(s)", key, len(tasks), len(self.subsets))
+        try:
+            results = ex.map(fit_pair_task, tasks, desc=f"svm pairs {key}")
+        finally:
+            if V is not None:  # the projected rows are a work file, also after a failure
+                Path(pair_path).unlink(missing_ok=True)
+        self.n_tasks += len(tasks)
+        W, B, fitted = self._collect(ii, key, d, V, where, results)
+        self._score_test(ii, key, W, B, fitted)
+        if self.sc.save_weights:
+            self.weights[key] = W.astype(np.float32)
+            self.intercepts[key] = B
+        log.info(
+            "svm %s: multi-class accuracy %s",
+            key,
+            ", ".join(
+                f"{info['subset'].name} {self.res['multiclass_acc'][ii, si]:.3f}"
+                for si, info in enumerate(self.sub_info)
+            ),
+        )
+
+    def _project(self, key: str, d: int) -> tuple[str, np.ndarray | None]:
+        """The file the pairs read (the train file, or its rows projected on a shared basis) and the basis."""
+        sc = self.sc
+        if not 0 < sc.project < d:
+            return str(self.train_path), None
+        t_proj = time.perf_counter()
+        V, captured = shared_basis(
+            self.train_path, key, self.n_use, sc.project, sc.project_sample, self.cfg.run.seed
+        )
+        pair_path = str(self.out / ".svm_work" / f"{key}_proj.h5")
+        project_rows(
+            self.train_path, key, self.n_use, V, Path(pair_path), max(1024, sc.read_chunk), self.quiet
+        )
+        self.projections[key] = {
+            "dims": float(sc.project),
+            "captured": captured,
+            "seconds": time.perf_counter() - t_proj,
+        }
+        log.info(
+            "svm %s: pairs fitted in %d shared directions (%.4f of the squared norm of %d sampled rows), found "
+            "and applied in %.0f s",
+            key,
+            sc.project,
+            captured,
+            min(self.n_use, sc.project_sample),
+            self.projections[key]["seconds"],
+        )
+        return pair_path, V
+
+    def _pair_tasks(self, key: str, pair_path: str) -> tuple[list[PairTask], list[tuple[int, int]]]:
+        sc, y_tr = self.sc, self.y_tr
+        tasks: list[PairTask] = []
+        where: list[tuple[int, int]] = []
+        for si, info in enumerate(self.sub_info):
+            m = info["train_mask"]
+            for i, j in info["pairs"]:
+                rows = np.flatnonzero(m & ((y_tr == i) | (y_tr == j)))
+                tasks.append(
+                    PairTask(
+                        pair_path,
+                        key,
+                        info["subset"].name,
+                        (i, j),
+                        rows,
+                        y_tr[rows] == j,
+                        tuple(float(c) for c in sc.c_grid),
+                        sc.val_fraction,
+                        sc.rank,
+                        sc.tol,
+                        sc.max_iter,
+                    )  # fmt: skip
+                )
+                where.append((si, self.pair_index[(i, j)]))
+        return tasks, where
+
+    def _collect(
+        self,
+        ii: int,
+        key: str,
+        d: int,
+        V: np.ndarray | None,
+        where: list[tuple[int, int]],
+        results: list[dict],
+    ) -> tuple[np.ndarray, np.ndarray, list[set[int]]]:
+        """The pair fits into the result arrays; the weights (input space) and which pairs were fitted."""
+        res, nS, nP = self.res, len(self.subsets), len(self.all_pairs)
+        W = np.zeros((nS, nP, d), np.float64)
+        B = np.zeros((nS, nP), np.float64)
+        skipped = [r["skipped"] for r in results if "skipped" in r]
+        if skipped:
+            log.warning(
+                "svm %s: %d pair(s) not fitted (e.g. %s); they cast no vote", key, len(skipped), skipped[0]
+            )
+        fitted: list[set[int]] = [set() for _ in self.sub_info]
+        for (si, pk), r in zip(where, results):
+            if "skipped" in r:
+                continue
+            fitted[si].add(pk)
+            for k in ("val_acc", "train_acc", "converged", "n_iter", "n_train", "n_val"):
+                res[k][ii, si, pk] = r[k]
+            res["best_c"][ii, si, pk] = self.sc.c_grid[r["best"]]
+            W[si, pk], B[si, pk] = (r["coef"] if V is None else V @ r["coef"]), r["intercept"]
+            self.solver_seconds += r["seconds"]
+            i, j = self.all_pairs[pk]
+            acc = float(r["val_acc"][r["best"]])
+            res["val_acc_matrix"][ii, si, i, j] = res["val_acc_matrix"][ii, si, j, i] = acc
+        n_conv = res["converged"][ii].sum()
+        n_fit = int(np.isfinite(res["val_acc"][ii]).sum())
+        if n_conv < n_fit:
+            log.warning(
+                "svm %s: %d of %d fits stopped before the solver tolerance", key, n_fit - n_conv, n_fit
+            )
+        return W, B, fitted
+
+    def _score_test(self, ii: int, key: str, W: np.ndarray, B: np.ndarray, fitted: list[set[int]]) -> None:
+        """One pass over the test file: decisions of every chosen model, votes, accuracies."""
+        res, y_te, all_pairs, pair_index = self.res, self.y_te, self.all_pairs, self.pair_index
+        dec = _test_decisions(
+            self.test_path, key, self.sub_info, W, B, pair_index, self.sc.read_chunk, self.quiet
+        )
+        pred_all = np.full((len(self.subsets), y_te.size), -1, np.int16)
+        for si, info in enumerate(self.sub_info):
+            rows = np.flatnonzero(info["test_mask"])
+            if rows.size == 0:
+                continue
+            yt = y_te[rows]
+            cls = info["classes"]
+            local_of = {int(c): a for a, c in enumerate(cls)}
+            pks = [pair_index[p] for p in info["pairs"] if pair_index[p] in fitted[si]]
+            local_pairs = [(local_of[all_pairs[pk][0]], local_of[all_pairs[pk][1]]) for pk in pks]
+            pred = cls[ovo_predict(dec[si][:, pks], cls.size, local_pairs)]
+            pred_all[si, rows] = pred
+            res["multiclass_acc"][ii, si] = float(np.mean(pred == yt))
+            np.add.at(res["confusion"][ii, si], (yt, pred), 1)
+            for pk in pks:
+                i, j = all_pairs[pk]
+                sel = (yt == i) | (yt == j)
+                if sel.any():
+                    acc = float(np.mean((dec[si][sel, pk] > 0) == (yt[sel] == j)))
+                    res["pair_test_acc"][ii, si, pk] = acc
+                    res["test_acc_matrix"][ii, si, i, j] = res["test_acc_matrix"][ii, si, j, i] = acc
+        self.predictions[key] = pred_all
+
+    # ---- outputs
+    def tables(self) -> tuple[Any, Any]:
+        """``svm_pairs.csv`` (every pair and C) and ``svm_multiclass.csv`` (every input and subset)."""
+        import pandas as pd
+
+        c_grid = np.asarray(self.sc.c_grid, dtype=np.float64)
+        rows_pairs, rows_multi = [], []
+        for ii, key in enumerate(self.inputs):
+            for si, info in enumerate(self.sub_info):
+                rows_pairs += self._pair_rows(ii, key, si, info, c_grid)
+                rows_multi.append(self._multi_row(ii, key, si, info))
+        return pd.DataFrame(rows_pairs), pd.DataFrame(rows_multi)
+
+    def _pair_rows(self, ii: int, key: str, si: int, info: dict, c_grid: np.ndarray) -> list[dict]:
+        res, out = self.res, []
+        for i, j in info["pairs"]:
+            pk = self.pair_index[(i, j)]
+            if not np.isfinite(res["val_acc"][ii, si, pk]).any():
+                continue  # not fitted (too few samples of a class in this subset)
+            best_c = res["best_c"][ii, si, pk]
+            for ci, C in enumerate(c_grid):
+                is_best = bool(C == best_c)
+                out.append(
+                    {
+                        "input": key,
+                        "subset": info["subset"].name,
+                        "pair": f"{LETTERS[i]}-{LETTERS[j]}",
+                        "class_i": i,
+                        "class_j": j,
+                        "C": C,
+                        "val_acc": res["val_acc"][ii, si, pk, ci],
+                        "train_acc": res["train_acc"][ii, si, pk, ci],
+                        "best": is_best,
+                        "test_acc": res["pair_test_acc"][ii, si, pk] if is_best else np.nan,
+                        "n_train": res["n_train"][ii, si, pk],
+                        "n_val": res["n_val"][ii, si, pk],
+                        "n_iter": res["n_iter"][ii, si, pk, ci],
+                        "converged": bool(res["converged"][ii, si, pk, ci]),
+                    }  # fmt: skip
+                )
+        return out
+
+    def _multi_row(self, ii: int, key: str, si: int, info: dict) -> dict:
+        res, s = self.res, info["subset"]
+        pks = [
+            self.pair_index[p]
+            for p in info["pairs"]
+            if np.isfinite(res["val_acc"][ii, si, self.pair_index[p]]).any()
+        ]
+        bv = np.max(res["val_acc"][ii, si, pks], axis=1) if pks else np.array([np.nan])
+        bt = res["pair_test_acc"][ii, si, pks]
+        ok = np.isfinite(bt).any()
+        return {
+            "input": key, "subset": s.name, "suppressed_var": s.suppressed_var, "suppressed_val": s.suppressed_val,
+            "n_classes": int(info["classes"].size), "n_train": int(info["train_mask"].sum()),
+            "n_test": int(res["n_test"][si]), "accuracy": res["multiclass_acc"][ii, si],
+            "pairwise_mean_val_acc": float(np.mean(bv)), "pairwise_sd_val_acc": float(np.std(bv)),
+            "pairwise_mean_test_acc": float(np.nanmean(bt)) if ok else np.nan,
+            "pairwise_sd_test_acc": float(np.nanstd(bt)) if ok else np.nan,
+            "pairwise_frac_below_70": float(np.mean(bt[np.isfinite(bt)] < 0.7)) if ok else np.nan,
+        }  # fmt: skip
+
+    @property
+    def main_subset(self) -> int:
+        """The subset the summary and the pairwise figure show: "full", or the first one run."""
+        return next((si for si, info in enumerate(self.sub_info) if info["subset"].name == "full"), 0)
+
+    def write_outputs(self, df_pairs: Any, df_multi: Any, decode: dict | None, overwrite: bool) -> None:
+        """``svm_results.h5``, the two CSV tables and the figures."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        arrays = dict(self.res)
+        arrays.update(
+            {
+                "inputs": np.array([k.encode() for k in self.inputs]),
+                "subsets": np.array([s.name.encode() for s in self.subsets]),
+                "c_grid": np.asarray(self.sc.c_grid, dtype=np.float64),
+                "pair_i": np.array([p[0] for p in self.all_pairs], np.int64),
+                "pair_j": np.array([p[1] for p in self.all_pairs], np.int64),
+                "test_label": self.y_te.astype(np.int16),
+            }
+        )
+        for key, v in self.predictions.items():
+            arrays[f"predictions/{key}"] = v
+        for key, v in self.weights.items():
+            arrays[f"weights/{key}"] = v
+            arrays[f"intercepts/{key}"] = self.intercepts[key]
+        if decode is not None:
+            for k, v in decode["arrays"].items():
+                arrays[f"decode/{k}"] = v
+        attrs = {
+            "svm_convention": "pair (i, j), i < j: decision > 0 votes for j; OvO tie-break as sklearn",
+            "n_train_used": self.n_use,
+            "projections": json.dumps(self.projections),
+        }
+        with ArtifactWriter(
+            self.paths["results_h5"],
+            "svm",
+            config=self.cfg.to_dict(),
+            inputs=_input_hashes(self.train_path, self.test_path),
+            attrs=attrs,
+            overwrite=overwrite,
+        ) as f:
+            for k, v in arrays.items():
+                v = np.asarray(v)
+                f.create_dataset(
+                    k, data=v, compression="gzip" if v.size > 4096 and v.dtype.kind in "fiub" else None
+                )
+        _write_text_atomic(self.paths["pairs_csv"], df_pairs.to_csv(index=False))
+        _write_text_atomic(self.paths["multiclass_csv"], df_multi.to_csv(index=False))
+        main = self.main_subset
+        pairwise_figure(
+            self.paths["pairwise_png"],
+            self.inputs,
+            self.res["val_acc_matrix"][:, main],
+            self.sub_info[main]["subset"].name,
+        )
+        multiclass_figure(self.paths["multiclass_png"], df_multi)
+        if decode is not None:
+            tdt_figure(self.paths["tdt_png"], decode)
+
+    def summary(self, df_multi: Any, decode: dict | None) -> dict[str, Any]:
+        """The numbers :func:`run_svm` returns (see its docstring), but ``seconds``."""
+        out: dict[str, Any] = {}
+        main = self.main_subset
+        for key in self.inputs:
+            for si, info in enumerate(self.sub_info):
+                row = df_multi[(df_multi.input == key) & (df_multi.subset == info["subset"].name)].iloc[0]
+                if si == main:
+                    out[f"pairwise_mean_acc_{key}"] = row.pairwise_mean_test_acc
+                    out[f"pairwise_std_acc_{key}"] = row.pairwise_sd_test_acc
+                    out[f"pairwise_mean_val_acc_{key}"] = row.pairwise_mean_val_acc
+                    out[f"pairwise_std_val_acc_{key}"] = row.pairwise_sd_val_acc
+                    out[f"pairwise_frac_below_70_{key}"] = row.pairwise_frac_below_70
+                    out[f"multiclass_acc_{key}"] = row.accuracy
+                else:
+                    out[f"multiclass_acc_{key}_{info['subset'].name}"] = row.accuracy
+        if decode is not None:
+            out["tdt_linear_error_cm"] = decode["error_cm"]
+            out["tdt_linear_error_cm_train"] = decode["error_cm_train"]
+        for key, pr in self.projections.items():
+            out[f"projection_captured_{key}"] = pr["captured"]
+            out[f"projection_seconds_{key}"] = pr["seconds"]
+        out["n_pairs"] = len(self.sub_info[main]["pairs"])
+        out["n_train_used"] = self.n_use
+        out["solver_seconds"] = self.solver_seconds
+        out.update({f"{k}_path": str(p) for k, p in self.paths.items()})
+        return out
 
 
 def _test_decisions(
@@ -986,98 +1050,3 @@ def _fit_decoder(cfg: Config, train_path: Path, test_path: Path, n_use: int, qui
 # ----------------------------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------------------------
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=130, bbox_inches="tight")
-    os.replace(tmp, path)
-
-
-def pairwise_figure(path: Path, inputs: Sequence[str], mats: np.ndarray, subset: str) -> None:
-    """Fig. 3B-like: the 20 x 20 matrix of best validation accuracy, one panel per input."""
-    plt = _plt()
-    n = len(inputs)
-    cols = min(n, 3)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.2 * rows), squeeze=False)
-    im = None
-    for k, key in enumerate(inputs):
-        ax = axes[k // cols][k % cols]
-        M = mats[k]
-        im = ax.imshow(M, vmin=0.5, vmax=1.0, cmap="viridis")
-        ax.set_xticks(range(N_CLASSES), list(LETTERS), fontsize=7)
-        ax.set_yticks(range(N_CLASSES), list(LETTERS), fontsize=7)
-        iu = np.triu_indices(N_CLASSES, 1)
-        v = M[iu][np.isfinite(M[iu])]
-        ax.set_title(
-            f"{key}\nval acc {100 * v.mean():.1f} ± {100 * v.std():.1f} % (n={v.size})" if v.size else key,
-            fontsize=9,
-        )
-    for k in range(n, rows * cols):
-        axes[k // cols][k % cols].axis("off")
-    if im is not None:
-        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="pairwise validation accuracy")
-    fig.suptitle(f"Pairwise linear SVMs (subset: {subset})", fontsize=11)
-    _save(fig, path)
-    plt.close(fig)
-
-
-def multiclass_figure(path: Path, df: Any) -> None:
-    """Fig. 3C-like: one-vs-one test accuracy per input, for full variability and each subset."""
-    plt = _plt()
-    inputs = list(dict.fromkeys(df["input"]))
-    subsets = list(dict.fromkeys(df["subset"]))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(subsets) * max(1, len(inputs)) * 0.35 + 3), 3.8))
-    width = 0.8 / max(1, len(inputs))
-    x = np.arange(len(subsets))
-    for k, key in enumerate(inputs):
-        d = df[df["input"] == key].set_index("subset")
-        vals = [100 * float(d.loc[s, "accuracy"]) if s in d.index else np.nan for s in subsets]
-        ax.bar(x + (k - (len(inputs) - 1) / 2) * width, vals, width, label=key)
-    chance = 100.0 / max(1, int(df["n_classes"].max()))
-    ax.axhline(chance, color="k", ls="--", lw=0.8, label="chance")
-    ax.set_xticks(
-        x,
-        subsets,
-        rotation=45 if len(subsets) > 3 else 0,
-        ha="right" if len(subsets) > 3 else "center",
-        fontsize=8,
-    )
-    ax.set_ylabel("one-vs-one test accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title("Multi-class linear SVM (one-vs-one) per input and suppressed latent", fontsize=10)
-    _save(fig, path)
-    plt.close(fig)
-
-
-def tdt_figure(path: Path, decode: dict[str, Any]) -> None:
-    """Linear TDT baseline: distribution of the 3-D test error and its mean per frame."""
-    plt = _plt()
-    a = decode["arrays"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    edges = np.arange(61) * 0.1
-    ax1.bar(edges[:-1], a["error_hist_0p1cm"], width=0.1, align="edge")
-    ax1.axvline(decode["error_cm"], color="r", lw=1, label=f"mean {decode['error_cm']:.2f} cm")
-    ax1.axvline(1.72, color="k", ls="--", lw=1, label="paper 1.72 cm")
-    ax1.set_xlabel("3-D error per test frame (cm; last bin: beyond)")
-    ax1.set_ylabel("frames")
-    ax1.legend(fontsize=8)
-    ax2.plot(a["error_cm_per_frame"])
-    ax2.set_xlabel("frame")
-    ax2.set_ylabel("mean error (cm)")
-    fig.suptitle(
-        f"Linear decoding of hand position from {decode['input']} (window {decode['window']})", fontsize=10
-    )
-    _save(fig, path)
-    plt.close(fig)
