@@ -295,7 +295,10 @@ class Config:
     tuning: TuningConfig = field(default_factory=TuningConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     source: str = ""  # the TOML file it came from ("" = defaults)
-    given: list[str] | None = None  # sections present in that file (None = not from a file)
+    given: list[str] | None = (
+        None  # sections present in that file, its bases or --set (None = not from a file)
+    )
+    layers: list[str] = field(default_factory=list)  # the file, its base chain, then each "--set" applied
 
     def to_dict(self, sections: list[str] | None = None) -> dict[str, Any]:
         """The resolved config as plain data (optionally only some sections)."""
@@ -306,6 +309,13 @@ class Config:
         """sha256 of the named sections (what a stage's outputs depend on)."""
         blob = json.dumps(self.to_dict(sections), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
+
+    def origin(self) -> str:
+        """Where the values came from: the file, its bases and the ``--set`` overrides ("defaults")."""
+        files = [Path(x).name for x in self.layers if not x.startswith("--set ")]
+        sets = [x for x in self.layers if x.startswith("--set ")]
+        text = " <- ".join(files) or (Path(self.source).name if self.source else "defaults")
+        return " ".join([text, *sets])
 
     @property
     def out_dir(self) -> Path:
@@ -381,16 +391,111 @@ def config_from_dict(data: dict[str, Any], where: str = "<config>") -> Config:
     return cfg
 
 
-def load_config(path: str | Path) -> Config:
-    """Load and validate a TOML config file."""
-    p = Path(path)
-    if not p.exists():
+BASE_KEY = "base"
+"""Top-level key of a config file naming the config it inherits (a path relative to the file)."""
+
+
+def _read_toml(p: Path) -> dict[str, Any]:
+    if not p.is_file():
         raise DeepDrawError(f"{p}: config file not found")
     try:
-        data = tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
         raise DeepDrawError(f"{p}: not valid TOML: {e}") from None
-    return config_from_dict(data, str(p))
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, key by key within each section (lists replace, never concatenate)."""
+    out = {sec: dict(values) for sec, values in base.items()}
+    for sec, values in top.items():
+        out.setdefault(sec, {}).update(values)
+    return out
+
+
+def read_config_chain(path: str | Path) -> tuple[dict[str, Any], list[str]]:
+    """The sections of ``path`` merged over those of its ``base`` chain, and the files of the chain
+    (``path`` first). Each file is checked on its own (unknown sections and keys, types), so an error
+    names the file that holds the bad key; a cycle of ``base`` names is an error."""
+    chain: list[Path] = []
+    layers: list[dict[str, Any]] = []
+    p = Path(path)
+    while True:
+        if any(p.resolve() == q.resolve() for q in chain):
+            loop = " -> ".join(str(q) for q in [*chain, p])
+            raise DeepDrawError(f"{chain[-1]}: key '{BASE_KEY}' makes a cycle ({loop}); expected a chain")
+        data = _read_toml(p)
+        chain.append(p)
+        base = data.pop(BASE_KEY, None)
+        for sec, values in data.items():
+            if sec not in SECTIONS:
+                raise DeepDrawError(f"{p}: unknown section '[{sec}]'{_suggest(sec, [*SECTIONS, BASE_KEY])}")
+            if not isinstance(values, dict):
+                raise DeepDrawError(f"{p}: '{sec}' must be a [section] table")
+            build_section(sec, values, str(p))
+        layers.append(data)
+        if base is None:
+            break
+        if not isinstance(base, str) or not base:
+            raise DeepDrawError(
+                f"{p}: key '{BASE_KEY}' is {base!r}; expected the path of another config file (relative "
+                "to this one), written before any [section]"
+            )
+        nxt = p.parent / base
+        if not nxt.is_file():
+            raise DeepDrawError(f"{p}: key '{BASE_KEY}' names {base!r}, but {nxt} does not exist")
+        p = nxt
+    merged: dict[str, Any] = {}
+    for data in reversed(layers):
+        merged = _merge(merged, data)
+    return merged, [str(q) for q in chain]
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``section.key=value`` (``--set``) -> (section, key, value). The value is a TOML literal
+    (``3``, ``[1, 2]``, ``true``, ``"text"``); a value that is not one, or any value of a string key,
+    is taken as the bare text (``run.out_dir=runs/x``)."""
+    where = f"--set {text}"
+    name, eq, raw = text.partition("=")
+    sec, dot, key = name.strip().partition(".")
+    if not eq or not dot or not key or "." in key:
+        raise DeepDrawError(f"{where}: expected SECTION.KEY=VALUE, e.g. train.seeds=[1,2]")
+    if sec not in SECTIONS:
+        raise DeepDrawError(f"{where}: unknown section '[{sec}]'{_suggest(sec, list(SECTIONS))}")
+    valid = [f.name for f in dataclasses.fields(SECTIONS[sec])]
+    if key not in valid:
+        raise DeepDrawError(f"{where}: unknown key '{sec}.{key}'{_suggest(key, valid)}")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    if typing.get_type_hints(SECTIONS[sec])[key] is str and not isinstance(value, str):
+        value = raw
+    build_section(sec, {key: value}, where)  # type check, naming the flag
+    return sec, key, value
+
+
+def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Load and validate a TOML config file, its ``base`` chain and ``--set`` overrides.
+
+    ``path`` None: the built-in defaults with the overrides (a config that makes its own dataset, as
+    ``Config()``). The sections given (:attr:`Config.given`: does the config make its own dataset?) are
+    the union over the chain and the overridden sections. Values are checked on the resolved config.
+    """
+    data, chain = read_config_chain(path) if path is not None else ({}, [])
+    sets = [parse_override(t) for t in overrides]
+    data = _merge(data, {})
+    for sec, key, value in sets:
+        data.setdefault(sec, {})[key] = value
+    where = str(path) if path is not None else "<defaults>"
+    if sets:
+        where += " with " + " ".join(f"--set {t}" for t in overrides)
+    cfg = config_from_dict(data, where)
+    cfg.source = str(path) if path is not None else ""
+    cfg.layers = [*chain, *(f"--set {t}" for t in overrides)]
+    if path is None:
+        cfg.given = None
+    return cfg
 
 
 def _choice(key: str, value: str, options: list[str] | tuple[str, ...]) -> None:
@@ -558,7 +663,22 @@ def reference_markdown() -> str:
         "`[muscles]`, `[assembly]`) uses the dataset already in its `run.out_dir` and never makes one",
         "(`docs/report.md`). The",
         "resolved config is stored in every artifact (`config` attribute). Examples: `configs/demo.toml`,",
-        "`configs/paper.toml`. This page is generated from `src/deepdraw/config.py`",
+        "`configs/paper.toml`.",
+        "",
+        '**Composing configs.** A file may start with `base = "other.toml"` (a path relative to the file):',
+        "it inherits every key of that config and overrides those it sets, key by key within a section",
+        "(a list replaces the inherited list). Bases may have bases; a cycle is an error. The sections a",
+        "composed config gives are those of the whole chain (so a base with dataset sections makes the",
+        "config make its dataset). Every command that reads a config also takes",
+        "`--set SECTION.KEY=VALUE` (repeatable, applied last, in order): VALUE is a TOML literal",
+        "(`--set train.seeds=[1,2]`, `--set train.lr=1e-3`, `--set svm.decode=false`), or the bare text",
+        "for a string key (`--set run.out_dir=runs/x`); a `--set` of a dataset key counts as a dataset",
+        "section given. Both are checked like the file (an unknown section or key is an error naming it),",
+        "and the resolved values are what the artifacts and the pipeline's stamps record (the stamps also",
+        "list the files and overrides, `layers`). Example: `configs/paper-zoo.toml` inherits",
+        "`configs/paper-train-best.toml`, which inherits `configs/paper-run.toml`.",
+        "",
+        "This page is generated from `src/deepdraw/config.py`",
         "(`python -c 'import deepdraw.config as c; print(c.reference_markdown())' > docs/config.md`).",
         "",
     ]
