@@ -23,6 +23,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 import tomllib
 import types
 import typing
@@ -50,10 +51,29 @@ class RunConfig:
 class ParallelConfig:
     """How stages run their shards / tasks (see docs/parallel.md)."""
 
-    mode: str = "local"  # "local" (a LocalCluster), "sync" (in-process, for debugging), "scheduler"
-    workers: int = 0  # local worker processes; 0 = one per core
+    mode: str = "local"  # "local" (a LocalCluster), "sync" (in-process, for debugging), "scheduler", "slurm"
+    workers: int = 0  # local worker processes; 0 = one per core (one per GPU when gpus > 0)
     scheduler: str = ""  # address of an existing Dask scheduler (mode "scheduler"), e.g. tcp://host:8786
     memory_limit: str = "2GB"  # per local worker: a size ("2GB", "512MiB"), bytes, or "auto"
+    gpus: int = 0  # GPUs of this machine (local) or of each job (slurm): one worker per GPU, training tasks take one; scheduler: workers declare GPU=1
+    queue: str = ""  # slurm: partition (#SBATCH -p); "" = the cluster's default
+    account: str = ""  # slurm: account charged (#SBATCH -A); "" = none
+    cores: int = 1  # slurm: CPU cores per job (--cpus-per-task)
+    memory: str = "4GB"  # slurm: memory per job (--mem), a size such as "32GB"
+    walltime: str = "01:00:00"  # slurm: time limit per job (-t), [D-]HH:MM:SS
+    jobs: int = 1  # slurm: jobs submitted (each one node's share: cores, memory, gpus)
+    processes: int = 0  # slurm: worker processes per job; 0 = one per GPU, or one per core without GPUs
+    job_directives: list[str] = field(
+        default_factory=list
+    )  # slurm: extra #SBATCH lines, e.g. ["--qos=long", "--constraint=a100"]
+    job_prologue: list[str] = field(
+        default_factory=list
+    )  # slurm: shell lines run before the workers start, e.g. ["module load cuda"]
+    interface: str = (
+        ""  # slurm: network interface of the workers and scheduler (e.g. "ib0"); "" = Dask's default
+    )
+    log_dir: str = ""  # slurm: folder of the job logs (-e/-o); "" = the submit folder
+    python: str = ""  # slurm: command that runs the workers' Python, e.g. "apptainer exec deepdraw.sif python"; "" = this one
 
 
 @dataclass
@@ -536,28 +556,71 @@ def check_run_section(cfg: Config) -> None:
 
 
 def check_parallel_section(cfg: Config) -> None:
-    """Checks of ``[parallel]`` (``memory_limit`` as Dask reads it: "auto", bytes or "2GB")."""
+    """Checks of ``[parallel]`` (sizes as Dask reads them: "auto" for memory_limit, bytes or "2GB")."""
     p = cfg.parallel
-    _choice("parallel.mode", p.mode, ("local", "sync", "scheduler"))
+    _choice("parallel.mode", p.mode, ("local", "sync", "scheduler", "slurm"))
     if p.mode == "scheduler" and not p.scheduler:
         raise DeepDrawError(
             "key 'parallel.scheduler' is empty but parallel.mode is 'scheduler'; expected the "
             "address of a Dask scheduler, e.g. tcp://host:8786"
         )
-    if p.workers < 0:
-        raise DeepDrawError(f"key 'parallel.workers' is {p.workers}; expected 0 (one per core) or more")
-    if p.memory_limit != "auto":
-        from dask.utils import parse_bytes
+    for key in ("workers", "gpus", "processes"):
+        if getattr(p, key) < 0:
+            raise DeepDrawError(f"key 'parallel.{key}' is {getattr(p, key)}; expected 0 or more")
+    _size("parallel.memory_limit", p.memory_limit, auto=True)
+    if p.mode == "slurm":
+        _check_slurm(p)
 
-        try:
-            ok = parse_bytes(p.memory_limit) >= 0
-        except (ValueError, TypeError):
-            ok = False
-        if not ok:
-            raise DeepDrawError(
-                f"key 'parallel.memory_limit' is {p.memory_limit!r}; expected a size such as '2GB', "
-                "'512MiB', a number of bytes, or 'auto'"
-            )
+
+def _size(key: str, value: str, auto: bool = False) -> None:
+    if auto and value == "auto":
+        return
+    from dask.utils import parse_bytes
+
+    try:
+        ok = parse_bytes(value) >= (0 if auto else 1)  # memory_limit 0: no limit, as Dask reads it
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise DeepDrawError(
+            f"key '{key}' is {value!r}; expected a size such as '2GB', '512MiB', a number of bytes"
+            + (", or 'auto'" if auto else "")
+        )
+
+
+_WALLTIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
+
+
+def _check_slurm(p: ParallelConfig) -> None:
+    """The SLURM keys of ``[parallel]`` (mode "slurm"): sizes, the time limit, one worker per GPU."""
+    for key in ("cores", "jobs"):
+        _positive(f"parallel.{key}", getattr(p, key))
+    _size("parallel.memory", p.memory)
+    if not _WALLTIME.match(p.walltime):
+        raise DeepDrawError(
+            f"key 'parallel.walltime' is {p.walltime!r}; expected a SLURM time limit, e.g. '04:00:00' or "
+            "'1-12:00:00'"
+        )
+    if p.gpus and p.processes not in (0, p.gpus):
+        raise DeepDrawError(
+            f"key 'parallel.processes' is {p.processes} but parallel.gpus is {p.gpus}; expected 0 or "
+            f"{p.gpus} (one worker process per GPU)"
+        )
+    n = p.processes or p.gpus or p.cores
+    if n > p.cores:
+        raise DeepDrawError(
+            f"key 'parallel.cores' is {p.cores}, fewer than the {n} worker processes per job; expected at "
+            "least one core per worker"
+        )
+    for key in ("job_directives", "job_prologue"):
+        bad = [x for x in getattr(p, key) if "\n" in x or not x.strip()]
+        if bad:
+            raise DeepDrawError(f"key 'parallel.{key}' holds {bad[0]!r}; expected non-empty one-line entries")
+    if any(d.startswith(("--gres", "--gpus")) for d in p.job_directives) and p.gpus:
+        raise DeepDrawError(
+            "key 'parallel.job_directives' requests GPUs itself, and so does parallel.gpus; expected only "
+            "parallel.gpus (it writes --gres=gpu:N)"
+        )
 
 
 def check_dataset_sections(cfg: Config) -> None:
@@ -650,7 +713,6 @@ def reference_markdown() -> str:
     """``docs/config.md``: every section and key with its default and the comment beside it in the
     source (the test suite checks that the file is up to date)."""
     import inspect
-    import re
 
     lines = [
         "# Configuration reference",
