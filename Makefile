@@ -4,17 +4,22 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deepdraw-installed
 
-.PHONY: install demo test test-fast bench lint format clean
+.PHONY: install lock demo test test-fast bench lint format clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch pinned; the CPU wheel of this version is cached on these machines (pip's find-links)
-	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	# the pinned runtime list shared with the Dockerfile, deepdraw.def and environment.yml
+	# (requirements/lock.py writes it; torch's CPU wheel is cached on these machines: pip's find-links)
+	$(PY) -m pip install --quiet -r requirements/lock.txt
+	$(PY) -m pip install --quiet -c requirements/lock.txt -e ".[dev]"
 	touch $(STAMP)
+
+# after changing dependencies: rewrite requirements/lock.txt from the installed environment
+lock:
+	$(PY) requirements/lock.py
 
 demo: install
 	# the demo's dataset, then the shipped paper-scale models on its test set (configs/demo-zoo.toml),
@@ -30,8 +35,9 @@ bench: install
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks requirements
+	$(VENV)/bin/ruff format --check src tests benchmarks requirements
+	$(VENV)/bin/hadolint Dockerfile
 
 format: install
 	$(VENV)/bin/ruff format src tests benchmarks

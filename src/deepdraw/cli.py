@@ -21,12 +21,13 @@ log = logging.getLogger("deepdraw")
 
 
 def _config(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config) if args.config else Config()
+    sets = getattr(args, "overrides", None) or []
+    cfg = load_config(args.config or None, sets) if args.config or sets else Config()
     if getattr(args, "out", None):
         cfg.run.out_dir = args.out
     if args.quiet:
         cfg.run.quiet = True
-    if hasattr(args, "workers"):
+    if hasattr(args, "scheduler"):  # the parallel flags of _add_config (muscles build has --workers only)
         from .parallel import apply_cli_overrides
 
         cfg.parallel = apply_cli_overrides(cfg.parallel, args.workers, args.scheduler, args.sync)
@@ -45,6 +46,15 @@ def writing(cfg: Config) -> Iterator[None]:
 def _add_config(p: argparse.ArgumentParser, parallel: bool = False) -> None:
     p.add_argument("config", nargs="?", help="TOML config (default: built-in defaults)")
     p.add_argument("--out", help="output folder (overrides run.out_dir)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config key (repeatable); VALUE is a TOML literal or bare text, "
+        "e.g. --set train.seeds=[1,2] --set run.out_dir=runs/x",
+    )
     if parallel:
         g = p.add_argument_group("parallel execution")
         g.add_argument("--workers", type=int, help="local Dask worker processes (default: one per core)")

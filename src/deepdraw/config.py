@@ -23,6 +23,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 import tomllib
 import types
 import typing
@@ -50,10 +51,29 @@ class RunConfig:
 class ParallelConfig:
     """How stages run their shards / tasks (see docs/parallel.md)."""
 
-    mode: str = "local"  # "local" (a LocalCluster), "sync" (in-process, for debugging), "scheduler"
-    workers: int = 0  # local worker processes; 0 = one per core
+    mode: str = "local"  # "local" (a LocalCluster), "sync" (in-process, for debugging), "scheduler", "slurm"
+    workers: int = 0  # local worker processes; 0 = one per core (one per GPU when gpus > 0)
     scheduler: str = ""  # address of an existing Dask scheduler (mode "scheduler"), e.g. tcp://host:8786
     memory_limit: str = "2GB"  # per local worker: a size ("2GB", "512MiB"), bytes, or "auto"
+    gpus: int = 0  # GPUs of this machine (local) or of each job (slurm): one worker per GPU, training tasks take one; scheduler: workers declare GPU=1
+    queue: str = ""  # slurm: partition (#SBATCH -p); "" = the cluster's default
+    account: str = ""  # slurm: account charged (#SBATCH -A); "" = none
+    cores: int = 1  # slurm: CPU cores per job (--cpus-per-task)
+    memory: str = "4GB"  # slurm: memory per job (--mem), a size such as "32GB"
+    walltime: str = "01:00:00"  # slurm: time limit per job (-t), [D-]HH:MM:SS
+    jobs: int = 1  # slurm: jobs submitted (each one node's share: cores, memory, gpus)
+    processes: int = 0  # slurm: worker processes per job; 0 = one per GPU, or one per core without GPUs
+    job_directives: list[str] = field(
+        default_factory=list
+    )  # slurm: extra #SBATCH lines, e.g. ["--qos=long", "--constraint=a100"]
+    job_prologue: list[str] = field(
+        default_factory=list
+    )  # slurm: shell lines run before the workers start, e.g. ["module load cuda"]
+    interface: str = (
+        ""  # slurm: network interface of the workers and scheduler (e.g. "ib0"); "" = Dask's default
+    )
+    log_dir: str = ""  # slurm: folder of the job logs (-e/-o); "" = the submit folder
+    python: str = ""  # slurm: command that runs the workers' Python, e.g. "apptainer exec deepdraw.sif python"; "" = this one
 
 
 @dataclass
@@ -295,7 +315,10 @@ class Config:
     tuning: TuningConfig = field(default_factory=TuningConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     source: str = ""  # the TOML file it came from ("" = defaults)
-    given: list[str] | None = None  # sections present in that file (None = not from a file)
+    given: list[str] | None = (
+        None  # sections present in that file, its bases or --set (None = not from a file)
+    )
+    layers: list[str] = field(default_factory=list)  # the file, its base chain, then each "--set" applied
 
     def to_dict(self, sections: list[str] | None = None) -> dict[str, Any]:
         """The resolved config as plain data (optionally only some sections)."""
@@ -306,6 +329,13 @@ class Config:
         """sha256 of the named sections (what a stage's outputs depend on)."""
         blob = json.dumps(self.to_dict(sections), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
+
+    def origin(self) -> str:
+        """Where the values came from: the file, its bases and the ``--set`` overrides ("defaults")."""
+        files = [Path(x).name for x in self.layers if not x.startswith("--set ")]
+        sets = [x for x in self.layers if x.startswith("--set ")]
+        text = " <- ".join(files) or (Path(self.source).name if self.source else "defaults")
+        return " ".join([text, *sets])
 
     @property
     def out_dir(self) -> Path:
@@ -381,16 +411,111 @@ def config_from_dict(data: dict[str, Any], where: str = "<config>") -> Config:
     return cfg
 
 
-def load_config(path: str | Path) -> Config:
-    """Load and validate a TOML config file."""
-    p = Path(path)
-    if not p.exists():
+BASE_KEY = "base"
+"""Top-level key of a config file naming the config it inherits (a path relative to the file)."""
+
+
+def _read_toml(p: Path) -> dict[str, Any]:
+    if not p.is_file():
         raise DeepDrawError(f"{p}: config file not found")
     try:
-        data = tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
         raise DeepDrawError(f"{p}: not valid TOML: {e}") from None
-    return config_from_dict(data, str(p))
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, key by key within each section (lists replace, never concatenate)."""
+    out = {sec: dict(values) for sec, values in base.items()}
+    for sec, values in top.items():
+        out.setdefault(sec, {}).update(values)
+    return out
+
+
+def read_config_chain(path: str | Path) -> tuple[dict[str, Any], list[str]]:
+    """The sections of ``path`` merged over those of its ``base`` chain, and the files of the chain
+    (``path`` first). Each file is checked on its own (unknown sections and keys, types), so an error
+    names the file that holds the bad key; a cycle of ``base`` names is an error."""
+    chain: list[Path] = []
+    layers: list[dict[str, Any]] = []
+    p = Path(path)
+    while True:
+        if any(p.resolve() == q.resolve() for q in chain):
+            loop = " -> ".join(str(q) for q in [*chain, p])
+            raise DeepDrawError(f"{chain[-1]}: key '{BASE_KEY}' makes a cycle ({loop}); expected a chain")
+        data = _read_toml(p)
+        chain.append(p)
+        base = data.pop(BASE_KEY, None)
+        for sec, values in data.items():
+            if sec not in SECTIONS:
+                raise DeepDrawError(f"{p}: unknown section '[{sec}]'{_suggest(sec, [*SECTIONS, BASE_KEY])}")
+            if not isinstance(values, dict):
+                raise DeepDrawError(f"{p}: '{sec}' must be a [section] table")
+            build_section(sec, values, str(p))
+        layers.append(data)
+        if base is None:
+            break
+        if not isinstance(base, str) or not base:
+            raise DeepDrawError(
+                f"{p}: key '{BASE_KEY}' is {base!r}; expected the path of another config file (relative "
+                "to this one), written before any [section]"
+            )
+        nxt = p.parent / base
+        if not nxt.is_file():
+            raise DeepDrawError(f"{p}: key '{BASE_KEY}' names {base!r}, but {nxt} does not exist")
+        p = nxt
+    merged: dict[str, Any] = {}
+    for data in reversed(layers):
+        merged = _merge(merged, data)
+    return merged, [str(q) for q in chain]
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``section.key=value`` (``--set``) -> (section, key, value). The value is a TOML literal
+    (``3``, ``[1, 2]``, ``true``, ``"text"``); a value that is not one, or any value of a string key,
+    is taken as the bare text (``run.out_dir=runs/x``)."""
+    where = f"--set {text}"
+    name, eq, raw = text.partition("=")
+    sec, dot, key = name.strip().partition(".")
+    if not eq or not dot or not key or "." in key:
+        raise DeepDrawError(f"{where}: expected SECTION.KEY=VALUE, e.g. train.seeds=[1,2]")
+    if sec not in SECTIONS:
+        raise DeepDrawError(f"{where}: unknown section '[{sec}]'{_suggest(sec, list(SECTIONS))}")
+    valid = [f.name for f in dataclasses.fields(SECTIONS[sec])]
+    if key not in valid:
+        raise DeepDrawError(f"{where}: unknown key '{sec}.{key}'{_suggest(key, valid)}")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    if typing.get_type_hints(SECTIONS[sec])[key] is str and not isinstance(value, str):
+        value = raw
+    build_section(sec, {key: value}, where)  # type check, naming the flag
+    return sec, key, value
+
+
+def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Load and validate a TOML config file, its ``base`` chain and ``--set`` overrides.
+
+    ``path`` None: the built-in defaults with the overrides (a config that makes its own dataset, as
+    ``Config()``). The sections given (:attr:`Config.given`: does the config make its own dataset?) are
+    the union over the chain and the overridden sections. Values are checked on the resolved config.
+    """
+    data, chain = read_config_chain(path) if path is not None else ({}, [])
+    sets = [parse_override(t) for t in overrides]
+    data = _merge(data, {})
+    for sec, key, value in sets:
+        data.setdefault(sec, {})[key] = value
+    where = str(path) if path is not None else "<defaults>"
+    if sets:
+        where += " with " + " ".join(f"--set {t}" for t in overrides)
+    cfg = config_from_dict(data, where)
+    cfg.source = str(path) if path is not None else ""
+    cfg.layers = [*chain, *(f"--set {t}" for t in overrides)]
+    if path is None:
+        cfg.given = None
+    return cfg
 
 
 def _choice(key: str, value: str, options: list[str] | tuple[str, ...]) -> None:
@@ -431,28 +556,71 @@ def check_run_section(cfg: Config) -> None:
 
 
 def check_parallel_section(cfg: Config) -> None:
-    """Checks of ``[parallel]`` (``memory_limit`` as Dask reads it: "auto", bytes or "2GB")."""
+    """Checks of ``[parallel]`` (sizes as Dask reads them: "auto" for memory_limit, bytes or "2GB")."""
     p = cfg.parallel
-    _choice("parallel.mode", p.mode, ("local", "sync", "scheduler"))
+    _choice("parallel.mode", p.mode, ("local", "sync", "scheduler", "slurm"))
     if p.mode == "scheduler" and not p.scheduler:
         raise DeepDrawError(
             "key 'parallel.scheduler' is empty but parallel.mode is 'scheduler'; expected the "
             "address of a Dask scheduler, e.g. tcp://host:8786"
         )
-    if p.workers < 0:
-        raise DeepDrawError(f"key 'parallel.workers' is {p.workers}; expected 0 (one per core) or more")
-    if p.memory_limit != "auto":
-        from dask.utils import parse_bytes
+    for key in ("workers", "gpus", "processes"):
+        if getattr(p, key) < 0:
+            raise DeepDrawError(f"key 'parallel.{key}' is {getattr(p, key)}; expected 0 or more")
+    _size("parallel.memory_limit", p.memory_limit, auto=True)
+    if p.mode == "slurm":
+        _check_slurm(p)
 
-        try:
-            ok = parse_bytes(p.memory_limit) >= 0
-        except (ValueError, TypeError):
-            ok = False
-        if not ok:
-            raise DeepDrawError(
-                f"key 'parallel.memory_limit' is {p.memory_limit!r}; expected a size such as '2GB', "
-                "'512MiB', a number of bytes, or 'auto'"
-            )
+
+def _size(key: str, value: str, auto: bool = False) -> None:
+    if auto and value == "auto":
+        return
+    from dask.utils import parse_bytes
+
+    try:
+        ok = parse_bytes(value) >= (0 if auto else 1)  # memory_limit 0: no limit, as Dask reads it
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise DeepDrawError(
+            f"key '{key}' is {value!r}; expected a size such as '2GB', '512MiB', a number of bytes"
+            + (", or 'auto'" if auto else "")
+        )
+
+
+_WALLTIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
+
+
+def _check_slurm(p: ParallelConfig) -> None:
+    """The SLURM keys of ``[parallel]`` (mode "slurm"): sizes, the time limit, one worker per GPU."""
+    for key in ("cores", "jobs"):
+        _positive(f"parallel.{key}", getattr(p, key))
+    _size("parallel.memory", p.memory)
+    if not _WALLTIME.match(p.walltime):
+        raise DeepDrawError(
+            f"key 'parallel.walltime' is {p.walltime!r}; expected a SLURM time limit, e.g. '04:00:00' or "
+            "'1-12:00:00'"
+        )
+    if p.gpus and p.processes not in (0, p.gpus):
+        raise DeepDrawError(
+            f"key 'parallel.processes' is {p.processes} but parallel.gpus is {p.gpus}; expected 0 or "
+            f"{p.gpus} (one worker process per GPU)"
+        )
+    n = p.processes or p.gpus or p.cores
+    if n > p.cores:
+        raise DeepDrawError(
+            f"key 'parallel.cores' is {p.cores}, fewer than the {n} worker processes per job; expected at "
+            "least one core per worker"
+        )
+    for key in ("job_directives", "job_prologue"):
+        bad = [x for x in getattr(p, key) if "\n" in x or not x.strip()]
+        if bad:
+            raise DeepDrawError(f"key 'parallel.{key}' holds {bad[0]!r}; expected non-empty one-line entries")
+    if any(d.startswith(("--gres", "--gpus")) for d in p.job_directives) and p.gpus:
+        raise DeepDrawError(
+            "key 'parallel.job_directives' requests GPUs itself, and so does parallel.gpus; expected only "
+            "parallel.gpus (it writes --gres=gpu:N)"
+        )
 
 
 def check_dataset_sections(cfg: Config) -> None:
@@ -545,7 +713,6 @@ def reference_markdown() -> str:
     """``docs/config.md``: every section and key with its default and the comment beside it in the
     source (the test suite checks that the file is up to date)."""
     import inspect
-    import re
 
     lines = [
         "# Configuration reference",
@@ -558,7 +725,22 @@ def reference_markdown() -> str:
         "`[muscles]`, `[assembly]`) uses the dataset already in its `run.out_dir` and never makes one",
         "(`docs/report.md`). The",
         "resolved config is stored in every artifact (`config` attribute). Examples: `configs/demo.toml`,",
-        "`configs/paper.toml`. This page is generated from `src/deepdraw/config.py`",
+        "`configs/paper.toml`.",
+        "",
+        '**Composing configs.** A file may start with `base = "other.toml"` (a path relative to the file):',
+        "it inherits every key of that config and overrides those it sets, key by key within a section",
+        "(a list replaces the inherited list). Bases may have bases; a cycle is an error. The sections a",
+        "composed config gives are those of the whole chain (so a base with dataset sections makes the",
+        "config make its dataset). Every command that reads a config also takes",
+        "`--set SECTION.KEY=VALUE` (repeatable, applied last, in order): VALUE is a TOML literal",
+        "(`--set train.seeds=[1,2]`, `--set train.lr=1e-3`, `--set svm.decode=false`), or the bare text",
+        "for a string key (`--set run.out_dir=runs/x`); a `--set` of a dataset key counts as a dataset",
+        "section given. Both are checked like the file (an unknown section or key is an error naming it),",
+        "and the resolved values are what the artifacts and the pipeline's stamps record (the stamps also",
+        "list the files and overrides, `layers`). Example: `configs/paper-zoo.toml` inherits",
+        "`configs/paper-train-best.toml`, which inherits `configs/paper-run.toml`.",
+        "",
+        "This page is generated from `src/deepdraw/config.py`",
         "(`python -c 'import deepdraw.config as c; print(c.reference_markdown())' > docs/config.md`).",
         "",
     ]

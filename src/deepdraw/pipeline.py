@@ -388,7 +388,7 @@ def _run(cfg: Config, names: list[str], force: bool) -> dict[str, dict]:
         done_p, started_p = _stamp(cfg, name, "done"), _stamp(cfg, name, "started")
         config = _stage_config(cfg, st)
         after = {a: stage_digest(cfg, a, memo) for a in st.after}
-        _write(started_p, {"digest": d, "config": config, "after": after})
+        _write(started_p, {"digest": d, "config": config, "after": after, "layers": cfg.layers})
         if done_p.exists():
             done_p.unlink()
         log.info("[%s] running", name)
@@ -398,6 +398,7 @@ def _run(cfg: Config, names: list[str], force: bool) -> dict[str, dict]:
             "digest": d,
             "config": config,
             "after": after,
+            "layers": cfg.layers,
             "inputs": _fingerprint(cfg, _inputs(cfg, st)),
             "wall_s": round(time.perf_counter() - t0, 3),
             "peak_rss_mb": round(_peak_mb(), 1),

@@ -403,6 +403,7 @@ def _train_job(jobs: list[tuple]) -> list[dict]:
     from deepdraw.nn.group import train_group
     from deepdraw.nn.train import train_model
 
+    jobs = [(run, _on_task_device(tc), out_dir) for run, tc, out_dir in jobs]
     done: dict[int, dict] = {}
     todo = []
     for i, (run, tc, _) in enumerate(jobs):
@@ -423,12 +424,26 @@ def _train_job(jobs: list[tuple]) -> list[dict]:
     ]
 
 
+def _on_task_device(tc):
+    """``tc`` on the GPU that the Dask worker running this task owns (:func:`deepdraw.parallel.task_device`),
+    when ``[train] device`` is "auto" or "cuda"; unchanged outside such a task."""
+    import dataclasses
+
+    from deepdraw.parallel import task_device
+
+    device = task_device()
+    if device is None or tc.device not in (None, "cuda"):
+        return tc
+    return dataclasses.replace(tc, device=device)
+
+
 def _zoo_job(jobs: list[tuple]) -> list[dict]:
     """Install the shipped models of ``jobs`` (``[train] source = "zoo"``); their summary rows."""
     from deepdraw.zoo.install import install_run
 
     rows = []
     for run, tc, out_dir in jobs:
+        tc = _on_task_device(tc)
         metrics = install_run(
             run.name, run.directory, tc.test_path, device=tc.device, batch_size=tc.eval_batch_size
         )
@@ -504,8 +519,8 @@ def run_train(
 ) -> pd.DataFrame:
     """Train every planned run (see :func:`planned_runs`) and write the summary table.
 
-    Runs go in order in this process (torch uses the cores), or as Dask tasks when
-    ``parallel.mode == "scheduler"``. Returns the table written to ``summary_path`` (default
+    Runs go in order in this process (torch uses the cores), or as Dask tasks with ``parallel.mode``
+    "scheduler" or "slurm", or "local" with ``parallel.gpus`` (one worker per GPU; each task takes one). Returns the table written to ``summary_path`` (default
     ``models/summary.csv``), columns :data:`SUMMARY_COLUMNS`; ``checkpoint`` is relative to ``run.out_dir``.
     """
     check_train_section(cfg)
@@ -513,7 +528,8 @@ def run_train(
     rp = RunPaths.of(cfg)
     _require_data(rp)
     quiet = cfg.run.quiet
-    distributed = cfg.parallel.mode == "scheduler"
+    p = cfg.parallel
+    distributed = p.mode in ("scheduler", "slurm") or (p.mode == "local" and p.gpus > 0)
     if cfg.train.source == "zoo":
         n_req = len(models or cfg.train.models) * len(cfg.train.tasks) * len(cfg.train.seeds)
         if len(runs) < n_req:
@@ -537,7 +553,7 @@ def run_train(
     job = _zoo_job if zoo else _train_job
     if distributed:
         with executor(cfg.parallel, quiet) as ex:
-            results = ex.map(job, groups, desc="train")
+            results = ex.map(job, groups, desc="train", gpu=True)
     else:
         results = [job(g) for g in tqdm(groups, desc="train", unit="group", disable=quiet)]
     table = pd.DataFrame([row for rows in results for row in rows], columns=SUMMARY_COLUMNS)
@@ -709,6 +725,11 @@ def _search_task(job: _SearchJob) -> dict:
     from deepdraw.nn.train import TrainConfig, evaluate, train_model
 
     out = Path(job.out_dir)
+    device = job.device
+    if device in (None, "cuda"):
+        from deepdraw.parallel import task_device
+
+        device = task_device() or device
     prev = torch.get_num_threads()
     try:
         tc = TrainConfig(
@@ -725,7 +746,7 @@ def _search_task(job: _SearchJob) -> dict:
             min_epochs=job.min_epochs,
             schedule=job.schedule,
             val_fraction=job.val_fraction,
-            device=job.device,
+            device=device,
             target_alignment=job.target_alignment,
             num_threads=1,
             quiet=True,
@@ -735,7 +756,7 @@ def _search_task(job: _SearchJob) -> dict:
         if done.get("name") == job.name and done.get("epochs") is not None:
             return done
         m = train_model(tc).metrics
-        tr = evaluate(out / "best.pt", job.train_path, rows=(0, int(m["n_train"])), device=job.device)
+        tr = evaluate(out / "best.pt", job.train_path, rows=(0, int(m["n_train"])), device=device)
     finally:
         torch.set_num_threads(prev)
     model = build_model(job.name, "art")
@@ -842,7 +863,7 @@ def run_search(cfg: Config, seeds: bool = True) -> pd.DataFrame:
             )
     logger.info("search: %d candidates (%s)", len(jobs), ", ".join(families))
     with executor(cfg.parallel, cfg.run.quiet) as ex:
-        rows = ex.map(_search_task, jobs, desc="search")
+        rows = ex.map(_search_task, jobs, desc="search", gpu=True)
     table = pd.DataFrame(rows, columns=SEARCH_COLUMNS)
     best = best_per_family(table, cfg.search.select_by)
     table["best"] = table["name"].isin(set(best["name"]))

@@ -1251,7 +1251,7 @@ def _render(
     parts.append(f"<h1>{_esc(title)}</h1>")
     parts.append(
         f'<p class="sub">Run folder <code>{_esc(run.rp.root.name)}</code> · config '
-        f"<code>{_esc(Path(cfg.source).name if cfg.source else 'defaults')}</code> · seed {cfg.run.seed} · "
+        f"<code>{_esc(cfg.origin())}</code> · seed {cfg.run.seed} · "
         f"re-implementation of Sandbrink, Mamidanna et al., eLife 2023 (DeepDraw)</p>"
     )
     parts.append(
