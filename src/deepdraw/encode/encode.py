@@ -181,6 +181,7 @@ def encode_files(files: list[str | os.PathLike], cfg: Config, out: Path, overwri
     lengths = np.array([len(m.muscles) for m in movs], dtype=np.int64)
     jm = [(i, a, f, s) for i, m in enumerate(movs) for a, f, s in m.jumps]
     arrays["movement_frames"] = lengths
+    arrays["movement_t0"] = np.array([r.time[0] if r.time is not None else 0.0 for r in recs], np.float64)
     arrays["jumps/movement"] = np.array([j[0] for j in jm], dtype=np.int64)
     arrays["jumps/muscle"] = np.array([j[1] for j in jm], dtype=np.int64)
     arrays["jumps/frame"] = np.array([j[2] for j in jm], dtype=np.int64)

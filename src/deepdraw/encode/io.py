@@ -119,7 +119,9 @@ def read_csv(p: Path) -> list[Recording]:
             continue
         key = row[m_col].strip() if m_col is not None else p.stem
         if key in blocks and blocks[key][-1] != r - 1 and m_col is not None:
-            raise DeepDrawError(f"{p}: line {r}: movement '{key}' continues after other rows; expected one block")
+            raise DeepDrawError(
+                f"{p}: line {r}: movement '{key}' continues after other rows; expected one block"
+            )
         blocks.setdefault(key, []).append(r)
     out = []
     for key, lines in blocks.items():

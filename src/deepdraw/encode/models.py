@@ -60,7 +60,9 @@ def run_models(encoded: Path, cfg: Config, out_dir: Path, overwrite: bool = Fals
 
     entries = list(cfg.encode.models) or zoo.available()
     if not entries:
-        raise DeepDrawError("encode.models is empty and the zoo has no model; expected a name or a checkpoint")
+        raise DeepDrawError(
+            "encode.models is empty and the zoo has no model; expected a name or a checkpoint"
+        )
     with h5py.File(encoded, "r") as f:
         n = int(f["spindle_info"].shape[0])
     inputs = {encoded.name: store.file_sha256(encoded)}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dataset.arm import UPPER_ARM_CM, FOREARM_CM
+from ..dataset.arm import FOREARM_CM, UPPER_ARM_CM
 from ..errors import DeepDrawError
 from .io import UNITS_CM, Recording
 
@@ -115,7 +115,9 @@ def units_factor(rec: Recording, units: str) -> float:
     return UNITS_CM[u]
 
 
-def to_world(p: np.ndarray, factor: float, axes: list[str], origin_cm: list[float], scale: float) -> np.ndarray:
+def to_world(
+    p: np.ndarray, factor: float, axes: list[str], origin_cm: list[float], scale: float
+) -> np.ndarray:
     """Lab positions (T, 3) -> world frame {W} (T, 3) cm (module docstring)."""
     if len(origin_cm) != 3:
         raise DeepDrawError(f"encode.origin_cm: {origin_cm}; expected three numbers (cm)")
@@ -160,7 +162,9 @@ def windows(T: int, n_frames: int = 320, overlap: int = 160, onset: int = -1) ->
     if T <= n_frames:
         o = (n_frames - T) // 2 if onset < 0 else int(onset)
         if o + T > n_frames:
-            raise DeepDrawError(f"encode.onset = {onset}: a movement of {T} frames does not fit in {n_frames}")
+            raise DeepDrawError(
+                f"encode.onset = {onset}: a movement of {T} frames does not fit in {n_frames}"
+            )
         return [(0, T, o)]
     if not 0 <= overlap < n_frames:
         raise DeepDrawError(f"encode.overlap = {overlap}; expected 0 <= overlap < {n_frames}")
