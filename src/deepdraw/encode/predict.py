@@ -84,7 +84,11 @@ def run_predict(encode_dir: str | os.PathLike, neural: str | os.PathLike, cfg: C
     pc = cfg.predict
     folder = Path(encode_dir)
     enc_path = folder / "encoded.h5"
-    with store.open_artifact(enc_path, kind="encoded") as enc:
+    from .encode import ENCODED_SCHEMA
+
+    schema = {k: ENCODED_SCHEMA[k] for k in ("movement", "first_frame", "start_id", "end_id", "masked",
+                                               "movement_frames", "movement_t0")}  # fmt: skip
+    with store.open_artifact(enc_path, kind="encoded", schema=schema) as enc:
         names = json.loads(enc.attrs["movement_names"])
         frames, t0, dt = enc["movement_frames"][()], enc["movement_t0"][()], float(enc.attrs["dt"])
         win, pos, mov, fr = frame_map(enc)
