@@ -29,6 +29,16 @@ import numpy as np
 from ..dataset.assemble import MUSCLES
 from ..errors import DeepDrawError
 
+
+def pynwb_reader(p):
+    """pynwb's reader, or an error saying how to install it."""
+    try:
+        from pynwb import NWBHDF5IO
+    except ImportError:
+        raise DeepDrawError(f"{p}: reading NWB needs pynwb: pip install 'deepdraw[nwb]'") from None
+    return NWBHDF5IO
+
+
 JOINTS = ("elv_angle", "shoulder_elv", "shoulder_rot", "elbow_flexion")
 """Joint-angle columns (deg), in the order of ``joint_coords``."""
 KINDS = {"hand": ("x", "y", "z"), "joints": JOINTS, "muscles": tuple(MUSCLES)}
@@ -238,7 +248,7 @@ def _nwb_series(nwb, p: Path, name: str):
 
 def read_nwb(p: Path, name: str = "", by_trials: bool = True) -> list[Recording]:
     """A ``SpatialSeries`` of an NWB file, one movement per trial (or the whole series)."""
-    from pynwb import NWBHDF5IO
+    NWBHDF5IO = pynwb_reader(p)
 
     with NWBHDF5IO(str(p), "r") as io:
         nwb = io.read()

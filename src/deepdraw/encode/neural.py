@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeepDrawError
+from .io import pynwb_reader
 
 
 def bin_spikes(spikes: list[np.ndarray], t0: np.ndarray, frames: np.ndarray, dt: float) -> np.ndarray:
@@ -37,7 +38,7 @@ def bin_spikes(spikes: list[np.ndarray], t0: np.ndarray, frames: np.ndarray, dt:
 
 def read_nwb_units(p: Path, t0: np.ndarray, frames: np.ndarray, dt: float) -> tuple[np.ndarray, list[str]]:
     """Spike counts of the ``Units`` table of NWB file ``p`` on the movements' frames."""
-    from pynwb import NWBHDF5IO
+    NWBHDF5IO = pynwb_reader(p)
 
     with NWBHDF5IO(str(p), "r") as io:
         nwb = io.read()
