@@ -298,3 +298,19 @@ def test_cli_encode_and_its_error_exit(pcrt, tmp_path, capsys):
         main(["-q", "encode", str(tmp_path / "m.csv"), "--out", str(tmp_path / "p"), "--no-activations"]) == 2
     )
     assert "m.csv, movement 'm'" in capsys.readouterr().err
+
+
+def test_hdf5_movements_with_rate_and_units_attributes_equal_the_csv(pcrt, tmp_path):
+    _, data, jumps = pcrt
+    i = next(k for k in range(len(data["start_id"])) if k not in jumps)
+    _, _, hand = _movement(data, i)
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        d = f.create_dataset("movements/reach1", data=_lab(hand) / 10.0)  # cm
+        d.attrs["units"] = "cm"
+        f.attrs["rate_hz"] = 1 / 0.015
+    _write_csv(tmp_path / "m.csv", np.arange(len(hand)) * 0.015, _lab(hand), "xyz")
+    a = encode_files([tmp_path / "m.h5"], _cfg(units=""), tmp_path / "a.h5")
+    b = encode_files([tmp_path / "m.csv"], _cfg(), tmp_path / "b.h5")
+    with h5py.File(a, "r") as f, h5py.File(b, "r") as g:
+        assert json.loads(f.attrs["movement_names"]) == ["m.h5:reach1"]
+        np.testing.assert_allclose(f["spindle_info"][()], g["spindle_info"][()], atol=1e-3)

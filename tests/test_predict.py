@@ -211,3 +211,21 @@ def test_predict_cli_on_hdf5_neurons_and_a_length_mismatch(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "short.npy" in err and "1200 frames" in err
+
+
+def test_frames_take_the_most_central_window_and_masked_windows_are_left_out(tmp_path):
+    from deepdraw.encode.predict import frame_map
+
+    # movement 0: 500 frames in windows at 0 and 180 (overlap 140); movement 1: 100 frames, masked
+    with h5py.File(tmp_path / "e.h5", "w") as f:
+        for k, v in {
+            "movement": [0, 0, 1], "first_frame": [0, 180, 0], "start_id": [0, 0, 110], "end_id": [320, 320, 210],
+            "masked": [0, 0, 1], "movement_frames": [500, 100],
+        }.items():  # fmt: skip
+            f[k] = np.asarray(v)
+        win, pos, mov, fr = frame_map(f)
+    assert len(win) == 600 and (mov[:500] == 0).all() and (fr[500:] == np.arange(100)).all()
+    assert (win[500:] == -1).all()  # masked
+    # frames 180..319 are in both windows: the first half of the overlap (up to 249) from window 0
+    assert (win[:250] == 0).all() and (win[251:500] == 1).all()
+    assert (pos[300:500] == np.arange(300, 500) - 180).all()
