@@ -32,12 +32,13 @@ def heatmap_figure(summary: pd.DataFrame, path: Path) -> Path:
     grid = np.full((len(models), L), np.nan)
     for r in summary.itertuples():
         grid[models.index(r.model), int(r.layer_index)] = r.median
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * L, 1.0 + 0.35 * len(models)), layout="constrained")
+    names = summary.drop_duplicates("layer_index").set_index("layer_index")["layer"]
+    fig, ax = plt.subplots(figsize=(4.5 + 0.75 * L, 1.4 + 0.35 * len(models)), layout="constrained")
     im = ax.imshow(grid, aspect="auto", cmap="viridis")
-    ax.set_yticks(range(len(models)), [m[-48:] for m in models], fontsize=7)
-    ax.set_xticks(range(L), [f"L{i}" for i in range(L)])
-    ax.set_xlabel("layer (0 = input)")
-    fig.colorbar(im, ax=ax, label="median explained variance")
+    ax.set_yticks(range(len(models)), [m if len(m) <= 44 else "..." + m[-41:] for m in models], fontsize=7)
+    ax.set_xticks(range(L), [str(names.get(i, i)) for i in range(L)], rotation=30, fontsize=8)
+    ax.set_xlabel("layer")
+    fig.colorbar(im, ax=ax, label="median EV")
     ax.set_title("neurons predicted from each layer (cross-validated)", fontsize=9)
     return _save(fig, path)
 
