@@ -229,3 +229,27 @@ def test_frames_take_the_most_central_window_and_masked_windows_are_left_out(tmp
     # frames 180..319 are in both windows: the first half of the overlap (up to 249) from window 0
     assert (win[:250] == 0).all() and (win[251:500] == 1).all()
     assert (pos[300:500] == np.arange(300, 500) - 180).all()
+
+
+def test_split_half_noise_ceiling_of_repeated_trials(tmp_path):
+    from deepdraw.encode.neural import split_half_ceiling
+
+    rng = np.random.default_rng(4)
+    R, n, N = 8, 4000, 5
+    signal = rng.standard_normal((n, N)) * np.array([0.5, 1.0, 1.5, 2.0, 3.0])
+    trials = signal + rng.standard_normal((R, n, N)) * 2.0
+    # the repeatable share of the trial average's variance: var(s) / (var(s) + σ² / R)
+    want = signal.var(0) / (signal.var(0) + 4.0 / R)
+    np.testing.assert_allclose(split_half_ceiling(trials), want, atol=0.04)
+    # through predict: repeats of a planted population -> a ceiling per neuron next to its EV
+    acts = synthetic_encode_dir(tmp_path, rng, n_mov=6, T=200, models=("A",))
+    _, lam = planted(rng, acts["A"]["L1"][:, 10:210].reshape(-1, 30), 6)
+    with h5py.File(tmp_path / "rep.h5", "w") as f:
+        f["repeats"] = rng.poisson(np.broadcast_to(lam, (4, *lam.shape))).astype(float)
+    cfg = Config()
+    cfg.run.quiet, cfg.predict.figures, cfg.predict.folds = True, False, 3
+    run_predict(tmp_path, tmp_path / "rep.h5", cfg, tmp_path / "p")
+    df = pd.read_csv(tmp_path / "p" / "predict.csv")
+    best = df[df["layer"] == "L1"]
+    assert best["noise_ceiling"].between(0.3, 1).all()
+    assert (best["ev"] <= best["noise_ceiling"] + 0.05).all()  # no better than repeatable

@@ -7,8 +7,10 @@ of each neuron at every 15 ms frame of every encoded movement, movements in the 
 * NPY: ``(frames, neurons)`` (the movements' frames one after the other) or ``(movements, T, neurons)``
   (NaN rows past each movement's end);
 * HDF5: ``neurons/<movement>`` datasets ``(T_m, neurons)`` named as the movements (the part after
-  ``file:`` in ``movement_names``), or one dataset ``counts`` ``(frames, neurons)``; optional
-  attribute ``neuron_names`` (JSON list);
+  ``file:`` in ``movement_names``), or one dataset ``counts`` ``(frames, neurons)``, or ``repeats``
+  ``(R, frames, neurons)``: R repeated trials of the same movements (the mean is predicted, and
+  :func:`split_half_ceiling` gives each neuron's noise ceiling); optional attribute ``neuron_names``
+  (JSON list);
 * NWB: the ``Units`` table's spike times, counted in 15 ms bins centred on each frame of each trial's
   movement (frame ``k`` of a movement whose first sample is at ``t0`` counts the spikes in
   ``[t0 + (k - 1/2) dt, t0 + (k + 1/2) dt)``); the movements must come from the same file's trials
@@ -98,6 +100,8 @@ def _read_h5(p: Path, names: list[str], frames: np.ndarray) -> tuple[np.ndarray,
         ids = json.loads(f.attrs["neuron_names"]) if "neuron_names" in f.attrs else None
         if "counts" in f:
             return f["counts"][()].astype(np.float64), ids
+        if "repeats" in f:
+            return f["repeats"][()].astype(np.float64).mean(axis=0), ids
         if "neurons" not in f:
             raise DeepDrawError(f"{p}: no 'counts' dataset and no 'neurons/' group (docs/formats.md)")
         parts = []
@@ -109,3 +113,33 @@ def _read_h5(p: Path, names: list[str], frames: np.ndarray) -> tuple[np.ndarray,
                 raise DeepDrawError(f"{p}: 'neurons/{n}' has shape {d.shape}; expected ({T} frames, neurons)")
             parts.append(d)
         return np.concatenate(parts), ids
+
+
+def read_repeats(path: str | os.PathLike) -> np.ndarray | None:
+    """The ``repeats`` (R, frames, neurons) of an HDF5 neural file, or None (other formats, or absent)."""
+    p = Path(path)
+    if p.suffix.lower() not in (".h5", ".hdf5"):
+        return None
+    import h5py
+
+    with h5py.File(p, "r") as f:
+        if "repeats" not in f or "counts" in f or "neurons" in f:
+            return None
+        r = f["repeats"][()].astype(np.float64)
+    if r.ndim != 3 or r.shape[0] < 2:
+        raise DeepDrawError(f"{p}: 'repeats' has shape {r.shape}; expected (R >= 2 trials, frames, neurons)")
+    return r
+
+
+def split_half_ceiling(repeats: np.ndarray) -> np.ndarray:
+    """Noise ceiling per neuron of the trial-averaged response, from (R, frames, neurons) repeats.
+
+    The correlation ``r`` over frames between the means of the odd and of the even trials, stepped up to
+    all R trials by Spearman-Brown, ``2r / (1 + r)``: the share of the trial average's variance that is
+    repeatable, the most explained variance a model of the average can reach (NaN for a silent neuron).
+    """
+    a, b = repeats[0::2].mean(0), repeats[1::2].mean(0)
+    a, b = a - a.mean(0), b - b.mean(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
+        return 2 * r / (1 + r)

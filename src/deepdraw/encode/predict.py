@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .. import store
 from ..config import Config
 from ..errors import DeepDrawError
-from .neural import read_neurons
+from .neural import read_neurons, read_repeats, split_half_ceiling
 from .ridge import block_folds, cv_explained_variance
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,8 @@ def run_predict(encode_dir: str | os.PathLike, neural: str | os.PathLike, cfg: C
     if keep.sum() < len(keep):
         log.info("predict: %d of %d frames left out (masked or rejected windows)", (~keep).sum(), len(keep))
     win, pos, y = win[keep], pos[keep], y[keep]
+    rep = read_repeats(neural)
+    ceiling = split_half_ceiling(rep[:, keep]) if rep is not None else np.full(y.shape[1], np.nan)
     fold = block_folds(mov[keep], fr[keep], pc.block_frames, pc.folds, pc.seed)
     results = []  # (model, trained, layer, ev, alpha)
     for path in activation_files(folder):
@@ -108,11 +110,13 @@ def run_predict(encode_dir: str | os.PathLike, neural: str | os.PathLike, cfg: C
                 x = layer_features(f, layer, win, pos)
                 ev, alpha = cv_explained_variance(x, y, fold, pc.n_components, pc.alphas)
                 results.append((path.stem, model, trained, layer, ev, np.median(alpha, axis=0)))
-    return write_results(results, neuron_ids, cfg, out, overwrite, {enc_path.name: store.file_sha256(enc_path),
+    return write_results(results, neuron_ids, ceiling, cfg, out, overwrite, {enc_path.name: store.file_sha256(enc_path),
                          Path(neural).name: store.file_sha256(neural)})  # fmt: skip
 
 
-def write_results(results, neuron_ids, cfg: Config, out: Path, overwrite: bool, inputs: dict) -> Path:
+def write_results(
+    results, neuron_ids, ceiling, cfg: Config, out: Path, overwrite: bool, inputs: dict
+) -> Path:
     """``predict.h5``, the CSV tables and the figures (module docstring)."""
     out.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(r[0] for r in results))
@@ -124,16 +128,26 @@ def write_results(results, neuron_ids, cfg: Config, out: Path, overwrite: bool, 
     for key, model, trained, layer, e, a in results:
         i, j = keys.index(key), layers[key].index(layer)
         ev[i, j], alpha[i, j] = e, a
-        rows += [(key, model, trained, layer, j, n, float(v), float(b)) for n, v, b in zip(neuron_ids, e, a)]
-    df = pd.DataFrame(
-        rows, columns=["model", "model_name", "trained", "layer", "layer_index", "neuron", "ev", "alpha"]
-    )
+        rows += [(key, model, trained, layer, j, n, float(v), float(b), float(c))
+                 for n, v, b, c in zip(neuron_ids, e, a, ceiling)]  # fmt: skip
+    cols = [
+        "model",
+        "model_name",
+        "trained",
+        "layer",
+        "layer_index",
+        "neuron",
+        "ev",
+        "alpha",
+        "noise_ceiling",
+    ]
+    df = pd.DataFrame(rows, columns=cols)
     summary = df.groupby(["model", "trained", "layer_index", "layer"], sort=False)["ev"].agg(
         median="median", mean="mean", q90=lambda s: s.quantile(0.9), n="count").reset_index()  # fmt: skip
     best = df.loc[df.groupby(["model", "neuron"], sort=False)["ev"].idxmax().dropna()]
     attrs = {"models": json.dumps(keys), "layers": json.dumps(layers), "neurons": json.dumps(neuron_ids),
              "trained": json.dumps([bool(next(r[2] for r in results if r[0] == k)) for k in keys])}  # fmt: skip
-    h5 = store.write_artifact(out / "predict.h5", {"ev": ev, "alpha": alpha}, "predict",
+    h5 = store.write_artifact(out / "predict.h5", {"ev": ev, "alpha": alpha, "noise_ceiling": ceiling}, "predict",
                               config=cfg.to_dict(["predict"]), inputs=inputs, attrs=attrs, overwrite=overwrite)  # fmt: skip
     for name, table in (("predict.csv", df), ("summary.csv", summary), ("best_layers.csv", best)):
         tmp = store.tmp_path_for(out / name)
