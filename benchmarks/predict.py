@@ -105,6 +105,7 @@ def main() -> None:
         "n_layers": n_layers,
         "solve_s": round(t_fit, 2),
         "per_layer_s": round(t_fit / n_layers, 3),
+        "projected_20_models_s": round(t_fit / n_layers * 20 * len(WIDTHS), 1),
         "generate_s": round(t_gen, 2),
         "reference_per_layer_neuron_s": round(t_ref / args.ref_neurons, 4),
         "ours_per_layer_neuron_s": float(f"{per_pair:.3g}"),

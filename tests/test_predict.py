@@ -19,12 +19,13 @@ from deepdraw.encode.ridge import block_folds, cv_explained_variance
 DT = 0.015
 
 
-def test_cv_explained_variance_equals_a_per_neuron_sklearn_loop():
+@pytest.mark.parametrize("k", [5, 8])  # 30 features > 4 folds x 5 (rows projected); <= 4 x 8 (XᵀY projected)
+def test_cv_explained_variance_equals_a_per_neuron_sklearn_loop(k):
     from sklearn.decomposition import PCA
     from sklearn.linear_model import Ridge
 
     rng = np.random.default_rng(0)
-    n, D, N, k, K = 900, 30, 5, 8, 4
+    n, D, N, K = 900, 30, 5, 4
     x = rng.standard_normal((n, D)) @ rng.standard_normal((D, D))
     y = x[:, :4] @ rng.standard_normal((4, N)) + 3 * rng.standard_normal((n, N))
     fold = block_folds(np.zeros(n, int), np.arange(n), 50, K, 0)

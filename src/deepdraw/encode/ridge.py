@@ -93,10 +93,26 @@ def pca_basis(gram: list[np.ndarray], sx: list[np.ndarray], n: list[float], trai
     return mu, v[:, ::-1][:, :k]
 
 
+def project_stats(gram, sx, xy, ys: list[Stats], mu: np.ndarray, v: np.ndarray) -> list[Stats]:
+    """The fold statistics in the PCA space from those of the features: with ``Z = (X - mu) V``,
+    ``ZᵀZ = Vᵀ(XᵀX - sx muᵀ - mu sxᵀ + n mu muᵀ)V``, ``ΣZ = Vᵀ(sx - n mu)``, ``ZᵀY = Vᵀ(XᵀY - mu ΣYᵀ)``."""
+    out = []
+    for g, y in enumerate(ys):
+        c = sx[g] - y.n * mu
+        zz = v.T @ (gram[g] - np.outer(sx[g], mu) - np.outer(mu, c)) @ v
+        out.append(Stats(y.n, v.T @ c, zz, v.T @ (xy[g] - np.outer(mu, y.sy)), y.sy, y.yy))
+    return out
+
+
 def cv_explained_variance(
     x: np.ndarray, y: np.ndarray, fold: np.ndarray, n_components: int, alphas: list[float]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(ev (N,), chosen relative penalty per neuron and outer fold (K, N))``; module docstring."""
+    """``(ev (N,), chosen relative penalty per neuron and outer fold (K, N))``; module docstring.
+
+    The fold statistics in the PCA space come from ``XᵀY`` per fold (one product, projected per outer
+    fold) when the layer is narrow (``D <= K * n_components``), else from the projected rows ``Z``
+    (one product per outer fold): the same numbers, the cheaper way.
+    """
     fold = np.asarray(fold)
     K = int(fold.max()) + 1
     if K < 3:
@@ -104,16 +120,20 @@ def cv_explained_variance(
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     rel = np.asarray(alphas, dtype=np.float64)
-    gram = [x[fold == g].T @ x[fold == g] for g in range(K)]
-    sx = [x[fold == g].sum(0) for g in range(K)]
-    n = [float((fold == g).sum()) for g in range(K)]
+    rows = [np.flatnonzero(fold == g) for g in range(K)]
+    gram = [x[r].T @ x[r] for r in rows]
+    sx = [x[r].sum(0) for r in rows]
+    n = [float(len(r)) for r in rows]
+    narrow = x.shape[1] <= K * n_components
+    xy = [x[r].T @ y[r] for r in rows] if narrow else None
+    ys = [Stats(n[g], 0, 0, 0, y[r].sum(0), (y[r] ** 2).sum(0)) for g, r in enumerate(rows)]
     total = np.zeros(y.shape[1])
     chosen = np.zeros((K, y.shape[1]))
     for f in range(K):
         train = [g for g in range(K) if g != f]
         k = max(1, min(n_components, x.shape[1], int(sum(n[g] for g in train)) - 1))
         mu, v = pca_basis(gram, sx, n, train, k)
-        st = fold_stats((x - mu) @ v, y, fold, K)
+        st = project_stats(gram, sx, xy, ys, mu, v) if narrow else fold_stats((x - mu) @ v, y, fold, K)
         tr = _sum([st[g] for g in train])
         q, lam, qzy = ridge_paths(tr, rel)
         scale = max(lam.mean(), 1e-12)
