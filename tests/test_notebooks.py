@@ -166,3 +166,19 @@ def test_02_tuning_curves(kernel_env, tmp_path):
     np.testing.assert_allclose(np.asarray(s2["r2"], float), np.asarray(s["r2"], float), rtol=1e-5, atol=1e-6)
     check_png(out2 / "02_tuning_curves_of_a_trained_model" / "tuning_curves.png")
     print(f"notebook 02 ran in {dt:.1f} s (toy) and {dt2:.1f} s (existing run)")
+
+
+def test_03_own_movements_to_neurons(kernel_env, tmp_path):
+    out = tmp_path / "out"
+    _, dt = run_notebook(
+        "03_own_movements_to_neurons.ipynb", {"OUT_DIR": str(out), "WORK_DIR": str(tmp_path / "w")}, tmp_path
+    )
+    d = out / "03_own_movements_to_neurons"
+    for name in ("1_lab_reaches", "2_inputs", "3_ev_per_layer", "4_heatmap"):
+        check_png(d / f"{name}.png")
+    s = json.loads((d / "summary.json").read_text())
+    assert s["n_windows"] == 16 and s["velocity_vs_gradient_max"] < 1e-3
+    # the planted layer of the trained model predicts best, near the planted explained variance
+    assert s["best_layer"] == s["layer"] and s["best_trained"]
+    assert s["planted_ev_median"] - 0.06 < s["best_ev_median"] <= s["planted_ev_median"] + 0.02
+    print(f"notebook 03 ran in {dt:.1f} s")

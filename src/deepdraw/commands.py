@@ -158,4 +158,10 @@ def _zoo_commands(sub, ds) -> None:
     add_commands(sub, ds)
 
 
-EXTRA_COMMANDS.extend([_nn_commands, add_analysis_commands, _zoo_commands])
+def _encode_commands(sub, ds) -> None:
+    from .encode.cli import add_commands
+
+    add_commands(sub, ds)
+
+
+EXTRA_COMMANDS.extend([_nn_commands, add_analysis_commands, _zoo_commands, _encode_commands])

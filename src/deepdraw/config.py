@@ -272,6 +272,43 @@ class TuningConfig:
 
 
 @dataclass
+class EncodeConfig:
+    """Own movements -> proprioceptive inputs -> model activations (``deepdraw encode``, docs/encode.md)."""
+
+    rate_hz: float = 0.0  # input sampling rate (Hz); 0 = from the file (time column, rate attribute)
+    units: str = ""  # input position units "cm", "mm" or "m"; "" = from the file (NWB unit), else cm
+    axes: list[str] = field(default_factory=lambda: list("xyz"))  # world axis (+-x/y/z) of each lab axis
+    origin_cm: list[float] = field(default_factory=lambda: [0.0] * 3)  # lab origin in the world frame, cm
+    scale: float = 1.0  # factor on the lab positions (after units and axes), e.g. to fit a smaller arm
+    max_gap_s: float = 0.0  # NaN / low-likelihood gaps up to this long (s) are interpolated; longer: errors
+    reach_tol_cm: float = 0.1  # largest IK position error (cm) at any frame before "out of reach"
+    overlap: int = 160  # frames shared by consecutive 320-frame windows of a long recording
+    onset: int = -1  # frame at which a short movement starts in its window; -1 = centred
+    jumps: str = "keep"  # windows with muscle-length jumps: "keep", "mask" (left out by predict), "reject"
+    jump_mm: float = 5.0  # smallest single-frame muscle-length step counted as a jump (mm)
+    dlc_bodypart: str = "hand"  # DeepLabCut 3-D CSV: the body part taken as the hand
+    dlc_min_likelihood: float = 0.9  # DeepLabCut: points below this likelihood become gaps
+    nwb_series: str = ""  # NWB: name of the SpatialSeries (hand position); "" = the only 3-D one
+    nwb_trials: bool = True  # NWB: one movement per row of the trials table (else the whole series)
+    models: list[str] = field(default_factory=list)  # zoo names or checkpoint paths; [] = the whole zoo
+    untrained: bool = True  # also the untrained control of each model
+    batch_size: int = 64  # windows per forward pass
+
+
+@dataclass
+class PredictConfig:
+    """Model units vs recorded neurons: PCA + ridge, cross-validated (``deepdraw predict``)."""
+
+    n_components: int = 50  # principal components kept per layer (fitted on the training folds only)
+    folds: int = 5  # outer folds (over blocks of frames, never single frames)
+    block_frames: int = 320  # frames of a movement kept together in one fold (contiguous blocks)
+    alphas: list[float] = field(default_factory=lambda: [10.0**k for k in range(-4, 5)])  # x mean PC var.
+    seed: int = 0  # seed of the assignment of blocks to folds
+    layers: list[str] = field(default_factory=list)  # layers compared; [] = every layer (input included)
+    figures: bool = True  # write the heat map and best-layer PNGs
+
+
+@dataclass
 class ReportConfig:
     """HTML report."""
 
@@ -293,6 +330,8 @@ SECTIONS: dict[str, type] = {
     "rsa": RsaConfig,
     "tuning": TuningConfig,
     "report": ReportConfig,
+    "encode": EncodeConfig,
+    "predict": PredictConfig,
 }
 
 
@@ -314,6 +353,8 @@ class Config:
     rsa: RsaConfig = field(default_factory=RsaConfig)
     tuning: TuningConfig = field(default_factory=TuningConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     source: str = ""  # the TOML file it came from ("" = defaults)
     given: list[str] | None = (
         None  # sections present in that file, its bases or --set (None = not from a file)
