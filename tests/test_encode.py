@@ -294,6 +294,20 @@ def test_cli_encode_and_its_error_exit(pcrt, tmp_path, capsys):
     assert (tmp_path / "o" / "encoded.h5").is_file()
     assert main(args) == 2  # exists: refused
     assert "refusing to overwrite" in capsys.readouterr().err
+    # the same settings through --set (as on every config command) give the same inputs
+    sets = ["--set", "encode.units=mm", "--set", f"encode.axes={json.dumps(AXES)}",
+            "--set", f"encode.origin_cm={json.dumps(ORIGIN)}"]  # fmt: skip
+    assert (
+        main(
+            ["-q", "encode", str(tmp_path / "m.csv"), "--out", str(tmp_path / "s"), "--no-activations", *sets]
+        )
+        == 0
+    )
+    with (
+        h5py.File(tmp_path / "o" / "encoded.h5", "r") as f,
+        h5py.File(tmp_path / "s" / "encoded.h5", "r") as g,
+    ):
+        np.testing.assert_array_equal(f["spindle_info"][()], g["spindle_info"][()])
     assert (
         main(["-q", "encode", str(tmp_path / "m.csv"), "--out", str(tmp_path / "p"), "--no-activations"]) == 2
     )

@@ -12,7 +12,8 @@ from pathlib import Path
 def _cfg(args: argparse.Namespace):
     from deepdraw.config import Config, load_config
 
-    cfg = load_config(args.config) if args.config else Config()
+    overrides = getattr(args, "overrides", None) or []
+    cfg = load_config(args.config, overrides) if (args.config or overrides) else Config()
     if args.quiet:
         cfg.run.quiet = True
     return cfg
@@ -74,6 +75,14 @@ def add_commands(sub: argparse._SubParsersAction, ds: argparse._SubParsersAction
     p.add_argument("--out", required=True, help="output folder (encoded.h5, activations/)")
     p.add_argument("--config", help="TOML config ([encode], [muscles], [assembly] sections)")
     p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config key (repeatable), as on every config command",
+    )
+    p.add_argument(
         "--rate", dest="rate_hz", type=float, help="sampling rate of the files, Hz (encode.rate_hz)"
     )
     p.add_argument("--units", help="position units cm, mm or m (encode.units)")
@@ -105,6 +114,14 @@ def add_commands(sub: argparse._SubParsersAction, ds: argparse._SubParsersAction
     p.add_argument("neurons", help="neural data: .npy, .h5 or .nwb (Units + trials); docs/formats.md")
     p.add_argument("--out", help="output folder (default: ENCODED/predict)")
     p.add_argument("--config", help="TOML config ([predict] section)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config key (repeatable), as on every config command",
+    )
     p.add_argument("--components", type=int, help="PCA components per layer (predict.n_components)")
     p.add_argument("--folds", type=int, help="outer folds (predict.folds)")
     p.add_argument("--layer", action="append", help="layer to compare (repeatable; default: all)")
