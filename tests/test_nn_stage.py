@@ -239,6 +239,22 @@ def test_activations(run):
     run_activations(cfg)  # back to the original weights for the tests below
 
 
+def test_a_checkpoint_of_another_model_is_refused(run, tmp_path):
+    """A best.pt copied into another run's folder: an error naming both models, no activations file."""
+    import shutil
+
+    cfg, table, _ = run
+    root = tmp_path / "copy"
+    shutil.copytree(cfg.out_dir, root, ignore=shutil.ignore_patterns("activations"))
+    c2 = make_cfg(root)
+    trained = table[table["state"] == "trained"]
+    a, b = (root / trained["checkpoint"].iloc[k] for k in (0, 1))
+    shutil.copyfile(b, a)
+    with pytest.raises(DeepDrawError, match=f"'model_name' is '{trained['model'].iloc[1]}'; expected"):
+        run_activations(c2)
+    assert not (RunPaths(root).activations / f"{trained['model'].iloc[0]}.h5").exists()
+
+
 def test_activation_indices_all_rows_when_small(run):
     cfg, _, _ = run
     np.testing.assert_array_equal(activation_indices(cfg, 12), np.arange(12))

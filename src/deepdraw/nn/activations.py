@@ -49,11 +49,14 @@ def extract_activations(
     device: str | torch.device | None = None,
     overwrite: bool = False,
     quiet: bool = False,
+    expected: str | None = None,
 ) -> Path:
     """Run rows ``indices`` of ``test_path`` through a model and write every layer to one HDF5 file.
 
     Layout in the module docstring. The file is written to ``.<name>.tmp-<pid>`` and renamed, so a killed
     run never leaves a complete-looking file. An existing ``out_path`` is an error unless ``overwrite``.
+    With ``expected`` (a model name), a checkpoint holding another model is an error (a file copied into
+    the wrong run folder would otherwise give activations labelled with the wrong model).
     """
     dev = resolve_device(device)
     if isinstance(checkpoint_or_model, DeepDrawNet):
@@ -62,6 +65,11 @@ def extract_activations(
     else:
         model, ck = load_checkpoint(checkpoint_or_model, device=dev)
         name, trained = ck["model_name"], bool(ck["trained"])
+        if expected is not None and name != expected:
+            raise DeepDrawError(
+                f"{checkpoint_or_model}: field 'model_name' is '{name}'; expected '{expected}' (the run this "
+                "checkpoint's folder belongs to): a checkpoint of another model was copied here"
+            )
     ck_sha = "" if isinstance(checkpoint_or_model, DeepDrawNet) else file_sha256(checkpoint_or_model)
     n_rows = check_pcrt(test_path, None, model.input_shape)
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)

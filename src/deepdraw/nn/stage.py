@@ -675,6 +675,7 @@ def run_activations(cfg: Config, table: pd.DataFrame | None = None) -> list[Path
                 device=device,
                 overwrite=True,
                 quiet=True,
+                expected=name,
             )
         out.append(path)
     return out
