@@ -255,6 +255,18 @@ def test_a_checkpoint_of_another_model_is_refused(run, tmp_path):
     assert not (RunPaths(root).activations / f"{trained['model'].iloc[0]}.h5").exists()
 
 
+def test_a_truncated_checkpoint_of_a_finished_run_is_an_error(run, tmp_path):
+    import shutil
+
+    cfg, table, _ = run
+    root = tmp_path / "trunc"
+    shutil.copytree(cfg.out_dir, root, ignore=shutil.ignore_patterns("activations"))
+    ck = root / table[table["state"] == "trained"]["checkpoint"].iloc[0]
+    ck.write_bytes(ck.read_bytes()[:500])
+    with pytest.raises(DeepDrawError, match="says the run finished, but"):
+        run_train(make_cfg(root))
+
+
 def test_activation_indices_all_rows_when_small(run):
     cfg, _, _ = run
     np.testing.assert_array_equal(activation_indices(cfg, 12), np.arange(12))

@@ -410,6 +410,7 @@ def _train_job(jobs: list[tuple]) -> list[dict]:
         metrics = _read_json(run.directory / "metrics.json")
         _check_settings(run.directory, metrics, tc)
         if metrics.get("finished"):
+            _check_finished(run)
             logger.info("%s (%s): finished run found, skipped", run.name, run.task)
             done[i] = metrics
         else:
@@ -435,6 +436,24 @@ def _on_task_device(tc):
     if device is None or tc.device not in (None, "cuda"):
         return tc
     return dataclasses.replace(tc, device=device)
+
+
+def _check_finished(run: PlannedRun) -> None:
+    """A finished run's checkpoints open and hold its model (a truncated or foreign file is an error)."""
+    from deepdraw.nn.checkpoints import read_checkpoint
+
+    for trained in (True, False):
+        path = run.checkpoint(trained)
+        name = run.name if trained else run.untrained_name
+        try:
+            held = read_checkpoint(path).get("model_name")
+        except DeepDrawError as exc:
+            raise DeepDrawError(
+                f"{run.directory}: metrics.json says the run finished, but {exc} Delete the folder to train "
+                "it again."
+            ) from None
+        if held != name:
+            raise DeepDrawError(f"{path}: field 'model_name' is '{held}'; expected '{name}'")
 
 
 def _zoo_job(jobs: list[tuple]) -> list[dict]:
