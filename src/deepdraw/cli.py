@@ -43,9 +43,8 @@ def writing(cfg: Config) -> Iterator[None]:
         yield
 
 
-def _add_config(p: argparse.ArgumentParser, parallel: bool = False) -> None:
-    p.add_argument("config", nargs="?", help="TOML config (default: built-in defaults)")
-    p.add_argument("--out", help="output folder (overrides run.out_dir)")
+def add_set_option(p: argparse.ArgumentParser) -> None:
+    """``--set SECTION.KEY=VALUE`` (repeatable, into ``args.overrides``), on every command reading a config."""
     p.add_argument(
         "--set",
         dest="overrides",
@@ -55,6 +54,12 @@ def _add_config(p: argparse.ArgumentParser, parallel: bool = False) -> None:
         help="override one config key (repeatable); VALUE is a TOML literal or bare text, "
         "e.g. --set train.seeds=[1,2] --set run.out_dir=runs/x",
     )
+
+
+def _add_config(p: argparse.ArgumentParser, parallel: bool = False) -> None:
+    p.add_argument("config", nargs="?", help="TOML config (default: built-in defaults)")
+    p.add_argument("--out", help="output folder (overrides run.out_dir)")
+    add_set_option(p)
     if parallel:
         g = p.add_argument_group("parallel execution")
         g.add_argument("--workers", type=int, help="local Dask worker processes (default: one per core)")

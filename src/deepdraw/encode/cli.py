@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deepdraw.cli import add_set_option
+
 
 def _cfg(args: argparse.Namespace):
     from deepdraw.config import Config, load_config
@@ -74,14 +76,7 @@ def add_commands(sub: argparse._SubParsersAction, ds: argparse._SubParsersAction
     p.add_argument("files", nargs="+", help="movement files (docs/formats.md, 'Own movements')")
     p.add_argument("--out", required=True, help="output folder (encoded.h5, activations/)")
     p.add_argument("--config", help="TOML config ([encode], [muscles], [assembly] sections)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config key (repeatable), as on every config command",
-    )
+    add_set_option(p)
     p.add_argument(
         "--rate", dest="rate_hz", type=float, help="sampling rate of the files, Hz (encode.rate_hz)"
     )
@@ -114,14 +109,7 @@ def add_commands(sub: argparse._SubParsersAction, ds: argparse._SubParsersAction
     p.add_argument("neurons", help="neural data: .npy, .h5 or .nwb (Units + trials); docs/formats.md")
     p.add_argument("--out", help="output folder (default: ENCODED/predict)")
     p.add_argument("--config", help="TOML config ([predict] section)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config key (repeatable), as on every config command",
-    )
+    add_set_option(p)
     p.add_argument("--components", type=int, help="PCA components per layer (predict.n_components)")
     p.add_argument("--folds", type=int, help="outer folds (predict.folds)")
     p.add_argument("--layer", action="append", help="layer to compare (repeatable; default: all)")

@@ -372,7 +372,7 @@ def _untrained_metrics(run: PlannedRun, tc, metrics: dict) -> dict:
     return out
 
 
-_SETTINGS = (
+RUN_SETTINGS = (
     "lr",
     "batch_size",
     "max_epochs",
@@ -389,7 +389,9 @@ _SETTINGS = (
 
 def _check_settings(directory: Path, metrics: dict, tc) -> None:
     held, want = metrics.get("config") or {}, tc.to_dict()
-    diff = [f"{k}={held[k]!r} (config: {want[k]!r})" for k in _SETTINGS if k in held and held[k] != want[k]]
+    diff = [
+        f"{k}={held[k]!r} (config: {want[k]!r})" for k in RUN_SETTINGS if k in held and held[k] != want[k]
+    ]
     if diff:
         raise DeepDrawError(
             f"{directory}: holds a run trained with {', '.join(diff)}; "

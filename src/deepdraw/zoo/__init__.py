@@ -110,12 +110,6 @@ def cards(zoo_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     return [card(n, zoo_dir) for n in available(zoo_dir)]
 
 
-def _sha256(path: Path) -> str:
-    from deepdraw.store import file_sha256
-
-    return file_sha256(path)
-
-
 def checkpoint_path(name: str, zoo_dir: str | os.PathLike | None = None) -> Path:
     """The shipped checkpoint file of ``name`` (not verified; see :func:`verify`)."""
     c = card(name, zoo_dir)
@@ -134,7 +128,9 @@ def verify(name: str, zoo_dir: str | os.PathLike | None = None) -> Path:
         raise DeepDrawError(
             f"{path}: {size} bytes, but its card records {want_size}: the file is truncated or replaced"
         )
-    sha = _sha256(path)
+    from deepdraw.store import file_sha256
+
+    sha = file_sha256(path)
     if sha != want_sha:
         raise DeepDrawError(
             f"{path}: sha256 {sha[:16]}... does not match its card ({want_sha[:16]}...): the file was "

@@ -19,19 +19,12 @@ from deepdraw.zoo import CARD_FORMAT, CARD_VERSION, DATA_LICENCES, resolve_zoo_d
 
 __all__ = ["add_to_zoo", "dataset_identity"]
 
-_TRAIN_KEYS = (
-    "lr",
-    "batch_size",
-    "max_epochs",
-    "patience",
-    "lr_divisor",
-    "max_plateaus",
-    "min_epochs",
-    "schedule",
-    "val_fraction",
-    "target_alignment",
-    "precision",
-)
+
+def _train_keys() -> tuple[str, ...]:
+    """The schedule settings a card records: those a run folder must share to be resumed, and the precision."""
+    from deepdraw.nn.stage import RUN_SETTINGS
+
+    return (*RUN_SETTINGS, "precision")
 
 
 def _read_json(path: Path) -> dict:
@@ -115,7 +108,7 @@ def add_to_zoo(
         )
 
     shipped = {k: v for k, v in best.items() if k not in ("optimizer", "config")}
-    shipped["config"] = {k: tc[k] for k in _TRAIN_KEYS if k in tc}
+    shipped["config"] = {k: tc[k] for k in _train_keys() if k in tc}
     zoo.mkdir(parents=True, exist_ok=True)
     tmp = ck_path.with_name(f".{ck_path.name}.tmp-{os.getpid()}")
     try:
