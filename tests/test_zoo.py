@@ -224,6 +224,33 @@ def test_train_source_zoo_installs_shipped_models_on_another_runs_dataset(
     assert before == {p.name: p.stat().st_mtime_ns for p in dataset.iterdir()}  # the dataset untouched
 
 
+@pytest.mark.slow
+def test_train_source_auto_installs_what_ships_and_trains_the_rest(fresh_dataset, tmp_path, one_torch_thread):
+    """train.source = "auto" (how configs/paper-zoo.toml resumes on a machine without runs/): the shipped
+    seed is installed, the other one trained; a started run of this run folder is never replaced."""
+    from deepdraw.nn.stage import _from_zoo, planned_runs, run_train
+
+    dataset = fresh_dataset[0].parent
+    cfg = _zoo_cfg(tmp_path / "auto", dataset, source="auto", tasks=["art"], max_epochs=1, min_epochs=0)
+    runs = planned_runs(cfg)
+    assert [r.seed for r in runs] == [1, 2] and runs[0].name in zoo.available()
+    assert runs[1].name not in zoo.available()
+    table = run_train(cfg)
+    by = table.set_index("model")
+    assert by.loc[runs[0].name, "source"] == "zoo" and by.loc[runs[1].name, "source"] == "run"
+    assert list(table["model"]) == [runs[0].name, runs[0].untrained_name, runs[1].name, runs[1].untrained_name]
+    assert by.loc[runs[1].name, "epochs"] == 1
+    # a shipped run whose folder holds training of this run (a last.pt to resume) is trained, not installed
+    other = _zoo_cfg(tmp_path / "auto2", dataset, source="auto", tasks=["art"], seeds=[1])
+    (r,) = planned_runs(other)
+    assert _from_zoo(other, [r]) == {r.name}
+    r.directory.mkdir(parents=True)
+    (r.directory / "last.pt").write_bytes(b"")
+    assert _from_zoo(other, [r]) == set()
+    train_only = _zoo_cfg(tmp_path / "auto3", dataset, source="train", tasks=["art"], seeds=[1])
+    assert _from_zoo(train_only, planned_runs(train_only)) == set()
+
+
 def test_zoo_source_refuses_a_folder_with_a_model_trained_here(tmp_path, fresh_dataset):
     from deepdraw.zoo.install import install_run
 

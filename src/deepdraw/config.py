@@ -197,7 +197,7 @@ class TrainConfig:
         "auto"  # "auto" (fast path, bf16 where native), "bf16", "fast32" or "fp32" (exact reference)
     )
     group: str = "none"  # "seeds": the seeds of one architecture and task trained together on shared batches
-    source: str = "train"  # "train" (trained in this run) or "zoo" (the shipped paper-scale models installed, not trained; docs/zoo.md)
+    source: str = "train"  # "train" (trained in this run), "zoo" (the shipped paper-scale models installed, not trained) or "auto" (shipped runs installed, the others trained; docs/zoo.md)
 
 
 @dataclass

@@ -188,7 +188,7 @@ def check_train_section(cfg: Config) -> None:
     _check_choice("train.schedule", t.schedule, ("paper", "constant"))
     _check_choice("train.target_alignment", t.target_alignment, ("centre", "original"))
     _check_choice("train.group", t.group, ("none", "seeds"))
-    _check_choice("train.source", t.source, ("train", "zoo"))
+    _check_choice("train.source", t.source, ("train", "zoo", "auto"))
     check_precision(t.precision, "key 'train.precision'")
     for key, v in (
         ("train.max_epochs", t.max_epochs),
@@ -472,6 +472,34 @@ def _zoo_job(jobs: list[tuple]) -> list[dict]:
     return rows
 
 
+def _run_group(task: tuple) -> list[dict]:
+    """One Dask task of :func:`run_train`: ``(job function, its jobs)``."""
+    job, jobs = task
+    return job(jobs)
+
+
+def _trained_here(run: PlannedRun) -> bool:
+    """Whether ``run``'s folder holds training done in this run (finished, or a ``last.pt`` to resume)."""
+    if (run.directory / "last.pt").is_file():
+        return True
+    metrics = _read_json(run.directory / "metrics.json")
+    return bool(metrics) and metrics.get("source") != "zoo"
+
+
+def _from_zoo(cfg: Config, runs: Sequence[PlannedRun]) -> set[str]:
+    """Names of the runs installed from the zoo instead of trained: all of them with ``[train] source =
+    "zoo"``; with "auto" those the zoo ships whose folder holds no training of this run (a finished or
+    started run of this run folder always wins: it is never replaced by the shipped model)."""
+    if cfg.train.source == "train":
+        return set()
+    if cfg.train.source == "zoo":
+        return {r.name for r in runs}
+    from deepdraw.zoo import available
+
+    shipped = set(available())
+    return {r.name for r in runs if r.name in shipped and not _trained_here(r)}
+
+
 def _groups(jobs: list[tuple], how: str) -> list[list[tuple]]:
     """Jobs cut into groups trained together: ``seeds`` = one group per (architecture, task)."""
     if how == "none":
@@ -569,14 +597,20 @@ def run_train(
         len(cfg.train.seeds),
     )
     t0 = time.perf_counter()
-    zoo = cfg.train.source == "zoo"
-    groups = [[j] for j in jobs] if zoo else _groups(jobs, cfg.train.group)
-    job = _zoo_job if zoo else _train_job
+    from_zoo = _from_zoo(cfg, runs)
+    if cfg.train.source == "auto" and from_zoo:
+        logger.info("train.source = 'auto': %d shipped runs installed from the zoo, not trained: %s",
+                    len(from_zoo), ", ".join(sorted(from_zoo)))
+    zoo_jobs = [j for j in jobs if j[0].name in from_zoo]
+    train_jobs = [j for j in jobs if j[0].name not in from_zoo]
+    tasks = [(_zoo_job, [j]) for j in zoo_jobs] + [(_train_job, g) for g in _groups(train_jobs, cfg.train.group)]
     if distributed:
         with executor(cfg.parallel, quiet) as ex:
-            results = ex.map(job, groups, desc="train", gpu=True)
+            results = ex.map(_run_group, tasks, desc="train", gpu=True)
     else:
-        results = [job(g) for g in tqdm(groups, desc="train", unit="group", disable=quiet)]
+        results = [_run_group(t) for t in tqdm(tasks, desc="train", unit="group", disable=quiet)]
+    order = {j[0].name: i for i, j in enumerate(jobs)}  # summary rows in the planned order
+    results.sort(key=lambda rows: min(order.get(r["model"], len(order)) for r in rows) if rows else len(order))
     table = pd.DataFrame([row for rows in results for row in rows], columns=SUMMARY_COLUMNS)
     out = Path(summary_path) if summary_path is not None else rp.models / "summary.csv"
     _write_csv(out, table)
