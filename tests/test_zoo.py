@@ -238,7 +238,12 @@ def test_train_source_auto_installs_what_ships_and_trains_the_rest(fresh_dataset
     table = run_train(cfg)
     by = table.set_index("model")
     assert by.loc[runs[0].name, "source"] == "zoo" and by.loc[runs[1].name, "source"] == "run"
-    assert list(table["model"]) == [runs[0].name, runs[0].untrained_name, runs[1].name, runs[1].untrained_name]
+    assert list(table["model"]) == [
+        runs[0].name,
+        runs[0].untrained_name,
+        runs[1].name,
+        runs[1].untrained_name,
+    ]
     assert by.loc[runs[1].name, "epochs"] == 1
     # a shipped run whose folder holds training of this run (a last.pt to resume) is trained, not installed
     other = _zoo_cfg(tmp_path / "auto2", dataset, source="auto", tasks=["art"], seeds=[1])

@@ -599,18 +599,25 @@ def run_train(
     t0 = time.perf_counter()
     from_zoo = _from_zoo(cfg, runs)
     if cfg.train.source == "auto" and from_zoo:
-        logger.info("train.source = 'auto': %d shipped runs installed from the zoo, not trained: %s",
-                    len(from_zoo), ", ".join(sorted(from_zoo)))
+        logger.info(
+            "train.source = 'auto': %d shipped runs installed from the zoo, not trained: %s",
+            len(from_zoo),
+            ", ".join(sorted(from_zoo)),
+        )
     zoo_jobs = [j for j in jobs if j[0].name in from_zoo]
     train_jobs = [j for j in jobs if j[0].name not in from_zoo]
-    tasks = [(_zoo_job, [j]) for j in zoo_jobs] + [(_train_job, g) for g in _groups(train_jobs, cfg.train.group)]
+    tasks = [(_zoo_job, [j]) for j in zoo_jobs] + [
+        (_train_job, g) for g in _groups(train_jobs, cfg.train.group)
+    ]
     if distributed:
         with executor(cfg.parallel, quiet) as ex:
             results = ex.map(_run_group, tasks, desc="train", gpu=True)
     else:
         results = [_run_group(t) for t in tqdm(tasks, desc="train", unit="group", disable=quiet)]
     order = {j[0].name: i for i, j in enumerate(jobs)}  # summary rows in the planned order
-    results.sort(key=lambda rows: min(order.get(r["model"], len(order)) for r in rows) if rows else len(order))
+    results.sort(
+        key=lambda rows: min(order.get(r["model"], len(order)) for r in rows) if rows else len(order)
+    )
     table = pd.DataFrame([row for rows in results for row in rows], columns=SUMMARY_COLUMNS)
     out = Path(summary_path) if summary_path is not None else rp.models / "summary.csv"
     _write_csv(out, table)
