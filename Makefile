@@ -45,8 +45,8 @@ lint: install
 	$(VENV)/bin/hadolint Dockerfile
 
 format: install
-	$(VENV)/bin/ruff format src tests benchmarks
-	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks docs/_site
+	$(VENV)/bin/ruff check --fix src tests benchmarks docs/_site
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache site
