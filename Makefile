@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deepdraw-installed
 
-.PHONY: install lock demo test test-fast bench lint format clean
+.PHONY: install lock demo test test-fast bench docs lint format clean
 
 install: $(STAMP)
 
@@ -32,16 +32,21 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
-	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
+	# every benchmark script but current.py (the table of current figures: benchmarks/README.md)
+	for b in $(filter-out benchmarks/current.py,$(wildcard benchmarks/*.py)); do echo "== $$b"; $(PY) $$b --quick || exit 1; done
+
+# the documentation site (mkdocs.yml) -> site/index.html; --strict: a broken link or reference fails
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks requirements
-	$(VENV)/bin/ruff format --check src tests benchmarks requirements
+	$(VENV)/bin/ruff check src tests benchmarks requirements docs/_site
+	$(VENV)/bin/ruff format --check src tests benchmarks requirements docs/_site
 	$(VENV)/bin/hadolint Dockerfile
 
 format: install
-	$(VENV)/bin/ruff format src tests benchmarks
-	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks docs/_site
+	$(VENV)/bin/ruff check --fix src tests benchmarks docs/_site
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

@@ -148,7 +148,8 @@ def frame_mask(
     Args:
         centres: input frame at the receptive-field centre of each output frame (T_l,).
         n_in: number of input frames (320).
-        start_id, end_id: movement onset / offset per trajectory (n,).
+        start_id: movement onset per trajectory (n,).
+        end_id: movement offset per trajectory (n,).
         window: ``"movement"`` keeps frames whose centre lies in [start_id, end_id); ``"all"`` keeps all.
         edge: edge trimming; ``tcoff`` = number of centres <= ``edge``.
         trim: ``"fixed"`` keeps output frames [tcoff, T_l - tcoff) (both ends of every layer);
