@@ -108,3 +108,36 @@ def test_restoring_options_differ_from_the_defaults():
     """A key named as restoring the original changes something, or the page says it is the default."""
     bad = silent_defaults(PAGE.read_text())
     assert not bad, f"{PAGE}: named as restoring the original but equal to the default: {bad}"
+
+
+def slug(heading: str) -> str:
+    """The anchor of a Markdown heading, as MkDocs (toc) and GitHub make it."""
+    text = re.sub(r"[^\w\s-]", "", heading.replace("`", "")).strip().lower()
+    return re.sub(r"[-\s]+", "-", text)
+
+
+def test_slug():
+    assert slug("Train/test split of the tuning fits") == "traintest-split-of-the-tuning-fits"
+    assert slug("LSTM learning rate, batch size and spatial kernel") == (
+        "lstm-learning-rate-batch-size-and-spatial-kernel"
+    )
+    assert slug("Dataset (stage 1)") == "dataset-stage-1"
+
+
+def test_links_to_entries_resolve():
+    """Every link to an entry of the page (from the page itself, the other docs and the README) names
+    a heading that exists: the stage pages point to the entries instead of repeating them."""
+    anchors = {slug(m.group(1)) for m in re.finditer(r"^#{2,4} (.+)$", PAGE.read_text(), re.M)}
+    root = PAGE.parents[1]
+    sources = [*sorted((root / "docs").glob("*.md")), root / "README.md"]
+    links = 0
+    for path in sources:
+        text = path.read_text()
+        own = path == PAGE
+        pattern = r"\]\((#[\w-]+)\)" if own else r"\]\(deviations\.md(#[\w-]+)\)"
+        for m in re.finditer(pattern, text):
+            links += 1
+            assert m.group(1)[1:] in anchors, (
+                f"{path.name}: link to deviations.md{m.group(1)}: no such heading"
+            )
+    assert links >= 20, f"only {links} links to entries of {PAGE.name} found"
