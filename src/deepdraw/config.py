@@ -78,7 +78,7 @@ class ParallelConfig:
 
 @dataclass
 class CharactersConfig:
-    """UCI Character Trajectories preprocessing (spec 1.1)."""
+    """UCI Character Trajectories preprocessing (original: dataset/uci_trajectorydata.py)."""
 
     source: str = ""  # "" = the copy shipped in data/; else a path to mixoutALL_shifted.mat
     keep_aspect: bool = False  # original: each axis rescaled on its own to the box
@@ -87,7 +87,7 @@ class CharactersConfig:
 
 @dataclass
 class StartpointsConfig:
-    """Start points of the pen path in the arm's workspace (spec 1.2)."""
+    """Start points of the pen path in the arm's workspace (original: dataset/generate_startpoints.py)."""
 
     source: str = "original"  # "original" (shipped file of DeepDraw) or "search" (our workspace search)
     grid_step_cm: float = 3.0  # search grid spacing over the workspace (cm)
@@ -98,7 +98,7 @@ class StartpointsConfig:
 
 @dataclass
 class KinematicsConfig:
-    """Augmented hand trajectories and their inverse kinematics (spec 1.3)."""
+    """Augmented hand trajectories and their inverse kinematics (original: dataset/generate_data.py)."""
 
     n_candidates: int = 2000  # candidate movements generated (paper: 1,000,000)
     shard_size: int = 500  # candidates per shard / Dask task
@@ -118,7 +118,7 @@ class KinematicsConfig:
 
 @dataclass
 class MusclesConfig:
-    """Muscle fiber lengths from the MoBL-ARMS OpenSim model (spec 1.3 step 7)."""
+    """Muscle fiber lengths from the MoBL-ARMS OpenSim model (original: make_muscle_config)."""
 
     engine: str = "fast"  # "fast" (validated surrogate with OpenSim fallback) or "exact" (OpenSim per frame)
     model: str = ""  # "" = data/reference_model/MoBL_ARMS_module5_scaleIK.osim
@@ -128,7 +128,7 @@ class MusclesConfig:
 
 @dataclass
 class AssemblyConfig:
-    """Selection, temporal placement, proprioceptive inputs and the train/test split (spec 1.4-1.5)."""
+    """Selection, temporal placement, proprioceptive inputs and the train/test split (docs/dataset.md)."""
 
     n_samples: int = 1000  # samples kept (paper: 200,000)
     n_frames: int = 320  # frames per sample (4.8 s at 15 ms); the PCRT schema and the networks need 320
@@ -140,7 +140,7 @@ class AssemblyConfig:
 
 @dataclass
 class SvmConfig:
-    """Pairwise linear SVMs and linear decoding baselines (spec 2)."""
+    """Pairwise linear SVMs and linear decoding baselines (original: svm-analysis/; docs/svm.md)."""
 
     inputs: list[str] = field(  # PCRT keys fitted (flattened per sample)
         default_factory=lambda: [
@@ -170,7 +170,7 @@ class SvmConfig:
 
 @dataclass
 class TrainConfig:
-    """Network training (spec 3-4)."""
+    """Network training (original: nn-training/, code/nn_train_utils.py; docs/training.md)."""
 
     models: list[str] = field(  # architectures trained (names as the original)
         default_factory=lambda: [
@@ -223,7 +223,7 @@ class ActivationsConfig:
 
 @dataclass
 class RsaConfig:
-    """RDMs, CKA, t-SNE and population decoding (spec 5, 6.5, 6.9, 6.10)."""
+    """RDMs, CKA, t-SNE and population decoding (original: repr-analysis/, single_cell/; docs/rsa.md)."""
 
     per_class: int = 200  # samples per character in the RDM subset, drawn without replacement
     tsne_perplexity: float = 40.0  # t-SNE perplexity (paper: 40)
@@ -245,7 +245,7 @@ class RsaConfig:
 
 @dataclass
 class TuningConfig:
-    """Single-unit tuning analyses (spec 6)."""
+    """Single-unit tuning analyses (original: single_cell/; docs/tuning.md)."""
 
     r2_threshold: float = 0.2  # a unit is tuned when its test R^2 (or label index) exceeds this
     test_fraction: float = 0.2  # fraction of trajectories held out (split by trajectory, per plane)
@@ -258,7 +258,7 @@ class TuningConfig:
     plane_tol_cm: float = 0.5  # samples whose level coordinates differ by less share a plane
     window: str = "movement"  # frames analysed: "movement" (RF centre in [start_id, end_id)) or "all"
     edge_frames: int = 32  # edge trimming: output frames whose RF centre is <= this are cut at both ends
-    trim: str = "fixed"  # "fixed" (both ends of every layer), "original" (spec 6.4 bug), "none"
+    trim: str = "fixed"  # "fixed" (both ends of every layer), "original" (the original's bug), "none"
     min_norm: float = 0.0  # direction undefined (NaN, frame dropped) where the vector norm is <= this
     exclude_below: float = -0.1  # scores below are left out of medians, quantiles and violins
     dead_tol: float = 1e-6  # dead unit: peak-to-peak activation <= dead_tol * max(1, max |activation|)

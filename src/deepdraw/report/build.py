@@ -10,10 +10,11 @@ Sections:
 
 1. overview: scale of the run (candidates, samples, models, seeds, epochs), the stage table (status from
    the stamps, wall time, peak memory) and the list of missing parts;
-2. the paper's Figures 2-8 made from this run's data: the stages' PNGs, plus training curves, per-model
+2. the paper's Figures 2-7 made from this run's data: the stages' PNGs, plus training curves, per-model
    test performance and (when a search ran) accuracy vs depth made here from ``models/`` and ``search/``;
 3. paper vs this run: every number of :data:`deepdraw.report.facts.FACTS` the run computed, with the
-   scale of the run beside it and the paper-facts section as source;
+   scale of the run beside it and, as source, the paper's figure, table or section (preprint-era values:
+   the original repository's file);
 4. provenance: the resolved config, git commit and library versions recorded in the artifacts, time and
    peak memory per stage.
 """
@@ -64,9 +65,10 @@ _FAM_COLOR = {
     "lstm": "#2ca02c",
     "temporal_spatial": "#9467bd",
 }
-_PAPER_ART = {"spatial_temporal": 98.86, "spatiotemporal": 97.93, "lstm": 99.56}
-_PAPER_TDT = {"spatial_temporal": 0.22, "spatiotemporal": 0.13, "lstm": 0.05}
-_PAPER_PV = {"spatial_temporal": 0.26, "spatiotemporal": 0.20, "lstm": 0.09}
+_FACT = {f.key: f for f in FACTS}
+_PAPER_ART = {fam: _FACT[f"models.art_test_accuracy.{fam}"].paper for fam in FAMILIES}
+_PAPER_TDT = {fam: _FACT[f"models.tdt_test_error_cm.{fam}"].paper for fam in FAMILIES}
+_PAPER_PV = {fam: _FACT[f"models.tdt_pv_test_error_cm.{fam}"].paper for fam in FAMILIES}
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -696,23 +698,23 @@ _RSA_CAPTIONS = (
         "Fig. 4D",
         "similarity of each layer's RDM to the category oracle vs relative depth",
     ),
-    (r"^decoding", "Fig. 4E", "population decoding of hand kinematics (ridge) per layer"),
+    (r"^decoding", "Fig. 4E and Fig. 6", "population decoding of hand kinematics (ridge) per layer"),
 )
 _TUNING_CAPTIONS = (
-    (r"_scores$", "Figs 5–6", "test scores (R² / label index) per layer and tuning type"),
+    (r"_scores$", "Fig. 5E", "test scores (R² / label index) per layer and tuning type"),
     (r"_curves$", "Fig. 5A–B", "polar tuning curves of the best direction-tuned unit per layer"),
-    (r"_q90$", "Fig. 6", "90th-percentile tuning scores per layer, mean and 95 % CI over seeds"),
+    (r"_q90$", "Fig. 5F", "90th-percentile tuning scores per layer, mean and 95 % CI over seeds"),
     (
         r"_fractions$",
         "Fig. 5C–D",
         "fraction of tuned units per layer and tuning type, mean and 95 % CI over seeds; * ART vs TDT, "
         "+ trained vs untrained significant (paired t, Bonferroni)",
     ),
-    (r"_pd$", "Fig. 7", "preferred-direction histograms per layer"),
+    (r"_pd$", "Fig. 7B–C", "preferred-direction histograms per layer"),
     (
         r"_directions$",
-        "Figs 7–8",
-        "uniformity of preferred directions (Fig. 7) and their invariance across planes (Fig. 8)",
+        "Fig. 7D–E",
+        "uniformity of preferred directions (Fig. 7D) and their invariance across planes (Fig. 7E)",
     ),
 )
 
@@ -778,7 +780,7 @@ def _figures_svm(run: _Run) -> FigureGroup:
         elif "multi" in st or "ovo" in st:
             cap = "Paper Fig. 3C: multi-class (one-vs-one) SVM accuracy per input representation."
         elif "tdt" in st or "linear" in st or "regress" in st:
-            cap = "Paper §Results: linear decoding of the hand position (TDT baseline)."
+            cap = "Paper Fig. 3C (right): linear decoding of the hand position (TDT baseline)."
         else:
             cap = f"Paper Fig. 3B–C: SVM baseline ({p.stem})."
         items.append(FigureItem(run.copy_figure(p, "svm"), cap))
@@ -799,7 +801,7 @@ def _figures_models(run: _Run, df) -> FigureGroup:
             items.append(
                 FigureItem(
                     f"figures/models/{p.name}",
-                    f"Training curves, {_TASK_LABEL[task]} (cf. paper Fig. 3 and Methods “Network training”; the "
+                    f"Training curves, {_TASK_LABEL[task]} (cf. paper Fig. 3E and §Methods “Network training and evaluation procedure”; the "
                     "paper shows no curves): loss and "
                     + ("accuracy" if task == "art" else "hand position error")
                     + " per epoch, train dashed, validation solid, coloured by family.",
@@ -814,8 +816,9 @@ def _figures_models(run: _Run, df) -> FigureGroup:
             FigureItem(
                 "figures/models/test_performance.png",
                 "Paper Fig. 3E: test performance of every trained model (dots, one per seed) and its untrained "
-                "control (crosses): ART accuracy, TDT / TDT-PV position error; black bars: the paper's values; "
-                "dotted line: chance (5 %).",
+                "control (crosses): ART accuracy, TDT / TDT-PV position error; black bars: the paper's values "
+                "(Sandbrink et al. 2023, Fig. 3E and §Results; TDT-PV: §Results “Single unit encoding properties "
+                "and decodability”); dotted line: chance (5 %).",
                 wide=True,
             )
         )
@@ -1255,7 +1258,7 @@ def _render(
         f"re-implementation of Sandbrink, Mamidanna et al., eLife 2023 (DeepDraw)</p>"
     )
     parts.append(
-        '<nav><a href="#overview">1 Overview</a><a href="#figures">2 Figures 2–8</a>'
+        '<nav><a href="#overview">1 Overview</a><a href="#figures">2 Figures 2–7</a>'
         '<a href="#paper-vs-run-section">3 Paper vs this run</a><a href="#provenance">4 Provenance</a>'
         '<a href="#data">Data</a></nav>'
     )
@@ -1308,7 +1311,7 @@ def _render(
         parts.append('<p class="ok">Every part of the run is present.</p>')
 
     # 2 figures
-    parts.append('<h2 id="figures">2. The paper\'s Figures 2–8 from this run</h2>')
+    parts.append('<h2 id="figures">2. The paper\'s Figures 2–7 from this run</h2>')
     parts.append(
         '<p class="sub">Every figure is made from this run\'s data; captions name the paper figure it '
         "corresponds to. Click a figure for full size.</p>"
@@ -1325,9 +1328,11 @@ def _render(
     n_have = sum(1 for f in FACTS if f.key in values and math.isfinite(values[f.key]))
     parts.append('<h2 id="paper-vs-run-section">3. Paper vs this run</h2>')
     parts.append(
-        f'<p class="sub">{n_have} of {len(FACTS)} numbers of the paper computed by this run. Paper values '
-        "from <code>shared/reference/paper-facts.md</code> (section in the last column); preprint-era values "
-        "come from the original repository's pickles (1-channel spindle inputs) and are rough checks only. "
+        f'<p class="sub">{n_have} of {len(FACTS)} numbers of the paper computed by this run. The last column '
+        "cites each paper value by the figure, table or section of Sandbrink, Mamidanna et al., eLife "
+        "2023;12:e81499 (doi:10.7554/eLife.81499) it comes from; preprint-era values cite the file of the "
+        "original repository, amathislab/DeepDraw, they were read from (pickles of the 2020 preprint, "
+        "1-channel spindle inputs) and are rough checks only. "
         "A small run is not expected to match the paper: compare its scale with the paper's.</p>"
     )
     parts.append(_facts_html(values, scale))
@@ -1448,9 +1453,9 @@ def build_report(cfg: Config) -> Path:
                 "tuning",
                 rp.tuning,
                 _TUNING_CAPTIONS,
-                "Figures 5–8 — single-unit tuning",
-                "Fig. 5: tuning of spindles and units per layer; Fig. 6: ART vs TDT; Fig. 7: preferred-direction "
-                "uniformity; Fig. 8: invariance across planes.",
+                "Figures 5–7 — single-unit tuning",
+                "Fig. 5: tuning of spindles and units per layer, ART vs TDT; Fig. 6: population decoding; "
+                "Fig. 7: preferred-direction uniformity and invariance across planes.",
                 "no tuning figures (stage tuning)",
             )
         )

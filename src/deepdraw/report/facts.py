@@ -17,8 +17,11 @@ Every :class:`Fact` names a *run value* by its key. Run values are a flat namesp
   ``tuning.label_selectivity_final`` (final layer of the trained ART spatial-temporal models, mean over
   seeds of the per-model median index; from ``tuning/tuning_summary.csv`` or the summary's per-model dict).
 
-``source`` is the section of ``shared/reference/paper-facts.md`` the paper value comes from. ``era``
-tells eLife values from the preprint-era pickles (1-channel spindle firing, not eLife targets).
+``source`` says where a reader finds the number: an eLife value cites the paper by its own figure,
+table or section (``"Sandbrink et al. 2023, Fig. 3E; §Results ..."``; Sandbrink, Mamidanna et al., eLife
+2023;12:e81499), a preprint-era value the file of the original repository it was read from
+(``"amathislab/DeepDraw, svm-analysis/svm_results.p"``: pickles committed with the 2020 preprint, when the
+input was a 1-channel spindle firing rate; rough checks, not eLife targets). ``era`` tells the two apart.
 Accuracies are compared in percent: a run value <= 1 of a ``percent`` fact is a fraction and is shown x 100.
 """
 
@@ -41,7 +44,7 @@ class Fact:
     paper: float | None  # the paper's value, in ``unit`` (None: qualitative / not given as a number)
     paper_text: str  # as the paper states it (with spread and N)
     unit: str  # "%", "cm", "" ...
-    source: str  # section of paper-facts.md
+    source: str  # the paper's figure / table / section, or the original repository's file
     scale: str  # which scale of the run to show beside it: dataset, svm, models, rsa, tuning
     spread_key: str = ""  # run value key of the spread (SD or SEM), if any
     spread_label: str = ""  # "SD", "SEM"
@@ -50,12 +53,26 @@ class Fact:
     digits: int = 3  # significant digits shown
 
 
-_DS = "§1 Dataset"
-_SVM = "§2 Baselines"
-_SVM_PRE = "§2 Baselines (preprint pickle)"
-_NN = "§3 Neural networks, Results: eLife"
-_RSA = "§4 RDM / RSA (preprint pickle)"
-_TUN = "§5 Single-unit analyses"
+PAPER = "Sandbrink et al. 2023"
+"""How a source names the eLife paper (Sandbrink, Mamidanna et al., eLife 2023;12:e81499)."""
+ORIGINAL = "amathislab/DeepDraw"
+"""How a source names the original repository (its files are cited by path)."""
+
+_DS = f"{PAPER}, §Results “Muscle spindle-based biomechanical tasks”"
+_DS_PLANES = f"{PAPER}, Table 1"
+_SVM_PAIRS = f"{PAPER}, Fig. 3B; §Results “Recognizing characters from muscle activity is challenging”"
+_SVM_BELOW = f"{PAPER}, Fig. 3B (caption)"
+_SVM_MULTI = f"{PAPER}, Fig. 3C"
+_SVM_LINEAR = f"{PAPER}, Fig. 3C; §Results “Recognizing characters from muscle activity is challenging”"
+_SVM_PRE = f"{ORIGINAL}, svm-analysis/svm_results.p"
+_NN = f"{PAPER}, Fig. 3E; §Results “Architecture search and representational changes”"
+_NN_PV = f"{PAPER}, §Results “Single unit encoding properties and decodability” (TDT-PV)"
+_NN_UNTRAINED = f"{PAPER}, §Results “Architecture search and representational changes”"
+_RSA = f"{ORIGINAL}, repr-analysis/analyzed_models_idealobs_rdm.p"
+_RSA_INPUTS = f"{ORIGINAL}, repr-analysis/kinematics_idealobs_rdm.p"
+_TUN = f"{PAPER}, §Results “Single unit encoding properties and decodability”"
+_TUN_INV_H = f"{PAPER}, Fig. 7—figure supplement 1B; §Results “Uniformity and coding invariance”"
+_TUN_INV_V = f"{PAPER}, Fig. 7—figure supplement 1C; §Results “Uniformity and coding invariance”"
 
 _FAM_LABEL = {"spatial_temporal": "spatial-temporal", "spatiotemporal": "spatiotemporal", "lstm": "LSTM"}
 
@@ -105,9 +122,25 @@ def _facts() -> list[Fact]:
         Fact("dataset.test_percent", "test share of the samples", 20.0, "20 %", "%", _DS, "dataset"),
         Fact("dataset.n_classes", "characters (classes)", 20, "20", "", _DS, "dataset", digits=0),
         Fact(
-            "dataset.n_horizontal_planes", "horizontal writing planes", 26, "26", "", _DS, "dataset", digits=0
+            "dataset.n_horizontal_planes",
+            "horizontal writing planes",
+            26,
+            "26",
+            "",
+            _DS_PLANES,
+            "dataset",
+            digits=0,
         ),
-        Fact("dataset.n_vertical_planes", "vertical writing planes", 18, "18", "", _DS, "dataset", digits=0),
+        Fact(
+            "dataset.n_vertical_planes",
+            "vertical writing planes",
+            18,
+            "18",
+            "",
+            _DS_PLANES,
+            "dataset",
+            digits=0,
+        ),
         # ---- SVM / linear baselines
         Fact(
             "svm.pairwise_mean_acc_spindle_info",
@@ -115,7 +148,7 @@ def _facts() -> list[Fact]:
             86.6,
             "86.6 ± 12.5 % (SD, N = 190)",
             "%",
-            _SVM,
+            _SVM_PAIRS,
             "svm",
             spread_key="svm.pairwise_std_acc_spindle_info",
             spread_label="SD",
@@ -127,7 +160,7 @@ def _facts() -> list[Fact]:
             12.0,
             "12 % of pairs",
             "%",
-            _SVM,
+            _SVM_BELOW,
             "svm",
             percent=True,
         ),
@@ -148,7 +181,7 @@ def _facts() -> list[Fact]:
             1.72,
             "1.72 cm",
             "cm",
-            _SVM,
+            _SVM_LINEAR,
             "svm",
         ),
     ]
@@ -189,7 +222,7 @@ def _facts() -> list[Fact]:
             None,
             "“poor” (Fig. 3C only)",
             "%",
-            _SVM,
+            _SVM_MULTI,
             "svm",
             percent=True,
         )
@@ -239,7 +272,7 @@ def _facts() -> list[Fact]:
                 m,
                 f"{m} ± {s} cm (SEM, N = 5)",
                 "cm",
-                _NN,
+                _NN_PV,
                 "models",
                 spread_key=f"models.tdt_pv_test_error_cm.{fam}.sem",
                 spread_label="SEM",
@@ -252,7 +285,7 @@ def _facts() -> list[Fact]:
             5.0,
             "5 % (chance)",
             "%",
-            _NN,
+            _NN_UNTRAINED,
             "models",
             spread_key="models.untrained_art_test_accuracy.sd",
             spread_label="SD",
@@ -301,7 +334,7 @@ def _facts() -> list[Fact]:
             0.015,
             "0.015 (1-channel spindle firing)",
             "",
-            _RSA,
+            _RSA_INPUTS,
             "rsa",
             era="preprint",
         ),
@@ -311,7 +344,7 @@ def _facts() -> list[Fact]:
             0.011,
             "0.011",
             "",
-            _RSA,
+            _RSA_INPUTS,
             "rsa",
             era="preprint",
         ),
@@ -321,7 +354,7 @@ def _facts() -> list[Fact]:
             0.007,
             "0.007",
             "",
-            _RSA,
+            _RSA_INPUTS,
             "rsa",
             era="preprint",
         ),
@@ -331,7 +364,7 @@ def _facts() -> list[Fact]:
             0.005,
             "0.005",
             "",
-            _RSA,
+            _RSA_INPUTS,
             "rsa",
             era="preprint",
         ),
@@ -398,7 +431,7 @@ def _facts() -> list[Fact]:
             0.225,
             "0.225 (N = 25)",
             "",
-            _TUN,
+            _TUN_INV_H,
             "tuning",
         ),
         Fact(
@@ -407,7 +440,7 @@ def _facts() -> list[Fact]:
             0.439,
             "0.439 (N = 16)",
             "",
-            _TUN,
+            _TUN_INV_V,
             "tuning",
         ),
         Fact(

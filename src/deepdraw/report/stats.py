@@ -2,7 +2,8 @@
 
 The paper tests, per layer and with paired t-tests over its 5 seeds (df = 4), ART- against TDT-trained
 models (median direction and position tuning scores) and ART-trained models against their untrained
-controls (preferred-direction uniformity, invariance across planes); ``paper-facts.md`` §5. The tuning
+controls (preferred-direction uniformity, invariance across planes): Sandbrink et al. 2023, §Results
+"Single unit encoding properties and decodability" and "Uniformity and coding invariance". The tuning
 stage writes the same tests for the run (``tuning/tuning_stats.csv``,
 :func:`deepdraw.tuning.summary.paired_tests`); :func:`compare_tests` puts the two side by side.
 
@@ -35,50 +36,52 @@ class PaperTest:
     tuning_type: str
     metric: str
     t: dict[int, float]  # layer index -> the paper's t (df = 4)
-    source: str
+    source: str  # the paper's figure and section (Sandbrink et al. 2023)
 
 
-_TUN = "paper-facts.md §5"
+_ART_TDT = "Sandbrink et al. 2023, Fig. 5F; §Results “Single unit encoding properties and decodability”"
+_UNIFORM = "Sandbrink et al. 2023, Fig. 7D; §Results “Uniformity and coding invariance”"
+_INVARIANT = "Sandbrink et al. 2023, Fig. 7E; §Results “Uniformity and coding invariance”"
 PAPER_TESTS: tuple[PaperTest, ...] = (
     PaperTest(
         "ART vs TDT, median direction tuning score",
         "art_vs_tdt", "spatial_temporal", "art/tdt", "horizontal", "dir", "median",
-        {1: 10.44, 2: 17.15, 3: 41.46, 4: 37.63, 5: 25.05, 6: 14.32, 7: 3.47, 8: 7.61}, _TUN,
+        {1: 10.44, 2: 17.15, 3: 41.46, 4: 37.63, 5: 25.05, 6: 14.32, 7: 3.47, 8: 7.61}, _ART_TDT,
     ),
     PaperTest(
         "ART vs TDT, median position tuning score",
         "art_vs_tdt", "spatial_temporal", "art/tdt", "horizontal", "pos_cart", "median",
-        {1: -10.00, 2: -24.62, 3: -19.15, 4: -13.08, 5: -21.57, 6: -57.55, 7: -20.80, 8: -16.08}, _TUN,
+        {1: -10.00, 2: -24.62, 3: -19.15, 4: -13.08, 5: -21.57, 6: -57.55, 7: -20.80, 8: -16.08}, _ART_TDT,
     ),
     PaperTest(
         "ART trained vs untrained, preferred-direction deviation from uniform",
         "trained_vs_untrained", "spatial_temporal", "art", "horizontal", "dir", "uniformity",
-        {3: -3.55, 4: -5.50, 5: -4.60, 6: -6.12}, _TUN,
+        {3: -3.55, 4: -5.50, 5: -4.60, 6: -6.12}, _UNIFORM,
     ),
     PaperTest(
         "ART trained vs untrained, preferred-direction deviation from uniform",
         "trained_vs_untrained", "spatiotemporal", "art", "horizontal", "dir", "uniformity",
-        {1: -4.25, 2: -2.46}, _TUN,
+        {1: -4.25, 2: -2.46}, _UNIFORM,
     ),
     PaperTest(
         "ART trained vs untrained, preferred-direction deviation from uniform",
         "trained_vs_untrained", "lstm", "art", "horizontal", "dir", "uniformity",
-        {2: -2.88, 3: -3.25}, _TUN,
+        {2: -2.88, 3: -3.25}, _UNIFORM,
     ),
     PaperTest(
         "ART trained vs untrained, preferred-direction invariance across vertical planes (MAD)",
         "trained_vs_untrained", "spatial_temporal", "art", "vertical", "dir", "invariance",
-        {3: -10.30, 4: -10.40, 5: -10.17, 6: -7.37}, _TUN,
+        {3: -10.30, 4: -10.40, 5: -10.17, 6: -7.37}, _INVARIANT,
     ),
     PaperTest(
         "ART trained vs untrained, preferred-direction invariance across vertical planes (MAD)",
         "trained_vs_untrained", "spatiotemporal", "art", "vertical", "dir", "invariance",
-        {2: -4.10, 3: -8.85}, _TUN,
+        {2: -4.10, 3: -8.85}, _INVARIANT,
     ),
     PaperTest(
         "ART trained vs untrained, preferred-direction invariance across vertical planes (MAD)",
         "trained_vs_untrained", "lstm", "art", "vertical", "dir", "invariance",
-        {3: -5.73, 4: -13.18}, _TUN,
+        {3: -5.73, 4: -13.18}, _INVARIANT,
     ),
 )  # fmt: skip
 """The paper's per-layer t statistics (paired over 5 seeds, df = 4)."""
@@ -158,7 +161,9 @@ def paired_tests_html(cmp: pd.DataFrame) -> str:
             "(it needs at least 2 seeds of ART and TDT models, or of trained models and their untrained "
             "controls, of a paper family; tuning/tuning_stats.csv).</p>"
         )
-    head = ["test", "layer", "paper t (df 4)", "this run t", "df", "p (Bonferroni)", "means a / b", "agrees"]
+    head = [
+        "test", "layer", "paper t (df 4)", "this run t", "df", "p (Bonferroni)", "means a / b", "agrees", "source",
+    ]  # fmt: skip
     out = []
     for r in cmp.itertuples():
         ok = '<span class="ok">yes</span>' if r.agrees else '<span class="warn">no</span>'
@@ -169,7 +174,7 @@ def paired_tests_html(cmp: pd.DataFrame) -> str:
             f"{html.escape(r.orientation)}</code></td><td>L{r.layer_index} ({html.escape(r.layer)})</td>"
             f'<td class="n">{_f(r.paper_t)}</td><td class="n run">{_f(r.t)}</td><td class="n">{_f(r.df, 0)}</td>'
             f'<td class="n">{_f(r.p_bonferroni, 4)}</td><td class="n">{_f(r.mean_a, 3)} / {_f(r.mean_b, 3)}</td>'
-            f"<td>{ok}</td></tr>"
+            f"<td>{ok}</td><td>{html.escape(r.source)}</td></tr>"
         )
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     return f'<table id="paper-tests"><thead><tr>{th}</tr></thead><tbody>{"".join(out)}</tbody></table>'

@@ -58,7 +58,7 @@ def _main_orientation(lf: LayerFit) -> str:
 
 
 def _fig_scores(r: ModelResult, t: TuningConfig, path: Path) -> Path:
-    """Distributions of test scores per layer and tuning type (paper Figs 5-6)."""
+    """Distributions of test scores per layer and tuning type (paper Fig. 5E)."""
     fig = _new_figure(13, 6.5, bottom=0.12, top=0.9, hspace=0.55)
     labels = [lf.name for lf in r.layers]
     for k, ttype in enumerate(TYPE_NAMES):
@@ -189,7 +189,7 @@ def _panel_stats(stats: pd.DataFrame | None, metric: str, ttype: str, o: str) ->
 def _fig_group_directions(
     arch: str, groups: pd.DataFrame, path: Path, stats: pd.DataFrame | None = None
 ) -> Path:
-    """Uniformity and invariance of preferred directions per layer, mean +- 95% CI over seeds (Figs 7-8)."""
+    """Uniformity and invariance of preferred directions per layer, mean +- 95% CI over seeds (paper Fig. 7D-E)."""
     fig = _new_figure(12, 3.6, bottom=0.15, top=0.85, wspace=0.3)
     panels = [("uniformity", "horizontal", "PD deviation from uniform (horizontal)"),
               ("invariance", "horizontal", "PD invariance MAD (horizontal), rad"),

@@ -12,7 +12,7 @@ m2      r, 1                        magnitude (speed, acceleration, distance)
 m3      r cos theta, r sin theta, 1  direction x magnitude (= a r cos(theta - PD) + b)
 ======  ==========================  ===============================================
 
-The named tuning types of the paper (Eqs. 7-12) are aliases, :data:`TUNING_TYPES`.
+The named tuning types of the paper (its Eqs. 7-13) are aliases, :data:`TUNING_TYPES`.
 
 All units of a layer share one design matrix, so one solve fits them all: either directly
 (:func:`fit_all_units`, one ``numpy.linalg.lstsq`` with a matrix right-hand side) or, when the data are
@@ -82,14 +82,15 @@ for _f in FSETS:
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 
 TUNING_TYPES: dict[str, str] = {
-    "dir": "vel_m1",  # Eq. 7 direction: a1 cos(theta) + a2 sin(theta) + b
-    "speed": "vel_m2",  # Eq. 8 speed: a s + b
-    "dirspeed": "vel_m3",  # Eq. 9 velocity: a s cos(theta - PD) + b
-    "pos_cart": "ee_m0",  # Eq. 10 Cartesian position: a1 x + a2 y + b
-    "pos_polar": "eepolar_m3",  # Eq. 11 polar position: a rho cos(phi - PD) + b (rho, phi from the start)
-    "acc": "acc_m2",  # Eq. 12 acceleration magnitude: a |acc| + b
+    "dir": "vel_m1",  # Eqs. 9-10 direction: a1 cos(theta) + a2 sin(theta) + b
+    "speed": "vel_m2",  # Eq. 11 speed: a s + b
+    "dirspeed": "vel_m3",  # Eq. 12 velocity: a s cos(theta - PD) + b
+    "pos_cart": "ee_m0",  # Eq. 7 Cartesian position: a1 x + a2 y + b
+    "pos_polar": "eepolar_m3",  # Eq. 8 polar position: a rho cos(phi - PD) + b (rho, phi from the start)
+    "acc": "acc_m2",  # Eq. 13 acceleration magnitude: a |acc| + b
 }
-"""Paper's tuning types (Eqs. 7-12) -> registry model. ``labels`` (Eq. 13) is :func:`label_selectivity`."""
+"""Paper's tuning types (Eqs. 7-13) -> registry model. ``labels`` (§Methods "Label tuning") is
+:func:`label_selectivity`."""
 
 TYPE_NAMES: tuple[str, ...] = (*TUNING_TYPES, "labels")
 
