@@ -177,7 +177,9 @@ def run_reference(paths: list[np.ndarray], exact: ExactEngine) -> dict:
         a = time.perf_counter()
         q, err = arm.ik_reference(p.T)
         ik_s += time.perf_counter() - a
-        mus = exact.lengths(q)  # the original computed the muscles of every try (spec 1.3)
+        mus = exact.lengths(
+            q
+        )  # the original computed the muscles of every try (original: dataset/generate_data.py)
         ok = err.sum() <= 1e-2 and arm.joint_jerk(q) <= 1.0
         acc += int(ok and np.isfinite(arm.joint_jerk(mus)))
     total = time.perf_counter() - t0

@@ -1,4 +1,4 @@
-"""Wall time of all tuning models for all units of an S-7293-shaped model (spec 6.4-6.8).
+"""Wall time of all tuning models for all units of an S-7293-shaped model (original: single_cell/).
 
 Synthetic hand trajectories (curved minimum-jerk movements, half in the 26 horizontal planes
 z = -45..30 cm, half in the 17 vertical planes x = 6..54 cm, every plane analysed) and random

@@ -1,4 +1,4 @@
-"""The 4-DoF arm of DeepDraw: forward kinematics, inverse kinematics and joint jerk (spec 1.2).
+"""The 4-DoF arm of DeepDraw: forward kinematics, inverse kinematics and joint jerk (original: dataset/pcr_data_utils.py, Arm).
 
 Joint angles ``q = (a, b, c, d)`` are in degrees: elevation plane ``a`` (elv_angle), shoulder elevation
 ``b`` (shoulder_elv), shoulder rotation ``c`` (shoulder_rot) and elbow flexion ``d`` (elbow_flexion).

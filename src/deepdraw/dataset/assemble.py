@@ -1,4 +1,4 @@
-"""Selection, materialisation and the train/test files of the PCRT dataset (spec 1.4-1.5).
+"""Selection, materialisation and the train/test files of the PCRT dataset (original: dataset/PCRDatasetArrange.ipynb, deleted in commit b290e9e, and ModifyInputRepresentations.ipynb).
 
 Scales to the paper's 1,000,000 candidates without holding them in memory: the candidate shards
 hold every candidate's latents and scores (a few hundred bytes each); selection works on those

@@ -1,4 +1,4 @@
-"""Latent variables and the transforms that turn a pen path into a 3-D hand path (spec 1.3).
+"""Latent variables and the transforms that turn a pen path into a 3-D hand path (original: dataset/generate_data.py).
 
 A candidate movement is one UCI pen path plus latents: size (scale of path length *and* duration),
 rotation, shear in x and y (radians), speed (duration divided by it), the writing plane, a start point

@@ -1,4 +1,4 @@
-"""UCI Character Trajectories: loading and preprocessing into pen paths (spec 1.1).
+"""UCI Character Trajectories: loading and preprocessing into pen paths (original: dataset/uci_trajectorydata.py).
 
 Sources, in order of preference:
 

@@ -1,4 +1,4 @@
-"""Candidate movements: augmented hand paths, inverse kinematics and acceptance (spec 1.3).
+"""Candidate movements: augmented hand paths, inverse kinematics and acceptance (original: dataset/generate_data.py).
 
 Candidates ``0 .. n_candidates-1`` are cut into fixed shards of ``shard_size``. Candidate ``i`` writes
 character ``(i // n_planes) % 20`` in plane ``planes[i % n_planes]``; its k-th visit to that character

@@ -1,4 +1,4 @@
-"""Proprioceptive inputs from muscle lengths, and the temporal placement of a movement (spec 1.4-1.5).
+"""Proprioceptive inputs from muscle lengths, and the temporal placement of a movement (original: dataset/PCRDatasetArrange.ipynb, deleted in commit b290e9e, and ModifyInputRepresentations.ipynb).
 
 Formulas (L: muscle fiber length in mm over 320 frames, dt = 0.015 s, gradients along time):
 

@@ -1,4 +1,4 @@
-"""Start points of the characters: the original workspace search (``generate_startpoints.py``, spec 1.2).
+"""Start points of the characters: the original workspace search (the original's ``dataset/generate_startpoints.py``).
 
 A start point is a point of a 3 cm grid over the workspace (X in [0, 60], Y in [-60, 30], Z in
 [-60, 30] cm, {W}) around which a character of up to ``square`` cm can be drawn in a horizontal plane

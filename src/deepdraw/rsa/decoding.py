@@ -1,4 +1,4 @@
-"""Population decoding of hand kinematics from all units of a layer at one frame (spec 6.5, Fig. 4E).
+"""Population decoding of hand kinematics from all units of a layer at one frame (original: single_cell/rowwise_neuron_curves.py, tune_decoding; Fig. 4E).
 
 Per layer, each (trajectory, output frame t) is one point: the features are the activations of every
 row x channel at frame t (``layer[i, :, t, :]``), the targets are the hand kinematics at the input frame

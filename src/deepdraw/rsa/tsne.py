@@ -1,4 +1,4 @@
-"""t-SNE embeddings of layer representations (spec 6.10, Fig. 4B and 4-S1A).
+"""t-SNE embeddings of layer representations (original: single_cell/tsne.py; Fig. 4B and 4-S1A).
 
 Per layer: flatten the representations of a class-balanced subset to (k, d), project them on their
 first ``pca_components`` principal components (``sklearn.decomposition.PCA``, fewer when k or d is

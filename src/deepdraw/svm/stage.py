@@ -1,4 +1,4 @@
-"""The SVM stage: pairwise / one-vs-one linear SVMs and the linear TDT decoding baseline (spec 2).
+"""The SVM stage: pairwise / one-vs-one linear SVMs and the linear TDT decoding baseline (original: svm-analysis/).
 
 :func:`run_svm` reads ``pcrt_train.h5`` / ``pcrt_test.h5`` and, for every input of ``svm.inputs``
 and every subset of ``svm.subsets``:

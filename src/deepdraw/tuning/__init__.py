@@ -1,4 +1,4 @@
-"""Single-unit tuning analyses (spec 6): kinematic features, tuning models fitted to all units at once,
+"""Single-unit tuning analyses (original: single_cell/): kinematic features, tuning models fitted to all units at once,
 preferred directions, uniformity, invariance across planes and statistics over seeds.
 
 Entry point: :func:`run_tuning`. See ``docs/tuning.md``.

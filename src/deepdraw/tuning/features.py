@@ -1,4 +1,4 @@
-"""Kinematic features of the hand trajectory for single-unit tuning (spec 6.3).
+"""Kinematic features of the hand trajectory for single-unit tuning (original: single_cell/rowwise_neuron_curves.py, X_data).
 
 Every tuning model is a linear model in a few columns derived from one 2-D vector per frame (a
 *feature set*, ``fset``):
@@ -154,7 +154,7 @@ def frame_mask(
         edge: edge trimming; ``tcoff`` = number of centres <= ``edge``.
         trim: ``"fixed"`` keeps output frames [tcoff, T_l - tcoff) (both ends of every layer);
             ``"original"`` keeps [tcoff, n_in - tcoff) as the original did, which for strided layers
-            (T_l < n_in) trims only the start (spec 6.4 bug); ``"none"`` keeps every frame.
+            (T_l < n_in) trims only the start (a bug of the original's tuning fits, docs/deviations.md); ``"none"`` keeps every frame.
 
     Returns:
         (n, T_l) bool.

@@ -1,4 +1,4 @@
-"""Tuning models, their registry, and least-squares fits of all units at once (spec 6.4).
+"""Tuning models, their registry, and least-squares fits of all units at once (original: single_cell/rowwise_neuron_curves.py, tune).
 
 A *tuning model* is a list of :data:`~deepdraw.tuning.features.COLUMNS` of one feature set; every model
 has a bias. The registry :data:`MODELS` holds the original's four variants per feature set:

@@ -1,4 +1,4 @@
-"""Stage 5: single-unit tuning of every model's activations (spec 6).
+"""Stage 5: single-unit tuning of every model's activations (original: single_cell/).
 
 :func:`run_tuning` reads one activations file per model (see :data:`ACTIVATIONS_SCHEMA`), fits every
 tuning model of :mod:`deepdraw.tuning.models` to every unit of every layer, summarises (fractions of

@@ -1,5 +1,5 @@
 """Summaries of tuning results: fractions, quantiles, preferred directions, uniformity, plane
-invariance, and paired statistics over seeds (spec 6.6-6.8, 6.11).
+invariance, and paired statistics over seeds (original: single_cell/prefdir_controls.py, unit_classification.py, generalization.py, comparisons.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Muscle fiber lengths of the MoBL-ARMS OpenSim model along joint trajectories (spec 1.3 step 7).
+"""Muscle fiber lengths of the MoBL-ARMS OpenSim model along joint trajectories (original: dataset/generate_data.py).
 
 Two engines give the fiber lengths (mm) of the 25 muscles of :data:`MUSCLES` for joint angles (degrees,
 order of :data:`JOINTS`):
