@@ -60,7 +60,12 @@ BAD_VALUES = [  # issue 17: each failed late (after earlier stages), or deleted 
     ("search", "select_by", "test_accuracy", r"'search.select_by' is 'test_accuracy'; expected 'validation'"),
     ("search", "select_task", "tdt_pv", r"'search.select_task' is 'tdt_pv'; expected one of search.tasks"),
     ("search", "n_per_family", -1, r"'search.n_per_family' is -1; expected 0 \(no search\)"),
-    ("train", "models", "serach", r"'train.models' is 'serach'; expected a list of model names or \"search\""),
+    (
+        "train",
+        "models",
+        "serach",
+        r"'train.models' is 'serach'; expected a list of model names or \"search\"",
+    ),
     ("train", "models", "search", r"'train.models' is \"search\" but search.n_per_family is 0"),
     ("activations", "n_samples", 0, r"'activations.n_samples' is 0; expected a positive integer"),
     ("svm", "c_grid", [-1.0], r"'svm.c_grid' holds -1.0; expected positive finite C values"),
