@@ -263,10 +263,19 @@ def test_pipeline_search_then_winners(searched):
 
 
 def test_cli_search_trains_the_winners_seeds(searched, capsys):
-    cfg, _ = searched
+    """``deepdraw search`` on 2 local Dask worker processes: one candidate (removed) trained again in a
+    worker, the others read back; then the winners' seeds."""
+    import shutil
+
+    cfg, table = searched
+    gone = search_dir(cfg) / table.directory.iloc[-1]
+    shutil.rmtree(gone)
     data = cfg_dict(cfg.out_dir, train={"tasks": ["tdt"], "seeds": [3]})
     toml = _toml(cfg.out_dir.parent, data)
-    assert main(["-q", "search", str(toml)]) == 0
+    assert main(["-q", "search", str(toml), "--workers", "2"]) == 0
+    assert (gone / "search.json").is_file() and (gone / "best.pt").is_file()
+    again = pd.read_csv(search_dir(cfg) / "search_results.csv")
+    assert list(again.name) == list(table.name) and list(again.task) == list(table.task)
     seeds = pd.read_csv(search_dir(cfg) / "seeds_summary.csv")
     best = pd.read_csv(search_dir(cfg) / "best_per_family.csv")
     assert set(seeds.architecture) == set(best.name) and set(seeds.task) == {"tdt"} and len(seeds) == 4

@@ -939,6 +939,8 @@ def _stage_rows(run: _Run) -> list[dict[str, Any]]:
         pipeline._load_stages()
         memo: dict[str, str] = {}
         for name, st in pipeline.STAGES.items():
+            if not pipeline.is_enabled(run.cfg, name) and not (run.rp.stamps / f"{name}.done.json").exists():
+                continue  # a stage the config leaves out (the search with n_per_family = 0)
             names.append(name)
             docs[name] = st.doc
             with contextlib.suppress(Exception):
