@@ -50,6 +50,7 @@ FLAT = {
             "tasks": ["art", "tdt"],
             "seeds": [1, 2, 3, 4, 5],
             "max_epochs": 50,
+            "source": "auto",
         },
     },
 }

@@ -1,5 +1,6 @@
 """Stage-3 orchestration on a tiny synthetic PCRT pair: run_train (summary, untrained controls, skip on
-rerun), run_activations (shared rows, names, layout), run_search (sync), the CLI commands, bad input."""
+rerun), run_activations (shared rows, names, layout), the CLI commands, bad input (the search:
+test_search.py)."""
 
 from __future__ import annotations
 
@@ -17,19 +18,15 @@ from deepdraw import store
 from deepdraw.cli import EXTRA_COMMANDS, main
 from deepdraw.config import config_from_dict
 from deepdraw.errors import DeepDrawError
-from deepdraw.nn import search as search_mod
 from deepdraw.nn.cli import add_commands
 from deepdraw.nn.models import build_model
 from deepdraw.nn.stage import (
-    SEARCH_COLUMNS,
     SUMMARY_COLUMNS,
     activation_indices,
     activation_paths,
-    best_per_family,
     planned_runs,
     run_activations,
     run_evaluate,
-    run_search,
     run_train,
     train_output_paths,
 )
@@ -272,49 +269,6 @@ def test_activation_indices_all_rows_when_small(run):
     np.testing.assert_array_equal(activation_indices(cfg, 12), np.arange(12))
     other = make_cfg(cfg.out_dir, run={"seed": 6})
     assert not np.array_equal(activation_indices(other, 48), activation_indices(cfg, 48))
-
-
-# ----------------------------------------------------------------------------------------------- search
-def test_search_sync(run, monkeypatch):
-    cfg, _, _ = run
-    tiny = search_mod.Grid(layers=(1,), channels=(4, 8), kernel_sizes=(3, 5), s_strides=(2,), t_strides=(3,))
-    monkeypatch.setitem(search_mod.GRIDS, "tiny", tiny)
-    scfg = make_cfg(
-        cfg.out_dir,
-        search={
-            "families": ["spatial_temporal", "spatiotemporal"],
-            "n_per_family": 2,
-            "max_epochs": 1,
-            "grid": "tiny",
-        },
-    )
-    table = run_search(scfg, seeds=False)
-    csv = pd.read_csv(cfg.out_dir / "search" / "search_results.csv")
-    assert list(csv.columns) == SEARCH_COLUMNS + ["best"] and len(csv) == 4
-    assert csv.groupby("family").size().to_dict() == {"spatial_temporal": 2, "spatiotemporal": 2}
-    assert csv[["train_accuracy", "val_accuracy", "test_accuracy"]].notna().all().all()
-    assert csv.groupby("family")["best"].sum().to_dict() == {"spatial_temporal": 1, "spatiotemporal": 1}
-    best = best_per_family(table)
-    assert list(best.family) == ["spatial_temporal", "spatiotemporal"]
-    for _, b in best.iterrows():
-        assert b.test_accuracy == table[table.family == b.family].test_accuracy.max()
-    # resumable: a rerun reads every candidate's search.json
-    t0 = time.perf_counter()
-    again = run_search(scfg, seeds=False)
-    assert time.perf_counter() - t0 < 5.0
-    pd.testing.assert_frame_equal(again, table)
-    # seeds of the best architectures, trained and untrained, for ART and TDT-PV
-    seeded = make_cfg(
-        cfg.out_dir,
-        search=scfg.to_dict(["search"])["search"],
-        train={"tasks": ["art", "tdt_pv"], "seeds": [1], "max_epochs": 1},
-    )
-    run_search(seeded, seeds=True)
-    seeds = pd.read_csv(cfg.out_dir / "search" / "seeds_summary.csv")
-    assert len(seeds) == 2 * 2 * 2 and set(seeds.architecture) == set(best.name)
-    pv = seeds[seeds.task == "tdt_pv"]
-    assert pv["test_rmse_scaled"].notna().all() and pv.checkpoint.str.startswith("models/tdt_pv/").all()
-    assert set(seeds[~seeds.trained].model) == {n + "r" for n in seeds[seeds.trained].model}
 
 
 # ---------------------------------------------------------------------------------------------- evaluate

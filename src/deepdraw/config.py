@@ -172,7 +172,7 @@ class SvmConfig:
 class TrainConfig:
     """Network training (original: nn-training/, code/nn_train_utils.py; docs/training.md)."""
 
-    models: list[str] = field(  # architectures trained (names as the original)
+    models: list[str] | str = field(  # architecture names trained, or "search" (the search's winners)
         default_factory=lambda: [
             "spatial_temporal_4_8-16-16-32_32-32-64-64_7293",
             "spatiotemporal_4_8-8-32-64_7272",
@@ -202,15 +202,17 @@ class TrainConfig:
 
 @dataclass
 class SearchConfig:
-    """Random architecture search over the paper's grid (Table 2)."""
+    """Random architecture search over the paper's grid (Table 2): a pipeline stage when n_per_family > 0."""
 
     families: list[str] = field(  # families searched
         default_factory=lambda: ["spatial_temporal", "spatiotemporal", "lstm"]
     )
-    n_per_family: int = 50  # random architectures per family
+    n_per_family: int = 0  # random architectures per family; 0 = no search stage (paper: 50)
+    tasks: list[str] = field(default_factory=lambda: ["art", "tdt"])  # each candidate trained on each
     max_epochs: int = 50  # epoch cap per candidate
     grid: str = "paper"  # "paper" (eLife Table 2) or "code" (train_networks.py's LSTM grid)
-    select_by: str = "test_accuracy"  # best per family: "test_accuracy" (original) or "val_accuracy"
+    select_by: str = "validation"  # winners ranked on "validation" (default) or "test" (the original's train_initializations.py)
+    select_task: str = "art"  # task whose metric picks the winner of each family: accuracy for "art", position error for "tdt"/"tdt_pv"
 
 
 @dataclass
@@ -719,7 +721,8 @@ def section_checks() -> list[Callable[[Config], None]]:
     The run, parallel and dataset sections are checked here; the other sections next to the stage
     that reads them (imported on call: the train check needs the model registry, hence torch).
     """
-    from .nn.stage import check_activations_section, check_search_section, check_train_section
+    from .nn.search_stage import check_search_section
+    from .nn.stage import check_activations_section, check_train_section
     from .rsa.stage import check_rsa_config
     from .svm.stage import check_svm_section
     from .tuning.stage import check_tuning_config

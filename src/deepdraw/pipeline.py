@@ -58,6 +58,27 @@ class Stage:
     adopts: bool = False
     """The stage checks outputs it finds (same config, else a refusal) and keeps them, so outputs that no
     pipeline run recorded (e.g. models of ``deepdraw train``) are resumed from, not put at stake."""
+    enabled: Callable[[Config], bool] | None = None
+    """Whether the config has this stage (None: always). A disabled stage is left out of the plan, the
+    run and :func:`status`."""
+    needs: Callable[[Config], list[str]] | None = None
+    """Upstream stages that only some configs depend on (added to ``after`` for the digest, the inputs
+    and the stamps; e.g. ``train`` needs ``search`` when ``[train] models = "search"``)."""
+    keys: Callable[[Config], dict] | None = None
+    """Settings outside ``sections`` that the stage's outputs depend on, as ``{"section.key": value}``
+    (covered by the digest and recorded in the stamps)."""
+
+
+def upstream(cfg: Config, st: Stage) -> list[str]:
+    """The stages ``st`` depends on for ``cfg``: ``after`` plus ``needs(cfg)``, the enabled ones."""
+    names = [*st.after, *(st.needs(cfg) if st.needs else [])]
+    return [a for a in dict.fromkeys(names) if is_enabled(cfg, a)]
+
+
+def is_enabled(cfg: Config, name: str) -> bool:
+    """Whether stage ``name`` is part of ``cfg``'s pipeline."""
+    st = STAGES[name]
+    return st.enabled is None or bool(st.enabled(cfg))
 
 
 STAGES: dict[str, Stage] = {}
@@ -102,8 +123,10 @@ def stage_digest(cfg: Config, name: str, memo: dict[str, str] | None = None) -> 
         "stage": name,
         "seed": cfg.run.seed,
         "config": cfg.to_dict(st.sections),
-        "after": {a: stage_digest(cfg, a, memo) for a in st.after},
+        "after": {a: stage_digest(cfg, a, memo) for a in upstream(cfg, st)},
     }
+    if st.keys is not None:  # absent otherwise: the digests of stages without extra keys are unchanged
+        parts["keys"] = st.keys(cfg)
     d = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
     memo[name] = d
     return d
@@ -115,6 +138,8 @@ def _stage_config(cfg: Config, st: Stage) -> dict:
     for sec, values in cfg.to_dict(st.sections).items():
         for k, v in values.items():
             flat[f"{sec}.{k}"] = v
+    if st.keys is not None:
+        flat.update(st.keys(cfg))
     return json.loads(json.dumps(flat, default=str))
 
 
@@ -154,7 +179,7 @@ def _inputs(cfg: Config, st: Stage) -> list[Path]:
     """A stage's input files: the files (not folders, not figures) among the outputs of its upstream
     stages."""
     out: list[Path] = []
-    for a in st.after:
+    for a in upstream(cfg, st):
         out += [p for p in STAGES[a].outputs(cfg) if p.suffix != ".png" and p.is_file()]
     return out
 
@@ -235,7 +260,7 @@ def _plan(cfg: Config, name: str, memo: dict[str, str], upstream_runs: set[str])
             changed = _changed_inputs(done["inputs"], _fingerprint(cfg, _inputs(cfg, st)))
             if changed:
                 reasons.append("input files changed since it ran: " + ", ".join(changed[:5]))
-        ups = sorted(upstream_runs & set(st.after))
+        ups = sorted(upstream_runs & set(upstream(cfg, st)))
         if ups:
             reasons.append(f"upstream stage(s) {', '.join(ups)} will be recomputed")
         if not reasons:
@@ -256,7 +281,7 @@ def _plan(cfg: Config, name: str, memo: dict[str, str], upstream_runs: set[str])
         if stamp.get("config") != config:
             reasons.append("config changed: " + _changed_keys(stamp.get("config"), config))
         old_after = stamp.get("after") or {}
-        ups = [a for a in st.after if old_after.get(a) != stage_digest(cfg, a, memo)]
+        ups = [a for a in upstream(cfg, st) if old_after.get(a) != stage_digest(cfg, a, memo)]
         if ups and "after" in stamp:
             reasons.append(f"upstream stage(s) {', '.join(ups)} changed")
         if not reasons:
@@ -297,11 +322,17 @@ def plan(cfg: Config, only: list[str] | None = None) -> dict[str, _Plan]:
             raise DeepDrawError(
                 f"--only: unknown stage(s) {', '.join(unknown)}; expected some of {', '.join(STAGES)}"
             )
+        off = [n for n in only if not is_enabled(cfg, n)]
+        if off:
+            raise DeepDrawError(
+                f"--only: stage(s) {', '.join(off)} are off in this config (the search stage needs "
+                "[search] n_per_family > 0)"
+            )
     memo: dict[str, str] = {}
     plans: dict[str, _Plan] = {}
     will_run: set[str] = set()
     for name in STAGES:
-        if only and name not in only:
+        if (only and name not in only) or not is_enabled(cfg, name):
             continue
         pl = _plan(cfg, name, memo, will_run)
         plans[name] = pl
@@ -313,6 +344,7 @@ def plan(cfg: Config, only: list[str] | None = None) -> dict[str, _Plan]:
 def status(cfg: Config) -> dict[str, str]:
     """``{stage: "done" | "stale" | "partial" | "todo" | "external" | "missing"}`` for ``cfg``'s run.
 
+    Stages the config disables (e.g. ``search`` with ``[search] n_per_family = 0``) are not listed.
     ``stale``: outputs exist but their config or inputs changed (the pipeline would refuse without
     ``--force``); ``external``: the dataset of a config without dataset sections (``missing`` if absent).
     """
@@ -320,6 +352,8 @@ def status(cfg: Config) -> dict[str, str]:
     memo: dict[str, str] = {}
     out = {}
     for name in STAGES:
+        if not is_enabled(cfg, name):
+            continue
         try:
             action = _plan(cfg, name, memo, set()).action
         except DeepDrawError:
@@ -387,7 +421,7 @@ def _run(cfg: Config, names: list[str], force: bool) -> dict[str, dict]:
             log.info("[%s] resuming an interrupted run", name)
         done_p, started_p = _stamp(cfg, name, "done"), _stamp(cfg, name, "started")
         config = _stage_config(cfg, st)
-        after = {a: stage_digest(cfg, a, memo) for a in st.after}
+        after = {a: stage_digest(cfg, a, memo) for a in upstream(cfg, st)}
         _write(started_p, {"digest": d, "config": config, "after": after, "layers": cfg.layers})
         if done_p.exists():
             done_p.unlink()

@@ -136,10 +136,78 @@ register(
 )
 
 
+def _search_on(cfg: Config) -> bool:
+    return cfg.search.n_per_family > 0
+
+
+def _search(cfg: Config) -> None:
+    from .nn.search_stage import run_search
+
+    run_search(cfg, seeds=False)  # the winners' seeds are the train stage's ([train] models = "search")
+
+
+def _search_outputs(cfg: Config):
+    from .nn.search_stage import search_output_paths
+
+    return search_output_paths(cfg)
+
+
+SEARCH_TRAIN_KEYS = (
+    "lr",
+    "batch_size",
+    "lstm_lr",
+    "lstm_batch_size",
+    "patience",
+    "min_epochs",
+    "schedule",
+    "val_fraction",
+    "target_alignment",
+    "precision",
+)
+"""The ``[train]`` keys a search candidate is trained with (so the search's digest covers them, and not
+``[train] models``, ``tasks`` or ``seeds``)."""
+
+
+register(
+    Stage(
+        "search",
+        ["search"],
+        _search,
+        _search_outputs,
+        after=["assemble"],
+        doc="architecture search: random candidates per family on ART and TDT, ranked on validation",
+        adopts=True,  # finished candidates are kept; folders of other settings refused (nn.search_stage)
+        enabled=_search_on,
+        keys=lambda c: {f"train.{k}": getattr(c.train, k) for k in SEARCH_TRAIN_KEYS},
+    )
+)
+
+
 def _train(cfg: Config) -> None:
     from .nn.stage import run_train
 
     run_train(cfg)
+
+
+def _uses_search(cfg: Config) -> list[str]:
+    return ["search"] if cfg.train.models == "search" else []
+
+
+def _unless_search_missing(fn, cfg: Config, known: list):
+    """``fn(cfg)``, or ``known`` while the search's winners are not known yet (``[train] models =
+    "search"`` before the search ran: the plan is made before any stage runs)."""
+    from .nn.search_stage import SearchResultsMissing
+
+    try:
+        return fn(cfg)
+    except SearchResultsMissing:
+        return known
+
+
+def _train_outputs(cfg: Config):
+    from .nn.stage import train_output_paths
+
+    return _unless_search_missing(train_output_paths, cfg, [_rp(cfg).models / "summary.csv"])
 
 
 register(
@@ -147,10 +215,11 @@ register(
         "train",
         ["train"],
         _train,
-        lambda c: __import__("deepdraw.nn.stage", fromlist=["x"]).train_output_paths(c),
+        _train_outputs,
         after=["assemble"],
         doc="networks: ART and TDT, seeds, untrained controls",
         adopts=True,  # finished runs are kept, run folders of other settings refused (nn.stage)
+        needs=_uses_search,
     )
 )
 
@@ -167,12 +236,16 @@ def _activation_paths(cfg: Config):
     return activation_paths(cfg)
 
 
+def _activation_outputs(cfg: Config):
+    return _unless_search_missing(_activation_paths, cfg, [])
+
+
 register(
     Stage(
         "activations",
         ["activations"],
         _activations,
-        _activation_paths,
+        _activation_outputs,
         after=["train"],
         doc="layer activations on a seeded test subset",
     )
@@ -233,5 +306,6 @@ register(
         lambda c: [_rp(c).report / "index.html"],
         after=["svm", "rsa", "tuning"],
         doc="HTML report",
+        needs=lambda c: ["search"],  # its figures, when the config has a search stage
     )
 )

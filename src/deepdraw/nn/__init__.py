@@ -7,6 +7,8 @@
 - :mod:`deepdraw.nn.data`: streaming mini-batches from PCRT HDF5 files.
 - :mod:`deepdraw.nn.train`: training loop, schedule, checkpoints, evaluation, activation extraction.
 - :mod:`deepdraw.nn.search`: random samples from the architecture grid.
+- :mod:`deepdraw.nn.stage`: the train and activations stages; :mod:`deepdraw.nn.search_stage`: the
+  architecture search stage; :mod:`deepdraw.nn.search_figures`: its figures (Fig. 3D, Fig. 3—S1).
 """
 
 from deepdraw.nn.models import (

@@ -41,7 +41,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from deepdraw.nn.stage import run_search, search_dir
+    from deepdraw.nn.search_stage import run_search, search_dir
 
     cfg = _config(args)
     with writing(cfg):
@@ -87,11 +87,15 @@ def add_commands(sub: argparse._SubParsersAction, ds: argparse._SubParsersAction
 
     p = sub.add_parser(
         "search",
-        help="random architecture search for ART, then seeds of the best per family -> search/",
+        help="random architecture search on ART and TDT, then seeds of the best per family -> search/",
         description="Train [search] n_per_family random architectures per family of [search] families "
-        "(the paper's grid) for ART, one Dask task each; write search/search_results.csv and "
-        "search/best_per_family.csv. Then, unless --no-seeds, train the best architecture of each family "
-        "for every seed and task of [train] into models/ (search/seeds_summary.csv).",
+        "(the paper's grid) for every task of [search] tasks (default ART and TDT), one Dask task per "
+        "candidate and task; finished candidates are skipped. Write search/search_results.csv, "
+        "search/ranking.csv (rank per family and task on the validation metric, or the test metric with "
+        '[search] select_by = "test") and search/best_per_family.csv. The same function is the '
+        "pipeline's search stage. Then, unless --no-seeds, train the best architecture of each family for "
+        "every seed and task of [train] into models/ (search/seeds_summary.csv); in the pipeline, "
+        '[train] models = "search" does that instead.',
     )
     _add_config(p, parallel=True)
     p.add_argument("--no-seeds", action="store_true", help="stop after the search; do not train the seeds")

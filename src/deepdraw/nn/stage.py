@@ -8,18 +8,14 @@ Functions (see ``docs/training.md``):
   are skipped, killed ones resume from ``last.pt``. Each run's ``untrained.pt`` (its exact initial weights)
   is the untrained control of that seed; it is evaluated too (cached in ``untrained_metrics.json``).
   The table of all runs goes to ``models/summary.csv``.
-- :func:`run_search`: ``[search] n_per_family`` random architectures per family trained for ART (one
-  Dask task each, single-threaded torch) into ``search/<architecture>/``; ``search/search_results.csv``,
-  ``search/best_per_family.csv``; then the best architecture of each family is trained for every seed
-  and task of ``[train]`` (``search/seeds_summary.csv``).
+- the architecture search is :mod:`deepdraw.nn.search_stage`; ``[train] models = "search"`` trains
+  its winners (:func:`resolve_models`).
 - :func:`run_activations`: every trained model (``best.pt``) and untrained control (``untrained.pt``) of
   the train table run on one seeded subset of the test file, ``activations/<name>.h5`` (untrained names
   end in ``r``; TDT-PV files in ``activations/tdt_pv/``).
 - :func:`run_evaluate`: metrics of one checkpoint on one PCRT file.
 
-Seeds: the activation subset is drawn with ``SeedSequence(run.seed, spawn_key=(6,))``; the search
-samples family ``f`` with ``SeedSequence(run.seed, spawn_key=(7, crc32(f)))`` and initialises every
-candidate with the run seed.
+Seeds: the activation subset is drawn with ``SeedSequence(run.seed, spawn_key=(6,))``.
 """
 
 from __future__ import annotations
@@ -29,7 +25,6 @@ import logging
 import math
 import os
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,24 +43,19 @@ from deepdraw.paths import RunPaths
 __all__ = [
     "PlannedRun",
     "SUMMARY_COLUMNS",
-    "SEARCH_COLUMNS",
+    "resolve_models",
     "planned_runs",
     "run_train",
     "train_output_paths",
     "activation_indices",
     "activation_paths",
     "run_activations",
-    "run_search",
-    "search_dir",
-    "search_output_paths",
-    "best_per_family",
     "run_evaluate",
 ]
 
 logger = logging.getLogger(__name__)
 
 SEED_STREAM_ACTIVATIONS = 6
-SEED_STREAM_SEARCH = 7
 
 SUMMARY_COLUMNS = [
     "model",
@@ -95,28 +85,6 @@ SUMMARY_COLUMNS = [
 ]
 """Columns of ``models/summary.csv`` (one row per trained model and one per untrained control); ``source``
 is ``run`` (trained in this run) or ``zoo`` (a shipped paper-scale model, ``[train] source = "zoo"``)."""
-
-SEARCH_COLUMNS = [
-    "name",
-    "family",
-    "model_name",
-    "n_layers",
-    "parameters",
-    "parameters_no_readout",
-    "conv_weights",
-    "train_accuracy",
-    "val_accuracy",
-    "test_accuracy",
-    "train_loss",
-    "val_loss",
-    "test_loss",
-    "epochs",
-    "best_epoch",
-    "stopped_by",
-    "wall_s",
-    "directory",
-]
-"""Columns of ``search/search_results.csv`` (plus ``best``)."""
 
 _METRIC_KEYS = ("loss", "accuracy", "error_cm", "rmse_scaled", "velocity_error_cm_s")
 
@@ -210,7 +178,18 @@ def check_train_section(cfg: Config) -> None:
             f"key 'train.num_threads' is {t.num_threads}; expected 0 (default) or a positive integer"
         )
     _check_device_name("train.device", t.device)
-    if not t.models:
+    if isinstance(t.models, str):
+        if t.models != "search":
+            raise DeepDrawError(
+                f"key 'train.models' is '{t.models}'; expected a list of model names or \"search\" (the "
+                "winners of the architecture search)"
+            )
+        if cfg.search.n_per_family < 1:
+            raise DeepDrawError(
+                "key 'train.models' is \"search\" but search.n_per_family is 0 (no search); expected "
+                "search.n_per_family > 0, or a list of model names"
+            )
+    elif not t.models:
         raise DeepDrawError("key 'train.models' is empty; expected at least one model name")
     if not t.tasks:
         raise DeepDrawError(f"key 'train.tasks' is empty; expected some of {', '.join(TASKS)}")
@@ -222,7 +201,7 @@ def check_train_section(cfg: Config) -> None:
     for s in t.seeds:
         if s < 0:
             raise DeepDrawError(f"key 'train.seeds' holds {s}; expected non-negative integers")
-    for raw in t.models:
+    for raw in [] if isinstance(t.models, str) else t.models:
         try:
             parse_model_name(raw)
         except DeepDrawError as e:
@@ -261,12 +240,26 @@ def _task_dir(root: Path, task: str) -> Path:
     return root / "tdt_pv" if task == "tdt_pv" else root
 
 
+def resolve_models(cfg: Config, models: Sequence[str] | None = None) -> list[str]:
+    """The architectures to train: ``models`` when given, else ``[train] models``; ``"search"`` there
+    stands for the winners of the architecture search
+    (:func:`~deepdraw.nn.search_stage.search_winners`, an error naming the missing table)."""
+    if models is not None:
+        return list(models)
+    if isinstance(cfg.train.models, str):
+        from deepdraw.nn.search_stage import search_winners
+
+        return search_winners(cfg)
+    return list(cfg.train.models)
+
+
 def planned_runs(cfg: Config, models: Sequence[str] | None = None) -> list[PlannedRun]:
     """Runs of ``models`` (default ``[train] models``) x ``[train] tasks`` x ``[train] seeds``, checked.
 
     Seed-major order (every model and task of seed 1, then of seed 2, ...), so that a long run stopped
     part-way leaves complete seeds to compare tasks and architectures on.
 
+    ``[train] models = "search"``: the search's winners (:func:`resolve_models`).
     A seed, ``_r_`` or ``r`` in a given model name is ignored: ``[train] seeds`` and the task decide.
     Unknown families, malformed names and unknown tasks raise :class:`DeepDrawError`. With ``[train]
     source = "zoo"`` only the runs the zoo ships are planned (an error when it ships none of them).
@@ -274,7 +267,7 @@ def planned_runs(cfg: Config, models: Sequence[str] | None = None) -> list[Plann
     from deepdraw.nn.models import get_task, parse_model_name
 
     check_train_section(cfg)
-    names = list(cfg.train.models if models is None else models)
+    names = resolve_models(cfg, models)
     if not names:
         raise DeepDrawError("no model names given; expected at least one")
     tasks = [get_task(t).name for t in cfg.train.tasks]
@@ -573,6 +566,7 @@ def run_train(
     ``models/summary.csv``), columns :data:`SUMMARY_COLUMNS`; ``checkpoint`` is relative to ``run.out_dir``.
     """
     check_train_section(cfg)
+    names = resolve_models(cfg, models)
     runs = planned_runs(cfg, models)
     rp = RunPaths.of(cfg)
     _require_data(rp)
@@ -580,7 +574,7 @@ def run_train(
     p = cfg.parallel
     distributed = p.mode in ("scheduler", "slurm") or (p.mode == "local" and p.gpus > 0)
     if cfg.train.source == "zoo":
-        n_req = len(models or cfg.train.models) * len(cfg.train.tasks) * len(cfg.train.seeds)
+        n_req = len(names) * len(cfg.train.tasks) * len(cfg.train.seeds)
         if len(runs) < n_req:
             logger.warning(
                 "train.source = 'zoo': %d of the %d planned runs are shipped (deepdraw zoo list); the others "
@@ -592,7 +586,7 @@ def run_train(
     logger.info(
         "training %d runs (%d models x %d tasks x %d seeds)",
         len(runs),
-        len(models or cfg.train.models),
+        len(names),
         len(cfg.train.tasks),
         len(cfg.train.seeds),
     )
@@ -741,204 +735,6 @@ def run_activations(cfg: Config, table: pd.DataFrame | None = None) -> list[Path
             )
         out.append(path)
     return out
-
-
-# ----------------------------------------------------------------------------------------------- search
-def search_dir(cfg: Config) -> Path:
-    """``<out_dir>/search``."""
-    return Path(cfg.out_dir) / "search"
-
-
-def search_output_paths(cfg: Config) -> list[Path]:
-    """The tables :func:`run_search` writes (the seed runs' files are those of :func:`run_train`)."""
-    d = search_dir(cfg)
-    return [d / "search_results.csv", d / "best_per_family.csv"]
-
-
-def _family_seed(seed: int, family: str) -> int:
-    ss = np.random.SeedSequence(int(seed), spawn_key=(SEED_STREAM_SEARCH, zlib.crc32(family.encode())))
-    return int(ss.generate_state(1)[0])
-
-
-@dataclass(frozen=True)
-class _SearchJob:
-    name: str
-    family: str
-    n_layers: int
-    out_dir: str
-    train_path: str
-    test_path: str
-    seed: int
-    lr: float
-    batch_size: int
-    max_epochs: int
-    patience: int
-    min_epochs: int
-    schedule: str
-    val_fraction: float
-    device: str | None
-    target_alignment: str
-
-
-def _search_task(job: _SearchJob) -> dict:
-    """Train one search candidate for ART with single-threaded torch; its results row. A Dask task."""
-    import torch
-
-    from deepdraw.nn.models import build_model
-    from deepdraw.nn.train import TrainConfig, evaluate, train_model
-
-    out = Path(job.out_dir)
-    device = job.device
-    if device in (None, "cuda"):
-        from deepdraw.parallel import task_device
-
-        device = task_device() or device
-    prev = torch.get_num_threads()
-    try:
-        tc = TrainConfig(
-            model=job.name,
-            train_path=job.train_path,
-            test_path=job.test_path,
-            out_dir=out,
-            task="art",
-            seed=job.seed,
-            lr=job.lr,
-            batch_size=job.batch_size,
-            max_epochs=job.max_epochs,
-            patience=job.patience,
-            min_epochs=job.min_epochs,
-            schedule=job.schedule,
-            val_fraction=job.val_fraction,
-            device=device,
-            target_alignment=job.target_alignment,
-            num_threads=1,
-            quiet=True,
-        )
-        _check_settings(out, _read_json(out / "metrics.json"), tc)
-        done = _read_json(out / "search.json")
-        if done.get("name") == job.name and done.get("epochs") is not None:
-            return done
-        m = train_model(tc).metrics
-        tr = evaluate(out / "best.pt", job.train_path, rows=(0, int(m["n_train"])), device=device)
-    finally:
-        torch.set_num_threads(prev)
-    model = build_model(job.name, "art")
-    readout = sum(p.numel() for p in model.readout.parameters())
-    va, te = m.get("best_validation") or {}, m.get("test") or {}
-    row = {
-        "name": job.name,
-        "family": job.family,
-        "model_name": m["model_name"],
-        "n_layers": job.n_layers,
-        "parameters": int(m["n_parameters"]),
-        "parameters_no_readout": int(m["n_parameters"]) - int(readout),
-        "conv_weights": int(m["conv_weights"]),
-        "train_accuracy": tr.get("accuracy"),
-        "val_accuracy": va.get("accuracy"),
-        "test_accuracy": te.get("accuracy"),
-        "train_loss": tr.get("loss"),
-        "val_loss": va.get("loss"),
-        "test_loss": te.get("loss"),
-        "epochs": m["epochs_run"],
-        "best_epoch": m.get("best_epoch"),
-        "stopped_by": m.get("stopped_by"),
-        "wall_s": m["wall_time_s"],
-        "directory": out.name,
-    }
-    _write_json(out / "search.json", row)
-    return row
-
-
-def best_per_family(table: pd.DataFrame, by: str = "test_accuracy") -> pd.DataFrame:
-    """The best candidate of each family: highest ``by``, ties to fewer parameters, then the name."""
-    if by not in ("test_accuracy", "val_accuracy"):
-        raise DeepDrawError(f"search.select_by is '{by}'; expected test_accuracy or val_accuracy")
-    if table.empty:
-        return table.copy()
-    order = table.sort_values([by, "parameters", "name"], ascending=[False, True, True], na_position="last")
-    best = order.groupby("family", sort=False).head(1)
-    families = list(dict.fromkeys(table["family"]))
-    return best.set_index("family", drop=False).loc[families].reset_index(drop=True)
-
-
-def check_search_section(cfg: Config) -> list[str]:
-    """Checks of ``[search]``; returns the families searched, each once."""
-    from deepdraw.nn.models import FAMILIES
-    from deepdraw.nn.search import GRIDS
-
-    s = cfg.search
-    if not s.families:
-        raise DeepDrawError(f"key 'search.families' is empty; expected some of {', '.join(FAMILIES)}")
-    for fam in s.families:
-        if fam not in FAMILIES:
-            raise DeepDrawError(
-                f"key 'search.families' holds '{fam}'; expected some of {', '.join(FAMILIES)}"
-            )
-    for key in ("n_per_family", "max_epochs"):
-        if getattr(s, key) < 1:
-            raise DeepDrawError(f"key 'search.{key}' is {getattr(s, key)}; expected a positive integer")
-    _check_choice("search.grid", s.grid, list(GRIDS))
-    _check_choice("search.select_by", s.select_by, ("test_accuracy", "val_accuracy"))
-    return list(dict.fromkeys(s.families))
-
-
-def run_search(cfg: Config, seeds: bool = True) -> pd.DataFrame:
-    """Random architecture search for ART, then (``seeds``) the best per family for every seed and task.
-
-    Writes ``search/search_results.csv`` (:data:`SEARCH_COLUMNS` + ``best``), ``search/best_per_family.csv``
-    and, with ``seeds``, the runs of :func:`run_train` for the best names (``search/seeds_summary.csv``).
-    Candidates with a finished ``search.json`` are skipped. Returns the results table.
-    """
-    from deepdraw.nn.search import sample_architectures
-
-    families = check_search_section(cfg)
-    check_train_section(cfg)
-    rp = RunPaths.of(cfg)
-    _require_data(rp)
-    sdir = search_dir(cfg)
-    device = _device(cfg.train.device)
-    jobs: list[_SearchJob] = []
-    for fam in families:
-        specs = sample_architectures(
-            fam, cfg.search.n_per_family, _family_seed(cfg.run.seed, fam), grid=cfg.search.grid
-        )
-        lr, batch = _lr_batch(cfg, fam)
-        for spec in specs:
-            jobs.append(
-                _SearchJob(
-                    name=spec.name,
-                    family=fam,
-                    n_layers=spec.n_layers,
-                    out_dir=str(sdir / spec.name),
-                    train_path=str(rp.pcrt_train),
-                    test_path=str(rp.pcrt_test),
-                    seed=int(cfg.run.seed),
-                    lr=lr,
-                    batch_size=batch,
-                    max_epochs=cfg.search.max_epochs,
-                    patience=cfg.train.patience,
-                    min_epochs=cfg.train.min_epochs,
-                    schedule=cfg.train.schedule,
-                    val_fraction=cfg.train.val_fraction,
-                    device=device,
-                    target_alignment=cfg.train.target_alignment,
-                )
-            )
-    logger.info("search: %d candidates (%s)", len(jobs), ", ".join(families))
-    with executor(cfg.parallel, cfg.run.quiet) as ex:
-        rows = ex.map(_search_task, jobs, desc="search", gpu=True)
-    table = pd.DataFrame(rows, columns=SEARCH_COLUMNS)
-    best = best_per_family(table, cfg.search.select_by)
-    table["best"] = table["name"].isin(set(best["name"]))
-    _write_csv(sdir / "search_results.csv", table)
-    _write_csv(sdir / "best_per_family.csv", best)
-    for _, r in best.iterrows():
-        logger.info(
-            "best %s: %s (%s %.4f)", r["family"], r["name"], cfg.search.select_by, r[cfg.search.select_by]
-        )
-    if seeds:
-        run_train(cfg, models=list(best["name"]), summary_path=sdir / "seeds_summary.csv")
-    return table
 
 
 # --------------------------------------------------------------------------------------------- evaluate

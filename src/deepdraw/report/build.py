@@ -11,7 +11,8 @@ Sections:
 1. overview: scale of the run (candidates, samples, models, seeds, epochs), the stage table (status from
    the stamps, wall time, peak memory) and the list of missing parts;
 2. the paper's Figures 2-7 made from this run's data: the stages' PNGs, plus training curves, per-model
-   test performance and (when a search ran) accuracy vs depth made here from ``models/`` and ``search/``;
+   test performance made here from ``models/`` and, when the run has ``search/search_results.csv``,
+   the search's Fig. 3D and Fig. 3—S1 (:mod:`deepdraw.nn.search_figures`);
 3. paper vs this run: every number of :data:`deepdraw.report.facts.FACTS` the run computed, with the
    scale of the run beside it and, as source, the paper's figure, table or section (preprint-era values:
    the original repository's file);
@@ -658,29 +659,6 @@ def plot_test_performance(df, path: Path) -> Path:
     return path
 
 
-def plot_search(sdf, path: Path) -> Path:
-    """Search: test accuracy vs number of layers and vs parameters (Fig. 3D, Fig. 3—S1B)."""
-    fig = _figure(9, 3.6)
-    ax1, ax2 = fig.subplots(1, 2)
-    for fam, g in sdf.groupby("family"):
-        c = _FAM_COLOR.get(str(fam), "#555")
-        acc = 100 * g["test_accuracy"].astype(float)
-        if "n_layers" in g.columns:
-            ax1.scatter(g["n_layers"], acc, s=14, color=c, alpha=0.7, label=_FAM_LABEL.get(str(fam), fam))
-        pcol = "parameters_no_readout" if "parameters_no_readout" in g.columns else "parameters"
-        if pcol in g.columns:
-            ax2.scatter(g[pcol], acc, s=14, color=c, alpha=0.7)
-    ax1.set_xlabel("layers")
-    ax1.set_ylabel("ART test accuracy (%)")
-    ax1.legend(fontsize=8, frameon=False)
-    ax2.set_xscale("log")
-    ax2.set_xlabel("parameters (no readout)")
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
-
-
-# --------------------------------------------------------------------------------------- sections
 _RSA_CAPTIONS = (
     (
         r"^cka_trained_vs_untrained",
@@ -822,18 +800,36 @@ def _figures_models(run: _Run, df) -> FigureGroup:
                 wide=True,
             )
         )
-    sdf = _read_csv(run.rp.root / "search" / "search_results.csv")
-    if sdf is not None and not sdf.empty and {"family", "test_accuracy"} <= set(sdf.columns):
-        plot_search(sdf, out / "search.png")
-        items.append(
-            FigureItem(
-                "figures/models/search.png",
-                "Paper Fig. 3D and Fig. 3—S1B: architecture search, ART test accuracy vs number of layers and vs "
-                "parameters.",
-                wide=True,
-            )
+    return FigureGroup("Figure 3E — networks: training and test performance", "", items, missing)
+
+
+def _figures_search(run: _Run) -> FigureGroup | None:
+    """Fig. 3D and Fig. 3—S1 from ``search/search_results.csv`` (None when the run has no search table)."""
+    from ..nn.search_figures import search_figures
+
+    path = run.rp.root / "search" / "search_results.csv"
+    sdf = _read_csv(path)
+    if sdf is None:
+        return None
+    if "task" not in sdf.columns:
+        run.miss(
+            run.rel(path), "a table of an older deepdraw (ART only, no task column): rerun 'deepdraw search'"
         )
-    return FigureGroup("Figure 3D–E — networks: training and test performance", "", items, missing)
+        return None
+    out = run.dest / "figures" / "search"
+    items = [FigureItem(f"figures/search/{p.name}", cap, wide=True) for p, cap in search_figures(sdf, out)]
+    intro = ""
+    best = _read_csv(run.rp.root / "search" / "best_per_family.csv")
+    if best is not None and {"family", "name", "metric"} <= set(best.columns):
+        won = [
+            f"{r['family']}: {r['name']} ({r['metric']} {_fmt(r.get(r['metric']), 4)})"
+            for _, r in best.iterrows()
+        ]
+        intro = (
+            f"{sdf['name'].nunique()} candidates, tasks {', '.join(dict.fromkeys(sdf['task'].astype(str)))}. "
+            "Winners (search/best_per_family.csv; ranks in search/ranking.csv): " + "; ".join(won) + "."
+        )
+    return FigureGroup("Figure 3D and Fig. 3—S1 — architecture search", intro, items, [])
 
 
 def _figures_from(
@@ -946,6 +942,8 @@ def _stage_rows(run: _Run) -> list[dict[str, Any]]:
         pipeline._load_stages()
         memo: dict[str, str] = {}
         for name, st in pipeline.STAGES.items():
+            if not pipeline.is_enabled(run.cfg, name) and not (run.rp.stamps / f"{name}.done.json").exists():
+                continue  # a stage the config leaves out (the search with n_per_family = 0)
             names.append(name)
             docs[name] = st.doc
             with contextlib.suppress(Exception):
@@ -1318,7 +1316,7 @@ def _render(
     )
     for g in groups:
         parts.append(_group_html(g))
-        if g.title.startswith("Figure 3D"):
+        if g.title.startswith("Figure 3E"):
             parts.append(_models_table_html(run, df))
     parts.append(_summary_numbers_html(values, "svm", "svm/summary.json"))
     parts.append(_summary_numbers_html(values, "rsa", "rsa values"))
@@ -1431,7 +1429,11 @@ def build_report(cfg: Config) -> Path:
             for p in (rp.pcrt_train, rp.pcrt_test):
                 if not p.exists():
                     run.miss(run.rel(p), "not found (stage assemble)")
-        groups = [_figures_dataset(run), _figures_svm(run), _figures_models(run, df)]
+        groups = [_figures_dataset(run), _figures_svm(run)]
+        search_group = _figures_search(run)
+        if search_group is not None:
+            groups.append(search_group)
+        groups.append(_figures_models(run, df))
         if not (rp.svm / "summary.json").exists():
             run.miss("svm/summary.json", "not found (stage svm)")
         groups.append(
