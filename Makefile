@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deepdraw-installed
 
-.PHONY: install lock demo test test-fast bench docs lint format clean
+.PHONY: install lock demo test test-fast bench docs notebooks lint format clean
 
 install: $(STAMP)
 
@@ -39,14 +39,19 @@ bench: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
+# execute notebooks/*.ipynb in place and store them with their outputs and key numbers (notebooks/README.md);
+# run after editing a notebook or changing what it shows (tests/test_notebooks.py compares a fresh run)
+notebooks: install
+	$(PY) notebooks/execute.py
+
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks requirements docs/_site
-	$(VENV)/bin/ruff format --check src tests benchmarks requirements docs/_site
+	$(VENV)/bin/ruff check src tests benchmarks requirements docs/_site notebooks/execute.py
+	$(VENV)/bin/ruff format --check src tests benchmarks requirements docs/_site notebooks/execute.py
 	$(VENV)/bin/hadolint Dockerfile
 
 format: install
-	$(VENV)/bin/ruff format src tests benchmarks docs/_site
-	$(VENV)/bin/ruff check --fix src tests benchmarks docs/_site
+	$(VENV)/bin/ruff format src tests benchmarks docs/_site notebooks/execute.py
+	$(VENV)/bin/ruff check --fix src tests benchmarks docs/_site notebooks/execute.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache site

@@ -18,13 +18,11 @@ from .kinematics import load_characters, load_startpoints
 JOINT_NAMES = ("elv_angle", "shoulder_elv", "shoulder_rot", "elbow_flexion")
 
 
-def _plt():
-    import matplotlib
+def _figure(figsize: tuple[float, float]):
+    """A figure of its own (not pyplot's: the caller's matplotlib backend stays as it is)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize)
 
 
 def _save(fig, out: Path, dpi: int) -> Path:
@@ -33,7 +31,6 @@ def _save(fig, out: Path, dpi: int) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(".tmp-" + out.name)
     fig.savefig(tmp, dpi=dpi, format="png")
-    _plt().close(fig)
     tmp.replace(out)
     return out
 
@@ -91,9 +88,8 @@ def inspect_sample(cfg: Config, sample: int, png: str | None = None, source: str
         info, firing = s["spindle_info"], s["spindle_firing"]
     c = int(s["char_index"])
     pen = traj[c, :, : lengths[c]]
-    plt = _plt()
     n_rows = 2 if muscles is not None else 1
-    fig = plt.figure(figsize=(15, 4.6 * n_rows))
+    fig = _figure((15, 4.6 * n_rows))
     letter = LETTERS[int(s["label"])]
     fig.suptitle(
         f"{source} sample {sample}: '{letter}' (UCI #{c}), {s['plane_name']} plane, size {float(s['size']):.1f}, "
@@ -155,8 +151,8 @@ def summary_figure(cfg: Config, png: str | None = None) -> Path:
         for k in keys:
             cols.setdefault(k, []).append(a[k])
     d = {k: np.concatenate(v) for k, v in cols.items()}
-    plt = _plt()
-    fig, axs = plt.subplots(2, 4, figsize=(17, 7.5))
+    fig = _figure((17, 7.5))
+    axs = fig.subplots(2, 4)
     x = np.arange(20)
     for j, pl in enumerate((b"horizontal", b"vertical")):
         cnt = np.bincount(d["label"][d["plane"] == pl], minlength=20)

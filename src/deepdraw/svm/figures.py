@@ -18,13 +18,13 @@ __all__ = ["pairwise_figure", "multiclass_figure", "tdt_figure"]
 N_CLASSES = len(LETTERS)
 
 
-def _plt():
-    import matplotlib
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kw: Any):
+    """A figure of its own (not pyplot's: the caller's matplotlib backend, e.g. a notebook's inline one,
+    stays as it is) and its axes."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kw)
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -35,11 +35,10 @@ def _save(fig: Any, path: Path) -> None:
 
 def pairwise_figure(path: Path, inputs: Sequence[str], mats: np.ndarray, subset: str) -> None:
     """Fig. 3B-like: the 20 x 20 matrix of best validation accuracy, one panel per input."""
-    plt = _plt()
     n = len(inputs)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.2 * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(4.6 * cols, 4.2 * rows), squeeze=False)
     im = None
     for k, key in enumerate(inputs):
         ax = axes[k // cols][k % cols]
@@ -59,15 +58,13 @@ def pairwise_figure(path: Path, inputs: Sequence[str], mats: np.ndarray, subset:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="pairwise validation accuracy")
     fig.suptitle(f"Pairwise linear SVMs (subset: {subset})", fontsize=11)
     _save(fig, path)
-    plt.close(fig)
 
 
 def multiclass_figure(path: Path, df: Any) -> None:
     """Fig. 3C-like: one-vs-one test accuracy per input, for full variability and each subset."""
-    plt = _plt()
     inputs = list(dict.fromkeys(df["input"]))
     subsets = list(dict.fromkeys(df["subset"]))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(subsets) * max(1, len(inputs)) * 0.35 + 3), 3.8))
+    fig, ax = _subplots(figsize=(max(5.0, 0.9 * len(subsets) * max(1, len(inputs)) * 0.35 + 3), 3.8))
     width = 0.8 / max(1, len(inputs))
     x = np.arange(len(subsets))
     for k, key in enumerate(inputs):
@@ -88,14 +85,12 @@ def multiclass_figure(path: Path, df: Any) -> None:
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("Multi-class linear SVM (one-vs-one) per input and suppressed latent", fontsize=10)
     _save(fig, path)
-    plt.close(fig)
 
 
 def tdt_figure(path: Path, decode: dict[str, Any]) -> None:
     """Linear TDT baseline: distribution of the 3-D test error and its mean per frame."""
-    plt = _plt()
     a = decode["arrays"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (ax1, ax2) = _subplots(1, 2, figsize=(9, 3.4))
     edges = np.arange(61) * 0.1
     ax1.bar(edges[:-1], a["error_hist_0p1cm"], width=0.1, align="edge")
     ax1.axvline(decode["error_cm"], color="r", lw=1, label=f"mean {decode['error_cm']:.2f} cm")
@@ -110,4 +105,3 @@ def tdt_figure(path: Path, decode: dict[str, Any]) -> None:
         f"Linear decoding of hand position from {decode['input']} (window {decode['window']})", fontsize=10
     )
     _save(fig, path)
-    plt.close(fig)
