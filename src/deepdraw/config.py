@@ -307,7 +307,8 @@ class PredictConfig:
     alphas: list[float] = field(default_factory=lambda: [10.0**k for k in range(-4, 5)])  # x mean PC var.
     seed: int = 0  # seed of the assignment of blocks to folds
     layers: list[str] = field(default_factory=list)  # layers compared; [] = every layer (input included)
-    figures: bool = True  # write the heat map and best-layer PNGs
+    figures: bool = True  # write the figures (heat map, best layer, trained vs untrained, noise ceiling)
+    ev_threshold: float = 0.1  # report: share of neurons whose explained variance exceeds this
 
 
 @dataclass

@@ -9,6 +9,8 @@
 - :mod:`.neural`: readers of recorded neurons (NPY, HDF5, NWB ``Units`` with trials), binned on the
   encoded movements' frames;
 - :mod:`.predict`: per layer, PCA + ridge regression with inner cross-validation, K-fold explained
-  variance per neuron, all neurons in one solve; :mod:`.figures`: its heat map and best-layer plots;
-- :mod:`.cli`: the two subcommands.
+  variance per neuron, all neurons in one solve; :mod:`.results`: ``predict.h5`` read back into tables;
+  :mod:`.figures`: its heat map, best-layer, trained-vs-untrained and noise-ceiling plots; the HTML
+  report of a predict folder is :mod:`deepdraw.report.predict`;
+- :mod:`.cli`: the subcommands ``encode``, ``predict`` and ``predict-report``.
 """

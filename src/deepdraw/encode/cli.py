@@ -1,4 +1,4 @@
-"""``deepdraw encode`` and ``deepdraw predict`` (docs/encode.md).
+"""``deepdraw encode``, ``deepdraw predict`` and ``deepdraw predict-report`` (docs/encode.md).
 
 :func:`add_commands` is appended to :data:`deepdraw.cli.EXTRA_COMMANDS` by :mod:`deepdraw.commands`.
 """
@@ -62,8 +62,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
                       overwrite=args.overwrite))  # fmt: skip
 
 
+def cmd_predict_report(args: argparse.Namespace) -> None:
+    from deepdraw.report.predict import build_predict_report
+
+    print(build_predict_report(args.folder, threshold=args.threshold, draw_missing=True))
+
+
 def add_commands(sub: argparse._SubParsersAction, ds: argparse._SubParsersAction) -> None:
-    """Add ``encode`` and ``predict`` to the ``deepdraw`` parser (once)."""
+    """Add ``encode``, ``predict`` and ``predict-report`` to the ``deepdraw`` parser (once)."""
     if "encode" in sub.choices:
         return
     p = sub.add_parser(
@@ -103,7 +109,8 @@ def add_commands(sub: argparse._SubParsersAction, ds: argparse._SubParsersAction
         "predict",
         help="recorded neurons vs model layers: PCA + ridge, cross-validated explained variance",
         description="For every model file and layer of an encode folder: PCA (training folds only), ridge "
-        "with inner-CV penalties, K-fold explained variance per neuron; tables, predict.h5, figures.",
+        "with inner-CV penalties, K-fold explained variance per neuron; tables, predict.h5, figures and an HTML "
+        "report (index.html).",
     )
     p.add_argument("encoded", help="folder written by `deepdraw encode`")
     p.add_argument("neurons", help="neural data: .npy, .h5 or .nwb (Units + trials); docs/formats.md")
@@ -115,3 +122,18 @@ def add_commands(sub: argparse._SubParsersAction, ds: argparse._SubParsersAction
     p.add_argument("--layer", action="append", help="layer to compare (repeatable; default: all)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "predict-report",
+        help="(re)build the HTML report index.html of a `deepdraw predict` output folder",
+        description="Reads FOLDER/predict.h5 and writes FOLDER/index.html: provenance, the model x layer "
+        "table, the figures (drawn first when missing), trained vs untrained, the noise ceiling. "
+        "`deepdraw predict` writes it already; rebuild after moving the folder or to change --threshold.",
+    )
+    p.add_argument("folder", help="output folder of `deepdraw predict` (holds predict.h5)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="EV above which a neuron counts as predicted (default: predict.ev_threshold in predict.h5)",
+    )
+    p.set_defaults(func=cmd_predict_report)

@@ -11,7 +11,8 @@ Per model and layer, :func:`deepdraw.encode.ridge.cv_explained_variance` (PCA on
 ridge with inner-CV penalties, K-fold explained variance per neuron). Outputs in ``--out``:
 ``predict.h5`` (kind ``predict``: ``ev`` and ``alpha`` (models, layers, neurons)), ``predict.csv`` (one
 row per model, layer and neuron), ``summary.csv`` (per model and layer: median, mean, 90th percentile of
-the EV), ``best_layers.csv`` (per neuron and model: best layer) and the figures of :mod:`.figures`.
+the EV), ``best_layers.csv`` (per neuron and model: best layer), the figures of :mod:`.figures` and
+``index.html``, the HTML report of the folder (:mod:`deepdraw.report.predict`).
 """
 
 from __future__ import annotations
@@ -101,23 +102,50 @@ def run_predict(encode_dir: str | os.PathLike, neural: str | os.PathLike, cfg: C
     ceiling = split_half_ceiling(rep[:, keep]) if rep is not None else np.full(y.shape[1], np.nan)
     fold = block_folds(mov[keep], fr[keep], pc.block_frames, pc.folds, pc.seed)
     results = []  # (model, trained, layer, ev, alpha)
+    models = {}  # file stem -> what the report shows of the model
     for path in activation_files(folder):
         with h5py.File(path, "r") as f:
             model, trained = str(f.attrs["model_name"]), bool(f.attrs["trained"])
+            models[path.stem] = _model_info(f, model, trained)
             layers = [str(s) for s in f.attrs["layer_names"]]
             use = [la for la in layers if not pc.layers or la in pc.layers]
             for layer in tqdm(use, desc=f"predict {path.stem}", disable=cfg.run.quiet):
                 x = layer_features(f, layer, win, pos)
                 ev, alpha = cv_explained_variance(x, y, fold, pc.n_components, pc.alphas)
                 results.append((path.stem, model, trained, layer, ev, np.median(alpha, axis=0)))
+    meta = {"encode_dir": str(folder.resolve()), "neural_file": str(Path(neural).resolve()),
+            "n_frames": int(keep.sum()), "n_frames_left_out": int((~keep).sum()), "model_info": json.dumps(models)}  # fmt: skip
     return write_results(results, neuron_ids, ceiling, cfg, out, overwrite, {enc_path.name: store.file_sha256(enc_path),
-                         Path(neural).name: store.file_sha256(neural)})  # fmt: skip
+                         Path(neural).name: store.file_sha256(neural)}, meta)  # fmt: skip
+
+
+def _model_info(f: h5py.File, model: str, trained: bool) -> dict:
+    """Model name, trained flag, zoo entry or checkpoint, and checkpoint sha256 of an activation file."""
+    info: dict = {"model_name": model, "trained": trained}
+    entry = f.attrs.get("model_entry")
+    if entry is not None:
+        info["entry"] = entry.decode() if isinstance(entry, bytes) else str(entry)
+    raw = f.attrs.get("inputs")
+    if raw is not None:
+        try:
+            ins = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+            info["inputs"] = {k: v for k, v in ins.items() if not k.endswith("encoded.h5")}
+        except (ValueError, AttributeError):
+            pass
+    return info
 
 
 def write_results(
-    results, neuron_ids, ceiling, cfg: Config, out: Path, overwrite: bool, inputs: dict
+    results,
+    neuron_ids,
+    ceiling,
+    cfg: Config,
+    out: Path,
+    overwrite: bool,
+    inputs: dict,
+    meta: dict | None = None,
 ) -> Path:
-    """``predict.h5``, the CSV tables and the figures (module docstring)."""
+    """``predict.h5``, the CSV tables, the figures and ``index.html`` (module docstring)."""
     out.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(r[0] for r in results))
     layers = {k: [r[3] for r in results if r[0] == k] for k in keys}
@@ -146,17 +174,22 @@ def write_results(
         median="median", mean="mean", q90=lambda s: s.quantile(0.9), n="count").reset_index()  # fmt: skip
     best = df.loc[df.groupby(["model", "neuron"], sort=False)["ev"].idxmax().dropna()]
     attrs = {"models": json.dumps(keys), "layers": json.dumps(layers), "neurons": json.dumps(neuron_ids),
-             "trained": json.dumps([bool(next(r[2] for r in results if r[0] == k)) for k in keys])}  # fmt: skip
+             "trained": json.dumps([bool(next(r[2] for r in results if r[0] == k)) for k in keys]),
+             "model_names": json.dumps([str(next(r[1] for r in results if r[0] == k)) for k in keys]),
+             **(meta or {})}  # fmt: skip
     h5 = store.write_artifact(out / "predict.h5", {"ev": ev, "alpha": alpha, "noise_ceiling": ceiling}, "predict",
                               config=cfg.to_dict(["predict"]), inputs=inputs, attrs=attrs, overwrite=overwrite)  # fmt: skip
     for name, table in (("predict.csv", df), ("summary.csv", summary), ("best_layers.csv", best)):
         tmp = store.tmp_path_for(out / name)
         table.to_csv(tmp, index=False)
         store.atomic_replace(tmp, out / name)
-    if cfg.predict.figures:
-        from .figures import best_layer_figure, heatmap_figure
+    from ..report.predict import build_predict_report
 
-        heatmap_figure(summary, out / "heatmap.png")
-        best_layer_figure(best, layers, out / "best_layer.png")
+    if cfg.predict.figures:
+        from .figures import draw_figures
+        from .results import load_results
+
+        draw_figures(load_results(out), out, overwrite=True)
+    build_predict_report(out)
     log.info("predict: %d model file(s), %d neurons -> %s", len(keys), len(neuron_ids), out)
     return h5

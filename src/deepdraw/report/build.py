@@ -1271,6 +1271,9 @@ def _render(
             'run\'s test set, with every analysis of this report: <a href="../zoo/report/index.html">'
             "zoo/report/index.html</a> (configs/demo-zoo.toml).</p>"
         )
+    from .predict import predict_links_html  # here, not at the top: report.predict imports this module
+
+    parts.append(predict_links_html(run.rp.root))
     srows = []
     total = 0.0
     for r in stage_rows:
