@@ -413,7 +413,7 @@ def _label_values(summary: dict | None, tdf, out: dict[str, float]) -> None:
     def wanted(name: str) -> bool:
         m = parse_model(name)
         return (
-            bool(m)
+            m is not None
             and m["seed"] is not None
             and not m["untrained"]
             and not m["regression"]
@@ -557,7 +557,7 @@ def _figure(w: float, h: float):
 
 
 def _histories(rp: RunPaths) -> list[dict]:
-    runs = []
+    runs: list[dict] = []
     if not rp.models.is_dir():
         return runs
     for p in sorted([*rp.models.glob("*/metrics.json"), *rp.models.glob("tdt_pv/*/metrics.json")]):
@@ -846,9 +846,11 @@ def _figures_from(
     for p in pngs:
         cap, order = _caption(p.stem, table)
         m = models[p]
-        per_model = bool(m) and m["seed"] is not None
         # 0: figures of no single model; 1: first seed, trained; 2: other seeds and untrained controls
-        rank = 0 if not per_model else (1 if m["seed"] == first and not m["untrained"] else 2)
+        if m is None or m["seed"] is None:
+            rank = 0
+        else:
+            rank = 1 if m["seed"] == first and not m["untrained"] else 2
         keyed.append((rank, order, p.stem, p, cap))
     shown_models = 0
     for rank, _o, _s, p, cap in sorted(keyed, key=lambda t: t[:3]):
