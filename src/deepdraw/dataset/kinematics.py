@@ -31,6 +31,8 @@ from .. import store
 from ..errors import DeepDrawError
 from . import arm
 from .augment import draw_latents, max_length, transform
+from .characters import CHARACTERS_SCHEMA
+from .startpoints import STARTPOINTS_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,6 @@ def assign(ids: np.ndarray, perms: list[np.ndarray], planes: list[str]) -> tuple
 
 def load_characters(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """characters.h5 -> (trajectories (n,2,T) cm NaN-padded, lengths (n,), labels (n,) 0..19)."""
-    from .stage import CHARACTERS_SCHEMA
 
     a = store.read_arrays(
         path, ["trajectories", "lengths", "labels"], kind="characters", schema=CHARACTERS_SCHEMA
@@ -110,7 +111,6 @@ def load_characters(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def load_startpoints(path: str | Path) -> dict[str, np.ndarray]:
     """startpoints.h5 -> {"horizontal": (n,3), "vertical": (m,3)} cm, {W}."""
-    from .stage import STARTPOINTS_SCHEMA
 
     return store.read_arrays(path, ["horizontal", "vertical"], kind="startpoints", schema=STARTPOINTS_SCHEMA)
 
