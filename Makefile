@@ -48,6 +48,8 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks requirements docs/_site notebooks/execute.py
 	$(VENV)/bin/ruff format --check src tests benchmarks requirements docs/_site notebooks/execute.py
 	$(VENV)/bin/hadolint Dockerfile
+	# type check of the package ([tool.mypy] in pyproject.toml; tests/test_typecheck.py runs it in `make test`)
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format src tests benchmarks docs/_site notebooks/execute.py

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from deepdraw.report.build import _facts_html
 from deepdraw.report.facts import FACTS, ORIGINAL, PAPER
+from deepdraw.report.paper import facts_html
 from deepdraw.report.stats import PAPER_TESTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def test_every_paper_test_has_a_followable_source():
 
 
 def test_the_report_table_shows_each_source():
-    page = _facts_html({}, {})
+    page = facts_html({}, {})
     for f in FACTS:
         assert html.escape(f.source) in page, f"{f.key}: source not in the report's table"
     assert not OUTSIDE.search(page)

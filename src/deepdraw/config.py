@@ -716,7 +716,7 @@ def check_dataset_sections(cfg: Config) -> None:
         )
 
 
-def section_checks() -> list[Callable[[Config], None]]:
+def section_checks() -> list[Callable[[Config], object]]:
     """The checks of every section, in the order of :data:`SECTIONS`.
 
     The run, parallel and dataset sections are checked here; the other sections next to the stage
@@ -798,7 +798,12 @@ def reference_markdown() -> str:
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         lines += [f"## `[{name}]`", "", doc, "", "| key | default | meaning |", "|---|---|---|"]
         for f in dataclasses.fields(cls):
-            d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if f.default is not dataclasses.MISSING:
+                d = f.default
+            elif callable(f.default_factory):
+                d = f.default_factory()
+            else:  # not reached: every config field has a default
+                raise TypeError(f"config field {name}.{f.name} has no default")
             dv = json.dumps(d)
             lines.append(f"| `{f.name}` | `{dv}` | {comments.get(f.name, '').replace('|', '/')} |")
         lines.append("")

@@ -366,10 +366,10 @@ def reach_error_reference(
     points_w: (m, 3) cm in {W}. Returns (m,) cm. Slow (about 10 ms per point).
     """
     points_s = world_to_shoulder(np.atleast_2d(np.asarray(points_w, dtype=float)))
-    q0 = np.asarray(q0, dtype=float)
+    q_prev = np.asarray(q0, dtype=float)
     out = np.empty(len(points_s))
     for i, p in enumerate(points_s):
-        q = _slsqp_point(p, q0, x0)
+        q = _slsqp_point(p, q_prev, x0)
         out[i] = np.linalg.norm(p - _fk_matrix(q))
     return out
 
@@ -885,7 +885,9 @@ def third_difference(x: np.ndarray, axis: int = 0) -> np.ndarray:
     return x if axis == 0 else np.moveaxis(x, 0, axis)
 
 
-def joint_jerk(q: np.ndarray, lengths: np.ndarray | None = None, omit_nan: bool = False) -> np.ndarray:
+def joint_jerk(
+    q: np.ndarray, lengths: np.ndarray | None = None, omit_nan: bool = False
+) -> float | np.ndarray:
     """Joint jerk as the original ``compute_jerk``: ``‖∇³q‖_F`` over a trajectory's valid frames.
 
     ``∇`` is ``np.gradient`` along time with unit spacing (per frame), applied three times; the

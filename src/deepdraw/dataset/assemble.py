@@ -29,9 +29,10 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,6 +45,9 @@ from ..store import Field
 from . import arm, proprio
 from .augment import Latents, transform
 from .kinematics import LATENT_KEYS, load_characters, load_startpoints
+
+if TYPE_CHECKING:
+    from .muscles.fast import KnownValues
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +81,7 @@ PCRT_SCHEMA = {
 }
 
 
-def read_scores(paths: list[str | Path]) -> dict[str, np.ndarray]:
+def read_scores(paths: Sequence[str | Path]) -> dict[str, np.ndarray]:
     """Concatenate the score columns of all candidate shards (no trajectories are read)."""
     cols: dict[str, list[np.ndarray]] = {k: [] for k in SCORE_KEYS}
     planes = None
@@ -296,7 +300,7 @@ class ChunkTask:
     muscles: dict[str, Any]
     assembly: dict[str, Any]
     config: dict[str, Any]
-    known: tuple[np.ndarray, ...] | None = None  # OpenSim values kept by the screening (trajectory = row)
+    known: KnownValues | None = None  # OpenSim values kept by the screening (trajectory = row)
     swivel: SwivelRef | None = None  # the kinematics stage's IK swivel angles of the rows
 
 
@@ -308,7 +312,7 @@ def materialise(
     startpoints: str,
     muscles: dict[str, Any],
     assembly: dict[str, Any],
-    known: tuple[np.ndarray, ...] | None = None,
+    known: KnownValues | None = None,
     swivel: SwivelRef | None = None,
 ) -> dict[str, np.ndarray]:
     """Re-generate the movements of ``rows`` and build every array of the PCRT files.
@@ -323,7 +327,7 @@ def materialise(
     F, dt = int(assembly["n_frames"]), float(assembly["dt"])
     hands, lens, joints = regenerate(rows, planes, characters, startpoints, swivel)
     mus = [fill_opensim_gaps(m) for m in muscle_lengths(joints, muscles, known)]
-    out = {
+    out: dict[str, np.ndarray] = {
         "endeffector_coords": np.empty((n, 3, F), np.float32),
         "joint_coords": np.empty((n, 4, F), np.float32),
         "muscle_coords": np.empty((n, 25, F), np.float32),
@@ -377,7 +381,16 @@ def regenerate(
     for i in range(n):
         c = int(rows["char_index"][i])
         plane = planes[int(rows["plane"][i])]
-        lat = Latents(*(float(rows[k][i]) for k in LATENT_KEYS), start_id=int(rows["startpt_id"][i]))
+        v = {k: float(rows[k][i]) for k in LATENT_KEYS}
+        lat = Latents(
+            v["size"],
+            v["rot"],
+            v["shear_x"],
+            v["shear_y"],
+            v["speed"],
+            v["noise"],
+            int(rows["startpt_id"][i]),
+        )
         hands.append(transform(traj[c, :, : lengths[c]], lat, plane, starts[plane][lat.start_id]))
     lens = np.array([h.shape[1] for h in hands])
     if not np.array_equal(lens, rows["length"]):
@@ -638,7 +651,8 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
                 res[k].append(a[k])
             if "filled_candidate" in a:  # (files of older versions lack them: OpenSim is asked again)
                 kept.append({k: a[k] for k in FILLED_KEYS})
-        return tuple(np.concatenate(res[k]) for k in ("muscle_jerk", "muscle_jerk_bound", "done"))
+        jerk, bound, done = (np.concatenate(res[k]) for k in ("muscle_jerk", "muscle_jerk_bound", "done"))
+        return jerk, bound, done
 
     with executor(cfg.parallel, quiet=cfg.run.quiet) as ex:
         t0 = time.time()
@@ -700,7 +714,7 @@ def _known_by_id(kept: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: v[order] for k, v in cat.items()}
 
 
-def _known_for(known: dict[str, np.ndarray], candidate_ids: np.ndarray) -> tuple[np.ndarray, ...] | None:
+def _known_for(known: dict[str, np.ndarray], candidate_ids: np.ndarray) -> KnownValues | None:
     """(row, frame, muscle, value) of the kept OpenSim values of ``candidate_ids`` (row = position)."""
     ids = known["filled_candidate"]
     if len(ids) == 0:

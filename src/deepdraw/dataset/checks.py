@@ -84,7 +84,7 @@ def muscle_jumps(
             steps.append(st)
     r, m, fr, st = (np.concatenate(a) if a else np.zeros(0) for a in (rows, muscles, frames, steps))
     name = (lambda i: names[int(i)]) if names else (lambda i: int(i))
-    per_muscle = Counter()
+    per_muscle: Counter[str | int] = Counter()
     for mi in np.unique(m):
         per_muscle[name(mi)] = int(np.unique(r[m == mi]).size)
     order = np.argsort(-st)[:max_listed]

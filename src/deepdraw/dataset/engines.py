@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
 from ..paths import osim_model
+
+if TYPE_CHECKING:
+    from .muscles.fast import FastEngine, KnownValues
 
 
 def _model_path(model: str) -> str:
@@ -39,7 +42,7 @@ def _pad(joints: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def muscle_lengths(
-    joints: list[np.ndarray], cfg: dict[str, Any], known: tuple[np.ndarray, ...] | None = None
+    joints: list[np.ndarray], cfg: dict[str, Any], known: KnownValues | None = None
 ) -> list[np.ndarray]:
     """Joint trajectories [(T_i, 4) deg] -> fiber lengths [(T_i, 25) mm], one engine call for all.
 
@@ -124,13 +127,34 @@ def _bound(L: np.ndarray) -> float:
     return float(np.sqrt(np.nansum(x * x)))
 
 
+@overload
+def muscle_jerk_progressive(
+    joints: list[np.ndarray],
+    cfg: dict[str, Any],
+    tau: np.ndarray,
+    block: int = 4,
+    return_filled: Literal[False] = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+@overload
+def muscle_jerk_progressive(
+    joints: list[np.ndarray],
+    cfg: dict[str, Any],
+    tau: np.ndarray,
+    block: int = 4,
+    *,
+    return_filled: Literal[True],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, KnownValues]: ...
+
+
 def muscle_jerk_progressive(
     joints: list[np.ndarray],
     cfg: dict[str, Any],
     tau: np.ndarray,
     block: int = 4,
     return_filled: bool = False,
-) -> tuple[np.ndarray, ...]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray, KnownValues]:
     """Exact muscle jerks, stopping early once a candidate's jerk certainly exceeds its ``tau``.
 
     Joint trajectories [(T_i, 4) deg], thresholds ``tau`` (n,) (``inf``: always compute the jerk).
@@ -153,16 +177,18 @@ def muscle_jerk_progressive(
     n = len(joints)
     tau = np.asarray(tau, dtype=np.float64)
     jerk, bound, done = np.full(n, np.nan), np.full(n, np.nan), np.ones(n, dtype=bool)
-    parts: list[tuple[np.ndarray, ...]] = []
+    parts: list[KnownValues] = []
 
-    def result(*values: np.ndarray) -> tuple[np.ndarray, ...]:
+    def result(
+        jerk: np.ndarray, bound: np.ndarray, done: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray, KnownValues]:
         if not return_filled:
-            return values
+            return jerk, bound, done
         if parts:
-            filled = tuple(np.concatenate(a) for a in zip(*parts))
-        else:
-            filled = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-        return (*values, filled)
+            t, f, m, v = (np.concatenate(a) for a in zip(*parts))
+            return jerk, bound, done, (t, f, m, v)
+        none = np.zeros(0, np.int64)
+        return jerk, bound, done, (none, none.copy(), none.copy(), np.zeros(0))
 
     if n == 0:
         return result(jerk, bound, done)
@@ -180,7 +206,38 @@ def muscle_jerk_progressive(
         if np.isfinite(tau[i]):  # with tau = inf every frame is asked: keep time order
             frames = _fallback_order(est[i, :T], frames)
         order.append(frames)
-    lim = tau * SCREEN_SLACK
+    status = _ask_in_blocks(eng, batch, lengths, L, need, order, tau * SCREEN_SLACK, block)
+    for i in range(n):
+        T = int(lengths[i])
+        if status[i] == "complete":
+            jerk[i] = arm.joint_jerk(L[i, :T])
+            bound[i] = jerk[i]
+            nd = need[i, :T]
+            if return_filled and nd.any():
+                fr, mu = np.nonzero(nd)
+                parts.append(
+                    (np.full(len(fr), i, np.int64), fr.astype(np.int64), mu.astype(np.int64), L[i, fr, mu])
+                )
+        else:
+            bound[i] = _bound(L[i, :T])
+            done[i] = status[i] == "failed"
+    return result(jerk, bound, done)
+
+
+def _ask_in_blocks(
+    eng: FastEngine,
+    batch: np.ndarray,
+    lengths: np.ndarray,
+    L: np.ndarray,
+    need: np.ndarray,
+    order: list[np.ndarray],
+    lim: np.ndarray,
+    block: int,
+) -> np.ndarray:
+    """Fill ``L`` (n, T, 25) from OpenSim where ``need``, ``block`` frames of ``order`` at a time, until
+    each candidate's jerk bound exceeds ``lim`` (status "exceeds"), OpenSim fails ("failed") or every
+    frame is filled ("complete"). Returns the status per candidate (n,) (object array)."""
+    n = len(order)
     status = np.array(["complete"] * n, dtype=object)
     pos = 0
     # all candidates advance together, one block each per step: one OpenSim call per step for all of
@@ -211,18 +268,4 @@ def muscle_jerk_progressive(
                 status[i] = "failed"  # an OpenSim NaN: no finite jerk, as in exact scoring
             elif pos < len(order[i]):
                 active.append(i)
-    for i in range(n):
-        T = int(lengths[i])
-        if status[i] == "complete":
-            jerk[i] = arm.joint_jerk(L[i, :T])
-            bound[i] = jerk[i]
-            nd = need[i, :T]
-            if return_filled and nd.any():
-                fr, mu = np.nonzero(nd)
-                parts.append(
-                    (np.full(len(fr), i, np.int64), fr.astype(np.int64), mu.astype(np.int64), L[i, fr, mu])
-                )
-        else:
-            bound[i] = _bound(L[i, :T])
-            done[i] = status[i] == "failed"
-    return result(jerk, bound, done)
+    return status

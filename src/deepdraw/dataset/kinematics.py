@@ -31,6 +31,8 @@ from .. import store
 from ..errors import DeepDrawError
 from . import arm
 from .augment import draw_latents, max_length, transform
+from .characters import CHARACTERS_SCHEMA
+from .startpoints import STARTPOINTS_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,6 @@ def assign(ids: np.ndarray, perms: list[np.ndarray], planes: list[str]) -> tuple
 
 def load_characters(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """characters.h5 -> (trajectories (n,2,T) cm NaN-padded, lengths (n,), labels (n,) 0..19)."""
-    from .stage import CHARACTERS_SCHEMA
 
     a = store.read_arrays(
         path, ["trajectories", "lengths", "labels"], kind="characters", schema=CHARACTERS_SCHEMA
@@ -110,7 +111,6 @@ def load_characters(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def load_startpoints(path: str | Path) -> dict[str, np.ndarray]:
     """startpoints.h5 -> {"horizontal": (n,3), "vertical": (m,3)} cm, {W}."""
-    from .stage import STARTPOINTS_SCHEMA
 
     return store.read_arrays(path, ["horizontal", "vertical"], kind="startpoints", schema=STARTPOINTS_SCHEMA)
 
@@ -139,7 +139,9 @@ def _solve_ik(
         q, e, sv = arm.ik_batch(targets, lengths, return_swivel=True)
         joints = [q[i, : lengths[i]] for i in range(n)]
         err = np.array([e[i, : lengths[i]].sum() for i in range(n)])
-        jerk = arm.joint_jerk(q)  # batched (NaN padding -> lengths): bit for bit the per-trajectory sums
+        jerk = np.asarray(
+            arm.joint_jerk(q)
+        )  # batched (NaN padding -> lengths): bit for bit the per-trajectory sums
         swivel = [sv[i, : lengths[i]] for i in range(n)]
     return joints, err, jerk, swivel
 
@@ -159,20 +161,34 @@ def generate_shard(task: ShardTask) -> str:
         return _generate_shard(task, out)
 
 
-def _generate_shard(task: ShardTask, out: Path) -> str:
-    kin = task.kin
-    traj, lengths, labels = load_characters(task.characters)
-    starts = load_startpoints(task.startpoints)
-    planes: list[str] = list(kin["planes"])
-    for p in planes:
-        if p not in starts or len(starts[p]) == 0:
-            raise DeepDrawError(f"{task.startpoints}: no start points for plane '{p}'")
-    perm = character_permutation(task.seed, labels)
-    ids = np.arange(task.start, task.stop)
-    char_idx, plane_idx = assign(ids, perm, planes)
-    n = len(ids)
-    rng = np.random.default_rng(np.random.SeedSequence(task.seed, spawn_key=(SEED_STREAM_CANDIDATES, task.k)))
+@dataclass
+class _Drawn:
+    """The candidates of one shard after the acceptance loop (n each; the last attempt's draw)."""
 
+    lat: dict[str, np.ndarray]
+    start_id: np.ndarray
+    attempts: np.ndarray
+    accepted: np.ndarray
+    tracing: np.ndarray
+    jerk: np.ndarray
+    hands: list[np.ndarray]  # (3, T_i) cm
+    joints: list[np.ndarray]  # (T_i, 4) deg
+    swivels: list[np.ndarray] | None  # (T_i,) rad; None with the reference IK
+
+
+def _draw_until_accepted(
+    kin: dict[str, Any],
+    traj: np.ndarray,
+    lengths: np.ndarray,
+    starts: dict[str, np.ndarray],
+    planes: list[str],
+    char_idx: np.ndarray,
+    plane_idx: np.ndarray,
+    rng: np.random.Generator,
+) -> _Drawn:
+    """Draw latents, transform and solve the IK of each candidate until it passes the acceptance test,
+    at most ``kin["max_attempts"]`` times (rejected candidates keep their last draw)."""
+    n = len(char_idx)
     lat = {k: np.zeros(n) for k in LATENT_KEYS}
     start_id = np.zeros(n, dtype=np.int64)
     attempts = np.zeros(n, dtype=np.int64)
@@ -207,6 +223,32 @@ def _generate_shard(task: ShardTask, out: Path) -> str:
             swivels[j] = None if sv is None else sv[m]
             accepted[j] = ok[m]
         pending = pending[~ok]
+    hands_set = [h for h in hands if h is not None]
+    joints_set = [q for q in joints if q is not None]
+    if len(hands_set) < n or len(joints_set) < n:  # max_attempts >= 1 (checked at load)
+        raise DeepDrawError(f"kinematics.max_attempts is {kin['max_attempts']}; expected at least 1")
+    swivels_set = [sv for sv in swivels if sv is not None]
+    return _Drawn(
+        lat, start_id, attempts, accepted, tracing, jerk, hands_set, joints_set,
+        swivels_set if len(swivels_set) == n else None,
+    )  # fmt: skip
+
+
+def _generate_shard(task: ShardTask, out: Path) -> str:
+    kin = task.kin
+    traj, lengths, labels = load_characters(task.characters)
+    starts = load_startpoints(task.startpoints)
+    planes: list[str] = list(kin["planes"])
+    for p in planes:
+        if p not in starts or len(starts[p]) == 0:
+            raise DeepDrawError(f"{task.startpoints}: no start points for plane '{p}'")
+    perm = character_permutation(task.seed, labels)
+    ids = np.arange(task.start, task.stop)
+    char_idx, plane_idx = assign(ids, perm, planes)
+    n = len(ids)
+    rng = np.random.default_rng(np.random.SeedSequence(task.seed, spawn_key=(SEED_STREAM_CANDIDATES, task.k)))
+    d = _draw_until_accepted(kin, traj, lengths, starts, planes, char_idx, plane_idx, rng)
+    hands, joints, accepted, start_id = d.hands, d.joints, d.accepted, d.start_id
 
     muscle_jerk = np.full(n, np.nan)
     jerk_bound = np.full(n, np.nan)
@@ -225,27 +267,27 @@ def _generate_shard(task: ShardTask, out: Path) -> str:
         "label": labels[char_idx].astype(np.int64),
         "plane": plane_idx.astype(np.int8),
         "startpt_id": start_id,
-        "startpt": np.stack([starts[planes[plane_idx[j]]][start_id[j]] for j in range(n)]),
+        "startpt": np.stack([starts[planes[plane_idx[i]]][start_id[i]] for i in range(n)]),
         "length": np.array([h.shape[1] for h in hands], dtype=np.int64),
-        "attempts": attempts,
+        "attempts": d.attempts,
         "accepted": accepted,
-        "tracing_error": tracing,
-        "joint_jerk": jerk,
+        "tracing_error": d.tracing,
+        "joint_jerk": d.jerk,
         "muscle_jerk": muscle_jerk,
         "muscle_jerk_bound": jerk_bound,
         "muscle_jerk_known": jerk_known,
-        **lat,
+        **d.lat,
     }
-    if all(sv is not None for sv in swivels):
+    if d.swivels is not None:
         # the IK's swivel angles: the assembly rebuilds the exact joints from them without the search
-        arrays["swivel"] = np.concatenate(swivels) if n else np.zeros(0)
+        arrays["swivel"] = np.concatenate(d.swivels) if n else np.zeros(0)
     if task.save_trajectories:
         T = max_length(traj.shape[2], kin["sizes"], kin["speeds"])
         hand_arr = np.full((n, 3, T), np.nan, dtype=np.float32)
         joint_arr = np.full((n, 4, T), np.nan, dtype=np.float32)
-        for j in range(n):
-            hand_arr[j, :, : hands[j].shape[1]] = hands[j]
-            joint_arr[j, :, : joints[j].shape[0]] = joints[j].T
+        for i in range(n):
+            hand_arr[i, :, : hands[i].shape[1]] = hands[i]
+            joint_arr[i, :, : joints[i].shape[0]] = joints[i].T
         arrays["endeffector_coords"] = hand_arr
         arrays["joint_coords"] = joint_arr
     store.write_artifact(

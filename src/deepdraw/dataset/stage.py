@@ -12,20 +12,10 @@ from ..config import Config
 from ..errors import DeepDrawError
 from ..parallel import executor
 from ..paths import RunPaths, original_startpoints
-from ..store import Field
 from . import characters as ch
+from .startpoints import STARTPOINTS_SCHEMA
 
 log = logging.getLogger(__name__)
-
-CHARACTERS_SCHEMA = {
-    "trajectories": Field(("n", 2, "T"), "f", doc="pen paths (cm), NaN-padded"),
-    "lengths": Field(("n",), "iu", doc="frames per pen path"),
-    "labels": Field(("n",), "iu", doc="0..19, letter = LETTERS[label]"),
-}
-STARTPOINTS_SCHEMA = {
-    "horizontal": Field((None, 3), "f", doc="start points of horizontal planes (cm, {W})"),
-    "vertical": Field((None, 3), "f", doc="start points of vertical planes (cm, {W})"),
-}
 
 
 def run_characters(cfg: Config, overwrite: bool = False) -> Path:

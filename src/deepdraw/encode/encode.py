@@ -46,6 +46,13 @@ class Movement:
     muscles: np.ndarray | None = None
     jumps: list[tuple[int, int, float]] = field(default_factory=list)
 
+    def known(self, key: str) -> np.ndarray:
+        """``hand``, ``joints`` or ``muscles``, which an earlier step has set."""
+        value = getattr(self, key)
+        if value is None:  # a step run out of order: not the input's fault
+            raise RuntimeError(f"{prepare.where(self.rec)}: {key} not computed yet")
+        return value
+
 
 def check_encode_config(cfg: Config) -> None:
     """Choices and ranges of ``[encode]`` (raised before any work)."""
@@ -94,13 +101,13 @@ def solve_ik(movs: list[Movement], cfg: Config) -> None:
     todo = [m for m in movs if m.joints is None and m.muscles is None]
     if not todo:
         return
-    lengths = np.array([len(m.hand) for m in todo])
+    lengths = np.array([len(m.known("hand")) for m in todo])
     targets = np.full((len(todo), int(lengths.max()), 3), np.nan)
     for i, m in enumerate(todo):
-        targets[i, : lengths[i]] = m.hand
+        targets[i, : lengths[i]] = m.known("hand")
     q, err = arm.ik_batch(targets, lengths, progress=not cfg.run.quiet)
     for i, m in enumerate(todo):
-        prepare.check_reach(m.rec, m.hand, err[i, : lengths[i]], cfg.encode.reach_tol_cm, m.t)
+        prepare.check_reach(m.rec, m.known("hand"), err[i, : lengths[i]], cfg.encode.reach_tol_cm, m.t)
         m.joints = q[i, : lengths[i]]
 
 
@@ -111,13 +118,13 @@ def muscle_lengths(movs: list[Movement], cfg: Config) -> None:
 
     todo = [m for m in movs if m.muscles is None]
     if todo:
-        for m, L in zip(todo, engine_lengths([m.joints for m in todo], asdict(cfg.muscles))):
+        for m, L in zip(todo, engine_lengths([m.known("joints") for m in todo], asdict(cfg.muscles))):
             try:
                 m.muscles = fill_opensim_gaps(L)
             except DeepDrawError as exc:
                 raise DeepDrawError(f"{prepare.where(m.rec)}: {exc}") from None
     for m in movs:
-        _, mu, fr, st = find_jumps(m.muscles.T[None], cfg.encode.jump_mm, JUMP_RATIO)
+        _, mu, fr, st = find_jumps(m.known("muscles").T[None], cfg.encode.jump_mm, JUMP_RATIO)
         m.jumps = [(int(a), int(b), float(c)) for a, b, c in zip(mu, fr, st)]
         if m.jumps:
             desc = ", ".join(f"{MUSCLES[a]} at frame {b} ({c:.1f} mm)" for a, b, c in m.jumps[:8])
@@ -133,12 +140,12 @@ def cut_windows(movs: list[Movement], cfg: Config) -> dict[str, np.ndarray]:
     F, dt, e = cfg.assembly.n_frames, cfg.assembly.dt, cfg.encode
     rows: dict[str, list] = {k: [] for k in KEYS}
     for i, m in enumerate(movs):
-        for s, stop, o in prepare.windows(len(m.muscles), F, e.overlap, e.onset):
+        for s, stop, o in prepare.windows(len(m.known("muscles")), F, e.overlap, e.onset):
             hit = sorted({MUSCLES[a] for a, f, _ in m.jumps if s <= f and f + 1 < stop})
             if hit and e.jumps == "reject":
                 log.warning("%s: window at frame %d dropped (jumps in %s)", prepare.where(m.rec), s, hit)
                 continue
-            L = proprio.place(m.muscles[s:stop].T, o, F)
+            L = proprio.place(m.known("muscles")[s:stop].T, o, F)
             rows["muscle_coords"].append(L)
             rows["spindle_info"].append(proprio.spindle_info(L, dt))
             rows["joint_coords"].append(proprio.place(m.joints[s:stop].T, o, F) if m.joints is not None
@@ -194,7 +201,7 @@ def encode_files(files: list[str | os.PathLike], cfg: Config, out: Path, overwri
     solve_ik(movs, cfg)
     muscle_lengths(movs, cfg)
     arrays = cut_windows(movs, cfg)
-    lengths = np.array([len(m.muscles) for m in movs], dtype=np.int64)
+    lengths = np.array([len(m.known("muscles")) for m in movs], dtype=np.int64)
     jm = [(i, a, f, s) for i, m in enumerate(movs) for a, f, s in m.jumps]
     arrays["movement_frames"] = lengths
     arrays["movement_t0"] = np.array([r.time[0] if r.time is not None else 0.0 for r in recs], np.float64)

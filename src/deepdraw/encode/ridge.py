@@ -126,7 +126,8 @@ def cv_explained_variance(
     n = [float(len(r)) for r in rows]
     narrow = x.shape[1] <= K * n_components
     xy = [x[r].T @ y[r] for r in rows] if narrow else None
-    ys = [Stats(n[g], 0, 0, 0, y[r].sum(0), (y[r] ** 2).sum(0)) for g, r in enumerate(rows)]
+    none = np.zeros(0)  # the feature parts of the target-only statistics (project_stats fills them)
+    ys = [Stats(n[g], none, none, none, y[r].sum(0), (y[r] ** 2).sum(0)) for g, r in enumerate(rows)]
     total = np.zeros(y.shape[1])
     chosen = np.zeros((K, y.shape[1]))
     for f in range(K):

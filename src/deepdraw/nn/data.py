@@ -200,9 +200,11 @@ class BatchStream:
                 else np.zeros(0, np.int64)
             )
             idx = torch.from_numpy(flat).to(self.device)
+            x_all = self._x
+            assert x_all is not None  # filled by _load_cache
             for i in range(n_batches):
                 sel = idx[i * self.batch_size : (i + 1) * self.batch_size]
-                yield self._x[sel], (None if self._y is None else self._y[sel])
+                yield x_all[sel], (None if self._y is None else self._y[sel])
             return
         yield from self._stream(plan, n_batches)
 
@@ -226,6 +228,7 @@ class BatchStream:
 
             future = pool.submit(load, plan[0]) if plan else None
             for i in range(len(plan)):
+                assert future is not None  # submitted for every block of the plan
                 x, y = future.result()
                 future = pool.submit(load, plan[i + 1]) if i + 1 < len(plan) else None
                 if carry_x is not None:

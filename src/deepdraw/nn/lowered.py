@@ -41,6 +41,7 @@ the optimizer, checkpoints and every other stage keep using the model itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +52,7 @@ from deepdraw.nn.models import ConvNet, DeepDrawNet, RecurrentNet
 __all__ = ["LoweredForward", "band_index", "supports_lowering"]
 
 
-def supports_lowering(model: DeepDrawNet) -> bool:
+def supports_lowering(model: torch.nn.Module) -> TypeGuard[DeepDrawNet]:
     """Whether :class:`LoweredForward` can compute ``model`` (every registered family can)."""
     return isinstance(model, (ConvNet, RecurrentNet))
 
@@ -100,7 +101,7 @@ class _TapSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
         q = z.shape[2]
         n = z.shape[1] - q + 1
         ctx.shape = z.shape
@@ -110,7 +111,7 @@ class _TapSum(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, g: torch.Tensor):
         shape = ctx.shape
         q = shape[2]
         n = shape[1] - q + 1
@@ -137,7 +138,7 @@ class _Layer:
 def _plan(model: DeepDrawNet) -> list[_Layer]:
     rows, frames, _ = model.input_shape
     plan = []
-    for block in model.blocks.values():
+    for block in model.conv_blocks():
         kh, kw = block.conv.kernel
         sh, sw = block.conv.stride
         rows_only = kh == 1 and sh == 1

@@ -35,6 +35,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -356,7 +357,7 @@ def model_name(spec: ModelSpec) -> str:
     return "_".join(parts) + ("r" if spec.untrained else "")
 
 
-def parse_model_name(name: str) -> ModelSpec:
+def parse_model_name(name: str | ModelSpec) -> ModelSpec:
     """Parse a model name back to a :class:`ModelSpec` (inverse of :func:`model_name`).
 
     Examples: ``spatial_temporal_4_8-16-16-32_32-32-64-64_7293``, ``spatiotemporal_4_8-8-32-64_7272_3r``,
@@ -389,14 +390,23 @@ class DeepDrawNet(nn.Module):
     ``spatiotemporal0``…, ``recurrent_out`` ``[B, frames, units]``).
     """
 
+    # set by the subclasses (attribute types for the type checker; nn.Module keeps the modules)
+    dropout: nn.Dropout | None
+    readout: nn.Linear
+
     def __init__(self, spec: ModelSpec, task: str, input_shape: tuple[int, int, int] = INPUT_SHAPE) -> None:
         super().__init__()
         self.spec = spec
         self.task = get_task(task).name
         self.n_outputs = TASKS[self.task].n_outputs
         self.regression = TASKS[self.task].regression
-        self.input_shape = tuple(int(v) for v in input_shape)
+        rows, frames, channels = input_shape
+        self.input_shape = (int(rows), int(frames), int(channels))
         self.blocks = nn.ModuleDict()
+
+    def conv_blocks(self) -> list[ConvBlock]:
+        """The conv blocks of ``self.blocks``, in order."""
+        return [cast(ConvBlock, b) for b in self.blocks.values()]  # _add_blocks adds ConvBlocks only
 
     # ---- helpers for subclasses
     def _add_blocks(
@@ -503,7 +513,7 @@ def _glorot(w: torch.Tensor, fan_in: int, fan_out: int, gen) -> None:
 
 
 def _tag(module: nn.Module, init) -> nn.Module:
-    module._deepdraw_init = init  # type: ignore[attr-defined]
+    module._deepdraw_init = init
     return module
 
 
@@ -514,21 +524,19 @@ class ConvNet(DeepDrawNet):
         self, spec: ModelSpec, task: str = "art", input_shape: tuple[int, int, int] = INPUT_SHAPE
     ) -> None:
         super().__init__(spec, task, input_shape)
-        s = [
-            (f"spatial{i}", spec.s_kernels[i], (spec.s_kernel_size, 1), (spec.s_stride, 1))
-            for i in range(spec.n_layers)
-        ]
-        t = [
-            (f"temporal{i}", spec.t_kernels[i], (1, spec.t_kernel_size), (1, spec.t_stride))
-            for i in range(spec.n_layers)
-        ]
+        sk, tk = spec.s_kernel_size, spec.t_kernel_size
+        assert sk is not None and tk is not None  # the conv families require both (Family.validate)
+        s = [(f"spatial{i}", spec.s_kernels[i], (sk, 1), (spec.s_stride, 1)) for i in range(spec.n_layers)]
+        t = [(f"temporal{i}", spec.t_kernels[i], (1, tk), (1, spec.t_stride)) for i in range(spec.n_layers)]
         if spec.family == "spatial_temporal":
             plan = s + t
         elif spec.family == "temporal_spatial":
             plan = t + s
         else:
-            k, st = spec.s_kernel_size, spec.s_stride
-            plan = [(f"spatiotemporal{i}", spec.s_kernels[i], (k, k), (st, st)) for i in range(spec.n_layers)]
+            st = spec.s_stride
+            plan = [
+                (f"spatiotemporal{i}", spec.s_kernels[i], (sk, sk), (st, st)) for i in range(spec.n_layers)
+            ]
         rows, frames, ch = self._add_blocks(plan)
         if self.regression:
             self.dropout = None
@@ -537,7 +545,7 @@ class ConvNet(DeepDrawNet):
             self.dropout = nn.Dropout(0.3)
             self.readout = nn.Linear(rows * frames * ch, self.n_outputs)
         self.flat_features = rows * frames * ch
-        for b in self.blocks.values():
+        for b in self.conv_blocks():
             _tag(b.conv, _init_conv)
             _tag(b.norm, _init_norm)
         _tag(self.readout, _init_linear)
@@ -551,6 +559,7 @@ class ConvNet(DeepDrawNet):
         if self.regression:
             out = self.readout(h.permute(0, 3, 2, 1).reshape(b, t, hh * c))  # [B, T', H'·C] → [B, T', d]
         else:
+            assert self.dropout is not None  # set for classification heads
             out = self.readout(self.dropout(h.permute(0, 2, 3, 1).reshape(b, -1)))  # flatten (H, W, C) as TF
         return (out, layers) if return_layers else out
 
@@ -562,10 +571,9 @@ class RecurrentNet(DeepDrawNet):
         self, spec: ModelSpec, task: str = "art", input_shape: tuple[int, int, int] = INPUT_SHAPE
     ) -> None:
         super().__init__(spec, task, input_shape)
-        plan = [
-            (f"spatial{i}", spec.s_kernels[i], (spec.s_kernel_size, 1), (spec.s_stride, 1))
-            for i in range(spec.n_layers)
-        ]
+        sk = spec.s_kernel_size
+        assert sk is not None  # the LSTM family's normalise sets its default
+        plan = [(f"spatial{i}", spec.s_kernels[i], (sk, 1), (spec.s_stride, 1)) for i in range(spec.n_layers)]
         rows, frames, ch = self._add_blocks(plan)
         self.lstm_input_size = rows * ch
         self.lstm = nn.LSTM(self.lstm_input_size, spec.n_units, num_layers=1, batch_first=True)
@@ -573,7 +581,7 @@ class RecurrentNet(DeepDrawNet):
         self._time_ops["recurrent_out"] = (1, 1)
         self.dropout = None if self.regression else nn.Dropout(0.3)
         self.readout = nn.Linear(spec.n_units, self.n_outputs)
-        for b in self.blocks.values():
+        for b in self.conv_blocks():
             _tag(b.conv, _init_conv)
             _tag(b.norm, _init_norm)
         _tag(self.lstm, _init_lstm)
@@ -595,6 +603,7 @@ class RecurrentNet(DeepDrawNet):
             out = self.readout(r)
         else:
             # dropout and the readout act per step; the logits are those of the last step
+            assert self.dropout is not None  # set for classification heads
             out = self.readout(self.dropout(r[:, -1]))
         return (out, layers) if return_layers else out
 
@@ -682,4 +691,4 @@ def build_model(
 
 def conv_weight_count(model: DeepDrawNet) -> int:
     """Number of conv kernel weights (no LayerNorm, LSTM or readout parameters), as the paper counts."""
-    return sum(b.conv.weight.numel() for b in model.blocks.values())
+    return sum(b.conv.weight.numel() for b in model.conv_blocks())

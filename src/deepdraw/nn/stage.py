@@ -168,9 +168,9 @@ def check_train_section(cfg: Config) -> None:
             raise DeepDrawError(f"key '{key}' is {v}; expected a positive integer")
     if t.min_epochs < 0:
         raise DeepDrawError(f"key 'train.min_epochs' is {t.min_epochs}; expected 0 (off) or more")
-    for key, v in (("train.lr", t.lr), ("train.lstm_lr", t.lstm_lr)):
-        if not (math.isfinite(v) and v > 0):
-            raise DeepDrawError(f"key '{key}' is {v}; expected a positive learning rate")
+    for key, rate in (("train.lr", t.lr), ("train.lstm_lr", t.lstm_lr)):
+        if not (math.isfinite(rate) and rate > 0):
+            raise DeepDrawError(f"key '{key}' is {rate}; expected a positive learning rate")
     if not 0 < t.val_fraction < 1:
         raise DeepDrawError(f"key 'train.val_fraction' is {t.val_fraction}; expected 0 < x < 1")
     if t.num_threads < 0:

@@ -155,7 +155,7 @@ class TargetSpec:
             bl, bh = y.min(axis=0), y.max(axis=0)
             lo = bl if lo is None else np.minimum(lo, bl)
             hi = bh if hi is None else np.maximum(hi, bh)
-        if lo is None:
+        if lo is None or hi is None:
             lo, hi = np.zeros(6, np.float32), np.ones(6, np.float32)
         self.scale_min, self.scale_max = lo.astype(np.float32), hi.astype(np.float32)
 

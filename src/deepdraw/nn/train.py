@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,6 +62,7 @@ from deepdraw.nn.checkpoints import (
     write_json,
 )
 from deepdraw.nn.data import BatchStream, check_pcrt, open_pcrt
+from deepdraw.nn.lowered import LoweredForward
 from deepdraw.nn.models import (
     DeepDrawNet,
     ModelSpec,
@@ -432,7 +434,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
         self.forward = training_forward(model, self.precision)
         self.generator: torch.Generator | None = None
-        if self.forward is not model:  # the fast path draws dropout from the model's own generator
+        if isinstance(self.forward, LoweredForward):  # the fast path draws dropout from its own generator
             self.generator = torch.Generator(device=device).manual_seed(seed)
             self.forward.generator = self.generator
         if cfg.resume and self.paths["last"].exists():
@@ -521,7 +523,9 @@ class Trainer:
         per_row = int(np.prod(self.model.input_shape)) * 4
         budget = _cache_budget(cfg.cache_gb, self.device)
         cache = budget if self.n_total * per_row <= budget else 0
-        common = dict(device=self.device, chunk_rows=cfg.chunk_rows, cache_bytes=cache, quiet=True)
+        common: dict[str, Any] = dict(
+            device=self.device, chunk_rows=cfg.chunk_rows, cache_bytes=cache, quiet=True
+        )
         rows = (0, self.n_train)
         train = BatchStream(
             cfg.train_path, rows, self.batch_size, self.targets, shuffle=True, seed=self.data_seed,
@@ -567,7 +571,11 @@ class Trainer:
         lr_used = self.optimizer.param_groups[0]["lr"]
         action = self.schedule.step(va["loss"], epoch)
         if action == "improved":
-            extra = {"optimizer": self.optimizer.state_dict(), "validation": va, "config": self.cfg.to_dict()}
+            extra: dict[str, Any] = {
+                "optimizer": self.optimizer.state_dict(),
+                "validation": va,
+                "config": self.cfg.to_dict(),
+            }
             save_checkpoint(
                 paths["best"], self.model, kind="best", targets=self.targets, epoch=epoch, extra=extra
             )

@@ -25,7 +25,12 @@ from .. import store
 from ..encode.figures import applicable_figures, best_model_layer, draw_figures
 from ..encode.results import PredictResults, load_results
 from ..errors import DeepDrawError
-from .build import _CSS, FigureItem, _esc, _fig_html, _table, _toml
+from .common import FigureItem
+from .common import esc as _esc
+from .html import CSS as _CSS
+from .html import _fig_html
+from .html import html_table as _table
+from .html import to_toml as _toml
 
 __all__ = ["build_predict_report", "predict_folders", "predict_links_html"]
 
@@ -249,7 +254,8 @@ def _provenance_html(res: PredictResults) -> str:
     if isinstance(ins, dict) and ins:
         out.append("<h3>Input files</h3>")
         out.append(_table(["file", "sha256"], [[_esc(k), f"<code>{_esc(v)}</code>"] for k, v in ins.items()]))
-    info = a.get("model_info") if isinstance(a.get("model_info"), dict) else {}
+    held = a.get("model_info")
+    info: dict = held if isinstance(held, dict) else {}
     rows = []
     for i, m in enumerate(res.models):
         d = info.get(m, {})

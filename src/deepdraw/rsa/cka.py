@@ -49,7 +49,7 @@ def linear_cka(X: np.ndarray, Y: np.ndarray, method: str = "auto") -> float:
     if method == "auto":
         method = "feature" if dx * dy + dx * dx + dy * dy <= n * (dx + dy) else "gram"
     if method == "feature":
-        num = np.linalg.norm(Y.T @ X) ** 2
+        num = float(np.linalg.norm(Y.T @ X) ** 2)
         den = np.linalg.norm(X.T @ X) * np.linalg.norm(Y.T @ Y)
     elif method == "gram":
         K = X @ X.T

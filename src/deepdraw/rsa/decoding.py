@@ -163,7 +163,7 @@ def _block_points(act: np.ndarray, traj: np.ndarray, shift: np.ndarray | None) -
     a = act[traj]  # (c, rows, T, ch)
     c, r, T, ch = a.shape
     dt = np.float32 if a.dtype == np.float32 else np.float64
-    X = np.ascontiguousarray(a.transpose(0, 2, 1, 3), dtype=dt).reshape(c * T, r * ch)
+    X: np.ndarray = np.ascontiguousarray(a.transpose(0, 2, 1, 3), dtype=dt).reshape(c * T, r * ch)
     if shift is not None:
         X -= shift.astype(dt)
     return X
@@ -278,7 +278,7 @@ def _decode_layer(
             yy_spd += float(np.sum(spd[mov] ** 2))
             n_mov += int(mov.sum())
     sst_pos = yy_pos - float(np.sum(ys_pos**2)) / max(n_pos, 1)
-    out = {
+    out: dict[str, Any] = {
         "position_error_cm": eucl / n_pos if n_pos else float("nan"),
         "position_r2": 1.0 - sse_pos / sst_pos if sst_pos > 0 else float("nan"),
         "direction_error_deg": float(np.degrees(ang_err / n_mov)) if n_mov else float("nan"),

@@ -650,6 +650,7 @@ def _model_layer(
             raise DeepDrawError(
                 f"{m.path}: key 'centres/{layer}' holds frames outside 0..{kin.position.shape[2] - 1}"
             )
+        assert plan.test_mask is not None  # drawn by the plan when rc.decoding
         res = dec.decode_layer(X, centres, kin, plan.test_mask, rc.ridge_alpha)
         res.pop("weights")
         acc.dec_rows.append({**ident, **res})
@@ -733,7 +734,7 @@ def _figures(
             acc.input_images, "input representations (percentile RDMs)", out / "rdms_inputs.png"
         )
     tsne_labels = plan.labels[plan.tsne_sub] if plan.tsne_sub is not None else None
-    if acc.input_tsne:
+    if acc.input_tsne and tsne_labels is not None:
         plot_tsne_grid(acc.input_tsne, tsne_labels, "input representations (t-SNE)", out / "tsne_inputs.png")
         figures["tsne/inputs"] = out / "tsne_inputs.png"
     for m in models:
@@ -741,7 +742,7 @@ def _figures(
             figures[f"rdms/{m.name}"] = plot_rdms(
                 acc.rdm_images[m.name], f"{m.name} ({m.label})", out / f"rdms_{_safe(m.name)}.png"
             )
-        if acc.tsne_embs[m.name]:
+        if acc.tsne_embs[m.name] and tsne_labels is not None:
             p = out / f"tsne_{_safe(m.name)}.png"
             plot_tsne_grid(acc.tsne_embs[m.name], tsne_labels, f"{m.name} ({m.label})", p)
             figures[f"tsne/{m.name}"] = p

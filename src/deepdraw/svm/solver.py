@@ -681,6 +681,8 @@ class LinearDecoder:
     def solve(self, alpha: float = 1e-6) -> LinearDecoder:
         if self.n < 2:
             raise ValueError("LinearDecoder needs at least two rows")
+        # set together by the first partial_fit with rows (n > 0)
+        assert self.Sxx is not None and self.Sxy is not None and self.Syy is not None
         sx = np.sqrt(np.maximum(np.diag(self.Sxx) / self.n, 0.0))
         sy = np.sqrt(np.maximum(self.Syy / self.n, 0.0))
         self.sx = np.where(sx > 0, sx, 1.0)
@@ -692,7 +694,7 @@ class LinearDecoder:
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        if self.coef_ is None:
+        if self.coef_ is None or self.mx is None or self.my is None:
             raise ValueError("call solve() first")
         Xs = (np.asarray(X, dtype=np.float64) - self.mx) / self.sx
         return (Xs @ self.coef_) * self.sy + self.my

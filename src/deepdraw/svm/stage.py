@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import h5py
 import numpy as np
@@ -125,6 +125,16 @@ class Subset:
     @property
     def keys(self) -> list[str]:
         return [k for k, _ in self.conds]
+
+
+class SubsetFit(TypedDict):
+    """One subset's samples and classes: boolean masks over the train/test rows, its classes and pairs."""
+
+    subset: Subset
+    train_mask: np.ndarray
+    test_mask: np.ndarray
+    classes: np.ndarray
+    pairs: list[tuple[int, int]]
 
 
 def _fmt_value(v: Any) -> str:
@@ -566,7 +576,7 @@ class _SvmRun:
     def make_subsets(self) -> None:
         """Masks, classes and pairs of every subset; the result arrays."""
         n_use, y_tr, y_te = self.n_use, self.y_tr, self.y_te
-        self.sub_info = []
+        self.sub_info: list[SubsetFit] = []
         for s in self.subsets:
             m_tr = select_subset(self.lat_tr, s) if s.conds else np.ones(n_use, bool)
             m_te = select_subset(self.lat_te, s) if s.conds else np.ones(y_te.size, bool)
@@ -771,7 +781,7 @@ class _SvmRun:
                 rows_multi.append(self._multi_row(ii, key, si, info))
         return pd.DataFrame(rows_pairs), pd.DataFrame(rows_multi)
 
-    def _pair_rows(self, ii: int, key: str, si: int, info: dict, c_grid: np.ndarray) -> list[dict]:
+    def _pair_rows(self, ii: int, key: str, si: int, info: SubsetFit, c_grid: np.ndarray) -> list[dict]:
         res, out = self.res, []
         for i, j in info["pairs"]:
             pk = self.pair_index[(i, j)]
@@ -800,7 +810,7 @@ class _SvmRun:
                 )
         return out
 
-    def _multi_row(self, ii: int, key: str, si: int, info: dict) -> dict:
+    def _multi_row(self, ii: int, key: str, si: int, info: SubsetFit) -> dict:
         res, s = self.res, info["subset"]
         pks = [
             self.pair_index[p]
@@ -910,7 +920,7 @@ class _SvmRun:
 def _test_decisions(
     test_path: Path,
     key: str,
-    sub_info: list[dict],
+    sub_info: list[SubsetFit],
     W: np.ndarray,
     B: np.ndarray,
     pair_index: dict[tuple[int, int], int],

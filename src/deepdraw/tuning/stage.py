@@ -166,9 +166,9 @@ class Activations:
         w = self.where
         n, t = self.n, self.n_frames
         if not np.isfinite(self.ee).all():
-            i = tuple(int(x) for x in np.argwhere(~np.isfinite(self.ee))[0])
+            at = tuple(int(x) for x in np.argwhere(~np.isfinite(self.ee))[0])
             raise DeepDrawError(
-                f"{w}: key 'kinematics/endeffector_coords' holds NaN/inf at {i}; expected finite values"
+                f"{w}: key 'kinematics/endeffector_coords' holds NaN/inf at {at}; expected finite values"
             )
         bad = np.flatnonzero((self.start_id < 0) | (self.end_id > t) | (self.start_id >= self.end_id))
         if bad.size:
@@ -247,7 +247,7 @@ class ActivationsFile(Activations):
         self.check()
 
     def shape(self, layer: str) -> tuple[int, int, int, int]:
-        return tuple(self.f[f"layers/{layer}"].shape)  # type: ignore[return-value]
+        return tuple(self.f[f"layers/{layer}"].shape)
 
     def centres(self, layer: str) -> np.ndarray:
         key = f"centres/{layer}"
@@ -304,7 +304,7 @@ class ArrayActivations(Activations):
         self.check()
 
     def shape(self, layer: str) -> tuple[int, int, int, int]:
-        return tuple(self.layers[layer].shape)  # type: ignore[return-value]
+        return tuple(self.layers[layer].shape)
 
     def centres(self, layer: str) -> np.ndarray:
         if layer in self._centres:
@@ -616,7 +616,7 @@ class _LabelFrames:
     ``label_max_points`` samples, evenly spaced ones) of the label trajectories, filled block by block."""
 
     def __init__(self, t: TuningConfig, lab_sel: np.ndarray, n_t: int, U: int) -> None:
-        self.x = None
+        self.x: np.ndarray | None = None
         if t.label_samples != "frames" or lab_sel.size == 0:
             return
         k = max(1, min(n_t, t.label_max_points // lab_sel.size))
@@ -633,6 +633,8 @@ class _LabelFrames:
 
     def samples(self, labels: np.ndarray, is_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(samples x units, label per sample, test flag per sample): one sample per trajectory and time."""
+        if self.x is None:
+            raise ValueError("no label frames: label_samples is not 'frames' or no label trajectory")
         k = self.times.size
         return self.x.reshape(-1, self.x.shape[2]), np.repeat(labels, k), np.repeat(is_test, k)
 

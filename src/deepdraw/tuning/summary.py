@@ -7,7 +7,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -178,7 +178,15 @@ def mean_ci(values: Sequence[float] | np.ndarray, conf: float = 0.95) -> tuple[f
 # ----------------------------------------------------------------------------- models and seeds
 
 
-def parse_model_name(name: str) -> dict[str, object]:
+class ModelIdent(TypedDict):
+    """What :func:`parse_model_name` reads from a model name."""
+
+    arch: str
+    seed: int
+    untrained: bool
+
+
+def parse_model_name(name: str) -> ModelIdent:
     """Architecture key, seed and untrained flag from a model directory name
     (:func:`deepdraw.names.split_model_name`).
 

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,356 @@ def _pair_keys(n: np.ndarray, c3: np.ndarray, k: np.ndarray) -> np.ndarray:
     return k * int(np.prod(n - 1)) + (c3[:, 0] * (n[1] - 1) + c3[:, 1]) * (n[2] - 1) + c3[:, 2]
 
 
+@dataclass
+class _ShoulderGrid:
+    """The level-1 shoulder grid: nodes ``origin + h * i`` (deg), ``n`` (3,) per axis, with the region."""
+
+    origin: np.ndarray  # (3,) deg
+    h: float  # deg
+    n: np.ndarray  # (3,) nodes per axis
+    region: np.ndarray  # (n-1)^3 bool: cells served by the tables
+    node_ix: np.ndarray  # (N, 3) nodes the region's stencils use
+    cells: np.ndarray  # (C, 3) region cells
+    half_u: np.ndarray  # (P, 3) the cells' check points, unique, in half steps
+    half_inv: np.ndarray  # (C, len(_CHECK_POINTS)) index of each cell's check points into half_u
+
+
+def _shoulder_grid(post: np.ndarray, step_deg: float, margin: int) -> _ShoulderGrid:
+    """The shoulder grid (``_PAD`` nodes beyond the joint limits) and the region of ``post`` (K, 4)."""
+    h = float(step_deg)
+    origin = Q_MIN[:3] - _PAD * h
+    n = np.ceil((Q_MAX[:3] - Q_MIN[:3]) / h - 1e-9).astype(np.int64) + 1 + 2 * _PAD
+    region = _region_cells(post[:, :3], origin, h, n, margin)
+    node_ix = np.argwhere(_stencil_nodes(region, n))
+    cells = np.argwhere(region)
+    half = (2 * cells[:, None, :] + np.rint(2 * _CHECK_POINTS)[None].astype(np.int64)).reshape(-1, 3)
+    half_u, half_inv = np.unique(half, axis=0, return_inverse=True)
+    half_inv = half_inv.reshape(len(cells), len(_CHECK_POINTS))
+    return _ShoulderGrid(origin, h, n, region, node_ix, cells, half_u, half_inv)
+
+
+@dataclass
+class _ElbowGrid:
+    """The elbow grid: nodes ``origin + h * i`` (deg), ``n`` nodes; check points at t = 1/3, 2/3 of
+    each of ``cells``."""
+
+    origin: float
+    h: float
+    n: int
+    cells: np.ndarray
+    chk: np.ndarray
+
+
+def _elbow_grid(step_deg: float) -> _ElbowGrid:
+    he = float(step_deg)
+    ne = int(np.ceil((Q_MAX[3] - Q_MIN[3]) / he - 1e-9)) + 1 + 2 * _PAD
+    return _ElbowGrid(Q_MIN[3] - _PAD * he, he, ne, np.arange(2, ne - 3), np.array([1.0 / 3.0, 2.0 / 3.0]))
+
+
+def _with_elbow(q3: np.ndarray, d: float) -> np.ndarray:
+    """Shoulder postures (K, 3) with elbow flexion ``d`` -> (K, 4)."""
+    return np.concatenate([q3, np.full((len(q3), 1), d)], axis=1)
+
+
+def _with_shoulder(d: np.ndarray) -> np.ndarray:
+    """Elbow flexions (K,) at the reference shoulder posture ``_S0`` -> (K, 4)."""
+    return np.concatenate([np.broadcast_to(_S0, (len(d), 3)), d[:, None]], axis=1)
+
+
+def _fiber_postures(post: np.ndarray, g: _ShoulderGrid, rng: np.random.Generator, n_fs: int) -> np.ndarray:
+    """Fiber-map samples (n_fs, 4): dataset postures, and random ones in the region with any elbow flexion."""
+    pick = post[rng.integers(len(post), size=n_fs // 2)]
+    rc = g.cells[rng.integers(len(g.cells), size=n_fs - n_fs // 2)]
+    rnd = np.concatenate(
+        [g.origin + g.h * (rc + rng.random((len(rc), 3))), rng.uniform(Q_MIN[3], Q_MAX[3], (len(rc), 1))],
+        axis=1,
+    )
+    return np.concatenate([pick, rnd])
+
+
+def _shoulder_stencils(
+    g: _ShoulderGrid, node_vals: np.ndarray, chk_vals: np.ndarray, tol_mm: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The shoulder table (ms, *n) (values as stored: quantised) from the node values (N, ms), and the
+    stencil code (ms, *(n-1)) of every region cell from the check-point values (P, ms)."""
+    ms = node_vals.shape[1]
+    table = np.full((ms, *g.n), np.nan)
+    table[:, g.node_ix[:, 0], g.node_ix[:, 1], g.node_ix[:, 2]] = node_vals.T
+    table = _quantise(table)
+    code = np.full((ms, *(g.n - 1)), FALLBACK, dtype=np.uint8)
+    for s in range(0, len(g.cells), 500):
+        c = g.cells[s : s + 500]
+        err = _stencil_errors(table, c, _CHECK_POINTS, chk_vals[g.half_inv[s : s + 500]])
+        code[:, c[:, 0], c[:, 1], c[:, 2]] = _choose_stencils(err, tol_mm, 13).T
+    return table, code
+
+
+@dataclass
+class _Checker:
+    """Checks of the shoulder table against OpenSim at more postures; fails (cell, muscle) pairs of
+    ``code`` in place (FALLBACK) where the table misses by more than ``tol_mm``."""
+
+    model_path: Path
+    g: _ShoulderGrid
+    sh_idx: np.ndarray
+    table: np.ndarray
+    code: np.ndarray
+    tol_mm: float
+    workers: int
+    quiet: bool
+
+    def truth(self, q3: np.ndarray, desc: str, which: np.ndarray | None = None) -> np.ndarray:
+        """OpenSim path lengths (K, shoulder muscles) at shoulder postures (K, 3), elbow at ``_D0``."""
+        path, _ = evaluate_postures(
+            self.model_path,
+            _with_elbow(q3, _D0),
+            False,
+            self.workers,
+            quiet=self.quiet,
+            desc=desc,
+            which=which,
+        )
+        return path[:, self.sh_idx]
+
+    def misses(self, q3: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        """(K, ms) bool: the table (with the current codes) misses ``truth`` at ``q3`` or cannot serve it."""
+        ms = len(self.sh_idx)
+        pred, bad = _tricubic(
+            self.table.reshape(ms, -1),
+            self.g.n,
+            self.code.reshape(ms, -1),
+            self.g.origin,
+            np.full(3, self.g.h),
+            q3,
+        )
+        return bad | ~(np.abs(pred - truth) <= self.tol_mm)
+
+    def dense_rounds(self, rounds: int) -> int:
+        """Dense checks next to the cells that failed: thin wrapping "spikes" (a wrap taking the long way
+        round in a sheet a few tenths of a degree thick) slip between the check points; they come in
+        sheets that the first pass hits somewhere, so the neighbours of failed cells get 64 more points,
+        for ``rounds`` rounds. Returns the postures asked of OpenSim."""
+        from scipy import ndimage
+
+        g, code, ms = self.g, self.code, len(self.sh_idx)
+        checked = np.zeros_like(code, dtype=bool)
+        sub = (np.stack(np.meshgrid(*[np.array([1.0, 3.0, 5.0, 7.0]) / 8.0] * 3, indexing="ij"), -1)).reshape(
+            -1, 3
+        )
+        n_dense = 0
+        for rnd in range(rounds):
+            susp = np.zeros_like(checked)
+            for k in range(ms):
+                bad = (code[k] == FALLBACK) & g.region
+                susp[k] = (
+                    ndimage.binary_dilation(bad, structure=np.ones((3, 3, 3), dtype=bool))
+                    & g.region
+                    & ~bad
+                    & ~checked[k]
+                )
+            ucells = np.argwhere(susp.any(axis=0))
+            if len(ucells) == 0:
+                break
+            which_k = susp[:, ucells[:, 0], ucells[:, 1], ucells[:, 2]].T  # (U, ms)
+            pts = (g.origin + g.h * (ucells[:, None, :] + sub[None])).reshape(-1, 3)
+            which = np.zeros((len(pts), len(MUSCLES)), dtype=bool)
+            which[:, self.sh_idx] = np.repeat(which_k, len(sub), axis=0)
+            log.info(
+                "fast engine: dense check round %d: %d cells, %d (cell, muscle) pairs",
+                rnd + 1,
+                len(ucells),
+                int(which_k.sum()),
+            )
+            truth = self.truth(pts, f"OpenSim: dense checks {rnd + 1}", which)
+            n_dense += int(which.any(axis=1).sum())
+            fail = self.misses(pts, truth) & which[:, self.sh_idx]
+            fail_cell = fail.reshape(len(ucells), len(sub), ms).any(axis=1)  # (U, ms)
+            kk, uu = np.nonzero(fail_cell.T)
+            code[kk, ucells[uu, 0], ucells[uu, 1], ucells[uu, 2]] = FALLBACK
+            checked |= susp
+            log.info(
+                "fast engine: dense check round %d flagged %d more (cell, muscle) pairs", rnd + 1, len(kk)
+            )
+            if len(kk) == 0:
+                break
+        return n_dense
+
+    def limit_faces(self, post: np.ndarray, face_points: int, limit_face_frac: float) -> int:
+        """Joint limits where many postures sit (the IK stops there: shoulder_rot = 20 deg holds ~9% of
+        the dataset's frames): a dense 2-D check of each limit face holding at least ``limit_face_frac``
+        of ``post``, for the cells on both sides of it. Returns the postures asked of OpenSim."""
+        g, ms = self.g, len(self.sh_idx)
+        n_face = 0
+        g2 = (np.arange(face_points) + 0.5) / face_points
+        for ax in range(3):
+            for bound in (Q_MIN[ax], Q_MAX[ax]):
+                frac = float(np.mean(np.abs(post[:, ax] - bound) < 1e-6))
+                if frac < limit_face_frac:
+                    continue
+                i_at = int(np.floor((bound - g.origin[ax]) / g.h + 1e-9))
+                other = [x for x in range(3) if x != ax]
+                face = np.take(g.region, i_at, axis=ax) | np.take(g.region, i_at - 1, axis=ax)
+                c2 = np.argwhere(face)  # (F, 2) cell indices along the other two axes
+                if len(c2) == 0:
+                    continue
+                uu, vv = np.meshgrid(g2, g2, indexing="ij")
+                grid = np.empty((len(c2), face_points * face_points, 3))
+                grid[..., ax] = bound
+                grid[..., other[0]] = g.origin[other[0]] + g.h * (c2[:, 0, None] + uu.ravel()[None])
+                grid[..., other[1]] = g.origin[other[1]] + g.h * (c2[:, 1, None] + vv.ravel()[None])
+                pts = grid.reshape(-1, 3)
+                log.info("fast engine: limit face %s = %g (%.1f%% of postures): %d cells, %d points",
+                         JOINTS[ax], bound, 100 * frac, len(c2), len(pts))  # fmt: skip
+                truth = self.truth(pts, f"OpenSim: face {JOINTS[ax]}")
+                n_face += len(pts)
+                for side in (0.0, -1e-7):  # the cell at/above the face, then the one below
+                    q3 = pts.copy()
+                    q3[:, ax] += side
+                    fail = self.misses(q3, truth).reshape(len(c2), face_points * face_points, ms).any(axis=1)
+                    cell3 = np.floor((q3.reshape(len(c2), -1, 3)[:, 0] - g.origin) / g.h).astype(np.int64)
+                    kk, ff = np.nonzero(fail.T)
+                    keep = g.region[cell3[ff, 0], cell3[ff, 1], cell3[ff, 2]]
+                    self.code[kk[keep], cell3[ff[keep], 0], cell3[ff[keep], 1], cell3[ff[keep], 2]] = FALLBACK
+                    log.info("fast engine: limit face flagged %d (cell, muscle) pairs", int(keep.sum()))
+        return n_face
+
+
+def _elbow_stencils(
+    eg: _ElbowGrid, node_vals: np.ndarray, chk_vals: np.ndarray, tol_mm: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The elbow table (me, n) from the node values (n, me) and the stencil code (me, n-1) of its cells
+    from the check-point values (cells, 2, me)."""
+    table_e = node_vals.T.copy()  # (me, ne)
+    me = table_e.shape[0]
+    off6 = np.arange(-2, 4)
+    err_e = np.zeros((len(eg.cells), 3, me))
+    for p, t in enumerate(eg.chk):
+        w = _stencil6(t)  # (3, 6)
+        v6 = table_e[:, eg.cells[:, None] + off6]  # (me, C, 6)
+        pred = np.einsum("sa,mca->csm", w, v6)
+        e = np.abs(pred - chk_vals[:, p, None, :])
+        err_e = np.maximum(err_e, np.where(np.isfinite(e), e, np.inf))
+    code_e = np.full((me, eg.n - 1), FALLBACK, dtype=np.uint8)
+    code_e[:, eg.cells] = _choose_stencils(err_e, tol_mm, 1).T
+    return table_e, code_e
+
+
+def _muscle_split(
+    eng: ExactEngine, post: np.ndarray, rng: np.random.Generator, model_path: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Coupling (25,) (bit 0: shoulder, bit 1: elbow), the shoulder and elbow muscles, and the largest
+    mixed difference (mm) of the muscles with both; their path must be a shoulder part plus an elbow part."""
+    coupling, mixed = _coupling(eng, post, rng)
+    both = coupling == 3
+    if np.any(both & ~(mixed <= 1e-6)):
+        m = int(np.argmax(np.where(both, np.nan_to_num(mixed, nan=np.inf), -1)))
+        raise DeepDrawError(
+            f"{model_path}: the path length of {MUSCLES[m]} is not a shoulder part plus an elbow part "
+            f"(mixed difference {mixed[m]:.3g} mm); expected separable paths (docs/muscles.md)"
+        )
+    mixed_max = float(np.nanmax(np.where(both, mixed, 0.0)))
+    return coupling, np.flatnonzero(coupling & 1), np.flatnonzero(coupling & 2), mixed_max
+
+
+def _opensim_values(
+    model_path: Path, g: _ShoulderGrid, eg: _ElbowGrid, fib_post: np.ndarray, workers: int, quiet: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """OpenSim path lengths (K, 25) at the shoulder nodes then check points (elbow at ``_D0``), at the
+    elbow nodes, check points and the reference posture (shoulder at ``_S0``), and path and fiber
+    lengths at the fiber-map postures ``fib_post``."""
+    post_sh = np.concatenate(
+        [_with_elbow(g.origin + g.h * g.node_ix, _D0), _with_elbow(g.origin + g.h * g.half_u / 2.0, _D0)]
+    )
+    d_nodes = eg.origin + eg.h * np.arange(eg.n)
+    d_chk = (eg.origin + eg.h * (eg.cells[:, None] + eg.chk[None, :])).ravel()
+    post_el = np.concatenate([_with_shoulder(d_nodes), _with_shoulder(d_chk), np.r_[_S0, _D0][None]])
+    log.info(
+        "fast engine: %d region cells (step %.3g deg), %d shoulder nodes, %d check points, %d elbow postures, "
+        "%d fiber samples, %d workers",
+        len(g.cells), g.h, len(g.node_ix), len(g.half_u), len(post_el), len(fib_post), workers,
+    )  # fmt: skip
+    all_post = np.concatenate([post_sh, post_el])
+    path_all, _ = evaluate_postures(model_path, all_post, False, workers, quiet=quiet, desc="OpenSim: tables")
+    path_fs, fib_fs = evaluate_postures(
+        model_path, fib_post, True, workers, quiet=quiet, desc="OpenSim: fiber map"
+    )
+    assert fib_fs is not None  # asked for (fiber=True)
+    return path_all[: len(post_sh)], path_all[len(post_sh) :], path_fs, fib_fs
+
+
+def _engine_arrays(
+    g: _ShoulderGrid,
+    eg: _ElbowGrid,
+    coupling: np.ndarray,
+    sh_idx: np.ndarray,
+    el_idx: np.ndarray,
+    table: np.ndarray,
+    code: np.ndarray,
+    path_el: np.ndarray,
+    tol_mm: float,
+    path_fs: np.ndarray,
+    fib_fs: np.ndarray,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The engine's arrays (:func:`_engine_schema`): the shoulder table and codes, the elbow table and
+    its stencils (from :func:`_opensim_values`' elbow values), the offsets and the path -> fiber maps.
+    Also returns the fiber maps' largest interpolation error per muscle (mm)."""
+    chk_vals = path_el[eg.n : eg.n + 2 * len(eg.cells)][:, el_idx].reshape(len(eg.cells), 2, len(el_idx))
+    table_e, code_e = _elbow_stencils(eg, path_el[: eg.n][:, el_idx], chk_vals, tol_mm)
+    offset = np.where(coupling == 3, path_el[-1], 0.0)
+    fx, fy, ferr = _fiber_map(path_fs, fib_fs)
+    start = np.zeros(len(MUSCLES) + 1, dtype=np.int64)
+    start[1:] = np.cumsum([len(x) for x in fx])
+    diff, nanmask = _encode_table(table)
+    arrays = {
+        "muscles": np.array(MUSCLES, dtype="S"),
+        "coupling": coupling.astype(np.uint8),
+        "offset": offset,
+        "shoulder_index": sh_idx.astype(np.int16),
+        "shoulder_grid": np.stack([g.origin, np.full(3, g.h)]),
+        "shoulder_table_diff": diff,
+        "shoulder_table_nan": nanmask,
+        "shoulder_code": code,
+        "elbow_index": el_idx.astype(np.int16),
+        "elbow_grid": np.array([eg.origin, eg.h]),
+        "elbow_table": table_e,
+        "elbow_code": code_e,
+        "fiber_map_path": np.concatenate(fx),
+        "fiber_map_fiber": np.concatenate(fy),
+        "fiber_map_start": start,
+    }
+    return arrays, ferr
+
+
+def _table_stats(
+    g: _ShoulderGrid, eg: _ElbowGrid, sh_idx: np.ndarray, arrays: dict[str, np.ndarray], ferr: np.ndarray
+) -> dict[str, Any]:
+    """Sizes and coverage of the tables (the ``build_stats`` of the engine file)."""
+    in_region = arrays["shoulder_code"] != FALLBACK
+    return dict(
+        region_cells=int(len(g.cells)),
+        shoulder_nodes=int(len(g.node_ix)),
+        check_points=int(len(g.half_u)),
+        fallback_cell_frac={
+            MUSCLES[m]: round(float(1 - in_region[k][g.region].mean()), 4) for k, m in enumerate(sh_idx)
+        },
+        elbow_fallback_cells=int((arrays["elbow_code"][:, eg.cells] == FALLBACK).sum()),
+        fiber_map_err_max_mm=float(np.nanmax(ferr)),
+        fiber_map_points=int(arrays["fiber_map_start"][-1]),
+    )
+
+
+def _build_inputs(model_path: Path, synthetic_region: bool) -> dict[str, str]:
+    """Input files and their sha256: the model, and the start points of the synthetic trajectories."""
+    from ...paths import original_startpoints
+    from ...store import file_sha256
+
+    inputs = {model_path.name: file_sha256(model_path)}
+    if synthetic_region:
+        sp = original_startpoints()
+        inputs[sp.name] = file_sha256(sp)
+    return inputs
+
+
 def build_fast_engine(
     model_path: str | os.PathLike | None = None,
     out_path: str | os.PathLike | None = None,
@@ -252,261 +603,49 @@ def build_fast_engine(
     stats["time_region_s"] = round(time.time() - t0, 1)
 
     # 2. which muscle depends on what; the split path = shoulder part + elbow part must be exact
-    coupling, mixed = _coupling(eng, post, rng)
-    both = coupling == 3
-    if np.any(both & ~(mixed <= 1e-6)):
-        m = int(np.argmax(np.where(both, np.nan_to_num(mixed, nan=np.inf), -1)))
-        raise DeepDrawError(
-            f"{model_path}: the path length of {MUSCLES[m]} is not a shoulder part plus an elbow part "
-            f"(mixed difference {mixed[m]:.3g} mm); expected separable paths (docs/muscles.md)"
-        )
-    sh_idx = np.flatnonzero(coupling & 1)
-    el_idx = np.flatnonzero(coupling & 2)
-    stats["mixed_difference_max_mm"] = float(np.nanmax(np.where(both, mixed, 0.0)))
+    coupling, sh_idx, el_idx, stats["mixed_difference_max_mm"] = _muscle_split(eng, post, rng, model_path)
 
-    # 3. shoulder grid, region, nodes and check points
-    h = float(step_deg)
-    origin = Q_MIN[:3] - _PAD * h
-    n = np.ceil((Q_MAX[:3] - Q_MIN[:3]) / h - 1e-9).astype(np.int64) + 1 + 2 * _PAD
-    region = _region_cells(post[:, :3], origin, h, n, region_margin)
-    nodes_mask = _stencil_nodes(region, n)
-    node_ix = np.argwhere(nodes_mask)
-    cells = np.argwhere(region)
-    half = (2 * cells[:, None, :] + np.rint(2 * _CHECK_POINTS)[None].astype(np.int64)).reshape(-1, 3)
-    half_u, half_inv = np.unique(half, axis=0, return_inverse=True)
-    half_inv = half_inv.reshape(len(cells), len(_CHECK_POINTS))
-    # 4. elbow grid, nodes and check points (t = 1/3, 2/3 of each cell)
-    he = float(elbow_step_deg)
-    origin_e = Q_MIN[3] - _PAD * he
-    ne = int(np.ceil((Q_MAX[3] - Q_MIN[3]) / he - 1e-9)) + 1 + 2 * _PAD
-    cells_e = np.arange(2, ne - 3)
-    chk_e = np.array([1.0 / 3.0, 2.0 / 3.0])
-    # 5. fiber-map samples: dataset postures and random ones in the region with any elbow flexion
+    # 3. shoulder grid, region, nodes and check points; 4. elbow grid, nodes and check points
+    g = _shoulder_grid(post, step_deg, region_margin)
+    eg = _elbow_grid(elbow_step_deg)
+    # 5. OpenSim at the nodes and check points, and at the fiber-map samples
     n_fs = int(n_fiber_samples)
-    pick = post[rng.integers(len(post), size=n_fs // 2)]
-    rc = cells[rng.integers(len(cells), size=n_fs - n_fs // 2)]
-    rnd = np.concatenate(
-        [origin + h * (rc + rng.random((len(rc), 3))), rng.uniform(Q_MIN[3], Q_MAX[3], (len(rc), 1))], axis=1
-    )
-    fib_post = np.concatenate([pick, rnd])
-
-    def with_elbow(q3: np.ndarray, d: float) -> np.ndarray:
-        return np.concatenate([q3, np.full((len(q3), 1), d)], axis=1)
-
-    def with_shoulder(d: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.broadcast_to(_S0, (len(d), 3)), d[:, None]], axis=1)
-
-    post_sh = np.concatenate(
-        [with_elbow(origin + h * node_ix, _D0), with_elbow(origin + h * half_u / 2.0, _D0)]
-    )
-    d_nodes = origin_e + he * np.arange(ne)
-    d_chk = (origin_e + he * (cells_e[:, None] + chk_e[None, :])).ravel()
-    post_el = np.concatenate([with_shoulder(d_nodes), with_shoulder(d_chk), np.r_[_S0, _D0][None]])
-    log.info(
-        "fast engine: %d region cells (step %.3g deg), %d shoulder nodes, %d check points, %d elbow postures, "
-        "%d fiber samples, %d workers",
-        len(cells), h, len(node_ix), len(half_u), len(post_el), len(fib_post), workers,
-    )  # fmt: skip
+    fib_post = _fiber_postures(post, g, rng, n_fs)
     t0 = time.time()
-    all_post = np.concatenate([post_sh, post_el])
-    path_all, _ = evaluate_postures(model_path, all_post, False, workers, quiet=quiet, desc="OpenSim: tables")
-    path_fs, fib_fs = evaluate_postures(
-        model_path, fib_post, True, workers, quiet=quiet, desc="OpenSim: fiber map"
-    )
+    path_sh, path_el, path_fs, fib_fs = _opensim_values(model_path, g, eg, fib_post, workers, quiet)
     stats["time_opensim_s"] = round(time.time() - t0, 1)
-    stats["opensim_postures"] = int(len(all_post) + len(fib_post))
+    stats["opensim_postures"] = int(len(path_sh) + len(path_el) + len(fib_post))
 
-    # 6. shoulder table (values as stored: quantised to _QUANTUM mm) and stencil choice per cell and muscle
+    # 6. shoulder table and stencil choice per cell and muscle
     t0 = time.time()
-    ms = len(sh_idx)
-    table = np.full((ms, *n), np.nan)
-    table[:, node_ix[:, 0], node_ix[:, 1], node_ix[:, 2]] = path_all[: len(node_ix)][:, sh_idx].T
-    table = _quantise(table)
-    vals_chk = path_all[len(node_ix) : len(node_ix) + len(half_u)][:, sh_idx]
-    code = np.full((ms, *(n - 1)), FALLBACK, dtype=np.uint8)
-    for s in range(0, len(cells), 500):
-        c = cells[s : s + 500]
-        err = _stencil_errors(table, c, _CHECK_POINTS, vals_chk[half_inv[s : s + 500]])
-        code[:, c[:, 0], c[:, 1], c[:, 2]] = _choose_stencils(err, tol_mm, 13).T
-    stats["time_stencils_s"] = round(time.time() - t0, 1)
-    stats["fallback_pairs_first_pass"] = int(((code == FALLBACK) & region[None]).sum())
-
-    # 6b. dense checks next to the cells that failed: thin wrapping "spikes" (a wrap taking the long
-    # way round in a sheet a few tenths of a degree thick) slip between the check points; they come in
-    # sheets that the first pass hits somewhere, so the neighbours of failed cells get 64 more points
-    t0 = time.time()
-    checked = np.zeros_like(code, dtype=bool)
-    sub = (np.stack(np.meshgrid(*[np.array([1.0, 3.0, 5.0, 7.0]) / 8.0] * 3, indexing="ij"), -1)).reshape(
-        -1, 3
+    n_nodes = len(g.node_ix)
+    table, code = _shoulder_stencils(
+        g, path_sh[:n_nodes][:, sh_idx], path_sh[n_nodes : n_nodes + len(g.half_u)][:, sh_idx], tol_mm
     )
-    tab_flat = table.reshape(ms, -1)
-    code_flat = code.reshape(ms, -1)  # a view: updated in place below
-    n_dense = 0
-    for rnd in range(dense_rounds):
-        from scipy import ndimage
-
-        susp = np.zeros_like(checked)
-        for k in range(ms):
-            bad = (code[k] == FALLBACK) & region
-            susp[k] = (
-                ndimage.binary_dilation(bad, structure=np.ones((3, 3, 3), dtype=bool))
-                & region
-                & ~bad
-                & ~checked[k]
-            )
-        ucells = np.argwhere(susp.any(axis=0))
-        if len(ucells) == 0:
-            break
-        which_k = susp[:, ucells[:, 0], ucells[:, 1], ucells[:, 2]].T  # (U, ms)
-        pts = (origin + h * (ucells[:, None, :] + sub[None])).reshape(-1, 3)
-        which = np.zeros((len(pts), len(MUSCLES)), dtype=bool)
-        which[:, sh_idx] = np.repeat(which_k, len(sub), axis=0)
-        log.info(
-            "fast engine: dense check round %d: %d cells, %d (cell, muscle) pairs",
-            rnd + 1,
-            len(ucells),
-            int(which_k.sum()),
-        )
-        truth, _ = evaluate_postures(
-            model_path,
-            with_elbow(pts, _D0),
-            False,
-            workers,
-            quiet=quiet,
-            desc=f"OpenSim: dense checks {rnd + 1}",
-            which=which,
-        )
-        n_dense += int(which.any(axis=1).sum())
-        pred, bad = _tricubic(tab_flat, n, code_flat, origin, np.full(3, h), pts)
-        e = np.abs(pred - truth[:, sh_idx])
-        fail = (bad | ~(e <= dense_tol_mm)) & which[:, sh_idx]
-        fail_cell = fail.reshape(len(ucells), len(sub), ms).any(axis=1)  # (U, ms)
-        kk, uu = np.nonzero(fail_cell.T)
-        code[kk, ucells[uu, 0], ucells[uu, 1], ucells[uu, 2]] = FALLBACK
-        checked |= susp
-        log.info("fast engine: dense check round %d flagged %d more (cell, muscle) pairs", rnd + 1, len(kk))
-        if len(kk) == 0:
-            break
-    stats["dense_check_postures"] = n_dense
-    stats["time_dense_s"] = round(time.time() - t0, 1)
-
-    # 6c. joint limits where many postures sit (the IK stops there: shoulder_rot = 20 deg holds ~9% of
-    # the dataset's frames): a dense 2-D check of the limit face, for the cells on both sides of it
+    stats["time_stencils_s"] = round(time.time() - t0, 1)
+    stats["fallback_pairs_first_pass"] = int(((code == FALLBACK) & g.region[None]).sum())
+    # 6b. dense checks next to the cells that failed; 6c. joint-limit faces
+    checker = _Checker(model_path, g, sh_idx, table, code, dense_tol_mm, workers, quiet)
     t0 = time.time()
-    n_face = 0
-    m_face = int(face_points)
-    g2 = (np.arange(m_face) + 0.5) / m_face
-    for ax in range(3):
-        for bound in (Q_MIN[ax], Q_MAX[ax]):
-            frac = float(np.mean(np.abs(post[:, ax] - bound) < 1e-6))
-            if frac < limit_face_frac:
-                continue
-            i_at = int(np.floor((bound - origin[ax]) / h + 1e-9))
-            other = [x for x in range(3) if x != ax]
-            face = np.take(region, i_at, axis=ax) | np.take(region, i_at - 1, axis=ax)
-            c2 = np.argwhere(face)  # (F, 2) cell indices along the other two axes
-            if len(c2) == 0:
-                continue
-            uu, vv = np.meshgrid(g2, g2, indexing="ij")
-            pts = np.empty((len(c2), m_face * m_face, 3))
-            pts[..., ax] = bound
-            pts[..., other[0]] = origin[other[0]] + h * (c2[:, 0, None] + uu.ravel()[None])
-            pts[..., other[1]] = origin[other[1]] + h * (c2[:, 1, None] + vv.ravel()[None])
-            pts = pts.reshape(-1, 3)
-            log.info("fast engine: limit face %s = %g (%.1f%% of postures): %d cells, %d points",
-                     JOINTS[ax], bound, 100 * frac, len(c2), len(pts))  # fmt: skip
-            truth, _ = evaluate_postures(
-                model_path,
-                with_elbow(pts, _D0),
-                False,
-                workers,
-                quiet=quiet,
-                desc=f"OpenSim: face {JOINTS[ax]}",
-            )
-            n_face += len(pts)
-            for side in (0.0, -1e-7):  # the cell at/above the face, then the one below
-                q3 = pts.copy()
-                q3[:, ax] += side
-                pred, bad = _tricubic(tab_flat, n, code_flat, origin, np.full(3, h), q3)
-                e = np.abs(pred - truth[:, sh_idx])
-                fail = (
-                    (bad | ~(e <= dense_tol_mm)).reshape(len(c2), m_face * m_face, ms).any(axis=1)
-                )  # (F, ms)
-                cell3 = np.floor((q3.reshape(len(c2), -1, 3)[:, 0] - origin) / h).astype(np.int64)
-                kk, ff = np.nonzero(fail.T)
-                keep = region[cell3[ff, 0], cell3[ff, 1], cell3[ff, 2]]
-                code[kk[keep], cell3[ff[keep], 0], cell3[ff[keep], 1], cell3[ff[keep], 2]] = FALLBACK
-                log.info("fast engine: limit face flagged %d (cell, muscle) pairs", int(keep.sum()))
-    stats["face_check_postures"] = n_face
+    stats["dense_check_postures"] = checker.dense_rounds(dense_rounds)
+    stats["time_dense_s"] = round(time.time() - t0, 1)
+    t0 = time.time()
+    stats["face_check_postures"] = checker.limit_faces(post, int(face_points), limit_face_frac)
     stats["time_faces_s"] = round(time.time() - t0, 1)
 
-    # 7. elbow table and stencils
-    pe = path_all[len(post_sh) :]
-    me = len(el_idx)
-    table_e = pe[:ne][:, el_idx].T.copy()  # (me, ne)
-    chk_vals = pe[ne : ne + 2 * len(cells_e)][:, el_idx].reshape(len(cells_e), 2, me)
-    ref = pe[-1]
-    off6 = np.arange(-2, 4)
-    err_e = np.zeros((len(cells_e), 3, me))
-    for p, t in enumerate(chk_e):
-        w = _stencil6(t)  # (3, 6)
-        v6 = table_e[:, cells_e[:, None] + off6]  # (me, C, 6)
-        pred = np.einsum("sa,mca->csm", w, v6)
-        e = np.abs(pred - chk_vals[:, p, None, :])
-        err_e = np.maximum(err_e, np.where(np.isfinite(e), e, np.inf))
-    code_e = np.full((me, ne - 1), FALLBACK, dtype=np.uint8)
-    code_e[:, cells_e] = _choose_stencils(err_e, tol_mm, 1).T
-    offset = np.where(both, ref, 0.0)
-
-    # 8. path -> fiber maps
-    fx, fy, ferr = _fiber_map(path_fs, fib_fs)
-    start = np.zeros(len(MUSCLES) + 1, dtype=np.int64)
-    start[1:] = np.cumsum([len(x) for x in fx])
-
-    in_region = code != FALLBACK
-    stats.update(
-        region_cells=int(len(cells)),
-        shoulder_nodes=int(len(node_ix)),
-        check_points=int(len(half_u)),
-        fallback_cell_frac={
-            MUSCLES[m]: round(float(1 - in_region[k][region].mean()), 4) for k, m in enumerate(sh_idx)
-        },
-        elbow_fallback_cells=int((code_e[:, cells_e] == FALLBACK).sum()),
-        fiber_map_err_max_mm=float(np.nanmax(ferr)),
-        fiber_map_points=int(start[-1]),
+    # 7. elbow table and stencils; 8. path -> fiber maps
+    arrays, ferr = _engine_arrays(
+        g, eg, coupling, sh_idx, el_idx, table, code, path_el, tol_mm, path_fs, fib_fs
     )
+    stats.update(_table_stats(g, eg, sh_idx, arrays, ferr))
     stats["build_time_s"] = round(time.time() - t_start, 1)
     config = {
-        "step_deg": h, "elbow_step_deg": he, "tol_mm": tol_mm, "dense_tol_mm": dense_tol_mm, "n_region_traj": n_region_traj if region_joints is None else None,
+        "step_deg": g.h, "elbow_step_deg": eg.h, "tol_mm": tol_mm, "dense_tol_mm": dense_tol_mm, "n_region_traj": n_region_traj if region_joints is None else None,
         "region_margin": region_margin, "n_fiber_samples": n_fs, "dense_rounds": dense_rounds,
-        "face_points": m_face, "limit_face_frac": limit_face_frac, "shoulder_ref_deg": _S0.tolist(), "elbow_ref_deg": _D0,
+        "face_points": int(face_points), "limit_face_frac": limit_face_frac, "shoulder_ref_deg": _S0.tolist(), "elbow_ref_deg": _D0,
         "pad": _PAD, "fiber_map_dl_mm": _FIBER_DL, "region": "synthetic_trajectories" if region_joints is None else "region_joints",
     }  # fmt: skip
-    from ...paths import original_startpoints
-    from ...store import file_sha256
-
-    inputs = {model_path.name: file_sha256(model_path)}
-    if region_joints is None:
-        sp = original_startpoints()
-        inputs[sp.name] = file_sha256(sp)
-    diff, nanmask = _encode_table(table)
-    arrays = {
-        "muscles": np.array(MUSCLES, dtype="S"),
-        "coupling": coupling.astype(np.uint8),
-        "offset": offset,
-        "shoulder_index": sh_idx.astype(np.int16),
-        "shoulder_grid": np.stack([origin, np.full(3, h)]),
-        "shoulder_table_diff": diff,
-        "shoulder_table_nan": nanmask,
-        "shoulder_code": code,
-        "elbow_index": el_idx.astype(np.int16),
-        "elbow_grid": np.array([origin_e, he]),
-        "elbow_table": table_e,
-        "elbow_code": code_e,
-        "fiber_map_path": np.concatenate(fx),
-        "fiber_map_fiber": np.concatenate(fy),
-        "fiber_map_start": start,
-    }
+    inputs = _build_inputs(model_path, region_joints is None)
     attrs = {"build_stats": json.dumps(stats, sort_keys=True), "model_file": model_path.name}
     _write_engine(out_path, arrays, config, {"region": seed}, inputs, attrs, overwrite)
     log.info("fast engine written to %s in %.0f s: %s", out_path, stats["build_time_s"], stats)

@@ -372,8 +372,8 @@ class ExactEngine:
                 continue
             self._set_original(s, np.pi * (q[k] / 180.0))  # the direct procedure returned above
             self._model.realizePosition(s)
-            for j in idx:
-                out[k, j] = self._muscles[j].getLength(s) * 1000.0
+            for m in idx:
+                out[k, m] = self._muscles[m].getLength(s) * 1000.0
         return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -17,6 +17,9 @@ from .exact import ExactEngine, _as_joints
 from .tables import FALLBACK, REFINE_KEYS, _decode_table, _grid_cells, _lagrange4, _tricubic, _tricubic_nodes
 
 log = logging.getLogger(__name__)
+
+# OpenSim values computed before: (trajectory, frame, muscle, value) arrays (FastEngine.lengths' known)
+KnownValues = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 # --------------------------------------------------------------------------------------------------
 # the fast engine
@@ -302,6 +305,32 @@ class FastEngine:
         return (out[0], mask[0]) if squeeze else (out, mask)
 
     # -- public -----------------------------------------------------------------------------------
+    @overload
+    def lengths(
+        self,
+        joints: Any,
+        lengths: Any = None,
+        *,
+        fallback: bool = True,
+        return_fallback: Literal[False] = False,
+        chunk: int = 32768,
+        quiet: bool = True,
+        known: KnownValues | None = None,
+    ) -> np.ndarray: ...
+
+    @overload
+    def lengths(
+        self,
+        joints: Any,
+        lengths: Any = None,
+        *,
+        fallback: bool = True,
+        return_fallback: Literal[True],
+        chunk: int = 32768,
+        quiet: bool = True,
+        known: KnownValues | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
     def lengths(
         self,
         joints: Any,
@@ -311,7 +340,7 @@ class FastEngine:
         return_fallback: bool = False,
         chunk: int = 32768,
         quiet: bool = True,
-        known: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+        known: KnownValues | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Fiber lengths (mm): joints (n, T, 4) or (T, 4) degrees -> (n, T, 25) or (T, 25).
 

@@ -64,6 +64,85 @@ def _unique_rows(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([uk // (m * m), (uk // m) % m, uk % m], axis=1), inv
 
 
+def _fine_offsets(r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Offsets inside a level-1 cell split ``r`` ways per axis: the fine nodes -1 .. r+1 per axis
+    ((r+3)^3, 3), the fine cells (r^3, 3) and their check points (centre + face centres) in half fine
+    steps (r^3 * 7, 3)."""
+    loc = np.arange(-1, r + 2)
+    node_off = np.stack(np.meshgrid(loc, loc, loc, indexing="ij"), axis=-1).reshape(-1, 3)  # (big^3, 3)
+    jj = np.arange(r)
+    cell_off = np.stack(np.meshgrid(jj, jj, jj, indexing="ij"), axis=-1).reshape(-1, 3)  # (r^3, 3)
+    chk_off = np.rint(2 * _CHECK_POINTS).astype(np.int64)  # (7, 3) in half fine steps
+    chk = (2 * cell_off[:, None, :] + chk_off[None]).reshape(-1, 3)  # (r^3 * 7, 3) half fine steps
+    return node_off, cell_off, chk
+
+
+def _fine_plan(
+    fe: FastEngine, r: int, pair_c3: np.ndarray, pair_k: np.ndarray, offsets: np.ndarray, scale: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The postures at ``offsets`` (in 1/``scale`` fine steps) of every pair's cell, on the global fine
+    grid (step h / r) so that neighbouring pairs share their postures: unique postures (K, 4) (elbow at
+    ``_D0``), the muscles to compute at each (K, 25) and each pair's index into them (pairs, offsets)."""
+    g = (scale * r * pair_c3[:, None, :] + offsets[None]).reshape(-1, 3)  # global, in 1/scale fine steps
+    g = g + 2 * scale  # non-negative
+    uniq, inv = _unique_rows(g)
+    which = np.zeros((len(uniq), len(MUSCLES)), dtype=bool)
+    which[inv, fe.sh_idx[np.repeat(pair_k, len(offsets))]] = True
+    q3 = fe.sh_origin + fe.sh_step / r * ((uniq - 2 * scale) / scale)
+    return np.concatenate([q3, np.full((len(q3), 1), _D0)], axis=1), which, inv.reshape(len(pair_k), -1)
+
+
+def _fine_stencils(
+    table: np.ndarray, truth: np.ndarray, cell_off: np.ndarray, r: int, tol: float
+) -> np.ndarray:
+    """Stencil code (pairs, r^3) of every fine cell: tables (pairs, r+3, r+3, r+3), OpenSim at the
+    check points (pairs, r^3, 7)."""
+    npair, big = len(table), r + 3
+    # padded by one node per side (index of fine node f: f + 2, fine cell j: j + 2), with zeros: the
+    # stencil weights are zero there, but NaN * 0 would spoil every stencil of the edge cells
+    padded = np.zeros((npair, big + 2, big + 2, big + 2))
+    padded[:, 1:-1, 1:-1, 1:-1] = table
+    # a shift s of fine cell j reads nodes j-1+s .. j+2+s: inside the block (-1 .. r+1) or not allowed
+    sh = np.array([-1, 0, 1])
+    ok_axis = (cell_off[:, :, None] + sh[None, None, :] >= 0) & (
+        cell_off[:, :, None] + sh[None, None, :] <= r - 1
+    )
+    shift_ok = (
+        ok_axis[:, 0, :, None, None] & ok_axis[:, 1, None, :, None] & ok_axis[:, 2, None, None, :]
+    ).reshape(r**3, 27)
+    code = np.full((npair, r**3), FALLBACK, dtype=np.uint8)
+    cells = cell_off + 2
+    for s in range(0, npair, 256):
+        blk = padded[s : s + 256]
+        err = _stencil_errors(
+            blk, cells, _CHECK_POINTS, truth[s : s + 256].transpose(1, 2, 0)
+        )  # (r^3, 27, B)
+        err[~shift_ok] = np.inf
+        code[s : s + 256] = _choose_stencils(err, tol, 13).T
+    return code
+
+
+def _without_isolated_failures(
+    code: np.ndarray, iso: int, sh_idx: np.ndarray, pair_k: np.ndarray, stats: dict[str, Any]
+) -> np.ndarray:
+    """(pairs,) bool: the pairs kept. Thin wrapping pockets (a ~0.1 deg tube where the path is several
+    mm shorter) fail only the few fine cells whose check points happen to sit in them, and slip through
+    the others; a jump sheet crossing the block fails at least r^2 fine cells. A pair with 1..``iso``
+    failed fine cells is taken as a pocket the checks only grazed and is left to OpenSim whole.
+    Records the counts in ``stats``."""
+    n_failed = (code == FALLBACK).sum(axis=1)
+    drop = (n_failed >= 1) & (n_failed <= iso)
+    stats["pairs_dropped_isolated_failures"] = int(drop.sum())
+    kept, kept_k = code[~drop], pair_k[~drop]
+    stats["pairs_kept"] = int(len(kept))
+    passed = kept != FALLBACK
+    stats["fine_cells_passed_frac"] = round(float(passed.mean()), 4) if len(kept) else 0.0
+    stats["fine_cells_passed_frac_per_muscle"] = {
+        MUSCLES[sh_idx[k]]: round(float(passed[kept_k == k].mean()), 4) for k in np.unique(kept_k)
+    }
+    return ~drop
+
+
 def refine_fast_engine(
     engine_path: str | os.PathLike | None = None,
     out_path: str | os.PathLike | None = None,
@@ -135,26 +214,9 @@ def refine_fast_engine(
     # 2. fine nodes (-1 .. r+1 per axis) and check points (centre + face centres of each fine cell),
     # on the global fine grid (step h / r) so that neighbouring pairs share their postures
     big = r + 3
-    loc = np.arange(-1, r + 2)
-    node_off = np.stack(np.meshgrid(loc, loc, loc, indexing="ij"), axis=-1).reshape(-1, 3)  # (big^3, 3)
-    jj = np.arange(r)
-    cell_off = np.stack(np.meshgrid(jj, jj, jj, indexing="ij"), axis=-1).reshape(-1, 3)  # (r^3, 3)
-    chk_off = np.rint(2 * _CHECK_POINTS).astype(np.int64)  # (7, 3) in half fine steps
-    sh_cols = fe.sh_idx
-    fine_step = fe.sh_step / r
-
-    def plan(offsets: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        g = (scale * r * pair_c3[:, None, :] + offsets[None]).reshape(-1, 3)  # global, in 1/scale fine steps
-        g = g + 2 * scale  # non-negative
-        uniq, inv = _unique_rows(g)
-        which = np.zeros((len(uniq), len(MUSCLES)), dtype=bool)
-        which[inv, sh_cols[np.repeat(pair_k, len(offsets))]] = True
-        q3 = fe.sh_origin + fine_step * ((uniq - 2 * scale) / scale)
-        return np.concatenate([q3, np.full((len(q3), 1), _D0)], axis=1), which, inv.reshape(npair, -1)
-
-    post_nodes, which_nodes, inv_nodes = plan(node_off, 1)
-    chk = (2 * cell_off[:, None, :] + chk_off[None]).reshape(-1, 3)  # (r^3 * 7, 3) half fine steps
-    post_chk, which_chk, inv_chk = plan(chk, 2)
+    node_off, cell_off, chk = _fine_offsets(r)
+    post_nodes, which_nodes, inv_nodes = _fine_plan(fe, r, pair_c3, pair_k, node_off, 1)
+    post_chk, which_chk, inv_chk = _fine_plan(fe, r, pair_c3, pair_k, chk, 2)
     stats.update(opensim_postures=int(len(post_nodes) + len(post_chk)))
     log.info("fast engine level 2: %d node postures, %d check postures", len(post_nodes), len(post_chk))
     t0 = time.time()
@@ -168,47 +230,15 @@ def refine_fast_engine(
 
     # 3. tables (quantised as stored) and the stencil of each fine cell
     t0 = time.time()
-    col = sh_cols[pair_k]
+    col = fe.sh_idx[pair_k]
     table = _quantise(path_n[inv_nodes, col[:, None]]).reshape(npair, big, big, big)
-    truth = path_c[inv_chk, col[:, None]].reshape(npair, r**3, len(chk_off))
-    # padded by one node per side (index of fine node f: f + 2, fine cell j: j + 2), with zeros: the
-    # stencil weights are zero there, but NaN * 0 would spoil every stencil of the edge cells
-    padded = np.zeros((npair, big + 2, big + 2, big + 2))
-    padded[:, 1:-1, 1:-1, 1:-1] = table
-    # a shift s of fine cell j reads nodes j-1+s .. j+2+s: inside the block (-1 .. r+1) or not allowed
-    sh = np.array([-1, 0, 1])
-    ok_axis = (cell_off[:, :, None] + sh[None, None, :] >= 0) & (
-        cell_off[:, :, None] + sh[None, None, :] <= r - 1
-    )
-    shift_ok = (
-        ok_axis[:, 0, :, None, None] & ok_axis[:, 1, None, :, None] & ok_axis[:, 2, None, None, :]
-    ).reshape(r**3, 27)
-    code = np.full((npair, r**3), FALLBACK, dtype=np.uint8)
-    cells = cell_off + 2
-    for s in range(0, npair, 256):
-        blk = padded[s : s + 256]
-        err = _stencil_errors(
-            blk, cells, _CHECK_POINTS, truth[s : s + 256].transpose(1, 2, 0)
-        )  # (r^3, 27, B)
-        err[~shift_ok] = np.inf
-        code[s : s + 256] = _choose_stencils(err, tol, 13).T
+    truth = path_c[inv_chk, col[:, None]].reshape(npair, r**3, len(_CHECK_POINTS))
+    code = _fine_stencils(table, truth, cell_off, r, tol)
     stats["time_stencils_s"] = round(time.time() - t0, 1)
-    # thin wrapping pockets (a ~0.1 deg tube where the path is several mm shorter) fail only the few
-    # fine cells whose check points happen to sit in them, and slip through the others; a jump
-    # sheet crossing the block fails at least r^2 fine cells. A pair with 1..isolated_max failed fine
-    # cells is taken as a pocket the checks only grazed and is left to OpenSim whole.
     iso = r if isolated_max is None else int(isolated_max)
-    n_failed = (code == FALLBACK).sum(axis=1)
-    drop = (n_failed >= 1) & (n_failed <= iso)
-    stats["pairs_dropped_isolated_failures"] = int(drop.sum())
-    keys, pair_k, code, table = keys[~drop], pair_k[~drop], code[~drop], table[~drop]
+    keep_pair = _without_isolated_failures(code, iso, fe.sh_idx, pair_k, stats)
+    keys, pair_k, code, table = keys[keep_pair], pair_k[keep_pair], code[keep_pair], table[keep_pair]
     npair = len(keys)
-    stats["pairs_kept"] = int(npair)
-    passed = code != FALLBACK
-    stats["fine_cells_passed_frac"] = round(float(passed.mean()), 4) if npair else 0.0
-    stats["fine_cells_passed_frac_per_muscle"] = {
-        MUSCLES[sh_cols[k]]: round(float(passed[pair_k == k].mean()), 4) for k in np.unique(pair_k)
-    }
 
     # 4. write: level 1 as it was, plus level 2
     diff, nanmask = _encode_table(table)
