@@ -1,9 +1,11 @@
 """``deepdraw encode`` + ``predict`` on the shipped paper-scale models: ART- vs TDT-trained layers.
 
 Issue 19's question, with planted truth: a population driven by the hand's velocity is predicted
-better by the ART- than by the TDT-trained model's middle layers *only if* those layers' units carry
-more velocity, which is checked here independently of ``predict`` (a least-squares fit of every unit on
-the hand velocity, the linear velocity tuning model of the tuning stage, Eq. 12 of the paper).
+better by the ART- than by the TDT-trained model's middle layers *only if* those layers carry more
+velocity, checked here independently of ``predict``: the velocity decoded from the layer's units by
+scikit-learn (PCA + ridge, cross-validated by movement). The single units tell another story (measured
+here and written in docs/encode.md): ST-7272's ART layers hold far more velocity-tuned single units than
+its TDT layers, while the TDT populations carry velocity about as well.
 """
 
 from __future__ import annotations
@@ -55,13 +57,25 @@ def movements(tmp_path_factory):
 
 
 def _velocity_r2(acts: np.ndarray, vel: np.ndarray) -> np.ndarray:
-    """R² of every unit (columns of ``acts``) on ``[1, vx, vy, vz]`` by least squares."""
+    """R² of every unit (columns of ``acts``) on ``[1, vx, vy, vz]`` by least squares (single units)."""
     x = np.column_stack([np.ones(len(vel)), vel])
     coef, *_ = np.linalg.lstsq(x, acts, rcond=None)
     res = ((acts - x @ coef) ** 2).sum(0)
     tot = ((acts - acts.mean(0)) ** 2).sum(0)
     live = tot > 1e-9 * max(tot.max(), 1e-30)
     return 1 - res[live] / tot[live]
+
+
+def _decoded_velocity_r2(acts: np.ndarray, vel: np.ndarray, groups: np.ndarray) -> float:
+    """Cross-validated R² of the 3-D velocity decoded from the layer's units (scikit-learn)."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+
+    model = make_pipeline(PCA(30), RidgeCV(alphas=np.logspace(-3, 4, 8)))
+    pred = cross_val_predict(model, acts, vel, groups=groups, cv=GroupKFold(5))
+    return float(1 - ((vel - pred) ** 2).sum() / ((vel - vel.mean(0)) ** 2).sum())
 
 
 def test_velocity_population_prefers_the_model_whose_middle_layers_carry_velocity(movements, tmp_path):
@@ -97,10 +111,11 @@ def test_velocity_population_prefers_the_model_whose_middle_layers_carry_velocit
     summary = pd.read_csv(tmp_path / "pred" / "summary.csv")
     med = {(r.model, r.layer): r.median for r in summary.itertuples()}
 
-    # what the units carry: velocity R² of every unit at the frames predict uses
+    # what the layers carry: velocity decoded from them, and single units' velocity R², at predict's frames
+    groups = np.concatenate([np.full(len(m), i) for i, m in enumerate(movements)])
     with h5py.File(enc, "r") as e:
         win, pos = frame_map(e)[:2]
-    carried, stem = {}, {}
+    carried, single, stem = {}, {}, {}
     for path in files:
         with h5py.File(path, "r") as f:
             name = f.attrs["model_name"]
@@ -110,15 +125,19 @@ def test_velocity_population_prefers_the_model_whose_middle_layers_carry_velocit
             middle = layers[2:-1]  # past the input and the first layer, before the last
             for la in middle:
                 x = layer_features(f, la, win, pos)
-                carried[(name, la)] = float(np.median(_velocity_r2(x.astype(np.float64), vel)))
+                carried[(name, la)] = _decoded_velocity_r2(x.astype(np.float64), vel, groups)
+                single[(name, la)] = float(np.median(_velocity_r2(x.astype(np.float64), vel)))
     checked = 0
     art_layers = [la for (n, la) in carried if n == ART]
     tdt_layers = [la for (n, la) in carried if n == TDT]
     for la, lt in zip(art_layers, tdt_layers, strict=True):  # same architecture: the same layers
         r2, r2_tdt = carried[(ART, la)], carried[(TDT, lt)]
-        if abs(r2 - r2_tdt) < 0.05:  # the layers carry about as much velocity: no claim either way
+        if abs(r2 - r2_tdt) < 0.02:  # the layers carry about as much velocity: no claim either way
             continue
         art_ev, tdt_ev = med[(stem[ART], la)], med[(stem[TDT], lt)]
         assert (art_ev > tdt_ev) == (r2 > r2_tdt), (la, art_ev, tdt_ev, r2, r2_tdt)
         checked += 1
+    print(json.dumps({f"{k[0]}:{k[1]}": [carried[k], single[k]] for k in carried}))
     assert checked >= 1, json.dumps({f"{k[0]}:{k[1]}": v for k, v in carried.items()})
+    # the single units: ART's middle layers are more velocity-tuned than TDT's (paper Fig. 5F / 7D)
+    assert all(single[(ART, la)] > single[(TDT, lt)] for la, lt in zip(art_layers, tdt_layers, strict=True))
