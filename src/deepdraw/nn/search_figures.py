@@ -20,21 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from deepdraw.report.common import FAM_COLOR, FAM_LABEL, TASK_LABEL
+
 __all__ = ["FAMILY_LABELS", "spearman", "art_vs_tdt", "art_vs_tdt_figure", "depth_figure", "search_figures"]
 
-FAMILY_LABELS = {
-    "spatial_temporal": "spatial-temporal",
-    "spatiotemporal": "spatiotemporal",
-    "lstm": "LSTM",
-    "temporal_spatial": "temporal-spatial",
-}
-_COLORS = {
-    "spatial_temporal": "#1f77b4",
-    "spatiotemporal": "#d62728",
-    "lstm": "#2ca02c",
-    "temporal_spatial": "#9467bd",
-}
-_TASK_LABEL = {"art": "ART", "tdt": "TDT", "tdt_pv": "TDT-PV"}
+FAMILY_LABELS = FAM_LABEL  # the report's one definition of the names, colours and task labels
+_COLORS = FAM_COLOR
+_TASK_LABEL = TASK_LABEL
 
 
 def _figure(w: float, h: float):
