@@ -67,6 +67,15 @@ def code_digest(nb) -> str:
     return hashlib.sha256(json.dumps(src).encode()).hexdigest()
 
 
+def _restore(saved: dict[str, str | None]) -> None:
+    """Put back the environment variables of ``saved`` (None: the variable was not set)."""
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @contextlib.contextmanager
 def kernel_environment(root: Path) -> Iterator[Path]:
     """A kernel spec for this interpreter and an IPython profile in ``root``; sets (and restores) the
@@ -110,11 +119,7 @@ def kernel_environment(root: Path) -> Iterator[Path]:
     try:
         yield root
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _restore(saved)
 
 
 def execute(path: Path, workdir: Path, params: dict | None = None, timeout: int = TIMEOUT_S):
@@ -164,11 +169,7 @@ def store(path: Path, timeout: int = TIMEOUT_S) -> dict:
             with kernel_environment(tmp / "jupyter"):
                 nb, dt = execute(path, work, timeout=timeout)
         finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+            _restore(saved)
         summary_path = out / path.stem / "summary.json"
         if not summary_path.is_file():
             raise FileNotFoundError(
