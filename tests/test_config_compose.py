@@ -8,7 +8,8 @@ from pathlib import Path
 import h5py
 import pytest
 
-from deepdraw.cli import _config, build_parser, main
+from deepdraw.cli import build_parser, main
+from deepdraw.cliargs import config_from_args
 from deepdraw.config import DATASET_SECTION_NAMES, config_from_dict, load_config, parse_override
 from deepdraw.errors import DeepDrawError
 
@@ -197,7 +198,7 @@ def test_every_config_command_takes_set(tmp_path):
             # --config of their own sections and take their settings as options
             if action.dest == "config" and not action.option_strings:
                 args = parser.parse_args([*path, "--set", "run.seed=77", "--set", f"run.out_dir={tmp_path}"])
-                cfg = _config(args)
+                cfg = config_from_args(args)
                 assert (cfg.run.seed, cfg.run.out_dir) == (77, str(tmp_path)), path
                 seen.append(" ".join(path))
             if hasattr(action, "choices") and isinstance(action.choices, dict):

@@ -258,9 +258,13 @@ def test_canonical_mat_reader(tmp_path):
         characters.load_canonical(tmp_path / "junk.mat")
 
 
-def test_characters_command_writes_artifact(tmp_path):
+def test_characters_command_writes_artifact(tmp_path, capsys):
     cfgp = tmp_path / "c.toml"
     cfgp.write_text(f'[run]\nout_dir = "{tmp_path / "run"}"\n')
+    # a config without dataset sections uses another config's dataset: it never makes one
+    assert main(["-q", "dataset", "characters", str(cfgp)]) == 2
+    assert "has no dataset sections" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    cfgp.write_text(f'[run]\nout_dir = "{tmp_path / "run"}"\n[characters]\n')
     assert main(["-q", "dataset", "characters", str(cfgp)]) == 0
     out = tmp_path / "run" / "dataset" / "characters.h5"
     with h5py.File(out) as f:
@@ -270,10 +274,17 @@ def test_characters_command_writes_artifact(tmp_path):
         assert lab.min() == 0 and lab.max() == 19
         assert np.nanmax(np.abs(f["trajectories"][()])) == pytest.approx(5.0)
         assert json.loads(f.attrs["config"])["characters"]["box_cm"] == 10.0
-    # second run refuses to overwrite, exit code 2, file untouched
-    before = out.read_bytes()
+    # the same config again: the stage is up to date, nothing is rewritten
+    before, mtime = out.read_bytes(), out.stat().st_mtime_ns
+    assert main(["-q", "dataset", "characters", str(cfgp)]) == 0
+    assert out.read_bytes() == before and out.stat().st_mtime_ns == mtime
+    # another config: refused (exit code 2, file untouched) until --force
+    cfgp.write_text(f'[run]\nout_dir = "{tmp_path / "run"}"\n[characters]\nbox_cm = 8.0\n')
     assert main(["-q", "dataset", "characters", str(cfgp)]) == 2
     assert out.read_bytes() == before
+    assert main(["-q", "dataset", "characters", str(cfgp), "--force"]) == 0
+    with h5py.File(out) as f:
+        assert np.nanmax(np.abs(f["trajectories"][()])) == pytest.approx(4.0)
 
 
 def test_cli_unknown_config_key_exit_code(tmp_path, capsys):

@@ -15,10 +15,9 @@ import torch
 from nn_toy import make_pcrt
 
 from deepdraw import store
-from deepdraw.cli import EXTRA_COMMANDS, main
+from deepdraw.cli import main
 from deepdraw.config import config_from_dict
 from deepdraw.errors import DeepDrawError
-from deepdraw.nn.cli import add_commands
 from deepdraw.nn.models import build_model
 from deepdraw.nn.stage import (
     SUMMARY_COLUMNS,
@@ -35,13 +34,6 @@ from deepdraw.paths import RunPaths
 
 TINY = "spatial_temporal_1_4_4_5233"  # spatial0 (13, 320, 4) -> temporal0 (13, 107, 4)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _commands():
-    if add_commands not in EXTRA_COMMANDS:
-        EXTRA_COMMANDS.append(add_commands)
-    yield
 
 
 def make_cfg(root, **sections):

@@ -103,8 +103,6 @@ def make_fake_run(root: Path, seeds=(1, 2), partial: bool = False, cfg=None) -> 
     With ``cfg`` the stamps carry the stage digests of that config (the stages read as done)."""
     from deepdraw import pipeline
 
-    pipeline._load_stages()
-
     def digest(stage: str) -> str:
         return pipeline.stage_digest(cfg, stage) if cfg is not None else "other"
 
@@ -114,6 +112,7 @@ def make_fake_run(root: Path, seeds=(1, 2), partial: bool = False, cfg=None) -> 
     _png(root / "figures" / "sample_train_0.png", w=6, h=3)
     stamps = root / ".stamps"
     stamps.mkdir(parents=True, exist_ok=True)
+    pipeline.write_stage_table(cfg if cfg is not None else _cfg(root))  # as a pipeline run does
     for i, st in enumerate(("characters", "startpoints", "kinematics", "assemble")):
         (stamps / f"{st}.done.json").write_text(
             json.dumps(

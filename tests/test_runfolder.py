@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -58,7 +59,6 @@ def toy_stages(monkeypatch):
         ),
     }
     monkeypatch.setattr(pipeline, "STAGES", stages)
-    monkeypatch.setattr(pipeline, "_load_stages", lambda: None)
     return calls
 
 
@@ -246,7 +246,7 @@ def test_cli_writer_refused_while_locked(tmp_path, capsys):
     run.mkdir()
     (run / ".lock").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
     toml = tmp_path / "c.toml"
-    toml.write_text(f'[run]\nout_dir = "{run}"\n')
+    toml.write_text(f'[run]\nout_dir = "{run}"\n[characters]\n')
     assert main(["-q", "dataset", "characters", str(toml)]) == 2
     assert f"being written by pid {os.getppid()}" in capsys.readouterr().err
     assert not (run / "dataset").exists()
@@ -315,7 +315,7 @@ def test_free_space_is_checked_before_a_long_write(tmp_path, monkeypatch):
 def test_cli_disk_full_names_the_folder(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     toml = tmp_path / "c.toml"
-    toml.write_text(f'[run]\nout_dir = "{run}"\n')
+    toml.write_text(f'[run]\nout_dir = "{run}"\n[characters]\n')
     monkeypatch.setattr(store._ArtifactFile, "create_dataset", _enospc)
     assert main(["-q", "dataset", "characters", str(toml)]) == 2
     err = capsys.readouterr().err
@@ -331,3 +331,66 @@ def test_cli_disk_full_names_the_folder(tmp_path, monkeypatch, capsys):
         f"{run / 'models'}: disk full (no space left on device) while writing summary.csv"
         in capsys.readouterr().err
     )
+
+
+# ------------------------------------------------------------------------- one stage contract, verified
+
+
+def test_single_stage_command_is_the_pipeline_stage(tmp_path, toy_stages, capsys):
+    """`deepdraw svm` runs the pipeline's svm stage: the same stamps, and another config's outputs are
+    refused (naming `deepdraw svm ... --force`) instead of being overwritten behind the stamps' back."""
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'[run]\nout_dir = "{tmp_path / "run"}"\n[assembly]\nn_samples = 100\n')
+    assert main(["-q", "pipeline", str(toml), "--only", "assemble"]) == 0
+    assert main(["-q", "svm", str(toml)]) == 0
+    rp = RunPaths(tmp_path / "run")
+    done = json.loads((rp.stamps / "svm.done.json").read_text())
+    assert done["config"]["svm.max_iter"] == 100 and done["outputs"] == {
+        "svm/summary.json": len('{"max_iter": 100}')
+    }
+    assert pipeline.status(_cfg(tmp_path)) == {"assemble": "done", "svm": "done"}
+    assert main(["-q", "pipeline", str(toml)]) == 0 and toy_stages["svm"] == 1  # the pipeline skips it
+    other = tmp_path / "other.toml"
+    other.write_text(toml.read_text() + "[svm]\nmax_iter = 9\n")
+    assert main(["-q", "svm", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert f"deepdraw svm {other} --force" in err and "svm.max_iter: 100 -> 9" in err
+    assert json.loads((rp.svm / "summary.json").read_text()) == {"max_iter": 100}
+    assert main(["-q", "svm", str(other), "--force"]) == 0
+    assert json.loads((rp.stamps / "svm.done.json").read_text())["config"]["svm.max_iter"] == 9
+    assert pipeline.status(_cfg(tmp_path))["svm"] == "stale"  # the first config sees the change
+
+
+def test_damaged_output_is_reported_and_only_it_is_recomputed(tmp_path, toy_stages):
+    cfg = _cfg(tmp_path)
+    pipeline.run_pipeline(cfg)
+    rp = RunPaths(cfg.out_dir)
+    rp.pcrt_train.write_text("train n=1")  # truncated after the stage finished
+    state, reasons = pipeline.status_details(cfg)["assemble"]
+    assert state == "damaged" and "dataset/pcrt_train.h5: 9 bytes, 11 when the stage finished" in reasons[0]
+    with pytest.raises(
+        DeepDrawError,
+        match=r"stage 'assemble': output\(s\) damaged .*outputs at stake: "
+        r"dataset/pcrt_train\.h5\n",
+    ):
+        pipeline.run_pipeline(cfg)
+    assert rp.pcrt_test.read_text() == "test n=100" and toy_stages == {"assemble": 1, "svm": 1}
+    pipeline.run_pipeline(cfg, force=True)
+    assert rp.pcrt_train.read_text() == "train n=100" and toy_stages == {"assemble": 2, "svm": 2}
+    assert pipeline.status(cfg) == {"assemble": "done", "svm": "done"}
+
+
+def test_stamp_without_output_record_checks_hdf5_files_open(tmp_path, toy_stages):
+    """Stamps of an older deepdraw record no output sizes: an .h5 output that does not open is damaged."""
+    cfg = _cfg(tmp_path)
+    pipeline.run_pipeline(cfg)
+    stamp = RunPaths(cfg.out_dir).stamps / "assemble.done.json"
+    done = json.loads(stamp.read_text())
+    assert done["outputs_hdf5"] == []  # the toy stage's "PCRT files" are text
+    del done["outputs"], done["outputs_hdf5"]
+    stamp.write_text(json.dumps(done))
+    state, reasons = pipeline.status_details(cfg)["assemble"]
+    assert state == "damaged" and "dataset/pcrt_train.h5: not a readable HDF5 file" in reasons[0]
+    with h5py.File(RunPaths(cfg.out_dir).pcrt_train, "w"), h5py.File(RunPaths(cfg.out_dir).pcrt_test, "w"):
+        pass  # readable HDF5 files (the svm stage's inputs changed, so it is stale now)
+    assert pipeline.status(cfg) == {"assemble": "done", "svm": "stale"}

@@ -13,12 +13,11 @@ import pandas as pd
 import pytest
 from nn_toy import make_pcrt
 
-from deepdraw.cli import EXTRA_COMMANDS, main
+from deepdraw.cli import main
 from deepdraw.config import config_from_dict
 from deepdraw.errors import DeepDrawError
 from deepdraw.names import split_model_name
 from deepdraw.nn import search as search_mod
-from deepdraw.nn.cli import add_commands
 from deepdraw.nn.models import build_model
 from deepdraw.nn.search_figures import art_vs_tdt, search_figures, spearman
 from deepdraw.nn.search_stage import (
@@ -47,9 +46,6 @@ FAMILIES = ["spatial_temporal", "spatiotemporal"]
 @pytest.fixture(autouse=True, scope="module")
 def _tiny_grid_and_commands():
     search_mod.GRIDS["tiny"] = TINY_GRID
-    added = add_commands not in EXTRA_COMMANDS
-    if added:
-        EXTRA_COMMANDS.append(add_commands)
     yield
     del search_mod.GRIDS["tiny"]
 
@@ -258,7 +254,9 @@ def test_pipeline_search_then_winners(searched):
     on = make_cfg(cfg.out_dir, train={"models": ["spatial_temporal_1_4_4_5233"]})
     on.given = cfg.given
     assert stage_digest(off, "train") == stage_digest(on, "train")
-    with pytest.raises(DeepDrawError, match=r"--only: stage\(s\) search are off"):
+    with pytest.raises(
+        DeepDrawError, match=r"stage\(s\) search are off in this config: key .search.n_per_family. is 0"
+    ):
         plan(off, ["search"])
 
 
@@ -283,7 +281,7 @@ def test_cli_search_trains_the_winners_seeds(searched, capsys):
     data["train"]["models"] = ["spatial_temporal_1_4_4_5233"]
     capsys.readouterr()
     assert main(["-q", "search", str(_toml(cfg.out_dir.parent, data)), "--no-seeds"]) == 2
-    assert "search.n_per_family' is 0" in capsys.readouterr().err
+    assert "are off in this config: key 'search.n_per_family' is 0" in capsys.readouterr().err
 
 
 # -------------------------------------------------------------------------------------- figures, report

@@ -9,105 +9,49 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
-from .config import Config, load_config
+from .cliargs import add_config_args, add_stage_args, config_from_args, run_stage_command
 from .errors import DeepDrawError
 
 log = logging.getLogger("deepdraw")
 
 
-def _config(args: argparse.Namespace) -> Config:
-    sets = getattr(args, "overrides", None) or []
-    cfg = load_config(args.config or None, sets) if args.config or sets else Config()
-    if getattr(args, "out", None):
-        cfg.run.out_dir = args.out
-    if args.quiet:
-        cfg.run.quiet = True
-    if hasattr(args, "scheduler"):  # the parallel flags of _add_config (muscles build has --workers only)
-        from .parallel import apply_cli_overrides
-
-        cfg.parallel = apply_cli_overrides(cfg.parallel, args.workers, args.scheduler, args.sync)
-    return cfg
-
-
-@contextmanager
-def writing(cfg: Config) -> Iterator[None]:
-    """Hold the run folder's lock (:mod:`deepdraw.lock`) while a command writes into ``run.out_dir``."""
-    from .lock import run_lock
-
-    with run_lock(cfg.out_dir):
-        yield
-
-
-def add_set_option(p: argparse.ArgumentParser) -> None:
-    """``--set SECTION.KEY=VALUE`` (repeatable, into ``args.overrides``), on every command reading a config."""
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config key (repeatable); VALUE is a TOML literal or bare text, "
-        "e.g. --set train.seeds=[1,2] --set run.out_dir=runs/x",
-    )
-
-
-def _add_config(p: argparse.ArgumentParser, parallel: bool = False) -> None:
-    p.add_argument("config", nargs="?", help="TOML config (default: built-in defaults)")
-    p.add_argument("--out", help="output folder (overrides run.out_dir)")
-    add_set_option(p)
-    if parallel:
-        g = p.add_argument_group("parallel execution")
-        g.add_argument("--workers", type=int, help="local Dask worker processes (default: one per core)")
-        g.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://10.0.0.1:8786")
-        g.add_argument("--sync", action="store_true", help="run every task in this process (debugging)")
-
-
 # --- command implementations -------------------------------------------------------------------
 
 
-def cmd_characters(args: argparse.Namespace) -> None:
-    from .dataset.stage import run_characters
+def _dataset_stage(stage: str) -> Callable[[argparse.Namespace], None]:
+    def cmd(args: argparse.Namespace) -> None:
+        from .paths import RunPaths
+        from .pipeline import STAGES, external_dataset
 
-    cfg = _config(args)
-    with writing(cfg):
-        run_characters(cfg, overwrite=args.overwrite)
+        cfg = config_from_args(args)
+        if external_dataset(cfg):
+            why = (
+                f"key 'run.dataset_dir' is '{cfg.run.dataset_dir}' (another run's dataset)"
+                if cfg.run.dataset_dir
+                else "it has no dataset sections ([characters], [startpoints], [kinematics], [muscles], "
+                "[assembly]), so it uses a dataset made by another config"
+            )
+            raise DeepDrawError(
+                f"{cfg.source}: {why}; 'deepdraw dataset {stage}' makes datasets only with a config that "
+                "defines one: add the dataset sections (an empty [characters] takes the defaults) or use "
+                "the config that made the dataset"
+            )
+        run_stage_command(args, stage, command=f"dataset {stage}", cfg=cfg)
+        outs = STAGES[stage].outputs(cfg)
+        log.info("%s: %d output file(s) in %s", stage, len(outs), RunPaths.of(cfg).root)
 
-
-def cmd_startpoints(args: argparse.Namespace) -> None:
-    from .dataset.stage import run_startpoints
-
-    cfg = _config(args)
-    with writing(cfg):
-        run_startpoints(cfg, overwrite=args.overwrite)
-
-
-def cmd_kinematics(args: argparse.Namespace) -> None:
-    from .dataset.stage import run_kinematics
-
-    cfg = _config(args)
-    with writing(cfg):
-        paths = run_kinematics(cfg)
-    log.info("%d candidate shards in %s", len(paths), Path(paths[0]).parent if paths else "-")
-
-
-def cmd_assemble(args: argparse.Namespace) -> None:
-    from .dataset.assemble import run_assemble
-
-    cfg = _config(args)
-    with writing(cfg):
-        train, test = run_assemble(cfg)
-    log.info("wrote %s and %s", train, test)
+    cmd.__doc__ = f"``deepdraw dataset {stage}``: the pipeline's {stage} stage alone."
+    return cmd
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
     from .dataset.inspect import inspect_sample, summary_figure
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     out = (
         summary_figure(cfg, args.png)
         if args.summary
@@ -122,7 +66,7 @@ def cmd_check(args: argparse.Namespace) -> None:
     from .dataset.checks import muscle_jumps
     from .paths import RunPaths
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     rp = RunPaths.of(cfg)
     files = [Path(f) for f in args.files] or [rp.pcrt_train, rp.pcrt_test]
     reports = [muscle_jumps(f, args.jump_mm, args.ratio) for f in files]
@@ -141,12 +85,14 @@ def cmd_check(args: argparse.Namespace) -> None:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
-    from .pipeline import run_pipeline, status
+    from .pipeline import run_pipeline, status_details
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     if args.status:
-        for k, v in status(cfg).items():
-            print(f"{k:14s} {v}")
+        for k, (state, reasons) in status_details(cfg).items():
+            print(
+                f"{k:14s} {state}" + (f"  ({'; '.join(reasons)})" if reasons and state != "missing" else "")
+            )
         return
     recs = run_pipeline(cfg, only=args.only.split(",") if args.only else None, force=args.force)  # locks
     for k, r in recs.items():
@@ -166,24 +112,25 @@ def build_parser() -> argparse.ArgumentParser:
     ds = sub.add_parser("dataset", help="stage 1: the PCRT dataset").add_subparsers(
         dest="sub", required=True, metavar="STEP"
     )
-    p = ds.add_parser("characters", help="UCI character trajectories -> characters.h5")
-    _add_config(p)
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_characters)
-    p = ds.add_parser("startpoints", help="start points of the writing planes -> startpoints.h5")
-    _add_config(p)
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_startpoints)
-    p = ds.add_parser("kinematics", help="augmented candidates + inverse kinematics -> candidates/shard_*.h5")
-    _add_config(p, parallel=True)
-    p.set_defaults(func=cmd_kinematics)
-    p = ds.add_parser(
-        "assemble", help="select, place in 320 frames, spindle inputs -> pcrt_train.h5, pcrt_test.h5"
-    )
-    _add_config(p, parallel=True)
-    p.set_defaults(func=cmd_assemble)
+    for stage, parallel, text in (
+        ("characters", False, "UCI character trajectories -> characters.h5"),
+        ("startpoints", False, "start points of the writing planes -> startpoints.h5"),
+        ("kinematics", True, "augmented candidates + inverse kinematics -> candidates/shard_*.h5"),
+        ("assemble", True, "select, place in 320 frames, spindle inputs -> pcrt_train.h5, pcrt_test.h5"),
+    ):
+        p = ds.add_parser(
+            stage,
+            help=text,
+            description=f"{text}. The pipeline's '{stage}' stage alone (deepdraw pipeline CONFIG --only "
+            f"{stage}): the same checks and stamps; outputs of another config are never overwritten "
+            "without --force.",
+        )
+        add_stage_args(p, parallel=parallel)
+        if stage in ("characters", "startpoints"):
+            p.add_argument("--overwrite", dest="force", action="store_true", help="the same as --force")
+        p.set_defaults(func=_dataset_stage(stage))
     p = ds.add_parser("inspect", help="PNG of one sample (pen path to inputs) or of the dataset summary")
-    _add_config(p)
+    add_config_args(p)
     p.add_argument("--sample", type=int, default=0, help="candidate id, or row of the train/test file")
     p.add_argument("--source", choices=["candidates", "train", "test"], default="candidates")
     p.add_argument("--summary", action="store_true", help="dataset summary of the PCRT files instead")
@@ -197,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "steps between two frames of at least --jump-mm that are also --ratio times both neighbouring "
         "steps (docs/dataset.md, 'Checking a dataset').",
     )
-    _add_config(p)
+    add_config_args(p)
     p.add_argument("--file", dest="files", action="append", default=[], help="a PCRT file (repeatable)")
     p.add_argument("--jump-mm", type=float, default=5.0, help="smallest step counted, mm (default 5)")
     p.add_argument("--ratio", type=float, default=4.0, help="times both neighbouring steps (default 4)")
@@ -206,9 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("pipeline", help="every stage in order, cached and resumable")
-    _add_config(p, parallel=True)
+    add_config_args(p, parallel=True)
     p.add_argument("--only", help="comma-separated stage names")
-    p.add_argument("--status", action="store_true", help="show which stages are done, stale or to do")
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="show which stages are done, to do, partial, stale or damaged, and why",
+    )
     p.add_argument(
         "--force",
         action="store_true",
@@ -217,13 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_pipeline)
 
-    for hook in EXTRA_COMMANDS:
-        hook(sub, ds)
+    from .commands import add_commands
+
+    add_commands(sub, ds)
     return ap
-
-
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction, argparse._SubParsersAction], None]] = []
-"""Functions adding subcommands of later stages (kept in one list, see :mod:`deepdraw.commands`)."""
 
 
 def _setup_logging(quiet: bool, verbose: bool) -> None:
@@ -236,8 +184,6 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import commands  # noqa: F401  (registers the later stages' subcommands)
-
     ap = build_parser()
     args = ap.parse_args(argv)
     _setup_logging(args.quiet, args.verbose)

@@ -7,46 +7,33 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import EXTRA_COMMANDS, _add_config, _config, writing
+from .cliargs import add_config_args, add_stage_args, config_from_args, run_stage_command
 from .errors import DeepDrawError
 
 
 def _svm(args: argparse.Namespace) -> None:
-    from .stages import _svm as run
-
-    cfg = _config(args)
-    with writing(cfg):
-        run(cfg)
+    run_stage_command(args, "svm")
 
 
 def _rsa(args: argparse.Namespace) -> None:
-    from .stages import _rsa as run
-
-    cfg = _config(args)
-    with writing(cfg):
-        run(cfg)
+    run_stage_command(args, "rsa")
 
 
 def _tuning(args: argparse.Namespace) -> None:
-    from .stages import _tuning as run
-
-    cfg = _config(args)
-    with writing(cfg):
-        run(cfg)
+    run_stage_command(args, "tuning")
 
 
 def _report(args: argparse.Namespace) -> None:
-    from .report.build import build_report
+    from .paths import RunPaths
 
-    cfg = _config(args)
-    with writing(cfg):
-        print(build_report(cfg))
+    cfg = run_stage_command(args, "report")
+    print(RunPaths.of(cfg).report / "index.html")
 
 
 def _muscles_build(args: argparse.Namespace) -> None:
     from .dataset.muscles import build_fast_engine
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     if args.refine_ratio and not 2 <= args.refine_ratio <= 16:
         raise DeepDrawError(f"--refine-ratio: got {args.refine_ratio}; expected 0 (no level 2) or 2-16")
     out = build_fast_engine(
@@ -74,7 +61,7 @@ def _muscles_build(args: argparse.Namespace) -> None:
 def _muscles_refine(args: argparse.Namespace) -> None:
     from .dataset.muscles.refine import refine_fast_engine
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     src = args.table or cfg.muscles.table or None
     out = refine_fast_engine(
         src,
@@ -93,7 +80,7 @@ def _muscles_validate(args: argparse.Namespace) -> None:
 
     from .dataset.muscles import validate_fast_engine
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     res = validate_fast_engine(args.table or cfg.muscles.table or None, n_traj=args.n, quiet=cfg.run.quiet)
     print(json.dumps({k: v for k, v in res.items() if isinstance(v, int | float | str)}, indent=1))
 
@@ -104,7 +91,7 @@ def add_analysis_commands(sub, ds) -> None:
     p = msub.add_parser(
         "build", help="tabulate fiber lengths from the OpenSim model (about 30 min on 2 cores)"
     )
-    _add_config(p)
+    add_config_args(p)
     p.add_argument("--table", help="output file (default: data/muscles/fast_engine.h5)")
     p.add_argument("--workers", type=int, default=0, help="OpenSim worker processes (default: one per core)")
     p.add_argument("--overwrite", action="store_true")
@@ -119,7 +106,7 @@ def add_analysis_commands(sub, ds) -> None:
         "refine",
         help="add (or redo) the level-2 tables of a fast engine (about 15 min on 2 cores)",
     )
-    _add_config(p)
+    add_config_args(p)
     p.add_argument("--table", help="fast-engine file read (default: data/muscles/fast_engine.h5)")
     p.add_argument("--output", help="file written (default: --table, which needs --overwrite)")
     p.add_argument("--ratio", type=int, default=4, help="fine steps per level-1 cell (2-16; default 4)")
@@ -127,22 +114,22 @@ def add_analysis_commands(sub, ds) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_muscles_refine)
     p = msub.add_parser("validate", help="fast vs exact (OpenSim) engine on dataset-like trajectories")
-    _add_config(p)
+    add_config_args(p)
     p.add_argument("--table", help="fast-engine file (default: the shipped one)")
     p.add_argument("--n", type=int, default=200, help="trajectories compared")
     p.set_defaults(func=_muscles_validate)
 
     p = sub.add_parser("svm", help="stage 2: pairwise / one-vs-one linear SVMs and linear TDT decoding")
-    _add_config(p, parallel=True)
+    add_stage_args(p, parallel=True)
     p.set_defaults(func=_svm)
     p = sub.add_parser("rsa", help="stage 4: RDMs vs the category oracle, CKA, t-SNE, population decoding")
-    _add_config(p)
+    add_stage_args(p)
     p.set_defaults(func=_rsa)
     p = sub.add_parser("tuning", help="stage 5: single-unit tuning curves, preferred directions, invariance")
-    _add_config(p)
+    add_stage_args(p)
     p.set_defaults(func=_tuning)
     p = sub.add_parser("report", help="HTML report of a run (paper figures, paper vs this run, provenance)")
-    _add_config(p)
+    add_stage_args(p)
     p.set_defaults(func=_report)
 
 
@@ -164,4 +151,11 @@ def _encode_commands(sub, ds) -> None:
     add_commands(sub, ds)
 
 
-EXTRA_COMMANDS.extend([_nn_commands, add_analysis_commands, _zoo_commands, _encode_commands])
+COMMAND_GROUPS = (_nn_commands, add_analysis_commands, _zoo_commands, _encode_commands)
+"""The functions adding the later stages' subcommands, in help order."""
+
+
+def add_commands(sub: argparse._SubParsersAction, ds: argparse._SubParsersAction) -> None:
+    """Add every subcommand of :data:`COMMAND_GROUPS` to the ``deepdraw`` parser."""
+    for group in COMMAND_GROUPS:
+        group(sub, ds)

@@ -109,3 +109,10 @@ class RunPaths:
     @property
     def stamps(self) -> Path:
         return self.root / ".stamps"
+
+    @property
+    def stage_table(self) -> Path:
+        """``.stamps/stages.json``: every stage of the last pipeline run's config with its doc and digest
+        (``{"stages": {name: {"doc", "digest"}}}``, in order), so the report can tell a stage done for
+        that config from a stale one without importing the pipeline."""
+        return self.stamps / "stages.json"

@@ -34,39 +34,17 @@ import os
 import resource
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import DATASET_SECTION_NAMES, Config
 from .errors import DeepDrawError
 from .paths import RunPaths
+from .stages import DATASET_STAGES, STAGES, Stage
+
+__all__ = ["STAGES", "Stage", "plan", "run_pipeline", "run_stage", "stage_digest", "status"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Stage:
-    """One step of the pipeline."""
-
-    name: str
-    sections: list[str]
-    run: Callable[[Config], object]
-    outputs: Callable[[Config], list[Path]]
-    after: list[str] = field(default_factory=list)
-    doc: str = ""
-    adopts: bool = False
-    """The stage checks outputs it finds (same config, else a refusal) and keeps them, so outputs that no
-    pipeline run recorded (e.g. models of ``deepdraw train``) are resumed from, not put at stake."""
-    enabled: Callable[[Config], bool] | None = None
-    """Whether the config has this stage (None: always). A disabled stage is left out of the plan, the
-    run and :func:`status`."""
-    needs: Callable[[Config], list[str]] | None = None
-    """Upstream stages that only some configs depend on (added to ``after`` for the digest, the inputs
-    and the stamps; e.g. ``train`` needs ``search`` when ``[train] models = "search"``)."""
-    keys: Callable[[Config], dict] | None = None
-    """Settings outside ``sections`` that the stage's outputs depend on, as ``{"section.key": value}``
-    (covered by the digest and recorded in the stamps)."""
 
 
 def upstream(cfg: Config, st: Stage) -> list[str]:
@@ -81,21 +59,6 @@ def is_enabled(cfg: Config, name: str) -> bool:
     return st.enabled is None or bool(st.enabled(cfg))
 
 
-STAGES: dict[str, Stage] = {}
-
-
-def register(stage: Stage) -> Stage:
-    """Add a stage to the pipeline (in registration order)."""
-    STAGES[stage.name] = stage
-    return stage
-
-
-def _load_stages() -> None:
-    """Import the modules that register stages (kept lazy: torch is slow to import)."""
-    from . import stages  # noqa: F401
-
-
-DATASET_STAGES = ("characters", "startpoints", "kinematics", "assemble")
 DATASET_SECTIONS = DATASET_SECTION_NAMES
 
 
@@ -204,6 +167,55 @@ def _changed_inputs(recorded: dict, now: dict) -> list[str]:
     return sorted(k for k in set(recorded) | set(now) if recorded.get(k) != now.get(k))
 
 
+def _output_files(paths: list[Path]) -> list[Path]:
+    """The files among a stage's outputs, and the files directly inside its output folders (a model
+    folder's checkpoints), hidden and temporary files left out."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith("."))
+        elif p.is_file():
+            files.append(p)
+    return files
+
+
+def _output_sizes(cfg: Config, paths: list[Path]) -> dict[str, int]:
+    """``{path relative to out_dir: size}`` of a stage's output files, recorded in its ``done`` stamp."""
+    return {k: v[0] for k, v in _fingerprint(cfg, _output_files(paths)).items()}
+
+
+def _h5_unreadable(p: Path) -> str | None:
+    import h5py
+
+    try:
+        with h5py.File(p, "r"):
+            return None
+    except OSError as e:
+        return f"not a readable HDF5 file ({str(e).splitlines()[0][:80]})"
+
+
+def _readable_hdf5(cfg: Config, paths: list[Path]) -> list[str]:
+    """The ``.h5`` files among a stage's output files that open (recorded in its ``done`` stamp)."""
+    return [_rel(cfg, p) for p in _output_files(paths) if p.suffix == ".h5" and _h5_unreadable(p) is None]
+
+
+def _damaged(cfg: Config, done: dict, outputs: list[Path]) -> dict[Path, str]:
+    """Outputs of a finished stage that are not what it wrote: a size other than the one recorded in
+    its ``done`` stamp (truncated, replaced), or an HDF5 file that opened then and does not now. Stamps
+    of an older deepdraw (no ``outputs`` record) get the HDF5 check for every ``.h5`` output."""
+    recorded: dict[str, int] = done.get("outputs") or {}
+    hdf5 = set(done.get("outputs_hdf5") or [])
+    bad: dict[Path, str] = {}
+    for p in _output_files(outputs):
+        key = _rel(cfg, p)
+        size = p.stat().st_size
+        if key in recorded and recorded[key] != size:
+            bad[p] = f"{key}: {size} bytes, {recorded[key]} when the stage finished"
+        elif p.suffix == ".h5" and (key in hdf5 or "outputs" not in done) and (why := _h5_unreadable(p)):
+            bad[p] = f"{key}: {why}"
+    return bad
+
+
 def _changed_keys(old: dict | None, new: dict, limit: int = 8) -> str:
     if old is None:
         return "config not recorded (stamp of an older deepdraw)"
@@ -229,6 +241,8 @@ class _Plan:
     digest: str
     reasons: list[str] = field(default_factory=list)
     at_stake: list[Path] = field(default_factory=list)
+    damaged: bool = False
+    """Outputs of the finished stage were changed or truncated (only those are at stake)."""
 
 
 def _plan(cfg: Config, name: str, memo: dict[str, str], upstream_runs: set[str]) -> _Plan:
@@ -255,6 +269,14 @@ def _plan(cfg: Config, name: str, memo: dict[str, str], upstream_runs: set[str])
     started = _read(_stamp(cfg, name, "started"))
     config = _stage_config(cfg, st)
     if done.get("digest") == d and all(p.exists() for p in outputs):
+        damaged = _damaged(cfg, done, outputs)
+        if damaged:
+            shown = "; ".join(list(damaged.values())[:3]) + (
+                f" (+{len(damaged) - 3} more)" if len(damaged) > 3 else ""
+            )
+            return _Plan(
+                "redo", d, ["output(s) damaged since the stage finished: " + shown], list(damaged), True
+            )
         reasons = []
         if "inputs" in done:
             changed = _changed_inputs(done["inputs"], _fingerprint(cfg, _inputs(cfg, st)))
@@ -296,7 +318,7 @@ def _rel(cfg: Config, p: Path) -> str:
         return str(p)
 
 
-def _refusal(cfg: Config, plans: dict[str, _Plan]) -> DeepDrawError:
+def _refusal(cfg: Config, plans: dict[str, _Plan], command: str = "pipeline") -> DeepDrawError:
     lines = [
         f"{cfg.out_dir}: this run folder holds results that the pipeline would delete, so it stopped "
         "(nothing was changed):"
@@ -307,7 +329,7 @@ def _refusal(cfg: Config, plans: dict[str, _Plan]) -> DeepDrawError:
         lines.append(f"  stage '{name}': {'; '.join(pl.reasons)}; outputs at stake: {shown}{more}")
     src = cfg.source if cfg.given is not None else "CONFIG"
     lines.append(
-        f"To recompute them (deleting those outputs): deepdraw pipeline {src} --force. To keep them: "
+        f"To recompute them (deleting those outputs): deepdraw {command} {src} --force. To keep them: "
         "set another run.out_dir (or --out DIR)."
     )
     return DeepDrawError("\n".join(lines))
@@ -315,7 +337,6 @@ def _refusal(cfg: Config, plans: dict[str, _Plan]) -> DeepDrawError:
 
 def plan(cfg: Config, only: list[str] | None = None) -> dict[str, _Plan]:
     """What :func:`run_pipeline` would do with each stage (in order), without touching anything."""
-    _load_stages()
     if only:
         unknown = [n for n in only if n not in STAGES]
         if unknown:
@@ -325,8 +346,8 @@ def plan(cfg: Config, only: list[str] | None = None) -> dict[str, _Plan]:
         off = [n for n in only if not is_enabled(cfg, n)]
         if off:
             raise DeepDrawError(
-                f"--only: stage(s) {', '.join(off)} are off in this config (the search stage needs "
-                "[search] n_per_family > 0)"
+                f"{cfg.source}: stage(s) {', '.join(off)} are off in this config: "
+                + "; ".join(STAGES[n].off_hint or f"stage '{n}' disabled" for n in off)
             )
     memo: dict[str, str] = {}
     plans: dict[str, _Plan] = {}
@@ -342,42 +363,56 @@ def plan(cfg: Config, only: list[str] | None = None) -> dict[str, _Plan]:
 
 
 def status(cfg: Config) -> dict[str, str]:
-    """``{stage: "done" | "stale" | "partial" | "todo" | "external" | "missing"}`` for ``cfg``'s run.
+    """``{stage: state}`` for ``cfg``'s run (see :func:`status_details`)."""
+    return {name: state for name, (state, _) in status_details(cfg).items()}
 
-    Stages the config disables (e.g. ``search`` with ``[search] n_per_family = 0``) are not listed.
-    ``stale``: outputs exist but their config or inputs changed (the pipeline would refuse without
-    ``--force``); ``external``: the dataset of a config without dataset sections (``missing`` if absent).
+
+def status_details(cfg: Config) -> dict[str, tuple[str, list[str]]]:
+    """``{stage: (state, reasons)}`` for ``cfg``'s run; state is one of
+
+    ``done``; ``todo`` (never ran); ``partial`` (started, or outputs missing: the next run resumes);
+    ``stale`` (outputs exist but their config or inputs changed: the pipeline refuses without
+    ``--force``); ``damaged`` (an output changed since the stage finished: its size differs from the one
+    recorded, or an HDF5 file does not open); ``external`` (the dataset of a config without dataset
+    sections; ``missing`` when absent). Stages the config disables (e.g. ``search`` with
+    ``[search] n_per_family = 0``) are not listed.
     """
-    _load_stages()
     memo: dict[str, str] = {}
-    out = {}
+    out: dict[str, tuple[str, list[str]]] = {}
     for name in STAGES:
         if not is_enabled(cfg, name):
             continue
         try:
-            action = _plan(cfg, name, memo, set()).action
-        except DeepDrawError:
-            action = "missing"
-        done = _read(_stamp(cfg, name, "done"))
-        started = _read(_stamp(cfg, name, "started"))
-        if action in ("external", "missing"):
-            out[name] = action
-        elif action == "skip":
-            out[name] = "done"
-        elif action == "resume":
-            out[name] = "partial"
-        elif action == "redo" or done or started:
-            out[name] = "stale"
+            pl = _plan(cfg, name, memo, set())
+        except DeepDrawError as e:
+            out[name] = ("missing", [str(e)])
+            continue
+        stamped = _stamp(cfg, name, "done").exists() or _stamp(cfg, name, "started").exists()
+        if pl.action == "external":
+            state = "external"
+        elif pl.action == "skip":
+            state = "done"
+        elif pl.action == "resume":
+            state = "partial"
+        elif pl.damaged:
+            state = "damaged"
+        elif pl.action == "redo" or stamped:
+            state = "stale"
         else:
-            out[name] = "todo"
+            state = "todo"
+        out[name] = (state, pl.reasons)
     return out
 
 
-def run_pipeline(cfg: Config, only: list[str] | None = None, force: bool = False) -> dict[str, dict]:
-    """Run every registered stage in order (or those in ``only``); returns per-stage records.
+def run_pipeline(
+    cfg: Config, only: list[str] | None = None, force: bool = False, command: str = "pipeline"
+) -> dict[str, dict]:
+    """Run every stage in order (or those in ``only``); returns per-stage records.
 
-    Stages whose outputs would be deleted (config or inputs changed) stop the run before anything
-    runs, unless ``force``; see the module docstring. Holds the run folder's lock throughout.
+    Stages whose outputs would be deleted (config or inputs changed, outputs damaged) stop the run
+    before anything runs, unless ``force``; see the module docstring. Holds the run folder's lock
+    throughout. ``command`` is the subcommand named in a refusal's way out (``deepdraw COMMAND CONFIG
+    --force``).
     """
     from .lock import run_lock
 
@@ -385,11 +420,30 @@ def run_pipeline(cfg: Config, only: list[str] | None = None, force: bool = False
         plans = plan(cfg, only)
         at_stake = {n: p for n, p in plans.items() if p.action == "redo"}
         if at_stake and not force:
-            raise _refusal(cfg, at_stake)
-        return _run(cfg, list(plans), force)
+            raise _refusal(cfg, at_stake, command)
+        write_stage_table(cfg)
+        return _run(cfg, list(plans), force, command)
 
 
-def _run(cfg: Config, names: list[str], force: bool) -> dict[str, dict]:
+def run_stage(cfg: Config, name: str, force: bool = False, command: str | None = None) -> dict:
+    """One stage, exactly as the pipeline runs it (same checks, stamps, refusals and lock): what every
+    single-stage command (``deepdraw svm``, ``deepdraw train``, ``deepdraw dataset assemble``, ...)
+    calls. Returns the stage's record (its ``done`` stamp, plus ``skipped``)."""
+    return run_pipeline(cfg, only=[name], force=force, command=command or name)[name]
+
+
+def write_stage_table(cfg: Config) -> None:
+    """Every enabled stage's doc and digest into :attr:`RunPaths.stage_table` (read by the report)."""
+    memo: dict[str, str] = {}
+    table = {
+        name: {"doc": st.doc, "digest": stage_digest(cfg, name, memo)}
+        for name, st in STAGES.items()
+        if is_enabled(cfg, name)
+    }
+    _write(RunPaths.of(cfg).stage_table, {"stages": table})
+
+
+def _run(cfg: Config, names: list[str], force: bool, command: str = "pipeline") -> dict[str, dict]:
     memo: dict[str, str] = {}
     records: dict[str, dict] = {}
     ran: set[str] = set()
@@ -409,7 +463,7 @@ def _run(cfg: Config, names: list[str], force: bool) -> dict[str, dict]:
             continue
         if pl.action == "redo":
             if not force:
-                raise _refusal(cfg, {name: pl})
+                raise _refusal(cfg, {name: pl}, command)
             log.warning(
                 "[%s] --force: deleting %d earlier output(s) (%s)",
                 name,
@@ -434,6 +488,8 @@ def _run(cfg: Config, names: list[str], force: bool) -> dict[str, dict]:
             "after": after,
             "layers": cfg.layers,
             "inputs": _fingerprint(cfg, _inputs(cfg, st)),
+            "outputs": _output_sizes(cfg, st.outputs(cfg)),
+            "outputs_hdf5": _readable_hdf5(cfg, st.outputs(cfg)),
             "wall_s": round(time.perf_counter() - t0, 3),
             "peak_rss_mb": round(_peak_mb(), 1),
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),

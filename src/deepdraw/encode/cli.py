@@ -1,6 +1,6 @@
 """``deepdraw encode``, ``deepdraw predict`` and ``deepdraw predict-report`` (docs/encode.md).
 
-:func:`add_commands` is appended to :data:`deepdraw.cli.EXTRA_COMMANDS` by :mod:`deepdraw.commands`.
+:func:`add_commands` is called by :func:`deepdraw.commands.add_commands`.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepdraw.cli import add_set_option
+from deepdraw.cliargs import add_set_option
 
 
 def _cfg(args: argparse.Namespace):

@@ -1,6 +1,8 @@
 """Subcommands of stage 3: ``train``, ``evaluate``, ``search``, ``activations`` (see ``docs/training.md``).
 
-:func:`add_commands` is appended to :data:`deepdraw.cli.EXTRA_COMMANDS` by :mod:`deepdraw.commands`.
+:func:`add_commands` is called by :func:`deepdraw.commands.add_commands`. ``train`` and ``activations``
+are the pipeline's stages alone (:func:`deepdraw.pipeline.run_stage`); ``search`` is the search stage,
+then (unless ``--no-seeds``) the winners' seeds.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import logging
 import math
 
-from deepdraw.cli import _add_config, _config, writing
+from deepdraw.cliargs import add_stage_args, run_stage_command, writing
 
 log = logging.getLogger("deepdraw")
 
@@ -18,17 +20,18 @@ _NAMES = ("train", "evaluate", "search", "activations")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from deepdraw.nn.stage import run_train
+    import pandas as pd
+
     from deepdraw.paths import RunPaths
 
-    cfg = _config(args)
-    with writing(cfg):
-        table = run_train(cfg)
+    cfg = run_stage_command(args, "train")
+    summary = RunPaths.of(cfg).models / "summary.csv"
+    table = pd.read_csv(summary)
     log.info(
         "%d trained models and %d untrained controls; summary in %s",
         int(table["trained"].sum()),
         int((~table["trained"].astype(bool)).sum()),
-        RunPaths.of(cfg).models / "summary.csv",
+        summary,
     )
 
 
@@ -41,20 +44,23 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from deepdraw.nn.search_stage import run_search, search_dir
+    import pandas as pd
 
-    cfg = _config(args)
-    with writing(cfg):
-        table = run_search(cfg, seeds=not args.no_seeds)
+    from deepdraw.nn.search_stage import search_dir, train_winners
+
+    cfg = run_stage_command(args, "search")
+    if not args.no_seeds:
+        with writing(cfg):
+            train_winners(cfg)
+    table = pd.read_csv(search_dir(cfg) / "search_results.csv")
     log.info("%d candidates; results in %s", len(table), search_dir(cfg) / "search_results.csv")
 
 
 def cmd_activations(args: argparse.Namespace) -> None:
-    from deepdraw.nn.stage import run_activations
+    from deepdraw.nn.stage import activation_paths
 
-    cfg = _config(args)
-    with writing(cfg):
-        paths = run_activations(cfg)
+    cfg = run_stage_command(args, "activations")
+    paths = activation_paths(cfg)
     log.info("%d activations files in %s", len(paths), paths[0].parent if paths else "-")
 
 
@@ -70,7 +76,7 @@ def add_commands(sub: argparse._SubParsersAction, ds: argparse._SubParsersAction
         "skipped, killed ones resume. Writes models/summary.csv with test and validation metrics of the "
         "trained models and of their untrained controls.",
     )
-    _add_config(p, parallel=True)
+    add_stage_args(p, parallel=True)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -97,7 +103,7 @@ def add_commands(sub: argparse._SubParsersAction, ds: argparse._SubParsersAction
         "every seed and task of [train] into models/ (search/seeds_summary.csv); in the pipeline, "
         '[train] models = "search" does that instead.',
     )
-    _add_config(p, parallel=True)
+    add_stage_args(p, parallel=True)
     p.add_argument("--no-seeds", action="store_true", help="stop after the search; do not train the seeds")
     p.set_defaults(func=cmd_search)
 
@@ -108,5 +114,5 @@ def add_commands(sub: argparse._SubParsersAction, ds: argparse._SubParsersAction
         "[activations] n_samples rows of the test file (the same rows for every model) and write one "
         "HDF5 file per model to <out_dir>/activations/<name>.h5 (untrained names end in 'r').",
     )
-    _add_config(p)
+    add_stage_args(p)
     p.set_defaults(func=cmd_activations)

@@ -448,3 +448,14 @@ def run_search(cfg: Config, seeds: bool = True) -> pd.DataFrame:
     if seeds:
         run_train(cfg, models=list(best["name"]), summary_path=sdir / "seeds_summary.csv")
     return table
+
+
+def train_winners(cfg: Config) -> pd.DataFrame:
+    """Every seed and task of ``[train]`` of the search's winners (``search/best_per_family.csv``) into
+    ``models/``, summary in ``search/seeds_summary.csv``: what ``deepdraw search`` does after the search
+    stage unless ``--no-seeds`` (in the pipeline, ``[train] models = "search"`` does it instead)."""
+    from deepdraw.nn.stage import run_train
+
+    sdir = search_dir(cfg)
+    best = pd.read_csv(sdir / "best_per_family.csv")
+    return run_train(cfg, models=list(best["name"]), summary_path=sdir / "seeds_summary.csv")

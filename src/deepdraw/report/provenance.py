@@ -4,7 +4,6 @@ artifacts (git commits, library versions, config differences).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from typing import Any
@@ -16,27 +15,17 @@ log = logging.getLogger(__name__)
 
 
 def read_stage_rows(run: RunView) -> list[dict[str, Any]]:
-    """One row per pipeline stage (and per stamp of an unknown stage): status, wall time, peak memory."""
-    names: list[str] = []
-    docs: dict[str, str] = {}
-    digests: dict[str, str] = {}
-    try:
-        from .. import pipeline
+    """One row per pipeline stage (and per stamp of an unknown stage): status, wall time, peak memory.
 
-        pipeline._load_stages()
-        memo: dict[str, str] = {}
-        for name, st in pipeline.STAGES.items():
-            if not pipeline.is_enabled(run.cfg, name) and not (run.rp.stamps / f"{name}.done.json").exists():
-                continue  # a stage the config leaves out (the search with n_per_family = 0)
-            names.append(name)
-            docs[name] = st.doc
-            with contextlib.suppress(Exception):
-                digests[name] = pipeline.stage_digest(run.cfg, name, memo)
-    except Exception as e:  # noqa: BLE001 - the report must not fail on a broken stage registry
-        log.warning("pipeline stages not loaded: %s", e)
+    The stages, their docs and this config's digests come from :attr:`RunPaths.stage_table` (written by the
+    pipeline, which runs the report stage); without it, the stamps alone say done or started."""
     stamps = run.rp.stamps
+    table = (read_json(run.rp.stage_table) or {}).get("stages") or {}
+    names: list[str] = list(table)
+    docs = {n: str(v.get("doc", "")) for n, v in table.items()}
+    digests = {n: v["digest"] for n, v in table.items() if v.get("digest")}
     if stamps.is_dir():
-        for p in sorted(stamps.glob("*.json")):
+        for p in sorted(stamps.glob("*.*.json")):
             n = p.name.split(".")[0]
             if n not in names:
                 names.append(n)

@@ -1,6 +1,6 @@
 """``deepdraw zoo``: the shipped paper-scale models (``list``, ``show NAME``, ``add RUN_DIR``).
 
-:func:`add_commands` is appended to :data:`deepdraw.cli.EXTRA_COMMANDS` by :mod:`deepdraw.commands`.
+:func:`add_commands` is called by :func:`deepdraw.commands.add_commands`.
 """
 
 from __future__ import annotations
