@@ -199,6 +199,26 @@ def test_screening_gives_the_exact_selection_with_fewer_jerks(
     assert calls[0] >= min(len(truth) // 3, unknown) * 0.9  # the first round takes the share
 
 
+def test_screening_with_fewer_samples_than_characters():
+    """7 samples for 20 characters: most characters have no quota and no jerk known yet (the tiny
+    dataset that crashed the screening); their candidates need no jerk, the selection stays exact."""
+    from deepdraw.dataset.assemble import screen_jerks
+
+    s, exact, truth = _screen_case(4, 30)
+    s["muscle_jerk_known"][:] = 0
+    s["muscle_jerk"][:] = np.nan
+
+    def evaluate(idx, tau):
+        return truth[idx], truth[idx], np.ones(len(idx), dtype=bool)
+
+    st = screen_jerks(s, 7, evaluate)
+    got = select(s, 7)
+    np.testing.assert_array_equal(got, select(exact, 7))
+    assert len(got) == 7 and len(np.unique(s["label"][got])) == 7
+    np.testing.assert_array_equal(s["muscle_jerk"][got], truth[got])
+    assert st["evaluated"] < 0.5 * int((s["accepted"] == 1).sum())  # not every jerk
+
+
 def test_screened_dataset_equals_the_exactly_scored_one(tmp_path, monkeypatch):
     """kinematics.muscle_jerk = "screen" and "exact" give the same samples (same ids, same arrays)."""
     import h5py

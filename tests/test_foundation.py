@@ -73,6 +73,12 @@ BAD_VALUES = [  # issue 17: each failed late (after earlier stages), or deleted 
     ("startpoints", "tol_cm", 0, r"'startpoints.tol_cm' is 0.0; expected a positive length"),
     ("kinematics", "speeds", [], r"'kinematics.speeds' is empty"),
     ("run", "seed", -1, r"'run.seed' is -1; expected a non-negative integer"),
+    (
+        "assembly",
+        "n_samples",
+        2,
+        r"keys 'assembly.n_samples' = 2 and 'assembly.test_fraction' = 0.2 give 0 test",
+    ),
 ]
 
 

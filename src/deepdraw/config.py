@@ -709,6 +709,13 @@ def check_dataset_sections(cfg: Config) -> None:
     if not (math.isfinite(a.firing_noise) and a.firing_noise >= 0):
         raise DeepDrawError(f"key 'assembly.firing_noise' is {a.firing_noise}; expected >= 0")
     _fraction("assembly.test_fraction", a.test_fraction)
+    n_test = int(round(a.n_samples * a.test_fraction))
+    if not 1 <= n_test < a.n_samples:
+        raise DeepDrawError(
+            f"keys 'assembly.n_samples' = {a.n_samples} and 'assembly.test_fraction' = {a.test_fraction} "
+            f"give {n_test} test and {a.n_samples - n_test} training samples; expected at least one of each "
+            "(more samples, or another test_fraction)"
+        )
     if a.n_samples > k.n_candidates:
         raise DeepDrawError(
             f"key 'assembly.n_samples' is {a.n_samples}, which exceeds kinematics.n_candidates "

@@ -185,7 +185,8 @@ def screen_jerks(
         rows_l = np.flatnonzero(eligible & (labels == lab))
         pls = np.unique(planes[rows_l])
         k = int(np.ceil(quota[lab] / max(len(pls), 1)))
-        groups.append((lab, k, [rows_l[planes[rows_l] == p] for p in pls]))
+        if k > 0:  # a character without quota (fewer samples than characters) needs no jerk
+            groups.append((lab, k, [rows_l[planes[rows_l] == p] for p in pls]))
     stats = {
         "evaluated": 0, "stopped_early": 0, "rounds": 0, "unknown_at_start": int((eligible & ~known).sum())
     }  # fmt: skip
