@@ -544,6 +544,76 @@ def _build_inputs(model_path: Path, synthetic_region: bool) -> dict[str, str]:
     return inputs
 
 
+def _check_build_args(
+    out_path: Path, overwrite: bool, step_deg: float, elbow_step_deg: float, tol_mm: float
+) -> None:
+    """Refuse an existing output (without ``overwrite``) and grid steps or a tolerance out of range."""
+    if out_path.exists() and not overwrite:
+        raise DeepDrawError(
+            f"{out_path}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
+        )
+    if not (0.2 <= step_deg <= 20.0) or not (0.005 <= elbow_step_deg <= 5.0) or tol_mm <= 0:
+        raise DeepDrawError(
+            f"build_fast_engine: step_deg={step_deg}, elbow_step_deg={elbow_step_deg}, tol_mm={tol_mm}; "
+            "expected 0.2-20 deg, 0.005-5 deg and a positive tolerance"
+        )
+
+
+def _checked_shoulder_table(
+    model_path: Path,
+    g: _ShoulderGrid,
+    sh_idx: np.ndarray,
+    path_sh: np.ndarray,
+    post: np.ndarray,
+    tol_mm: float,
+    checks: tuple[float, int, int, float],
+    workers: int,
+    quiet: bool,
+    stats: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The shoulder table and its stencil codes, after the dense and limit-face ``checks`` (dense_tol_mm,
+    dense_rounds, face_points, limit_face_frac); records counts and times in ``stats``."""
+    dense_tol_mm, dense_rounds, face_points, limit_face_frac = checks
+    t0 = time.time()
+    n_nodes = len(g.node_ix)
+    table, code = _shoulder_stencils(
+        g, path_sh[:n_nodes][:, sh_idx], path_sh[n_nodes : n_nodes + len(g.half_u)][:, sh_idx], tol_mm
+    )
+    stats["time_stencils_s"] = round(time.time() - t0, 1)
+    stats["fallback_pairs_first_pass"] = int(((code == FALLBACK) & g.region[None]).sum())
+    # dense checks next to the cells that failed, then the joint-limit faces
+    checker = _Checker(model_path, g, sh_idx, table, code, dense_tol_mm, workers, quiet)
+    t0 = time.time()
+    stats["dense_check_postures"] = checker.dense_rounds(dense_rounds)
+    stats["time_dense_s"] = round(time.time() - t0, 1)
+    t0 = time.time()
+    stats["face_check_postures"] = checker.limit_faces(post, face_points, limit_face_frac)
+    stats["time_faces_s"] = round(time.time() - t0, 1)
+    return table, code
+
+
+def _build_config(
+    step_deg: float,
+    elbow_step_deg: float,
+    tol_mm: float,
+    dense_tol_mm: float,
+    n_region_traj: int | None,
+    region_margin: int,
+    n_fiber_samples: int,
+    dense_rounds: int,
+    face_points: int,
+    limit_face_frac: float,
+    synthetic_region: bool,
+) -> dict[str, Any]:
+    """The engine's build config: the settings given and the fixed references (pad, reference postures)."""
+    return {
+        "step_deg": step_deg, "elbow_step_deg": elbow_step_deg, "tol_mm": tol_mm, "dense_tol_mm": dense_tol_mm, "n_region_traj": n_region_traj,
+        "region_margin": region_margin, "n_fiber_samples": n_fiber_samples, "dense_rounds": dense_rounds,
+        "face_points": face_points, "limit_face_frac": limit_face_frac, "shoulder_ref_deg": _S0.tolist(), "elbow_ref_deg": _D0,
+        "pad": _PAD, "fiber_map_dl_mm": _FIBER_DL, "region": "synthetic_trajectories" if synthetic_region else "region_joints",
+    }  # fmt: skip
+
+
 def build_fast_engine(
     model_path: str | os.PathLike | None = None,
     out_path: str | os.PathLike | None = None,
@@ -582,15 +652,7 @@ def build_fast_engine(
     t_start = time.time()
     model_path = Path(model_path) if model_path is not None else default_model_path()
     out_path = Path(out_path) if out_path is not None else default_engine_path()
-    if out_path.exists() and not overwrite:
-        raise DeepDrawError(
-            f"{out_path}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
-        )
-    if not (0.2 <= step_deg <= 20.0) or not (0.005 <= elbow_step_deg <= 5.0) or tol_mm <= 0:
-        raise DeepDrawError(
-            f"build_fast_engine: step_deg={step_deg}, elbow_step_deg={elbow_step_deg}, tol_mm={tol_mm}; "
-            "expected 0.2-20 deg, 0.005-5 deg and a positive tolerance"
-        )
+    _check_build_args(out_path, overwrite, step_deg, elbow_step_deg, tol_mm)
     workers = int(workers) if workers and workers > 0 else (os.cpu_count() or 1)
     eng = ExactEngine(model_path)
     rng = np.random.default_rng(seed)
@@ -616,22 +678,11 @@ def build_fast_engine(
     stats["time_opensim_s"] = round(time.time() - t0, 1)
     stats["opensim_postures"] = int(len(path_sh) + len(path_el) + len(fib_post))
 
-    # 6. shoulder table and stencil choice per cell and muscle
-    t0 = time.time()
-    n_nodes = len(g.node_ix)
-    table, code = _shoulder_stencils(
-        g, path_sh[:n_nodes][:, sh_idx], path_sh[n_nodes : n_nodes + len(g.half_u)][:, sh_idx], tol_mm
+    # 6. shoulder table and stencil choice per cell and muscle; 6b. dense checks; 6c. joint-limit faces
+    checks = (dense_tol_mm, dense_rounds, int(face_points), limit_face_frac)
+    table, code = _checked_shoulder_table(
+        model_path, g, sh_idx, path_sh, post, tol_mm, checks, workers, quiet, stats
     )
-    stats["time_stencils_s"] = round(time.time() - t0, 1)
-    stats["fallback_pairs_first_pass"] = int(((code == FALLBACK) & g.region[None]).sum())
-    # 6b. dense checks next to the cells that failed; 6c. joint-limit faces
-    checker = _Checker(model_path, g, sh_idx, table, code, dense_tol_mm, workers, quiet)
-    t0 = time.time()
-    stats["dense_check_postures"] = checker.dense_rounds(dense_rounds)
-    stats["time_dense_s"] = round(time.time() - t0, 1)
-    t0 = time.time()
-    stats["face_check_postures"] = checker.limit_faces(post, int(face_points), limit_face_frac)
-    stats["time_faces_s"] = round(time.time() - t0, 1)
 
     # 7. elbow table and stencils; 8. path -> fiber maps
     arrays, ferr = _engine_arrays(
@@ -639,12 +690,10 @@ def build_fast_engine(
     )
     stats.update(_table_stats(g, eg, sh_idx, arrays, ferr))
     stats["build_time_s"] = round(time.time() - t_start, 1)
-    config = {
-        "step_deg": g.h, "elbow_step_deg": eg.h, "tol_mm": tol_mm, "dense_tol_mm": dense_tol_mm, "n_region_traj": n_region_traj if region_joints is None else None,
-        "region_margin": region_margin, "n_fiber_samples": n_fs, "dense_rounds": dense_rounds,
-        "face_points": int(face_points), "limit_face_frac": limit_face_frac, "shoulder_ref_deg": _S0.tolist(), "elbow_ref_deg": _D0,
-        "pad": _PAD, "fiber_map_dl_mm": _FIBER_DL, "region": "synthetic_trajectories" if region_joints is None else "region_joints",
-    }  # fmt: skip
+    config = _build_config(
+        g.h, eg.h, tol_mm, dense_tol_mm, n_region_traj if region_joints is None else None, region_margin, n_fs,
+        dense_rounds, int(face_points), limit_face_frac, region_joints is None,
+    )  # fmt: skip
     inputs = _build_inputs(model_path, region_joints is None)
     attrs = {"build_stats": json.dumps(stats, sort_keys=True), "model_file": model_path.name}
     _write_engine(out_path, arrays, config, {"region": seed}, inputs, attrs, overwrite)
