@@ -21,19 +21,19 @@ from typing import Any
 import numpy as np
 
 from ...errors import DeepDrawError
-from .build import _D0, _engine_schema, _pair_keys, _region_postures, _write_engine
+from .build import ELBOW_REF_DEG, engine_schema, pair_keys, region_postures, write_engine
 from .constants import ENGINE_KIND, MUSCLES, default_engine_path, default_model_path
 from .exact import evaluate_postures
 from .fast import FastEngine
 from .tables import (
-    _CHECK_POINTS,
+    CHECK_POINTS,
     FALLBACK,
     REFINE_KEYS,
-    _choose_stencils,
-    _encode_table,
-    _grid_cells,
-    _quantise,
-    _stencil_errors,
+    choose_stencils,
+    encode_table,
+    grid_cells,
+    quantise,
+    stencil_errors,
 )
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,9 @@ def visited_pairs(fe: FastEngine, postures: np.ndarray) -> tuple[np.ndarray, np.
     for s in range(0, len(q3), 65536):
         q = q3[s : s + 65536]
         _, bad = fe._shoulder_coarse(q)
-        _, i0, inside = _grid_cells(n, fe.sh_origin, fe.sh_step, q)
+        _, i0, inside = grid_cells(n, fe.sh_origin, fe.sh_step, q)
         rows, cols = np.nonzero(bad & inside[:, None])
-        keys.append(_pair_keys(n, i0[rows], cols))
+        keys.append(pair_keys(n, i0[rows], cols))
     return np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True)
 
 
@@ -72,7 +72,7 @@ def _fine_offsets(r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     node_off = np.stack(np.meshgrid(loc, loc, loc, indexing="ij"), axis=-1).reshape(-1, 3)  # (big^3, 3)
     jj = np.arange(r)
     cell_off = np.stack(np.meshgrid(jj, jj, jj, indexing="ij"), axis=-1).reshape(-1, 3)  # (r^3, 3)
-    chk_off = np.rint(2 * _CHECK_POINTS).astype(np.int64)  # (7, 3) in half fine steps
+    chk_off = np.rint(2 * CHECK_POINTS).astype(np.int64)  # (7, 3) in half fine steps
     chk = (2 * cell_off[:, None, :] + chk_off[None]).reshape(-1, 3)  # (r^3 * 7, 3) half fine steps
     return node_off, cell_off, chk
 
@@ -82,14 +82,18 @@ def _fine_plan(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The postures at ``offsets`` (in 1/``scale`` fine steps) of every pair's cell, on the global fine
     grid (step h / r) so that neighbouring pairs share their postures: unique postures (K, 4) (elbow at
-    ``_D0``), the muscles to compute at each (K, 25) and each pair's index into them (pairs, offsets)."""
+    ``ELBOW_REF_DEG``), the muscles to compute at each (K, 25) and each pair's index into them (pairs, offsets)."""
     g = (scale * r * pair_c3[:, None, :] + offsets[None]).reshape(-1, 3)  # global, in 1/scale fine steps
     g = g + 2 * scale  # non-negative
     uniq, inv = _unique_rows(g)
     which = np.zeros((len(uniq), len(MUSCLES)), dtype=bool)
     which[inv, fe.sh_idx[np.repeat(pair_k, len(offsets))]] = True
     q3 = fe.sh_origin + fe.sh_step / r * ((uniq - 2 * scale) / scale)
-    return np.concatenate([q3, np.full((len(q3), 1), _D0)], axis=1), which, inv.reshape(len(pair_k), -1)
+    return (
+        np.concatenate([q3, np.full((len(q3), 1), ELBOW_REF_DEG)], axis=1),
+        which,
+        inv.reshape(len(pair_k), -1),
+    )
 
 
 def _fine_stencils(
@@ -114,11 +118,9 @@ def _fine_stencils(
     cells = cell_off + 2
     for s in range(0, npair, 256):
         blk = padded[s : s + 256]
-        err = _stencil_errors(
-            blk, cells, _CHECK_POINTS, truth[s : s + 256].transpose(1, 2, 0)
-        )  # (r^3, 27, B)
+        err = stencil_errors(blk, cells, CHECK_POINTS, truth[s : s + 256].transpose(1, 2, 0))  # (r^3, 27, B)
         err[~shift_ok] = np.inf
-        code[s : s + 256] = _choose_stencils(err, tol, 13).T
+        code[s : s + 256] = choose_stencils(err, tol, 13).T
     return code
 
 
@@ -161,7 +163,7 @@ def _level1_engine(src: Path) -> tuple[dict[str, np.ndarray], dict[str, Any], Fa
     """The arrays (level 2 dropped), attributes, level-1 engine and build config (``refine`` dropped) of ``src``."""
     from ...store import read_arrays, read_attrs
 
-    arrays = read_arrays(src, kind=ENGINE_KIND, schema=_engine_schema())
+    arrays = read_arrays(src, kind=ENGINE_KIND, schema=engine_schema())
     attrs = read_attrs(src)
     for k in REFINE_KEYS:
         arrays.pop(k, None)
@@ -222,8 +224,8 @@ def _fine_tables(
     t0 = time.time()
     npair = len(pair_k)
     col = fe.sh_idx[pair_k]
-    table = _quantise(path_n[inv_nodes, col[:, None]]).reshape(npair, big, big, big)
-    truth = path_c[inv_chk, col[:, None]].reshape(npair, r**3, len(_CHECK_POINTS))
+    table = quantise(path_n[inv_nodes, col[:, None]]).reshape(npair, big, big, big)
+    truth = path_c[inv_chk, col[:, None]].reshape(npair, r**3, len(CHECK_POINTS))
     code = _fine_stencils(table, truth, cell_off, r, tol)
     stats["time_stencils_s"] = round(time.time() - t0, 1)
     return table, code
@@ -286,7 +288,7 @@ def refine_fast_engine(
     stats: dict[str, Any] = {}
 
     # 1. the pairs to refine
-    post = _region_postures(region_joints, n_region_traj, seed)
+    post = region_postures(region_joints, n_region_traj, seed)
     keys, pair_k, pair_c3 = _pairs_to_refine(fe, post, min_visits, stats)
     log.info("fast engine level 2: %d (cell, muscle) pairs, ratio %d, %d workers", len(keys), r, workers)
 
@@ -298,7 +300,7 @@ def refine_fast_engine(
     npair = len(keys)
 
     # 4. write: level 1 as it was, plus level 2
-    diff, nanmask = _encode_table(table)
+    diff, nanmask = encode_table(table)
     arrays.update(
         refine_ratio=np.array([r], dtype=np.int16),
         refine_key=keys.astype(np.int64),
@@ -316,6 +318,6 @@ def refine_fast_engine(
     }
     seeds = dict(attrs.get("seeds", {}) or {})
     seeds["refine"] = int(seed)
-    _write_engine(out, arrays, cfg, seeds, attrs.get("inputs", {}), keep, overwrite)
+    write_engine(out, arrays, cfg, seeds, attrs.get("inputs", {}), keep, overwrite)
     log.info("fast engine level 2 written to %s in %.0f s: %s", out, stats["build_time_s"], stats)
     return out
