@@ -7,7 +7,7 @@ generate_data.py, solved by the arm's IK (synthetic pen paths if the characters 
 Prints a summary, then, as the last line, one JSON object with length_err_p999_mm, length_err_max_mm,
 velocity_rel_rms, fallback_frac, exact_frames_per_s, fast_frames_per_s, muscles_speedup, and the
 tables alone (no OpenSim): tables_frames_per_s of the node-major interpolation the engine uses and
-tables_speedup against the per-muscle reference loop (``muscles._tricubic``) on the same postures.
+tables_speedup against the per-muscle reference loop (``muscles.tricubic``) on the same postures.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def _tables(M, fast, joints: np.ndarray, lengths: np.ndarray) -> dict:
     q3 = np.tile(joints[valid][:, :3], (max(1, 100_000 // int(valid.sum())), 1))
     args = (fast.sh_n, fast.sh_code, fast.sh_origin, fast.sh_step, q3)
     times = {}
-    for name, fn, tab in (("ref", T._tricubic, fast.sh_table), ("nodes", T._tricubic_nodes, fast._sh_window)):
+    for name, fn, tab in (("ref", T.tricubic, fast.sh_table), ("nodes", T.tricubic_nodes, fast._sh_window)):
         best = np.inf
         for _ in range(3):
             t0 = time.perf_counter()

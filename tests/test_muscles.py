@@ -210,8 +210,8 @@ def test_node_major_interpolation_equals_per_muscle_reference(fast):
     q3 = fast.sh_origin + (cells[pick] + rng.random((len(pick), 3))) * fast.sh_step
     lo, hi = fast.sh_origin, fast.sh_origin + (n - 1) * fast.sh_step
     q3 = np.concatenate([q3, lo - 5.0 + rng.random((50, 3)) * (hi - lo + 10.0)])  # some off the grid
-    ref, ref_bad = T._tricubic(fast.sh_table, n, code, fast.sh_origin, fast.sh_step, q3)
-    got, bad = T._tricubic_nodes(fast._sh_window, n, code, fast.sh_origin, fast.sh_step, q3, chunk=97)
+    ref, ref_bad = T.tricubic(fast.sh_table, n, code, fast.sh_origin, fast.sh_step, q3)
+    got, bad = T.tricubic_nodes(fast._sh_window, n, code, fast.sh_origin, fast.sh_step, q3, chunk=97)
     np.testing.assert_array_equal(bad, ref_bad)
     assert (~bad).sum() > 500 and bad.any()
     np.testing.assert_allclose(got[~bad], ref[~bad], rtol=0, atol=1e-9)
@@ -379,7 +379,7 @@ def test_refine_values_equal_a_fresh_opensim_stencil(refined, exact):
         which = np.zeros((64, len(M.MUSCLES)), dtype=bool)
         which[:, m] = True
         vals = exact.path_subset(post, which)[:, m]
-        w = [T._lagrange4(t[a] - shift[a]) for a in range(3)]
+        w = [T.lagrange4(t[a] - shift[a]) for a in range(3)]
         want = sum(w[0][g[0]] * w[1][g[1]] * w[2][g[2]] * v for g, v in zip(grid, vals))
         got, bad = fe._shoulder(q3[None])
         assert not bad[0, k]

@@ -29,8 +29,8 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,7 @@ import numpy as np
 from .. import LETTERS, store
 from ..config import Config
 from ..errors import DeepDrawError
-from ..parallel import executor
+from ..parallel import Executor, executor
 from ..paths import RunPaths
 from ..store import Field
 from . import arm, proprio
@@ -562,11 +562,13 @@ def _concat(
                 Path(c).unlink()
 
 
-def run_assemble(cfg: Config) -> tuple[Path, Path]:
-    """Candidate shards -> ``pcrt_train.h5`` and ``pcrt_test.h5`` (resumable, chunked over Dask)."""
+def _read_shard_scores(
+    cfg: Config, rp: RunPaths
+) -> tuple[list[tuple[int, int, int]], list[Path], dict[str, np.ndarray], list[str]]:
+    """The candidate shards (bounds, paths), their scores in candidate order and the planes; refuses a
+    missing shard, a shard of another ``shard_size`` and more samples than candidates."""
     from .kinematics import shard_bounds
 
-    rp = RunPaths.of(cfg)
     bounds = shard_bounds(cfg.kinematics.n_candidates, cfg.kinematics.shard_size)
     shards = [rp.shard(k) for k, _, _ in bounds]
     missing = [s for s in shards if not s.exists()]
@@ -580,21 +582,16 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
                 f"{path}: key 'candidate_id' is not {a}..{b - 1}; expected shard {k} of "
                 f"kinematics.shard_size = {cfg.kinematics.shard_size} (rerun `deepdraw dataset kinematics`)"
             )
-    sv_shard, sv_offset = swivel_refs([b - a for _, a, b in bounds], scores["length"])
-    shard_paths = [str(p) for p in shards]
-
-    def ref(rows: np.ndarray) -> SwivelRef:
-        return SwivelRef(shard_paths, sv_shard[rows], sv_offset[rows])
-
     if cfg.assembly.n_samples > len(scores["candidate_id"]):
         raise DeepDrawError(
             f"assembly.n_samples: {cfg.assembly.n_samples} requested but only "
             f"{len(scores['candidate_id'])} candidates exist; expected at most that many"
         )
-    workdir = rp.dataset / "assembly"
-    conf = cfg.to_dict(["characters", "startpoints", "kinematics", "muscles", "assembly"])
-    conf["run"] = {"seed": cfg.run.seed}
-    want = json.loads(json.dumps(conf, sort_keys=True, default=str))
+    return bounds, shards, scores, planes
+
+
+def _fresh_test(want: dict[str, Any]) -> Callable[[str], bool]:
+    """A test of a work file: on disk and written by the config ``want`` (another config's file is deleted)."""
 
     def fresh(path: str) -> bool:
         """On disk and written by this config (files left by another config's run are deleted)."""
@@ -605,44 +602,65 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
         Path(path).unlink()
         return False
 
-    rounds = [0]
-    kept: list[dict[str, np.ndarray]] = []  # OpenSim values of evaluated candidates, per jerk file
+    return fresh
 
-    def evaluate(idx: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Exact jerks (or early stops above ``tau``) of rows ``idx``: one screening round, resumable."""
-        r = rounds[0]
-        rounds[0] += 1
+
+def _same_round(t: JerkTask) -> bool:
+    """Whether the work file of ``t`` holds the task's candidates and thresholds."""
+    a = store.read_arrays(t.out, ["candidate_id", "tau"], kind="jerk_chunk")
+    return np.array_equal(a["candidate_id"], t.rows["candidate_id"]) and np.array_equal(a["tau"], t.tau)
+
+
+@dataclass
+class _JerkRounds:
+    """The ``evaluate`` of :func:`screen_jerks`: one resumable round of exact muscle jerks per call, over
+    ``ex``; keeps the OpenSim values the rounds computed (``kept``, per jerk file)."""
+
+    cfg: Config
+    rp: RunPaths
+    scores: dict[str, np.ndarray]
+    planes: list[str]
+    conf: dict[str, Any]
+    fresh: Callable[[str], bool]
+    ref: Callable[[np.ndarray], SwivelRef]
+    ex: Executor
+    rounds: int = 0
+    kept: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+    def tasks(self, r: int, idx: np.ndarray, tau: np.ndarray) -> list[JerkTask]:
+        """The tasks of round ``r``: rows ``idx`` with thresholds ``tau``, cut into balanced tasks."""
+        workdir = self.rp.dataset / "assembly"
         tasks = []
-        for c, (s, e) in enumerate(_balanced_tasks(len(idx), cfg.assembly.chunk, ex.n_workers)):
+        for c, (s, e) in enumerate(_balanced_tasks(len(idx), self.cfg.assembly.chunk, self.ex.n_workers)):
             sub = idx[s:e]
             tasks.append(
                 JerkTask(
                     out=str(workdir / f"jerk_r{r:03d}_{c:05d}.h5"),
-                    rows={k: v[sub] for k, v in scores.items()},
+                    rows={k: v[sub] for k, v in self.scores.items()},
                     tau=tau[s:e],
-                    planes=planes,
-                    characters=str(rp.characters),
-                    startpoints=str(rp.startpoints),
-                    muscles=asdict(cfg.muscles),
-                    config=conf,
-                    swivel=ref(sub),
+                    planes=self.planes,
+                    characters=str(self.rp.characters),
+                    startpoints=str(self.rp.startpoints),
+                    muscles=asdict(self.cfg.muscles),
+                    config=self.conf,
+                    swivel=self.ref(sub),
                 )
             )
+        return tasks
 
-        def same(t: JerkTask) -> bool:
-            a = store.read_arrays(t.out, ["candidate_id", "tau"], kind="jerk_chunk")
-            return np.array_equal(a["candidate_id"], t.rows["candidate_id"]) and np.array_equal(
-                a["tau"], t.tau
-            )
-
+    def __call__(self, idx: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exact jerks (or early stops above ``tau``) of rows ``idx``: one screening round, resumable."""
+        r = self.rounds
+        self.rounds += 1
+        tasks = self.tasks(r, idx, tau)
         todo = []
         for t in tasks:
-            if fresh(t.out) and same(t):
+            if self.fresh(t.out) and _same_round(t):
                 continue
             Path(t.out).unlink(missing_ok=True)  # another round plan's file (e.g. another version)
             todo.append(t)
         if todo:
-            ex.map(run_jerk_chunk, todo, desc=f"muscle jerks, round {r + 1}")
+            self.ex.map(run_jerk_chunk, todo, desc=f"muscle jerks, round {r + 1}")
         res: dict[str, list[np.ndarray]] = {"muscle_jerk": [], "muscle_jerk_bound": [], "done": []}
         for t in tasks:
             a = store.read_arrays(t.out, kind="jerk_chunk")
@@ -651,11 +669,28 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
             for k in res:
                 res[k].append(a[k])
             if "filled_candidate" in a:  # (files of older versions lack them: OpenSim is asked again)
-                kept.append({k: a[k] for k in FILLED_KEYS})
+                self.kept.append({k: a[k] for k in FILLED_KEYS})
         jerk, bound, done = (np.concatenate(res[k]) for k in ("muscle_jerk", "muscle_jerk_bound", "done"))
         return jerk, bound, done
 
+
+def run_assemble(cfg: Config) -> tuple[Path, Path]:
+    """Candidate shards -> ``pcrt_train.h5`` and ``pcrt_test.h5`` (resumable, chunked over Dask)."""
+    rp = RunPaths.of(cfg)
+    bounds, shards, scores, planes = _read_shard_scores(cfg, rp)
+    sv_shard, sv_offset = swivel_refs([b - a for _, a, b in bounds], scores["length"])
+    shard_paths = [str(p) for p in shards]
+
+    def ref(rows: np.ndarray) -> SwivelRef:
+        return SwivelRef(shard_paths, sv_shard[rows], sv_offset[rows])
+
+    workdir = rp.dataset / "assembly"
+    conf = cfg.to_dict(["characters", "startpoints", "kinematics", "muscles", "assembly"])
+    conf["run"] = {"seed": cfg.run.seed}
+    fresh = _fresh_test(json.loads(json.dumps(conf, sort_keys=True, default=str)))
+
     with executor(cfg.parallel, quiet=cfg.run.quiet) as ex:
+        evaluate = _JerkRounds(cfg, rp, scores, planes, conf, fresh, ref, ex)
         t0 = time.time()
         st = screen_jerks(scores, cfg.assembly.n_samples, evaluate)
         log.info(
@@ -667,7 +702,18 @@ def run_assemble(cfg: Config) -> tuple[Path, Path]:
         ids = select(scores, cfg.assembly.n_samples)
         train_ids, test_ids = split(ids, cfg.run.seed, cfg.assembly.test_fraction)
         _materialise_all(
-            cfg, rp, scores, planes, ids, train_ids, test_ids, conf, fresh, ex, _known_by_id(kept), ref
+            cfg,
+            rp,
+            scores,
+            planes,
+            ids,
+            train_ids,
+            test_ids,
+            conf,
+            fresh,
+            ex,
+            _known_by_id(evaluate.kept),
+            ref,
         )
     shutil.rmtree(workdir, ignore_errors=True)
     _warn_jumps(rp.pcrt_train, rp.pcrt_test)

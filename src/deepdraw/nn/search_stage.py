@@ -218,7 +218,8 @@ def _search_task(job: _SearchJob) -> dict:
     import torch
 
     from deepdraw.nn.models import build_model
-    from deepdraw.nn.stage import _check_settings, _read_json, _write_json
+    from deepdraw.nn.runio import read_json, write_json
+    from deepdraw.nn.stage import check_settings
     from deepdraw.nn.train import TrainConfig, evaluate, train_model
 
     out = Path(job.out_dir)
@@ -249,8 +250,8 @@ def _search_task(job: _SearchJob) -> dict:
             num_threads=1,
             quiet=True,
         )
-        _check_settings(out, _read_json(out / "metrics.json"), tc)
-        done = _read_json(out / "search.json")
+        check_settings(out, read_json(out / "metrics.json"), tc)
+        done = read_json(out / "search.json")
         if done.get("name") == job.name and done.get("task") == job.task and set(SEARCH_COLUMNS) <= set(done):
             return done
         m = train_model(tc).metrics
@@ -281,19 +282,20 @@ def _search_task(job: _SearchJob) -> dict:
         "wall_s": m["wall_time_s"],
         "directory": f"tdt_pv/{out.name}" if job.task == "tdt_pv" else out.name,
     }
-    _write_json(out / "search.json", row)
+    write_json(out / "search.json", row)
     return row
 
 
 def _jobs(cfg: Config) -> list[_SearchJob]:
-    from deepdraw.nn.stage import _device, _lr_batch
+    from deepdraw.nn.runio import train_device
+    from deepdraw.nn.stage import lr_batch
 
     rp = RunPaths.of(cfg)
-    device = _device(cfg.train.device)
+    device = train_device(cfg.train.device)
     t = cfg.train
     jobs = []
     for spec in search_candidates(cfg):
-        lr, batch = _lr_batch(cfg, spec.family)
+        lr, batch = lr_batch(cfg, spec.family)
         for task in cfg.search.tasks:
             jobs.append(
                 _SearchJob(
@@ -416,7 +418,8 @@ def run_search(cfg: Config, seeds: bool = True) -> pd.DataFrame:
     """The search (see the module docstring); then, with ``seeds``, every seed and task of ``[train]`` of
     the winners (:func:`~deepdraw.nn.stage.run_train`, ``search/seeds_summary.csv``). Returns the results
     table (:data:`SEARCH_COLUMNS` + ``best``)."""
-    from deepdraw.nn.stage import _require_data, _write_csv, check_train_section, run_train
+    from deepdraw.nn.runio import require_data, write_csv
+    from deepdraw.nn.stage import check_train_section, run_train
 
     families = check_search_section(cfg)
     if not search_enabled(cfg):
@@ -425,7 +428,7 @@ def run_search(cfg: Config, seeds: bool = True) -> pd.DataFrame:
             "family (the paper: 50)"
         )
     check_train_section(cfg)
-    _require_data(RunPaths.of(cfg))
+    require_data(RunPaths.of(cfg))
     sdir = search_dir(cfg)
     jobs = _jobs(cfg)
     logger.info(
@@ -440,9 +443,9 @@ def run_search(cfg: Config, seeds: bool = True) -> pd.DataFrame:
     s = cfg.search
     best = best_per_family(table, s.select_by, s.select_task)
     table["best"] = table["name"].isin(set(best["name"]))
-    _write_csv(sdir / "search_results.csv", table)
-    _write_csv(sdir / "ranking.csv", rank_candidates(table, s.select_by, s.select_task))
-    _write_csv(sdir / "best_per_family.csv", best)
+    write_csv(sdir / "search_results.csv", table)
+    write_csv(sdir / "ranking.csv", rank_candidates(table, s.select_by, s.select_task))
+    write_csv(sdir / "best_per_family.csv", best)
     for _, r in best.iterrows():
         logger.info("best %s: %s (%s %.4g)", r["family"], r["name"], r["metric"], r[r["metric"]])
     if seeds:

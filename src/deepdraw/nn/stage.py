@@ -20,7 +20,6 @@ Seeds: the activation subset is drawn with ``SeedSequence(run.seed, spawn_key=(6
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -37,6 +36,7 @@ from tqdm.auto import tqdm
 from deepdraw import store
 from deepdraw.config import Config
 from deepdraw.errors import DeepDrawError
+from deepdraw.nn.runio import check_device_name, read_json, require_data, train_device, write_csv, write_json
 from deepdraw.parallel import executor
 from deepdraw.paths import RunPaths
 
@@ -90,52 +90,6 @@ _METRIC_KEYS = ("loss", "accuracy", "error_cm", "rmse_scaled", "velocity_error_c
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
-
-
-def _write_csv(path: Path, table: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _check_device_name(key: str, name: str) -> None:
-    """A device name torch can parse: "auto", "cpu", "cuda" or "cuda:N" (no torch needed)."""
-    if name in ("", "auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
-        return
-    raise DeepDrawError(f"key '{key}' is '{name}'; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
-
-
-def _device(name: str) -> str | None:
-    """``[train] device`` checked: None for "auto", else a torch device string that exists here."""
-    import torch
-
-    _check_device_name("train.device", name)
-    if name in ("", "auto"):
-        return None
-    if torch.device(name).type == "cuda" and not torch.cuda.is_available():
-        raise DeepDrawError(f"train.device is '{name}' but CUDA is not available here; use 'auto' or 'cpu'")
-    return name
-
-
-def _require_data(rp: RunPaths, test: bool = True) -> None:
-    for p in (rp.pcrt_train, rp.pcrt_test) if test else (rp.pcrt_train,):
-        if not p.is_file():
-            raise DeepDrawError(f"{p}: PCRT file not found; run 'deepdraw dataset assemble' first")
-
-
 def _metric_cols(prefix: str, m: dict | None) -> dict:
     m = m or {}
     return {f"{prefix}_{k}": m.get(k, math.nan) for k in _METRIC_KEYS}
@@ -177,7 +131,7 @@ def check_train_section(cfg: Config) -> None:
         raise DeepDrawError(
             f"key 'train.num_threads' is {t.num_threads}; expected 0 (default) or a positive integer"
         )
-    _check_device_name("train.device", t.device)
+    check_device_name("train.device", t.device)
     if isinstance(t.models, str):
         if t.models != "search":
             raise DeepDrawError(
@@ -298,7 +252,8 @@ def planned_runs(cfg: Config, models: Sequence[str] | None = None) -> list[Plann
     return out
 
 
-def _lr_batch(cfg: Config, family: str) -> tuple[float, int]:
+def lr_batch(cfg: Config, family: str) -> tuple[float, int]:
+    """Learning rate and batch size of a ``family`` from ``[train]`` (the LSTM has its own)."""
     from deepdraw.nn.models import get_family
 
     if get_family(family).recurrent:
@@ -310,7 +265,7 @@ def _train_config(cfg: Config, run: PlannedRun, quiet: bool):
     from deepdraw.nn.train import TrainConfig
 
     rp = RunPaths.of(cfg)
-    lr, batch = _lr_batch(cfg, run.family)
+    lr, batch = lr_batch(cfg, run.family)
     return TrainConfig(
         model=run.architecture,
         train_path=str(rp.pcrt_train),
@@ -325,7 +280,7 @@ def _train_config(cfg: Config, run: PlannedRun, quiet: bool):
         min_epochs=cfg.train.min_epochs,
         schedule=cfg.train.schedule,
         val_fraction=cfg.train.val_fraction,
-        device=_device(cfg.train.device),
+        device=train_device(cfg.train.device),
         target_alignment=cfg.train.target_alignment,
         num_threads=cfg.train.num_threads or None,
         precision=cfg.train.precision,
@@ -344,7 +299,7 @@ def _untrained_metrics(run: PlannedRun, tc, metrics: dict) -> dict:
         "val_rows": [n_train, n_train + n_val],
     }
     path = run.directory / "untrained_metrics.json"
-    cached = _read_json(path)
+    cached = read_json(path)
     if cached.get("key") == key:
         return cached
     ck = run.checkpoint(False)
@@ -361,7 +316,7 @@ def _untrained_metrics(run: PlannedRun, tc, metrics: dict) -> dict:
         else None
     )
     out = {"key": key, "model_name": run.untrained_name, "test": test, "validation": val}
-    _write_json(path, out)
+    write_json(path, out)
     return out
 
 
@@ -380,7 +335,8 @@ RUN_SETTINGS = (
 """Training settings an existing run folder must share with the config to be reused or resumed."""
 
 
-def _check_settings(directory: Path, metrics: dict, tc) -> None:
+def check_settings(directory: Path, metrics: dict, tc) -> None:
+    """Refuse a run folder whose ``metrics`` were trained with other :data:`RUN_SETTINGS` than ``tc``."""
     held, want = metrics.get("config") or {}, tc.to_dict()
     diff = [
         f"{k}={held[k]!r} (config: {want[k]!r})" for k in RUN_SETTINGS if k in held and held[k] != want[k]
@@ -402,8 +358,8 @@ def _train_job(jobs: list[tuple]) -> list[dict]:
     done: dict[int, dict] = {}
     todo = []
     for i, (run, tc, _) in enumerate(jobs):
-        metrics = _read_json(run.directory / "metrics.json")
-        _check_settings(run.directory, metrics, tc)
+        metrics = read_json(run.directory / "metrics.json")
+        check_settings(run.directory, metrics, tc)
         if metrics.get("finished"):
             _check_finished(run)
             logger.info("%s (%s): finished run found, skipped", run.name, run.task)
@@ -475,7 +431,7 @@ def _trained_here(run: PlannedRun) -> bool:
     """Whether ``run``'s folder holds training done in this run (finished, or a ``last.pt`` to resume)."""
     if (run.directory / "last.pt").is_file():
         return True
-    metrics = _read_json(run.directory / "metrics.json")
+    metrics = read_json(run.directory / "metrics.json")
     return bool(metrics) and metrics.get("source") != "zoo"
 
 
@@ -569,7 +525,7 @@ def run_train(
     names = resolve_models(cfg, models)
     runs = planned_runs(cfg, models)
     rp = RunPaths.of(cfg)
-    _require_data(rp)
+    require_data(rp)
     quiet = cfg.run.quiet
     p = cfg.parallel
     distributed = p.mode in ("scheduler", "slurm") or (p.mode == "local" and p.gpus > 0)
@@ -614,7 +570,7 @@ def run_train(
     )
     table = pd.DataFrame([row for rows in results for row in rows], columns=SUMMARY_COLUMNS)
     out = Path(summary_path) if summary_path is not None else rp.models / "summary.csv"
-    _write_csv(out, table)
+    write_csv(out, table)
     logger.info("%d runs in %.1f s; summary in %s", len(runs), time.perf_counter() - t0, out)
     return table
 
@@ -709,7 +665,7 @@ def run_activations(cfg: Config, table: pd.DataFrame | None = None) -> list[Path
         raise DeepDrawError(
             f"activations.batch_size is {cfg.activations.batch_size}; expected a positive integer"
         )
-    device = _device(cfg.train.device)
+    device = train_device(cfg.train.device)
     jobs = _activation_jobs(cfg, table)
     for ck, _, name in jobs:
         if not ck.is_file():
@@ -747,7 +703,7 @@ def run_evaluate(
     """Metrics of a checkpoint on a PCRT file, with the checkpoint's identity (JSON-ready)."""
     from deepdraw.nn.train import evaluate, load_checkpoint
 
-    dev = _device(device or "auto")
+    dev = train_device(device or "auto")
     _, ck = load_checkpoint(checkpoint)
     metrics = evaluate(checkpoint, data_path, device=dev, quiet=quiet)
     return {

@@ -85,9 +85,9 @@ _SVM_INPUTS = (
 )
 
 
-def _facts() -> list[Fact]:
-    f: list[Fact] = [
-        # ---- dataset
+def _dataset_facts() -> list[Fact]:
+    """The dataset's sizes: candidates, samples, train/test split, classes and planes."""
+    return [
         Fact(
             "dataset.n_candidates",
             "candidate end-effector trajectories generated",
@@ -141,7 +141,12 @@ def _facts() -> list[Fact]:
             "dataset",
             digits=0,
         ),
-        # ---- SVM / linear baselines
+    ]
+
+
+def _svm_facts() -> list[Fact]:
+    """The SVM and linear baselines: pairwise and multi-class accuracies, the TDT linear decoder."""
+    f: list[Fact] = [
         Fact(
             "svm.pairwise_mean_acc_spindle_info",
             "pairwise SVM accuracy, proprioceptive inputs (length + velocity), mean over 190 pairs",
@@ -227,7 +232,12 @@ def _facts() -> list[Fact]:
             percent=True,
         )
     )
-    # ---- networks
+    return f
+
+
+def _network_facts() -> list[Fact]:
+    """The trained networks: ART accuracy, TDT and TDT-PV errors of each family, untrained chance."""
+    f: list[Fact] = []
     art = {"spatial_temporal": (98.86, 0.04), "spatiotemporal": (97.93, 0.03), "lstm": (99.56, 0.04)}
     tdt = {"spatial_temporal": (0.22, 0.005), "spatiotemporal": (0.13, 0.005), "lstm": (0.05, 0.01)}
     pv = {"spatial_temporal": (0.26, 0.01), "spatiotemporal": (0.20, 0.01), "lstm": (0.09, 0.006)}
@@ -292,8 +302,12 @@ def _facts() -> list[Fact]:
             percent=True,
         )
     )
-    # ---- RSA
-    f += [
+    return f
+
+
+def _rsa_facts() -> list[Fact]:
+    """The oracle RDM similarities of the final layers, the untrained models and the inputs."""
+    return [
         Fact(
             "rsa.oracle_final_art.spatial_temporal",
             "oracle RDM similarity, final layer, ART spatial-temporal (paper's value: another architecture)",
@@ -369,8 +383,11 @@ def _facts() -> list[Fact]:
             era="preprint",
         ),
     ]
-    # ---- single units
-    f += [
+
+
+def _tuning_facts() -> list[Fact]:
+    """The single-unit numbers: spindle tuning medians, PD invariance and label selectivity."""
+    return [
         Fact(
             "tuning.spindle_length_position_median",
             "spindle length channel: position tuning, median R²",
@@ -464,7 +481,11 @@ def _facts() -> list[Fact]:
             "tuning",
         ),
     ]
-    return f
+
+
+def _facts() -> list[Fact]:
+    """Every fact, in table order: dataset, SVM, networks, RSA, single units."""
+    return _dataset_facts() + _svm_facts() + _network_facts() + _rsa_facts() + _tuning_facts()
 
 
 FACTS: list[Fact] = _facts()

@@ -59,7 +59,9 @@ def html_table(
     return f"<table{attrs}><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _fig_html(items: Sequence[FigureItem]) -> str:
+def fig_html(items: Sequence[FigureItem]) -> str:
+    """A grid of figures (image linked to itself, caption below); folded items go under a <details>."""
+
     def one(it: FigureItem) -> str:
         cls = ' class="wide"' if it.wide else ""
         return (
@@ -87,7 +89,7 @@ def group_html(g: FigureGroup) -> str:
             + "".join(f'<li class="missing">missing — {esc(m)}</li>' for m in g.missing)
             + "</ul>"
         )
-    return out + _fig_html(g.items)
+    return out + fig_html(g.items)
 
 
 def fmt_time(s: Any) -> str:

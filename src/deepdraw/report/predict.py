@@ -28,7 +28,7 @@ from ..errors import DeepDrawError
 from .common import FigureItem
 from .common import esc as _esc
 from .html import CSS as _CSS
-from .html import _fig_html
+from .html import fig_html
 from .html import html_table as _table
 from .html import to_toml as _toml
 
@@ -200,7 +200,7 @@ def _figures_html(res: PredictResults, folder: Path, names: list[str]) -> str:
     have = [n for n in names if (folder / n).is_file()]
     items = [FigureItem(n, _CAPTIONS[n], wide=n == "heatmap.png") for n in have]
     miss = [n for n in names if n not in have]
-    out = _fig_html(items)
+    out = fig_html(items)
     if miss:
         out += (
             '<ul class="miss">'

@@ -404,41 +404,11 @@ def _top_eig(M: np.ndarray, rank: int, rtol: float) -> tuple[np.ndarray, np.ndar
     return lam[keep], V[:, keep]
 
 
-def fit_hinge_path(
-    X: np.ndarray,
-    y: np.ndarray,
-    c_grid: Sequence[float],
-    *,
-    rank: int = 0,
-    tol: float = 1e-6,
-    max_iter: int = 100,
-    gram_max: int = 6000,
-    rtol: float = 1e-13,
-    gap_tol: float = 1e-6,
-) -> list[HingeFit]:
-    """Fit ``LinearSVC(loss='hinge', C)`` for every C of ``c_grid`` on one training set.
-
-    Parameters
-    ----------
-    X : (n, d) flattened samples, used as they are (no scaling).
-    y : (n,) labels with exactly two values; the larger one (or +1) is the positive class.
-    c_grid : positive C values, any order; results come back in the order given.
-    rank : 0 solves exactly (every direction of the data whose eigenvalue exceeds ``rtol`` times the
-        largest); k > 0 first projects the samples on their top-k principal directions (uncentred),
-        an approximation for very large pairs.
-    tol : the dual is solved when every projected-gradient entry is <= ``tol`` (margin units) or
-        the duality gap is <= ``gap_tol`` times the primal objective (``HingeFit.converged``).
-    gram_max : largest ``n`` for which the (n, n) dual matrix is formed explicitly.
-    """
-    c_grid = [float(c) for c in c_grid]
-    if not c_grid:
-        raise ValueError("c_grid is empty")
-    if any(not np.isfinite(c) or c <= 0 for c in c_grid):
-        raise ValueError(f"C values must be positive and finite, got {c_grid}")
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n, d), got shape {X.shape}")
-    ys = _as_signed(y)
+def _dual_operator(
+    X: np.ndarray, ys: np.ndarray, rank: int, rtol: float, gram_max: int
+) -> tuple[_DualQ, Callable[[np.ndarray], tuple[np.ndarray, float]]]:
+    """The dual matrix Q of ``X`` (n, d) and signed labels ``ys`` (explicit or factored, see the module
+    docs), and the map from dual variables to the weights and intercept in input space."""
     n, d = X.shape
     exact = rank <= 0 or rank >= min(n, d)
 
@@ -478,6 +448,46 @@ def fit_hinge_path(
             u = A.T @ a
             return V @ u[:-1], float(u[-1])
 
+    return op, to_weights
+
+
+def fit_hinge_path(
+    X: np.ndarray,
+    y: np.ndarray,
+    c_grid: Sequence[float],
+    *,
+    rank: int = 0,
+    tol: float = 1e-6,
+    max_iter: int = 100,
+    gram_max: int = 6000,
+    rtol: float = 1e-13,
+    gap_tol: float = 1e-6,
+) -> list[HingeFit]:
+    """Fit ``LinearSVC(loss='hinge', C)`` for every C of ``c_grid`` on one training set.
+
+    Parameters
+    ----------
+    X : (n, d) flattened samples, used as they are (no scaling).
+    y : (n,) labels with exactly two values; the larger one (or +1) is the positive class.
+    c_grid : positive C values, any order; results come back in the order given.
+    rank : 0 solves exactly (every direction of the data whose eigenvalue exceeds ``rtol`` times the
+        largest); k > 0 first projects the samples on their top-k principal directions (uncentred),
+        an approximation for very large pairs.
+    tol : the dual is solved when every projected-gradient entry is <= ``tol`` (margin units) or
+        the duality gap is <= ``gap_tol`` times the primal objective (``HingeFit.converged``).
+    gram_max : largest ``n`` for which the (n, n) dual matrix is formed explicitly.
+    """
+    c_grid = [float(c) for c in c_grid]
+    if not c_grid:
+        raise ValueError("c_grid is empty")
+    if any(not np.isfinite(c) or c <= 0 for c in c_grid):
+        raise ValueError(f"C values must be positive and finite, got {c_grid}")
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n, d), got shape {X.shape}")
+    ys = _as_signed(y)
+    n = X.shape[0]
+    op, to_weights = _dual_operator(X, ys, rank, rtol, gram_max)
     order = np.argsort(c_grid, kind="stable")
     prev_C = c_grid[order[0]]
     fits: dict[int, HingeFit] = {}

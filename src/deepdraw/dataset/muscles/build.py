@@ -16,14 +16,14 @@ from ...errors import DeepDrawError
 from .constants import ENGINE_KIND, JOINTS, MUSCLES, Q_MAX, Q_MIN, default_engine_path, default_model_path
 from .exact import ExactEngine, evaluate_postures
 from .tables import (
-    _CHECK_POINTS,
+    CHECK_POINTS,
     FALLBACK,
-    _choose_stencils,
-    _encode_table,
-    _quantise,
-    _stencil6,
-    _stencil_errors,
-    _tricubic,
+    choose_stencils,
+    encode_table,
+    quantise,
+    stencil6,
+    stencil_errors,
+    tricubic,
 )
 from .trajectories import synthetic_trajectories
 
@@ -34,11 +34,12 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------------
 _PAD = 3  # nodes beyond the joint limits on each side (room for shifted stencils)
 _S0 = np.array([50.0, 40.0, 20.0])  # shoulder posture at which the elbow parts are tabulated
-_D0 = 90.0  # elbow flexion at which the shoulder parts are tabulated
+ELBOW_REF_DEG = 90.0  # elbow flexion at which the shoulder parts are tabulated
 _FIBER_DL = 0.05  # mm: spacing of the path -> fiber map
 
 
-def _engine_schema() -> dict:
+def engine_schema() -> dict:
+    """The fields of the fast-engine artifact (``kind`` muscle_fast_engine), level 2 optional."""
     from ...store import Field
 
     return {
@@ -151,7 +152,7 @@ def _fiber_map(path: np.ndarray, fiber: np.ndarray) -> tuple[list[np.ndarray], l
     return xs, ys, errs
 
 
-def _region_postures(region_joints: np.ndarray | None, n_traj: int, seed: int) -> np.ndarray:
+def region_postures(region_joints: np.ndarray | None, n_traj: int, seed: int) -> np.ndarray:
     """(K, 4) postures of the region: ``region_joints`` (finite rows) or the valid frames of
     ``n_traj`` :func:`synthetic_trajectories`."""
     if region_joints is None:
@@ -166,7 +167,7 @@ def _region_postures(region_joints: np.ndarray | None, n_traj: int, seed: int) -
     return post
 
 
-def _write_engine(
+def write_engine(
     out: Path,
     arrays: dict[str, np.ndarray],
     config: dict,
@@ -188,7 +189,7 @@ def _write_engine(
             )
 
 
-def _pair_keys(n: np.ndarray, c3: np.ndarray, k: np.ndarray) -> np.ndarray:
+def pair_keys(n: np.ndarray, c3: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Keys of (shoulder cell (E, 3), shoulder-muscle index (E,)) pairs: k * cells + flat cell."""
     c3 = c3.astype(np.int64)
     return k * int(np.prod(n - 1)) + (c3[:, 0] * (n[1] - 1) + c3[:, 1]) * (n[2] - 1) + c3[:, 2]
@@ -205,7 +206,7 @@ class _ShoulderGrid:
     node_ix: np.ndarray  # (N, 3) nodes the region's stencils use
     cells: np.ndarray  # (C, 3) region cells
     half_u: np.ndarray  # (P, 3) the cells' check points, unique, in half steps
-    half_inv: np.ndarray  # (C, len(_CHECK_POINTS)) index of each cell's check points into half_u
+    half_inv: np.ndarray  # (C, len(CHECK_POINTS)) index of each cell's check points into half_u
 
 
 def _shoulder_grid(post: np.ndarray, step_deg: float, margin: int) -> _ShoulderGrid:
@@ -216,9 +217,9 @@ def _shoulder_grid(post: np.ndarray, step_deg: float, margin: int) -> _ShoulderG
     region = _region_cells(post[:, :3], origin, h, n, margin)
     node_ix = np.argwhere(_stencil_nodes(region, n))
     cells = np.argwhere(region)
-    half = (2 * cells[:, None, :] + np.rint(2 * _CHECK_POINTS)[None].astype(np.int64)).reshape(-1, 3)
+    half = (2 * cells[:, None, :] + np.rint(2 * CHECK_POINTS)[None].astype(np.int64)).reshape(-1, 3)
     half_u, half_inv = np.unique(half, axis=0, return_inverse=True)
-    half_inv = half_inv.reshape(len(cells), len(_CHECK_POINTS))
+    half_inv = half_inv.reshape(len(cells), len(CHECK_POINTS))
     return _ShoulderGrid(origin, h, n, region, node_ix, cells, half_u, half_inv)
 
 
@@ -269,12 +270,12 @@ def _shoulder_stencils(
     ms = node_vals.shape[1]
     table = np.full((ms, *g.n), np.nan)
     table[:, g.node_ix[:, 0], g.node_ix[:, 1], g.node_ix[:, 2]] = node_vals.T
-    table = _quantise(table)
+    table = quantise(table)
     code = np.full((ms, *(g.n - 1)), FALLBACK, dtype=np.uint8)
     for s in range(0, len(g.cells), 500):
         c = g.cells[s : s + 500]
-        err = _stencil_errors(table, c, _CHECK_POINTS, chk_vals[g.half_inv[s : s + 500]])
-        code[:, c[:, 0], c[:, 1], c[:, 2]] = _choose_stencils(err, tol_mm, 13).T
+        err = stencil_errors(table, c, CHECK_POINTS, chk_vals[g.half_inv[s : s + 500]])
+        code[:, c[:, 0], c[:, 1], c[:, 2]] = choose_stencils(err, tol_mm, 13).T
     return table, code
 
 
@@ -293,10 +294,10 @@ class _Checker:
     quiet: bool
 
     def truth(self, q3: np.ndarray, desc: str, which: np.ndarray | None = None) -> np.ndarray:
-        """OpenSim path lengths (K, shoulder muscles) at shoulder postures (K, 3), elbow at ``_D0``."""
+        """OpenSim path lengths (K, shoulder muscles) at shoulder postures (K, 3), elbow at ``ELBOW_REF_DEG``."""
         path, _ = evaluate_postures(
             self.model_path,
-            _with_elbow(q3, _D0),
+            _with_elbow(q3, ELBOW_REF_DEG),
             False,
             self.workers,
             quiet=self.quiet,
@@ -308,7 +309,7 @@ class _Checker:
     def misses(self, q3: np.ndarray, truth: np.ndarray) -> np.ndarray:
         """(K, ms) bool: the table (with the current codes) misses ``truth`` at ``q3`` or cannot serve it."""
         ms = len(self.sh_idx)
-        pred, bad = _tricubic(
+        pred, bad = tricubic(
             self.table.reshape(ms, -1),
             self.g.n,
             self.code.reshape(ms, -1),
@@ -418,13 +419,13 @@ def _elbow_stencils(
     off6 = np.arange(-2, 4)
     err_e = np.zeros((len(eg.cells), 3, me))
     for p, t in enumerate(eg.chk):
-        w = _stencil6(t)  # (3, 6)
+        w = stencil6(t)  # (3, 6)
         v6 = table_e[:, eg.cells[:, None] + off6]  # (me, C, 6)
         pred = np.einsum("sa,mca->csm", w, v6)
         e = np.abs(pred - chk_vals[:, p, None, :])
         err_e = np.maximum(err_e, np.where(np.isfinite(e), e, np.inf))
     code_e = np.full((me, eg.n - 1), FALLBACK, dtype=np.uint8)
-    code_e[:, eg.cells] = _choose_stencils(err_e, tol_mm, 1).T
+    code_e[:, eg.cells] = choose_stencils(err_e, tol_mm, 1).T
     return table_e, code_e
 
 
@@ -448,15 +449,20 @@ def _muscle_split(
 def _opensim_values(
     model_path: Path, g: _ShoulderGrid, eg: _ElbowGrid, fib_post: np.ndarray, workers: int, quiet: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """OpenSim path lengths (K, 25) at the shoulder nodes then check points (elbow at ``_D0``), at the
+    """OpenSim path lengths (K, 25) at the shoulder nodes then check points (elbow at ``ELBOW_REF_DEG``), at the
     elbow nodes, check points and the reference posture (shoulder at ``_S0``), and path and fiber
     lengths at the fiber-map postures ``fib_post``."""
     post_sh = np.concatenate(
-        [_with_elbow(g.origin + g.h * g.node_ix, _D0), _with_elbow(g.origin + g.h * g.half_u / 2.0, _D0)]
+        [
+            _with_elbow(g.origin + g.h * g.node_ix, ELBOW_REF_DEG),
+            _with_elbow(g.origin + g.h * g.half_u / 2.0, ELBOW_REF_DEG),
+        ]
     )
     d_nodes = eg.origin + eg.h * np.arange(eg.n)
     d_chk = (eg.origin + eg.h * (eg.cells[:, None] + eg.chk[None, :])).ravel()
-    post_el = np.concatenate([_with_shoulder(d_nodes), _with_shoulder(d_chk), np.r_[_S0, _D0][None]])
+    post_el = np.concatenate(
+        [_with_shoulder(d_nodes), _with_shoulder(d_chk), np.r_[_S0, ELBOW_REF_DEG][None]]
+    )
     log.info(
         "fast engine: %d region cells (step %.3g deg), %d shoulder nodes, %d check points, %d elbow postures, "
         "%d fiber samples, %d workers",
@@ -484,7 +490,7 @@ def _engine_arrays(
     path_fs: np.ndarray,
     fib_fs: np.ndarray,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The engine's arrays (:func:`_engine_schema`): the shoulder table and codes, the elbow table and
+    """The engine's arrays (:func:`engine_schema`): the shoulder table and codes, the elbow table and
     its stencils (from :func:`_opensim_values`' elbow values), the offsets and the path -> fiber maps.
     Also returns the fiber maps' largest interpolation error per muscle (mm)."""
     chk_vals = path_el[eg.n : eg.n + 2 * len(eg.cells)][:, el_idx].reshape(len(eg.cells), 2, len(el_idx))
@@ -493,7 +499,7 @@ def _engine_arrays(
     fx, fy, ferr = _fiber_map(path_fs, fib_fs)
     start = np.zeros(len(MUSCLES) + 1, dtype=np.int64)
     start[1:] = np.cumsum([len(x) for x in fx])
-    diff, nanmask = _encode_table(table)
+    diff, nanmask = encode_table(table)
     arrays = {
         "muscles": np.array(MUSCLES, dtype="S"),
         "coupling": coupling.astype(np.uint8),
@@ -544,6 +550,76 @@ def _build_inputs(model_path: Path, synthetic_region: bool) -> dict[str, str]:
     return inputs
 
 
+def _check_build_args(
+    out_path: Path, overwrite: bool, step_deg: float, elbow_step_deg: float, tol_mm: float
+) -> None:
+    """Refuse an existing output (without ``overwrite``) and grid steps or a tolerance out of range."""
+    if out_path.exists() and not overwrite:
+        raise DeepDrawError(
+            f"{out_path}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
+        )
+    if not (0.2 <= step_deg <= 20.0) or not (0.005 <= elbow_step_deg <= 5.0) or tol_mm <= 0:
+        raise DeepDrawError(
+            f"build_fast_engine: step_deg={step_deg}, elbow_step_deg={elbow_step_deg}, tol_mm={tol_mm}; "
+            "expected 0.2-20 deg, 0.005-5 deg and a positive tolerance"
+        )
+
+
+def _checked_shoulder_table(
+    model_path: Path,
+    g: _ShoulderGrid,
+    sh_idx: np.ndarray,
+    path_sh: np.ndarray,
+    post: np.ndarray,
+    tol_mm: float,
+    checks: tuple[float, int, int, float],
+    workers: int,
+    quiet: bool,
+    stats: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The shoulder table and its stencil codes, after the dense and limit-face ``checks`` (dense_tol_mm,
+    dense_rounds, face_points, limit_face_frac); records counts and times in ``stats``."""
+    dense_tol_mm, dense_rounds, face_points, limit_face_frac = checks
+    t0 = time.time()
+    n_nodes = len(g.node_ix)
+    table, code = _shoulder_stencils(
+        g, path_sh[:n_nodes][:, sh_idx], path_sh[n_nodes : n_nodes + len(g.half_u)][:, sh_idx], tol_mm
+    )
+    stats["time_stencils_s"] = round(time.time() - t0, 1)
+    stats["fallback_pairs_first_pass"] = int(((code == FALLBACK) & g.region[None]).sum())
+    # dense checks next to the cells that failed, then the joint-limit faces
+    checker = _Checker(model_path, g, sh_idx, table, code, dense_tol_mm, workers, quiet)
+    t0 = time.time()
+    stats["dense_check_postures"] = checker.dense_rounds(dense_rounds)
+    stats["time_dense_s"] = round(time.time() - t0, 1)
+    t0 = time.time()
+    stats["face_check_postures"] = checker.limit_faces(post, face_points, limit_face_frac)
+    stats["time_faces_s"] = round(time.time() - t0, 1)
+    return table, code
+
+
+def _build_config(
+    step_deg: float,
+    elbow_step_deg: float,
+    tol_mm: float,
+    dense_tol_mm: float,
+    n_region_traj: int | None,
+    region_margin: int,
+    n_fiber_samples: int,
+    dense_rounds: int,
+    face_points: int,
+    limit_face_frac: float,
+    synthetic_region: bool,
+) -> dict[str, Any]:
+    """The engine's build config: the settings given and the fixed references (pad, reference postures)."""
+    return {
+        "step_deg": step_deg, "elbow_step_deg": elbow_step_deg, "tol_mm": tol_mm, "dense_tol_mm": dense_tol_mm, "n_region_traj": n_region_traj,
+        "region_margin": region_margin, "n_fiber_samples": n_fiber_samples, "dense_rounds": dense_rounds,
+        "face_points": face_points, "limit_face_frac": limit_face_frac, "shoulder_ref_deg": _S0.tolist(), "elbow_ref_deg": ELBOW_REF_DEG,
+        "pad": _PAD, "fiber_map_dl_mm": _FIBER_DL, "region": "synthetic_trajectories" if synthetic_region else "region_joints",
+    }  # fmt: skip
+
+
 def build_fast_engine(
     model_path: str | os.PathLike | None = None,
     out_path: str | os.PathLike | None = None,
@@ -582,15 +658,7 @@ def build_fast_engine(
     t_start = time.time()
     model_path = Path(model_path) if model_path is not None else default_model_path()
     out_path = Path(out_path) if out_path is not None else default_engine_path()
-    if out_path.exists() and not overwrite:
-        raise DeepDrawError(
-            f"{out_path}: output exists; refusing to overwrite it (delete it, or use --overwrite)"
-        )
-    if not (0.2 <= step_deg <= 20.0) or not (0.005 <= elbow_step_deg <= 5.0) or tol_mm <= 0:
-        raise DeepDrawError(
-            f"build_fast_engine: step_deg={step_deg}, elbow_step_deg={elbow_step_deg}, tol_mm={tol_mm}; "
-            "expected 0.2-20 deg, 0.005-5 deg and a positive tolerance"
-        )
+    _check_build_args(out_path, overwrite, step_deg, elbow_step_deg, tol_mm)
     workers = int(workers) if workers and workers > 0 else (os.cpu_count() or 1)
     eng = ExactEngine(model_path)
     rng = np.random.default_rng(seed)
@@ -598,7 +666,7 @@ def build_fast_engine(
 
     # 1. postures of the dataset -> region
     t0 = time.time()
-    post = _region_postures(region_joints, n_region_traj, seed)
+    post = region_postures(region_joints, n_region_traj, seed)
     stats["region_postures"] = int(len(post))
     stats["time_region_s"] = round(time.time() - t0, 1)
 
@@ -616,22 +684,11 @@ def build_fast_engine(
     stats["time_opensim_s"] = round(time.time() - t0, 1)
     stats["opensim_postures"] = int(len(path_sh) + len(path_el) + len(fib_post))
 
-    # 6. shoulder table and stencil choice per cell and muscle
-    t0 = time.time()
-    n_nodes = len(g.node_ix)
-    table, code = _shoulder_stencils(
-        g, path_sh[:n_nodes][:, sh_idx], path_sh[n_nodes : n_nodes + len(g.half_u)][:, sh_idx], tol_mm
+    # 6. shoulder table and stencil choice per cell and muscle; 6b. dense checks; 6c. joint-limit faces
+    checks = (dense_tol_mm, dense_rounds, int(face_points), limit_face_frac)
+    table, code = _checked_shoulder_table(
+        model_path, g, sh_idx, path_sh, post, tol_mm, checks, workers, quiet, stats
     )
-    stats["time_stencils_s"] = round(time.time() - t0, 1)
-    stats["fallback_pairs_first_pass"] = int(((code == FALLBACK) & g.region[None]).sum())
-    # 6b. dense checks next to the cells that failed; 6c. joint-limit faces
-    checker = _Checker(model_path, g, sh_idx, table, code, dense_tol_mm, workers, quiet)
-    t0 = time.time()
-    stats["dense_check_postures"] = checker.dense_rounds(dense_rounds)
-    stats["time_dense_s"] = round(time.time() - t0, 1)
-    t0 = time.time()
-    stats["face_check_postures"] = checker.limit_faces(post, int(face_points), limit_face_frac)
-    stats["time_faces_s"] = round(time.time() - t0, 1)
 
     # 7. elbow table and stencils; 8. path -> fiber maps
     arrays, ferr = _engine_arrays(
@@ -639,14 +696,12 @@ def build_fast_engine(
     )
     stats.update(_table_stats(g, eg, sh_idx, arrays, ferr))
     stats["build_time_s"] = round(time.time() - t_start, 1)
-    config = {
-        "step_deg": g.h, "elbow_step_deg": eg.h, "tol_mm": tol_mm, "dense_tol_mm": dense_tol_mm, "n_region_traj": n_region_traj if region_joints is None else None,
-        "region_margin": region_margin, "n_fiber_samples": n_fs, "dense_rounds": dense_rounds,
-        "face_points": int(face_points), "limit_face_frac": limit_face_frac, "shoulder_ref_deg": _S0.tolist(), "elbow_ref_deg": _D0,
-        "pad": _PAD, "fiber_map_dl_mm": _FIBER_DL, "region": "synthetic_trajectories" if region_joints is None else "region_joints",
-    }  # fmt: skip
+    config = _build_config(
+        g.h, eg.h, tol_mm, dense_tol_mm, n_region_traj if region_joints is None else None, region_margin, n_fs,
+        dense_rounds, int(face_points), limit_face_frac, region_joints is None,
+    )  # fmt: skip
     inputs = _build_inputs(model_path, region_joints is None)
     attrs = {"build_stats": json.dumps(stats, sort_keys=True), "model_file": model_path.name}
-    _write_engine(out_path, arrays, config, {"region": seed}, inputs, attrs, overwrite)
+    write_engine(out_path, arrays, config, {"region": seed}, inputs, attrs, overwrite)
     log.info("fast engine written to %s in %.0f s: %s", out_path, stats["build_time_s"], stats)
     return out_path

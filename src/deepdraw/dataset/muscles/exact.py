@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------------
 # input checks
 # --------------------------------------------------------------------------------------------------
-def _as_joints(joints: Any, lengths: Any = None) -> tuple[np.ndarray, np.ndarray, bool]:
+def as_joints(joints: Any, lengths: Any = None) -> tuple[np.ndarray, np.ndarray, bool]:
     """(n, T, 4) or (T, 4) degrees -> ((n, T, 4) float64, valid mask (n, T), was_2d)."""
     q = np.asarray(joints, dtype=np.float64)
     squeeze = q.ndim == 2
@@ -236,7 +236,7 @@ class ExactEngine:
         quiet: bool = True,
     ) -> dict[str, np.ndarray]:
         """Fiber and/or path (muscle-tendon) lengths in mm, keys ``"fiber"``, ``"path"``: (..., T, 25)."""
-        q, valid, squeeze = _as_joints(joints, lengths)
+        q, valid, squeeze = as_joints(joints, lengths)
         n, t_max, _ = q.shape
         fib = np.full((n, t_max, len(MUSCLES)), np.nan) if fiber else None
         pth = np.full((n, t_max, len(MUSCLES)), np.nan) if path else None

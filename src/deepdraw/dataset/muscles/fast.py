@@ -11,10 +11,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ...errors import DeepDrawError
-from .build import _engine_schema, _pair_keys
+from .build import engine_schema, pair_keys
 from .constants import ENGINE_KIND, MUSCLES, default_engine_path, default_model_path
-from .exact import ExactEngine, _as_joints
-from .tables import FALLBACK, REFINE_KEYS, _decode_table, _grid_cells, _lagrange4, _tricubic, _tricubic_nodes
+from .exact import ExactEngine, as_joints
+from .tables import FALLBACK, REFINE_KEYS, decode_table, grid_cells, lagrange4, tricubic, tricubic_nodes
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,10 @@ class FastEngine:
         self.sh_idx = arrays["shoulder_index"].astype(np.int64)
         self.sh_origin = arrays["shoulder_grid"][0].astype(np.float64)
         self.sh_step = arrays["shoulder_grid"][1].astype(np.float64)
-        tab = _decode_table(arrays["shoulder_table_diff"], arrays["shoulder_table_nan"])
+        tab = decode_table(arrays["shoulder_table_diff"], arrays["shoulder_table_nan"])
         self.sh_n = np.array(tab.shape[1:], dtype=np.int64)
         self.sh_table = tab.reshape(len(self.sh_idx), -1)  # flat nodes
-        # node-major copy for :func:`_tricubic_nodes` (all muscles of a node side by side)
+        # node-major copy for :func:`tricubic_nodes` (all muscles of a node side by side)
         ms = max(len(self.sh_idx), 1)
         nodes_major = np.ascontiguousarray(self.sh_table.T).reshape(-1)
         self._sh_window = (
@@ -120,7 +120,7 @@ class FastEngine:
         from ...store import read_arrays, read_attrs
 
         p = Path(path) if path is not None else default_engine_path()
-        arrays = read_arrays(p, kind=ENGINE_KIND, schema=_engine_schema())
+        arrays = read_arrays(p, kind=ENGINE_KIND, schema=engine_schema())
         if not level2:
             arrays = {k: v for k, v in arrays.items() if k not in REFINE_KEYS}
         eng = cls(arrays, p, read_attrs(p))
@@ -214,7 +214,7 @@ class FastEngine:
             )
         self.rf_ratio = r
         self.rf_key = key
-        self.rf_table = _decode_table(arrays["refine_table_diff"], arrays["refine_table_nan"]).reshape(
+        self.rf_table = decode_table(arrays["refine_table_diff"], arrays["refine_table_nan"]).reshape(
             npair, -1
         )
         self.rf_code = arrays["refine_code"].reshape(npair, -1)
@@ -223,8 +223,8 @@ class FastEngine:
     def _shoulder_coarse(self, q3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Shoulder parts (K, ms) from the level-1 table and the mask (K, ms) of untrusted entries."""
         if len(q3) == 0 or self._sh_window is None:
-            return _tricubic(self.sh_table, self.sh_n, self.sh_code, self.sh_origin, self.sh_step, q3)
-        return _tricubic_nodes(self._sh_window, self.sh_n, self.sh_code, self.sh_origin, self.sh_step, q3)
+            return tricubic(self.sh_table, self.sh_n, self.sh_code, self.sh_origin, self.sh_step, q3)
+        return tricubic_nodes(self._sh_window, self.sh_n, self.sh_code, self.sh_origin, self.sh_step, q3)
 
     def _shoulder(self, q3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Shoulder parts (K, ms) and a mask (K, ms) of entries to compute exactly."""
@@ -244,7 +244,7 @@ class FastEngine:
         code = self.el_code[:, i0].T.astype(np.int64)  # (K, me)
         bad = (code == FALLBACK) | ~inside[:, None]
         shift = np.where(bad, 1, code) - 1
-        w = _lagrange4(t[:, None] - shift)  # (K, me, 4)
+        w = lagrange4(t[:, None] - shift)  # (K, me, 4)
         base = i0[:, None] - 1 + shift + (np.arange(me) * ne)[None, :]
         tab = self.el_table.reshape(-1)
         acc = sum(w[..., j] * tab[base + j] for j in range(4))
@@ -297,7 +297,7 @@ class FastEngine:
         decide which fallback frames to ask OpenSim first
         (:func:`deepdraw.dataset.engines.muscle_jerk_progressive`), never data.
         """
-        q, valid, squeeze = _as_joints(joints, lengths)
+        q, valid, squeeze = as_joints(joints, lengths)
         out = np.full(q.shape[:2] + (len(MUSCLES),), np.nan)
         mask = np.zeros(q.shape[:2] + (len(MUSCLES),), dtype=bool)
         fib, _, need = self.table_lengths(q[valid], untrusted=True)
@@ -355,7 +355,7 @@ class FastEngine:
         """
         from tqdm.auto import tqdm
 
-        q, valid, squeeze = _as_joints(joints, lengths)
+        q, valid, squeeze = as_joints(joints, lengths)
         flat = q[valid]
         fib = np.empty((len(flat), len(MUSCLES)))
         need = np.zeros((len(flat), len(MUSCLES)), dtype=bool)
@@ -402,11 +402,11 @@ def _refine_values(fe: FastEngine, q3: np.ndarray, val: np.ndarray, bad: np.ndar
     table and whose fine cell a stencil passed at build time; they leave the mask."""
     assert fe.rf_key is not None
     n, r = fe.sh_n, fe.rf_ratio
-    u, i0, inside = _grid_cells(n, fe.sh_origin, fe.sh_step, q3)
+    u, i0, inside = grid_cells(n, fe.sh_origin, fe.sh_step, q3)
     rows, cols = np.nonzero(bad & inside[:, None])
     if rows.size == 0:
         return
-    key = _pair_keys(n, i0[rows], cols)
+    key = pair_keys(n, i0[rows], cols)
     p = np.minimum(np.searchsorted(fe.rf_key, key), len(fe.rf_key) - 1)
     hit = fe.rf_key[p] == key
     rows, cols, p = rows[hit], cols[hit], p[hit]
@@ -418,7 +418,7 @@ def _refine_values(fe: FastEngine, q3: np.ndarray, val: np.ndarray, bad: np.ndar
     if rows.size == 0:
         return
     shift = np.stack([code // 9, (code // 3) % 3, code % 3], axis=-1) - 1
-    w = _lagrange4(tf - j - shift)  # (E, 3, 4)
+    w = lagrange4(tf - j - shift)  # (E, 3, 4)
     big = r + 3
     base = np.clip(j + shift, 0, r - 1)  # local node 0 is fine node -1 of the cell: stencil j-1+s..j+2+s
     f0 = (base[:, 0] * big + base[:, 1]) * big + base[:, 2]

@@ -21,19 +21,19 @@ from typing import Any
 import numpy as np
 
 from ...errors import DeepDrawError
-from .build import _D0, _engine_schema, _pair_keys, _region_postures, _write_engine
+from .build import ELBOW_REF_DEG, engine_schema, pair_keys, region_postures, write_engine
 from .constants import ENGINE_KIND, MUSCLES, default_engine_path, default_model_path
 from .exact import evaluate_postures
 from .fast import FastEngine
 from .tables import (
-    _CHECK_POINTS,
+    CHECK_POINTS,
     FALLBACK,
     REFINE_KEYS,
-    _choose_stencils,
-    _encode_table,
-    _grid_cells,
-    _quantise,
-    _stencil_errors,
+    choose_stencils,
+    encode_table,
+    grid_cells,
+    quantise,
+    stencil_errors,
 )
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,9 @@ def visited_pairs(fe: FastEngine, postures: np.ndarray) -> tuple[np.ndarray, np.
     for s in range(0, len(q3), 65536):
         q = q3[s : s + 65536]
         _, bad = fe._shoulder_coarse(q)
-        _, i0, inside = _grid_cells(n, fe.sh_origin, fe.sh_step, q)
+        _, i0, inside = grid_cells(n, fe.sh_origin, fe.sh_step, q)
         rows, cols = np.nonzero(bad & inside[:, None])
-        keys.append(_pair_keys(n, i0[rows], cols))
+        keys.append(pair_keys(n, i0[rows], cols))
     return np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True)
 
 
@@ -72,7 +72,7 @@ def _fine_offsets(r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     node_off = np.stack(np.meshgrid(loc, loc, loc, indexing="ij"), axis=-1).reshape(-1, 3)  # (big^3, 3)
     jj = np.arange(r)
     cell_off = np.stack(np.meshgrid(jj, jj, jj, indexing="ij"), axis=-1).reshape(-1, 3)  # (r^3, 3)
-    chk_off = np.rint(2 * _CHECK_POINTS).astype(np.int64)  # (7, 3) in half fine steps
+    chk_off = np.rint(2 * CHECK_POINTS).astype(np.int64)  # (7, 3) in half fine steps
     chk = (2 * cell_off[:, None, :] + chk_off[None]).reshape(-1, 3)  # (r^3 * 7, 3) half fine steps
     return node_off, cell_off, chk
 
@@ -82,14 +82,18 @@ def _fine_plan(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The postures at ``offsets`` (in 1/``scale`` fine steps) of every pair's cell, on the global fine
     grid (step h / r) so that neighbouring pairs share their postures: unique postures (K, 4) (elbow at
-    ``_D0``), the muscles to compute at each (K, 25) and each pair's index into them (pairs, offsets)."""
+    ``ELBOW_REF_DEG``), the muscles to compute at each (K, 25) and each pair's index into them (pairs, offsets)."""
     g = (scale * r * pair_c3[:, None, :] + offsets[None]).reshape(-1, 3)  # global, in 1/scale fine steps
     g = g + 2 * scale  # non-negative
     uniq, inv = _unique_rows(g)
     which = np.zeros((len(uniq), len(MUSCLES)), dtype=bool)
     which[inv, fe.sh_idx[np.repeat(pair_k, len(offsets))]] = True
     q3 = fe.sh_origin + fe.sh_step / r * ((uniq - 2 * scale) / scale)
-    return np.concatenate([q3, np.full((len(q3), 1), _D0)], axis=1), which, inv.reshape(len(pair_k), -1)
+    return (
+        np.concatenate([q3, np.full((len(q3), 1), ELBOW_REF_DEG)], axis=1),
+        which,
+        inv.reshape(len(pair_k), -1),
+    )
 
 
 def _fine_stencils(
@@ -114,11 +118,9 @@ def _fine_stencils(
     cells = cell_off + 2
     for s in range(0, npair, 256):
         blk = padded[s : s + 256]
-        err = _stencil_errors(
-            blk, cells, _CHECK_POINTS, truth[s : s + 256].transpose(1, 2, 0)
-        )  # (r^3, 27, B)
+        err = stencil_errors(blk, cells, CHECK_POINTS, truth[s : s + 256].transpose(1, 2, 0))  # (r^3, 27, B)
         err[~shift_ok] = np.inf
-        code[s : s + 256] = _choose_stencils(err, tol, 13).T
+        code[s : s + 256] = choose_stencils(err, tol, 13).T
     return code
 
 
@@ -141,6 +143,109 @@ def _without_isolated_failures(
         MUSCLES[sh_idx[k]]: round(float(passed[kept_k == k].mean()), 4) for k in np.unique(kept_k)
     }
     return ~drop
+
+
+def _refine_ratio(out: Path, overwrite: bool, ratio: int, isolated_max: int | None) -> int:
+    """The fine steps per cell ``r`` after checking the output path, ``ratio`` and ``isolated_max``."""
+    if out.exists() and not overwrite:
+        raise DeepDrawError(f"{out}: output exists; refusing to overwrite it (delete it, or use --overwrite)")
+    r = int(ratio)
+    if not 2 <= r <= 16:
+        raise DeepDrawError(f"refine: ratio={ratio}; expected an integer from 2 to 16")
+    if isolated_max is not None and not 0 <= int(isolated_max) < r**3:
+        raise DeepDrawError(
+            f"refine: isolated_max={isolated_max}; expected 0 to {r**3 - 1} failed fine cells"
+        )
+    return r
+
+
+def _level1_engine(src: Path) -> tuple[dict[str, np.ndarray], dict[str, Any], FastEngine, dict[str, Any]]:
+    """The arrays (level 2 dropped), attributes, level-1 engine and build config (``refine`` dropped) of ``src``."""
+    from ...store import read_arrays, read_attrs
+
+    arrays = read_arrays(src, kind=ENGINE_KIND, schema=engine_schema())
+    attrs = read_attrs(src)
+    for k in REFINE_KEYS:
+        arrays.pop(k, None)
+    fe = FastEngine(arrays, src, attrs)
+    cfg = dict(attrs.get("config", {}))
+    cfg.pop("refine", None)
+    return arrays, attrs, fe, cfg
+
+
+def _pairs_to_refine(
+    fe: FastEngine, post: np.ndarray, min_visits: int, stats: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pair keys visited ``min_visits`` times by ``post``, their shoulder-muscle index and cell (P, 3)."""
+    keys, visits = visited_pairs(fe, post)
+    keys = keys[visits >= min_visits]
+    ncell = int(np.prod(fe.sh_n - 1))
+    pair_k = keys // ncell
+    pair_c3 = np.stack(np.unravel_index(keys % ncell, tuple(fe.sh_n - 1)), axis=1)
+    stats.update(
+        region_postures=int(len(post)),
+        pairs=int(len(keys)),
+        pair_visits=int(visits[visits >= min_visits].sum()),
+    )
+    return keys, pair_k, pair_c3
+
+
+def _fine_tables(
+    fe: FastEngine,
+    mp: Path,
+    r: int,
+    pair_c3: np.ndarray,
+    pair_k: np.ndarray,
+    tol: float,
+    workers: int,
+    quiet: bool,
+    stats: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """OpenSim at every pair's fine nodes and check points: the fine tables (P, r+3, r+3, r+3), quantised
+    as stored, and the stencil code (P, r^3) of each fine cell."""
+    # fine nodes (-1 .. r+1 per axis) and check points (centre + face centres of each fine cell),
+    # on the global fine grid (step h / r) so that neighbouring pairs share their postures
+    big = r + 3
+    node_off, cell_off, chk = _fine_offsets(r)
+    post_nodes, which_nodes, inv_nodes = _fine_plan(fe, r, pair_c3, pair_k, node_off, 1)
+    post_chk, which_chk, inv_chk = _fine_plan(fe, r, pair_c3, pair_k, chk, 2)
+    stats.update(opensim_postures=int(len(post_nodes) + len(post_chk)))
+    log.info("fast engine level 2: %d node postures, %d check postures", len(post_nodes), len(post_chk))
+    t0 = time.time()
+    path_n, _ = evaluate_postures(
+        mp, post_nodes, False, workers, quiet=quiet, desc="OpenSim: level-2 nodes", which=which_nodes
+    )
+    path_c, _ = evaluate_postures(
+        mp, post_chk, False, workers, quiet=quiet, desc="OpenSim: level-2 checks", which=which_chk
+    )
+    stats["time_opensim_s"] = round(time.time() - t0, 1)
+
+    # tables (quantised as stored) and the stencil of each fine cell
+    t0 = time.time()
+    npair = len(pair_k)
+    col = fe.sh_idx[pair_k]
+    table = quantise(path_n[inv_nodes, col[:, None]]).reshape(npair, big, big, big)
+    truth = path_c[inv_chk, col[:, None]].reshape(npair, r**3, len(CHECK_POINTS))
+    code = _fine_stencils(table, truth, cell_off, r, tol)
+    stats["time_stencils_s"] = round(time.time() - t0, 1)
+    return table, code
+
+
+def _refine_config(
+    r: int,
+    tol: float,
+    min_visits: int,
+    iso: int,
+    seed: int,
+    region_joints: np.ndarray | None,
+    n_region_traj: int,
+) -> dict[str, Any]:
+    """The ``refine`` section of the engine's config: the settings of the level-2 build."""
+    return {
+        "ratio": r, "tol_mm": tol, "min_visits": int(min_visits), "isolated_max": iso, "seed": int(seed),
+        "region": "synthetic_trajectories" if region_joints is None else "region_joints",
+        "n_region_traj": int(n_region_traj) if region_joints is None else None,
+    }  # fmt: skip
 
 
 def refine_fast_engine(
@@ -170,27 +275,11 @@ def refine_fast_engine(
     check points only grazed (docs/muscles.md). An engine that already has level 2 is refined from
     its level 1 again. Returns the path written.
     """
-    from ...store import read_arrays, read_attrs
-
     t_start = time.time()
     src = Path(engine_path) if engine_path is not None else default_engine_path()
     out = Path(out_path) if out_path is not None else src
-    if out.exists() and not overwrite:
-        raise DeepDrawError(f"{out}: output exists; refusing to overwrite it (delete it, or use --overwrite)")
-    r = int(ratio)
-    if not 2 <= r <= 16:
-        raise DeepDrawError(f"refine: ratio={ratio}; expected an integer from 2 to 16")
-    if isolated_max is not None and not 0 <= int(isolated_max) < r**3:
-        raise DeepDrawError(
-            f"refine: isolated_max={isolated_max}; expected 0 to {r**3 - 1} failed fine cells"
-        )
-    arrays = read_arrays(src, kind=ENGINE_KIND, schema=_engine_schema())
-    attrs = read_attrs(src)
-    for k in REFINE_KEYS:
-        arrays.pop(k, None)
-    fe = FastEngine(arrays, src, attrs)
-    cfg = dict(attrs.get("config", {}))
-    cfg.pop("refine", None)
+    r = _refine_ratio(out, overwrite, ratio, isolated_max)
+    arrays, attrs, fe, cfg = _level1_engine(src)
     tol = float(tol_mm if tol_mm is not None else cfg.get("tol_mm", 0.04))
     if not tol > 0:
         raise DeepDrawError(f"refine: tol_mm={tol_mm}; expected a positive tolerance")
@@ -199,49 +288,19 @@ def refine_fast_engine(
     stats: dict[str, Any] = {}
 
     # 1. the pairs to refine
-    post = _region_postures(region_joints, n_region_traj, seed)
-    keys, visits = visited_pairs(fe, post)
-    keys = keys[visits >= min_visits]
-    ncell = int(np.prod(fe.sh_n - 1))
-    pair_k = keys // ncell
-    pair_c3 = np.stack(np.unravel_index(keys % ncell, tuple(fe.sh_n - 1)), axis=1)
-    npair = len(keys)
-    stats.update(
-        region_postures=int(len(post)), pairs=int(npair), pair_visits=int(visits[visits >= min_visits].sum())
-    )
-    log.info("fast engine level 2: %d (cell, muscle) pairs, ratio %d, %d workers", npair, r, workers)
+    post = region_postures(region_joints, n_region_traj, seed)
+    keys, pair_k, pair_c3 = _pairs_to_refine(fe, post, min_visits, stats)
+    log.info("fast engine level 2: %d (cell, muscle) pairs, ratio %d, %d workers", len(keys), r, workers)
 
-    # 2. fine nodes (-1 .. r+1 per axis) and check points (centre + face centres of each fine cell),
-    # on the global fine grid (step h / r) so that neighbouring pairs share their postures
-    big = r + 3
-    node_off, cell_off, chk = _fine_offsets(r)
-    post_nodes, which_nodes, inv_nodes = _fine_plan(fe, r, pair_c3, pair_k, node_off, 1)
-    post_chk, which_chk, inv_chk = _fine_plan(fe, r, pair_c3, pair_k, chk, 2)
-    stats.update(opensim_postures=int(len(post_nodes) + len(post_chk)))
-    log.info("fast engine level 2: %d node postures, %d check postures", len(post_nodes), len(post_chk))
-    t0 = time.time()
-    path_n, _ = evaluate_postures(
-        mp, post_nodes, False, workers, quiet=quiet, desc="OpenSim: level-2 nodes", which=which_nodes
-    )
-    path_c, _ = evaluate_postures(
-        mp, post_chk, False, workers, quiet=quiet, desc="OpenSim: level-2 checks", which=which_chk
-    )
-    stats["time_opensim_s"] = round(time.time() - t0, 1)
-
-    # 3. tables (quantised as stored) and the stencil of each fine cell
-    t0 = time.time()
-    col = fe.sh_idx[pair_k]
-    table = _quantise(path_n[inv_nodes, col[:, None]]).reshape(npair, big, big, big)
-    truth = path_c[inv_chk, col[:, None]].reshape(npair, r**3, len(_CHECK_POINTS))
-    code = _fine_stencils(table, truth, cell_off, r, tol)
-    stats["time_stencils_s"] = round(time.time() - t0, 1)
+    # 2. OpenSim at the fine nodes and check points; 3. tables and the stencil of each fine cell
+    table, code = _fine_tables(fe, mp, r, pair_c3, pair_k, tol, workers, quiet, stats)
     iso = r if isolated_max is None else int(isolated_max)
     keep_pair = _without_isolated_failures(code, iso, fe.sh_idx, pair_k, stats)
     keys, pair_k, code, table = keys[keep_pair], pair_k[keep_pair], code[keep_pair], table[keep_pair]
     npair = len(keys)
 
     # 4. write: level 1 as it was, plus level 2
-    diff, nanmask = _encode_table(table)
+    diff, nanmask = encode_table(table)
     arrays.update(
         refine_ratio=np.array([r], dtype=np.int16),
         refine_key=keys.astype(np.int64),
@@ -250,11 +309,7 @@ def refine_fast_engine(
         refine_code=code.reshape(npair, r, r, r),
     )
     stats["build_time_s"] = round(time.time() - t_start, 1)
-    cfg["refine"] = {
-        "ratio": r, "tol_mm": tol, "min_visits": int(min_visits), "isolated_max": iso, "seed": int(seed),
-        "region": "synthetic_trajectories" if region_joints is None else "region_joints",
-        "n_region_traj": int(n_region_traj) if region_joints is None else None,
-    }  # fmt: skip
+    cfg["refine"] = _refine_config(r, tol, min_visits, iso, seed, region_joints, n_region_traj)
     build_stats = json.loads(attrs.get("build_stats", "{}"))
     build_stats["refine"] = stats
     keep = {
@@ -263,6 +318,6 @@ def refine_fast_engine(
     }
     seeds = dict(attrs.get("seeds", {}) or {})
     seeds["refine"] = int(seed)
-    _write_engine(out, arrays, cfg, seeds, attrs.get("inputs", {}), keep, overwrite)
+    write_engine(out, arrays, cfg, seeds, attrs.get("inputs", {}), keep, overwrite)
     log.info("fast engine level 2 written to %s in %.0f s: %s", out, stats["build_time_s"], stats)
     return out

@@ -18,18 +18,18 @@ REFINE_KEYS = ("refine_ratio", "refine_key", "refine_table_diff", "refine_table_
 _SHIFTS = np.array([-1, 0, 1])
 
 
-def _lagrange4(x: np.ndarray) -> np.ndarray:
+def lagrange4(x: np.ndarray) -> np.ndarray:
     """Weights (..., 4) of the cubic through nodes -1, 0, 1, 2 at position(s) x."""
     x = np.asarray(x, dtype=np.float64)
     xm, x1, x2 = x + 1.0, x - 1.0, x - 2.0
     return np.stack([-x * x1 * x2 / 6.0, xm * x1 * x2 / 2.0, -xm * x * x2 / 2.0, xm * x * x1 / 6.0], axis=-1)
 
 
-def _stencil6(t: float) -> np.ndarray:
+def stencil6(t: float) -> np.ndarray:
     """(3, 6): weights over nodes -2..3 of the cubic stencils shifted by -1, 0, +1, at position t."""
     w = np.zeros((3, 6))
     for k, s in enumerate(_SHIFTS):
-        w[k, 1 + s : 5 + s] = _lagrange4(t - s)
+        w[k, 1 + s : 5 + s] = lagrange4(t - s)
     return w
 
 
@@ -37,13 +37,13 @@ _QUANTUM = 1e-4  # mm: resolution of the stored path-length tables
 _QMAX = 1e5  # mm: larger path lengths are treated as missing
 
 
-def _quantise(x: np.ndarray) -> np.ndarray:
+def quantise(x: np.ndarray) -> np.ndarray:
     """Round to the stored resolution (NaN stays NaN; absurd values become NaN)."""
     x = np.where(np.abs(x) < _QMAX, x, np.nan)
     return np.round(x / _QUANTUM) * _QUANTUM
 
 
-def _encode_table(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def encode_table(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(..., m) quantised values with NaN -> (int32 differences along the last axis, bool NaN mask).
 
     Small integers compress far better than floats (HDF5 shuffle + gzip); NaN entries repeat the
@@ -58,15 +58,14 @@ def _encode_table(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return d.astype(np.int32), nan
 
 
-def _decode_table(d: np.ndarray, nan: np.ndarray) -> np.ndarray:
+def decode_table(d: np.ndarray, nan: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`encode_table`: the values (..., m) in mm, NaN where ``nan`` is set."""
     x = np.cumsum(d.astype(np.int64), axis=-1).astype(np.float64) * _QUANTUM
     x[nan] = np.nan
     return x
 
 
-def _stencil_errors(
-    table: np.ndarray, cells: np.ndarray, points: np.ndarray, truth: np.ndarray
-) -> np.ndarray:
+def stencil_errors(table: np.ndarray, cells: np.ndarray, points: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Max abs error over ``points`` (P, 3, unit cell coordinates) of the 27 shifted tricubic stencils.
 
     table (ms, *n) node values; cells (C, 3); truth (C, P, ms). Returns (C, 27, ms), inf where NaN.
@@ -79,7 +78,7 @@ def _stencil_errors(
     v6 = table[:, ia, ib, ic]  # (ms, C, 6, 6, 6)
     err = np.zeros((len(cells), 27, len(table)))
     for p, pt in enumerate(points):
-        wa, wb, wc = (_stencil6(t) for t in pt)  # (3 shifts, 6 nodes) each
+        wa, wb, wc = (stencil6(t) for t in pt)  # (3 shifts, 6 nodes) each
         z = np.tensordot(v6, wc, axes=([4], [1]))  # (ms, C, 6, 6, 3z)
         y = np.tensordot(z, wb, axes=([3], [1]))  # (ms, C, 6, 3z, 3y)
         x = np.tensordot(y, wa, axes=([2], [1]))  # (ms, C, 3z, 3y, 3x)
@@ -89,7 +88,7 @@ def _stencil_errors(
     return err
 
 
-def _choose_stencils(pred_err: np.ndarray, tol: float, centre: int) -> np.ndarray:
+def choose_stencils(pred_err: np.ndarray, tol: float, centre: int) -> np.ndarray:
     """pred_err (..., n_shift, M) max abs error over the check points -> codes (..., M) uint8.
 
     The centred stencil when it passes; else the best shifted one that passes; else FALLBACK.
@@ -102,7 +101,7 @@ def _choose_stencils(pred_err: np.ndarray, tol: float, centre: int) -> np.ndarra
     return np.where(ok, code, FALLBACK).astype(np.uint8)
 
 
-def _grid_cells(
+def grid_cells(
     n: np.ndarray, origin: np.ndarray, step: np.ndarray, q3: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Postures q3 (K, 3) deg -> grid coordinates u (K, 3), cell corners floor(u) (K, 3, float) and
@@ -118,7 +117,7 @@ def _locate(
     """Postures q3 (K, 3) deg -> cell corner i0 (K, 3), position in the cell t (K, 3), the cells'
     stencil codes (K, ms) and the mask (K, ms) of entries without a trusted stencil (off the grid's
     interior or FALLBACK); i0 is a valid dummy cell where the posture is off the grid."""
-    u, i0, inside = _grid_cells(n, origin, step, q3)
+    u, i0, inside = grid_cells(n, origin, step, q3)
     t = u - i0
     i0 = np.where(inside[:, None], i0, 2).astype(np.int64)
     cell = (i0[:, 0] * (n[1] - 1) + i0[:, 1]) * (n[2] - 1) + i0[:, 2]
@@ -126,7 +125,7 @@ def _locate(
     return i0, t, c, (c == FALLBACK) | ~inside[:, None]
 
 
-def _tricubic(
+def tricubic(
     table: np.ndarray, n: np.ndarray, code: np.ndarray, origin: np.ndarray, step: np.ndarray, q3: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Tricubic Lagrange interpolation with a stencil per (cell, muscle).
@@ -139,7 +138,7 @@ def _tricubic(
     i0, t, c, bad = _locate(n, code, origin, step, q3)
     c = np.where(bad, 13, c.astype(np.int64))
     shift = np.stack([c // 9, (c // 3) % 3, c % 3], axis=-1) - 1  # (K, ms, 3)
-    w = _lagrange4(t[:, None, :] - shift)  # (K, ms, 3, 4)
+    w = lagrange4(t[:, None, :] - shift)  # (K, ms, 3, 4)
     base = i0[:, None, :] - 1 + shift  # first node of the stencil, per axis
     flat0 = (base[..., 0] * n[1] + base[..., 1]) * n[2] + base[..., 2]
     flat0 += (np.arange(ms) * int(np.prod(n)))[None, :]
@@ -154,7 +153,7 @@ def _tricubic(
     return acc, bad | ~np.isfinite(acc)
 
 
-def _tricubic_nodes(
+def tricubic_nodes(
     window: np.ndarray,
     n: np.ndarray,
     code: np.ndarray,
@@ -163,20 +162,20 @@ def _tricubic_nodes(
     q3: np.ndarray,
     chunk: int = 512,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_tricubic` for every muscle at once, from a node-major table (the fast engine's path).
+    """:func:`tricubic` for every muscle at once, from a node-major table (the fast engine's path).
 
     ``window`` is ``sliding_window_view(table.T.ravel(), 4 * ms)[::ms]``: row ``j`` holds the values of
     all ``ms`` muscles at nodes ``j .. j+3`` (contiguous along the last grid axis). The centred stencil
     of a posture then reads 16 contiguous rows, shared by all muscles, and contracts them with one set
     of weights per posture: the 16 (a, b) weights first, then the 4 along c (two ``einsum``, in chunks
     small enough to stay in cache); the few (posture, muscle) entries whose cell uses a shifted
-    stencil are recomputed one by one. Same values as :func:`_tricubic` up to rounding (the sums run
+    stencil are recomputed one by one. Same values as :func:`tricubic` up to rounding (the sums run
     in another order) and the same mask.
     """
     k = len(q3)
     ms = window.shape[1] // 4
     i0, t, c, bad = _locate(n, code, origin, step, q3)
-    w = _lagrange4(t)  # (K, 3, 4): centred weights per axis
+    w = lagrange4(t)  # (K, 3, 4): centred weights per axis
     first = ((i0[:, 0] - 1) * n[1] + i0[:, 1] - 1) * n[2] + i0[:, 2] - 1
     r4 = np.arange(4)
     runs = (r4[:, None] * n[1] + r4[None, :]).ravel() * n[2]  # (16,) first node of each run along c
@@ -193,7 +192,7 @@ def _tricubic_nodes(
     if rows.size:
         cc = c[rows, cols].astype(np.int64)
         shift = np.stack([cc // 9, (cc // 3) % 3, cc % 3], axis=-1) - 1
-        ww = _lagrange4(t[rows] - shift)  # (E, 3, 4)
+        ww = lagrange4(t[rows] - shift)  # (E, 3, 4)
         base = i0[rows] - 1 + shift
         f0 = (base[:, 0] * n[1] + base[:, 1]) * n[2] + base[:, 2]
         val = np.zeros(len(rows))
@@ -207,7 +206,7 @@ def _tricubic_nodes(
 
 
 # 7 check points of a cell (unit coordinates): centre and the 6 face centres
-_CHECK_POINTS = np.array(
+CHECK_POINTS = np.array(
     [
         [0.5, 0.5, 0.5],
         [0.0, 0.5, 0.5],

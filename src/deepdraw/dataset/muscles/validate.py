@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .constants import MUSCLES
-from .exact import ExactEngine, _as_joints
+from .exact import ExactEngine, as_joints
 from .fast import FastEngine
 from .trajectories import dataset_trajectories
 
@@ -91,7 +91,7 @@ def validate_fast_engine(
     fe = engine if isinstance(engine, FastEngine) else FastEngine.load(engine)
     if joints is None:
         joints, lengths = dataset_trajectories(n_traj, seed)
-    q, valid, squeeze = _as_joints(joints, lengths)
+    q, valid, squeeze = as_joints(joints, lengths)
     lens = valid.sum(axis=1)
     ex = exact if exact is not None else fe.exact()
     t0 = time.perf_counter()
