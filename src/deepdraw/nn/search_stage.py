@@ -419,7 +419,7 @@ def run_search(cfg: Config, seeds: bool = True) -> pd.DataFrame:
     the winners (:func:`~deepdraw.nn.stage.run_train`, ``search/seeds_summary.csv``). Returns the results
     table (:data:`SEARCH_COLUMNS` + ``best``)."""
     from deepdraw.nn.runio import require_data, write_csv
-    from deepdraw.nn.stage import check_train_section, run_train
+    from deepdraw.nn.stage import check_train_section
 
     families = check_search_section(cfg)
     if not search_enabled(cfg):
@@ -449,7 +449,7 @@ def run_search(cfg: Config, seeds: bool = True) -> pd.DataFrame:
     for _, r in best.iterrows():
         logger.info("best %s: %s (%s %.4g)", r["family"], r["name"], r["metric"], r[r["metric"]])
     if seeds:
-        run_train(cfg, models=list(best["name"]), summary_path=sdir / "seeds_summary.csv")
+        train_winners(cfg)
     return table
 
 
