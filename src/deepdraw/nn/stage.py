@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from deepdraw import store
 from deepdraw.config import Config
+from deepdraw.contracts import SEED_STREAM_ACTIVATIONS
 from deepdraw.errors import DeepDrawError
 from deepdraw.parallel import executor
 from deepdraw.paths import RunPaths
@@ -54,8 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-SEED_STREAM_ACTIVATIONS = 6
 
 SUMMARY_COLUMNS = [
     "model",
@@ -732,6 +731,8 @@ def run_activations(cfg: Config, table: pd.DataFrame | None = None) -> list[Path
                 overwrite=True,
                 quiet=True,
                 expected=name,
+                config=cfg.to_dict(["activations"]),
+                seeds={"seed": cfg.run.seed, "spawn_key": [SEED_STREAM_ACTIVATIONS]},
             )
         out.append(path)
     return out

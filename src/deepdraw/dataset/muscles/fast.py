@@ -11,8 +11,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ...errors import DeepDrawError
-from .build import _engine_schema, _pair_keys
-from .constants import ENGINE_KIND, MUSCLES, default_engine_path, default_model_path
+from .build import _pair_keys
+from .constants import ENGINE_KIND, ENGINE_SCHEMA, MUSCLES, default_engine_path, default_model_path
 from .exact import ExactEngine, _as_joints
 from .tables import FALLBACK, REFINE_KEYS, _decode_table, _grid_cells, _lagrange4, _tricubic, _tricubic_nodes
 
@@ -120,7 +120,7 @@ class FastEngine:
         from ...store import read_arrays, read_attrs
 
         p = Path(path) if path is not None else default_engine_path()
-        arrays = read_arrays(p, kind=ENGINE_KIND, schema=_engine_schema())
+        arrays = read_arrays(p, kind=ENGINE_KIND, schema=ENGINE_SCHEMA)
         if not level2:
             arrays = {k: v for k, v in arrays.items() if k not in REFINE_KEYS}
         eng = cls(arrays, p, read_attrs(p))

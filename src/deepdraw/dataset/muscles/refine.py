@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import DeepDrawError
-from .build import _D0, _engine_schema, _pair_keys, _region_postures, _write_engine
-from .constants import ENGINE_KIND, MUSCLES, default_engine_path, default_model_path
+from .build import _D0, _pair_keys, _region_postures, _write_engine
+from .constants import ENGINE_KIND, ENGINE_SCHEMA, MUSCLES, default_engine_path, default_model_path
 from .exact import evaluate_postures
 from .fast import FastEngine
 from .tables import (
@@ -184,7 +184,7 @@ def refine_fast_engine(
         raise DeepDrawError(
             f"refine: isolated_max={isolated_max}; expected 0 to {r**3 - 1} failed fine cells"
         )
-    arrays = read_arrays(src, kind=ENGINE_KIND, schema=_engine_schema())
+    arrays = read_arrays(src, kind=ENGINE_KIND, schema=ENGINE_SCHEMA)
     attrs = read_attrs(src)
     for k in REFINE_KEYS:
         arrays.pop(k, None)
