@@ -12,6 +12,7 @@ Torch-free, and imports nothing of deepdraw but :mod:`deepdraw.store` (so any mo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
 
 import numpy as np
@@ -264,3 +265,19 @@ def schema_subset(schema: Schema, keys: tuple[str, ...] | list[str]) -> Schema:
     if missing:
         raise KeyError(f"schema has no keys {missing}; it has {sorted(schema)}")
     return _schema({k: schema[k] for k in keys})
+
+
+SCHEMAS: Mapping[str, Schema] = MappingProxyType(
+    {
+        KIND_CHARACTERS: CHARACTERS_SCHEMA,
+        KIND_STARTPOINTS: STARTPOINTS_SCHEMA,
+        KIND_PCRT: PCRT_SCHEMA,
+        KIND_MUSCLE_ENGINE: ENGINE_SCHEMA,
+        KIND_SVM: SVM_SCHEMA,
+        KIND_ACTIVATIONS: ACTIVATIONS_SCHEMA,
+        KIND_ENCODED: ENCODED_SCHEMA,
+        KIND_PREDICT: PREDICT_SCHEMA,
+    }
+)
+"""Kind -> schema of every artifact that has one (candidate shards, temporary chunks and the RSA and
+tuning results are checked key by key by their readers)."""
