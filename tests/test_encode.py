@@ -13,9 +13,9 @@ from scipy.interpolate import CubicSpline
 from deepdraw import zoo
 from deepdraw.cli import main
 from deepdraw.config import config_from_dict
+from deepdraw.contracts import JOINTS, MUSCLES
 from deepdraw.dataset.checks import find_jumps
 from deepdraw.encode.encode import encode_files
-from deepdraw.encode.io import JOINTS
 from deepdraw.encode.prepare import axes_matrix, windows
 from deepdraw.errors import DeepDrawError
 
@@ -121,8 +121,6 @@ def test_joint_angles_and_muscle_lengths_skip_the_ik_and_the_muscles(pcrt, tmp_p
     a, b, hand = _movement(data, i)
     t = np.arange(b - a) * 0.015
     _write_csv(tmp_path / "j.csv", t, data["joint_coords"][i][:, a:b].T, JOINTS)
-    from deepdraw.dataset.assemble import MUSCLES
-
     _write_csv(tmp_path / "mus.csv", t, data["muscle_coords"][i][:, a:b].T, MUSCLES)
     enc = encode_files([tmp_path / "j.csv", tmp_path / "mus.csv"], _cfg(onset=a), tmp_path / "e.h5")
     with h5py.File(enc, "r") as f:

@@ -5,6 +5,7 @@ test_search.py)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import h5py
@@ -226,6 +227,35 @@ def test_activations(run):
     finally:
         ck.write_bytes(original)
     run_activations(cfg)  # back to the original weights for the tests below
+
+
+def test_activation_files_record_config_seeds_and_are_refused_under_another_name(run, tmp_path):
+    """Provenance of run_activations' files; a file copied under another model's name is refused by the
+    RSA and tuning readers with an error naming the file, the recorded and the expected model."""
+    import shutil
+
+    from deepdraw.rsa.stage import read_model_info
+    from deepdraw.tuning import ActivationsFile
+
+    cfg, table, _ = run
+    paths = run_activations(cfg)
+    a = store.read_attrs(paths[0])
+    assert a["kind"] == "activations" and a["config"] == cfg.to_dict(["activations"])
+    assert a["seeds"] == {"seed": 5, "spawn_key": [6]}
+    ck = RunPaths(cfg.out_dir).root / table.set_index("model").loc[paths[0].stem, "checkpoint"]
+    assert a["inputs"] == {ck.name: store.file_sha256(ck)}
+    with ActivationsFile(paths[0]) as act:  # the right name is accepted
+        assert act.model_name == paths[0].stem
+    other = next(p for p in paths if p.stem != paths[0].stem)
+    moved = tmp_path / other.name
+    shutil.copyfile(paths[0], moved)
+    msg = f"{moved}: attribute 'model_name' is '{paths[0].stem}'; expected '{other.stem}'"
+    with pytest.raises(DeepDrawError, match=re.escape(msg)):
+        ActivationsFile(moved)
+    with pytest.raises(DeepDrawError, match=re.escape(msg)):
+        read_model_info(moved, [], True)
+    shutil.copyfile(paths[0], tmp_path / "mine.h5")  # a name that is not a model name: no expectation
+    assert read_model_info(tmp_path / "mine.h5", [], True).name == paths[0].stem
 
 
 def test_a_checkpoint_of_another_model_is_refused(run, tmp_path):

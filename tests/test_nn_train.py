@@ -210,6 +210,29 @@ def test_stream_blocks_cached_equals_streamed(files):
 
 
 # ------------------------------------------------------------------------------------ activations
+def test_activations_file_carries_provenance(trained, files, tmp_path):
+    """Written through the artifact store: kind, code and library versions, inputs with the checkpoint's
+    sha256, the caller's config and seeds, and the architecture of the model."""
+    import deepdraw
+    from deepdraw import store
+    from deepdraw.nn.checkpoints import read_checkpoint
+
+    out = extract_activations(
+        trained.best_path, files[1], [1, 2], tmp_path / "act.h5", quiet=True,
+        config={"activations": {"n_samples": 2}}, seeds={"seed": 3},
+    )  # fmt: skip
+    a = store.read_attrs(out)
+    assert a["kind"] == "activations" and a["git_commit"] == store.git_commit()
+    assert a["deepdraw_version"] == deepdraw.__version__ and a["versions"]["numpy"] == np.__version__
+    assert a["versions"]["torch"] not in ("", "absent")
+    assert a["inputs"] == {trained.best_path.name: store.file_sha256(trained.best_path)}
+    assert a["checkpoint_sha256"] == a["inputs"][trained.best_path.name]
+    assert a["config"] == {"activations": {"n_samples": 2}} and a["seeds"] == {"seed": 3}
+    assert json.loads(a["spec"]) == read_checkpoint(trained.best_path)["spec"]
+    assert a["model_name"] == TINY + "_1"
+    assert not list(tmp_path.glob(".act.h5.tmp-*"))  # the temporary name is gone
+
+
 def test_activations_file(trained, files, tmp_path):
     idx = [7, 2, 30, 2, 11]
     out = extract_activations(trained.best_path, files[1], idx, tmp_path / "act.h5", batch=2, quiet=True)

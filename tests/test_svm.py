@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from deepdraw.config import config_from_dict
+from deepdraw.contracts import SVM_SCHEMA
 from deepdraw.errors import DeepDrawError
 from deepdraw.svm import (
     ALL_SUBSETS,
@@ -25,7 +26,7 @@ from deepdraw.svm import (
     run_svm,
     select_subset,
 )
-from deepdraw.svm.stage import SVM_SCHEMA, frame_features, read_rows
+from deepdraw.svm.stage import frame_features, read_rows
 
 # ----------------------------------------------------------------------------------------------------
 # helpers

@@ -2,9 +2,18 @@
 
 Stages exchange HDF5 artifacts written by :mod:`deepdraw.store`; each stage is a subcommand of the
 ``deepdraw`` CLI (:mod:`deepdraw.cli`) and a step of ``deepdraw pipeline`` (:mod:`deepdraw.pipeline`).
+Artifact kinds, schemas and the constants shared by the stages are in :mod:`deepdraw.contracts`.
 """
+
+from typing import Any
 
 __version__ = "0.1.0"
 
-LETTERS = "abcdeghlmnopqrsuvwyz"
-"""The 20 characters; label k (0..19) is ``LETTERS[k]``."""
+
+def __getattr__(name: str) -> Any:
+    """``deepdraw.LETTERS``: the 20 characters (:data:`deepdraw.contracts.LETTERS`), imported on first use."""
+    if name == "LETTERS":
+        from .contracts import LETTERS
+
+        return LETTERS
+    raise AttributeError(f"module 'deepdraw' has no attribute {name!r}")

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .contracts import N_FRAMES
 from .errors import DeepDrawError
 
 PLANES = ("horizontal", "vertical")
@@ -131,7 +132,7 @@ class AssemblyConfig:
     """Selection, temporal placement, proprioceptive inputs and the train/test split (docs/dataset.md)."""
 
     n_samples: int = 1000  # samples kept (paper: 200,000)
-    n_frames: int = 320  # frames per sample (4.8 s at 15 ms); the PCRT schema and the networks need 320
+    n_frames: int = N_FRAMES  # frames per sample (4.8 s at 15 ms); the PCRT schema and the networks need 320
     dt: float = 0.015  # seconds per frame
     firing_noise: float = 0.3  # spindle_firing noise, x std over time per muscle
     test_fraction: float = 0.2  # share of samples in pcrt_test.h5
@@ -580,9 +581,6 @@ def _fraction(key: str, value: float) -> None:
 DATASET_SECTION_NAMES = ("characters", "startpoints", "kinematics", "muscles", "assembly")
 """The sections that make a dataset (a config without them uses an existing one)."""
 
-PCRT_FRAMES = 320
-"""Frames per PCRT sample: the schema of ``pcrt_*.h5`` and the networks' input are built for 320."""
-
 
 def check_run_section(cfg: Config) -> None:
     """Checks of ``[run]``."""
@@ -700,9 +698,9 @@ def check_dataset_sections(cfg: Config) -> None:
     a = cfg.assembly
     for key in ("n_samples", "chunk"):
         _positive(f"assembly.{key}", getattr(a, key))
-    if a.n_frames != PCRT_FRAMES:
+    if a.n_frames != N_FRAMES:
         raise DeepDrawError(
-            f"key 'assembly.n_frames' is {a.n_frames}; expected {PCRT_FRAMES} (the frame count of the "
+            f"key 'assembly.n_frames' is {a.n_frames}; expected {N_FRAMES} (the frame count of the "
             "PCRT files and of the networks' input)"
         )
     _positive("assembly.dt", a.dt, "a positive time step in seconds (0.015)")

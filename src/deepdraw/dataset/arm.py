@@ -52,6 +52,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..contracts import Q_MAX, Q_MIN
 from ..errors import DeepDrawError
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,6 @@ UPPER_ARM_CM = 33.0
 """Length of the upper arm (humerus), cm."""
 FOREARM_CM = 26.0
 """Length of the forearm (radius), cm."""
-Q_MIN = np.array([-90.0, 0.0, -90.0, 0.0])
-"""Lower joint limits (a, b, c, d), degrees."""
-Q_MAX = np.array([130.0, 180.0, 20.0, 130.0])
-"""Upper joint limits (a, b, c, d), degrees."""
 Q_START = (50.0, 40.0, 20.0, 75.0)
 """Posture before the first frame of every trajectory (the original ``Arm.q0``), degrees."""
 Q_X0 = (10.0, 10.0, 10.0, 10.0)

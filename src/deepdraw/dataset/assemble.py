@@ -36,27 +36,32 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import LETTERS, store
+from .. import store
 from ..config import Config
+from ..contracts import (
+    KIND_CANDIDATES,
+    KIND_JERK_CHUNK,
+    KIND_PCRT,
+    KIND_PCRT_CHUNK,
+    LATENT_KEYS,
+    LETTERS,
+    MUSCLES,
+    N_CLASSES,
+    SEED_STREAM_SAMPLE,
+    SEED_STREAM_SPLIT,
+)
 from ..errors import DeepDrawError
 from ..parallel import Executor, executor
 from ..paths import RunPaths
-from ..store import Field
 from . import arm, proprio
 from .augment import Latents, transform
-from .kinematics import LATENT_KEYS, load_characters, load_startpoints
+from .kinematics import load_characters, load_startpoints
 
 if TYPE_CHECKING:
     from .muscles.fast import KnownValues
 
 log = logging.getLogger(__name__)
 
-MUSCLES = (
-    "CORB DELT1 DELT2 DELT3 INFSP LAT1 LAT2 LAT3 PECM1 PECM2 PECM3 SUBSC SUPSP TMAJ TMIN "
-    "ANC BIClong BICshort BRA BRD ECRL PT TRIlat TRIlong TRImed"
-).split()
-SEED_STREAM_SPLIT = 4
-SEED_STREAM_SAMPLE = 3
 SCORE_KEYS = (
     "candidate_id", "char_index", "label", "plane", "startpt_id", "startpt", "length", "attempts",
     "accepted", "tracing_error", "joint_jerk", "muscle_jerk", *LATENT_KEYS,
@@ -64,29 +69,13 @@ SCORE_KEYS = (
 SCREEN_KEYS = ("muscle_jerk_bound", "muscle_jerk_known")
 """Score columns of the muscle-jerk screening (absent from shards written without it: all jerks known)."""
 
-PCRT_SCHEMA = {
-    "endeffector_coords": Field(("n", 3, 320), "f", doc="hand position, cm, world frame"),
-    "joint_coords": Field(
-        ("n", 4, 320), "f", doc="elv_angle, shoulder_elv, shoulder_rot, elbow_flexion, deg"
-    ),
-    "muscle_coords": Field(("n", 25, 320), "f", doc="fiber length, mm"),
-    "spindle_info": Field(("n", 25, 320, 2), "f", doc="length mm, velocity mm/s"),
-    "spindle_firing": Field(("n", 25, 320), "f", doc="noisy spindle rate"),
-    "label": Field(("n",), "iu", doc="0..19"),
-    "plane": Field(("n",), "S", doc="b'horizontal' / b'vertical'"),
-    "startpt": Field(("n", 3), "f"),
-    "start_id": Field(("n",), "iu", doc="movement onset frame"),
-    "end_id": Field(("n",), "iu", doc="movement end frame (exclusive)"),
-    **{k: Field(("n",), "f") for k in LATENT_KEYS},
-}
-
 
 def read_scores(paths: Sequence[str | Path]) -> dict[str, np.ndarray]:
     """Concatenate the score columns of all candidate shards (no trajectories are read)."""
     cols: dict[str, list[np.ndarray]] = {k: [] for k in SCORE_KEYS}
     planes = None
     for p in paths:
-        with store.open_artifact(p, kind="candidates") as f:
+        with store.open_artifact(p, kind=KIND_CANDIDATES) as f:
             pl = json.loads(f.attrs["planes"])
             if planes is None:
                 planes = pl
@@ -107,7 +96,7 @@ def read_scores(paths: Sequence[str | Path]) -> dict[str, np.ndarray]:
     return out
 
 
-def select(scores: dict[str, np.ndarray], n_samples: int, n_labels: int = 20) -> np.ndarray:
+def select(scores: dict[str, np.ndarray], n_samples: int, n_labels: int = N_CLASSES) -> np.ndarray:
     """Candidate ids of the selection (sorted); see the module docstring."""
     ok = (scores["accepted"] == 1) & np.isfinite(scores["muscle_jerk"])
     idx = np.flatnonzero(ok)
@@ -273,7 +262,7 @@ def load_swivel(ref: SwivelRef | None, lengths: np.ndarray) -> list[np.ndarray |
         return out
     for k in np.unique(ref.shard):
         rows = np.flatnonzero(ref.shard == k)
-        with store.open_artifact(ref.paths[int(k)], kind="candidates") as f:
+        with store.open_artifact(ref.paths[int(k)], kind=KIND_CANDIDATES) as f:
             if "swivel" not in f:
                 continue
             ds = f["swivel"]
@@ -447,7 +436,7 @@ def run_jerk_chunk(task: JerkTask) -> str:
         "filled_muscle": muscle.astype(np.int8),
         "filled_value": value.astype(np.float64),
     }
-    store.write_artifact(task.out, arrays, kind="jerk_chunk", config=task.config)
+    store.write_artifact(task.out, arrays, kind=KIND_JERK_CHUNK, config=task.config)
     return task.out
 
 
@@ -493,7 +482,7 @@ def run_chunk(task: ChunkTask) -> str:
             task.known,
             task.swivel,
         )
-    store.write_artifact(task.out, arrays, kind="pcrt_chunk", config=task.config)
+    store.write_artifact(task.out, arrays, kind=KIND_PCRT_CHUNK, config=task.config)
     return task.out
 
 
@@ -526,7 +515,7 @@ def _concat(
     shapes: dict[str, tuple] = {}
     dtypes: dict[str, np.dtype] = {}
     for c in chunks:
-        with store.open_artifact(c, kind="pcrt_chunk") as f:
+        with store.open_artifact(c, kind=KIND_PCRT_CHUNK) as f:
             n = f["label"].shape[0]
             total += n
             for k in f:
@@ -540,7 +529,7 @@ def _concat(
     conf = cfg.to_dict(["characters", "startpoints", "kinematics", "muscles", "assembly"])
     conf["run"] = {"seed": cfg.run.seed}
     with store.ArtifactWriter(
-        out, "pcrt", config=conf, seeds={"seed": cfg.run.seed}, inputs=inputs, attrs=attrs, overwrite=True
+        out, KIND_PCRT, config=conf, seeds={"seed": cfg.run.seed}, inputs=inputs, attrs=attrs, overwrite=True
     ) as f:
         for k in shapes:
             chunk_rows = max(1, min(total, 64))
@@ -552,7 +541,7 @@ def _concat(
             )
         pos = 0
         for c in chunks:
-            with store.open_artifact(c, kind="pcrt_chunk") as g:
+            with store.open_artifact(c, kind=KIND_PCRT_CHUNK) as g:
                 n = g["label"].shape[0]
                 for k in shapes:
                     f[k][pos : pos + n] = g[k][()]
@@ -607,7 +596,7 @@ def _fresh_test(want: dict[str, Any]) -> Callable[[str], bool]:
 
 def _same_round(t: JerkTask) -> bool:
     """Whether the work file of ``t`` holds the task's candidates and thresholds."""
-    a = store.read_arrays(t.out, ["candidate_id", "tau"], kind="jerk_chunk")
+    a = store.read_arrays(t.out, ["candidate_id", "tau"], kind=KIND_JERK_CHUNK)
     return np.array_equal(a["candidate_id"], t.rows["candidate_id"]) and np.array_equal(a["tau"], t.tau)
 
 
@@ -663,7 +652,7 @@ class _JerkRounds:
             self.ex.map(run_jerk_chunk, todo, desc=f"muscle jerks, round {r + 1}")
         res: dict[str, list[np.ndarray]] = {"muscle_jerk": [], "muscle_jerk_bound": [], "done": []}
         for t in tasks:
-            a = store.read_arrays(t.out, kind="jerk_chunk")
+            a = store.read_arrays(t.out, kind=KIND_JERK_CHUNK)
             if not np.array_equal(a["candidate_id"], t.rows["candidate_id"]):
                 raise DeepDrawError(f"{t.out}: key 'candidate_id' differs from the round's candidates")
             for k in res:

@@ -22,18 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import LETTERS
+from ..contracts import LETTERS
 from ..errors import DeepDrawError
 from ..paths import data_dir
-from ..store import Field
 
 N_CHARACTERS = 2858
-CHARACTERS_SCHEMA = {
-    "trajectories": Field(("n", 2, "T"), "f", doc="pen paths (cm), NaN-padded"),
-    "lengths": Field(("n",), "iu", doc="frames per pen path"),
-    "labels": Field(("n",), "iu", doc="0..19, letter = LETTERS[label]"),
-}
-"""Schema of ``characters.h5`` (written by :func:`deepdraw.dataset.stage.run_characters`)."""
 RAW_SHA256 = "3bd9cf45251903e333c2f7084d20cf57ec493b7d847d2916a51835b57cdcda91"
 LABELS_SHA256 = "d03ef28ecc6d1600d4e969c1993250ab471eeace544146aa00010e3f423ab5f3"
 

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import LETTERS, store
+from .. import store
 from ..config import Config
+from ..contracts import JOINTS, KIND_CANDIDATES, KIND_PCRT, LETTERS, MUSCLES, PCRT_SCHEMA
 from ..errors import DeepDrawError
 from ..paths import RunPaths
-from .assemble import MUSCLES
 from .kinematics import load_characters, load_startpoints
-
-JOINT_NAMES = ("elv_angle", "shoulder_elv", "shoulder_rot", "elbow_flexion")
 
 
 def _figure(figsize: tuple[float, float]):
@@ -38,7 +36,7 @@ def _save(fig, out: Path, dpi: int) -> Path:
 def _candidate(rp: RunPaths, cid: int) -> dict:
     shards = sorted(rp.candidates.glob("shard_*.h5"))
     for s in shards:
-        with store.open_artifact(s, kind="candidates") as f:
+        with store.open_artifact(s, kind=KIND_CANDIDATES) as f:
             a, b = int(f.attrs["start"]), int(f.attrs["stop"])
             if a <= cid < b:
                 j = cid - a
@@ -50,9 +48,7 @@ def _candidate(rp: RunPaths, cid: int) -> dict:
 
 
 def _pcrt(path: Path, i: int) -> dict:
-    from .assemble import PCRT_SCHEMA
-
-    with store.open_artifact(path, kind="pcrt", schema=PCRT_SCHEMA) as f:
+    with store.open_artifact(path, kind=KIND_PCRT, schema=PCRT_SCHEMA) as f:
         n = f["label"].shape[0]
         if not 0 <= i < n:
             raise DeepDrawError(f"{path}: sample {i} requested; the file holds {n} samples")
@@ -108,7 +104,7 @@ def inspect_sample(cfg: Config, sample: int, png: str | None = None, source: str
     ax.legend(fontsize=7, loc="upper left")
     ax = fig.add_subplot(n_rows, 3, 3)
     for k in range(4):
-        ax.plot(joints[k], label=JOINT_NAMES[k])
+        ax.plot(joints[k], label=JOINTS[k])
     ax.set(title="joint angles", xlabel="frame (15 ms)", ylabel="deg")
     ax.legend(fontsize=7)
     if muscles is not None:
@@ -147,7 +143,7 @@ def summary_figure(cfg: Config, png: str | None = None) -> Path:
         "muscle_jerk",
     )
     for p in (rp.pcrt_train, rp.pcrt_test):
-        a = store.read_arrays(p, keys, kind="pcrt")
+        a = store.read_arrays(p, keys, kind=KIND_PCRT, schema=PCRT_SCHEMA)
         for k in keys:
             cols.setdefault(k, []).append(a[k])
     d = {k: np.concatenate(v) for k, v in cols.items()}

@@ -28,18 +28,21 @@ from typing import Any
 import numpy as np
 
 from .. import store
+from ..contracts import (
+    CHARACTERS_SCHEMA,
+    KIND_CANDIDATES,
+    KIND_CHARACTERS,
+    KIND_STARTPOINTS,
+    LATENT_KEYS,
+    SEED_STREAM_CANDIDATES,
+    SEED_STREAM_CHARPERM,
+    STARTPOINTS_SCHEMA,
+)
 from ..errors import DeepDrawError
 from . import arm
 from .augment import draw_latents, max_length, transform
-from .characters import CHARACTERS_SCHEMA
-from .startpoints import STARTPOINTS_SCHEMA
 
 log = logging.getLogger(__name__)
-
-CANDIDATE_KIND = "candidates"
-LATENT_KEYS = ("size", "rot", "shear_x", "shear_y", "speed", "noise")
-SEED_STREAM_CANDIDATES = 1
-SEED_STREAM_CHARPERM = 2
 
 
 @dataclass
@@ -93,7 +96,7 @@ def load_characters(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """characters.h5 -> (trajectories (n,2,T) cm NaN-padded, lengths (n,), labels (n,) 0..19)."""
 
     a = store.read_arrays(
-        path, ["trajectories", "lengths", "labels"], kind="characters", schema=CHARACTERS_SCHEMA
+        path, ["trajectories", "lengths", "labels"], kind=KIND_CHARACTERS, schema=CHARACTERS_SCHEMA
     )
     traj, lengths = a["trajectories"], a["lengths"]
     if len(lengths) == 0:
@@ -112,7 +115,9 @@ def load_characters(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
 def load_startpoints(path: str | Path) -> dict[str, np.ndarray]:
     """startpoints.h5 -> {"horizontal": (n,3), "vertical": (m,3)} cm, {W}."""
 
-    return store.read_arrays(path, ["horizontal", "vertical"], kind="startpoints", schema=STARTPOINTS_SCHEMA)
+    return store.read_arrays(
+        path, ["horizontal", "vertical"], kind=KIND_STARTPOINTS, schema=STARTPOINTS_SCHEMA
+    )
 
 
 def _solve_ik(
@@ -293,7 +298,7 @@ def _generate_shard(task: ShardTask, out: Path) -> str:
     store.write_artifact(
         out,
         arrays,
-        kind=CANDIDATE_KIND,
+        kind=KIND_CANDIDATES,
         config=task.config,
         seeds={"seed": task.seed, "shard": task.k, "spawn_key": [SEED_STREAM_CANDIDATES, task.k]},
         inputs=task.inputs,

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import LETTERS, store
+from .. import store
 from ..config import Config
+from ..contracts import KIND_CHARACTERS, KIND_STARTPOINTS, LETTERS, STARTPOINTS_SCHEMA
 from ..errors import DeepDrawError
 from ..parallel import executor
 from ..paths import RunPaths, original_startpoints
 from . import characters as ch
-from .startpoints import STARTPOINTS_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def run_characters(cfg: Config, overwrite: bool = False) -> Path:
     store.write_artifact(
         out,
         {"trajectories": traj, "lengths": lengths, "labels": labels},
-        kind="characters",
+        kind=KIND_CHARACTERS,
         config=cfg.to_dict(["characters"]),
         inputs=inputs,
         attrs={"letters": LETTERS, "units": "cm", "source": "canonical" if c.source else "shipped"},
@@ -67,7 +67,7 @@ def run_startpoints(cfg: Config, overwrite: bool = False) -> Path:
     store.write_artifact(
         out,
         {k: np.asarray(pts[k], dtype=np.float64) for k in ("horizontal", "vertical")},
-        kind="startpoints",
+        kind=KIND_STARTPOINTS,
         config=cfg.to_dict(["startpoints"]),
         inputs=inputs,
         attrs={

@@ -26,16 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeepDrawError
-from ..store import Field
 from .arm import Q_X0, REACH_TOL_CM, reach_error, reach_error_reference
 
 log = logging.getLogger(__name__)
-
-STARTPOINTS_SCHEMA = {
-    "horizontal": Field((None, 3), "f", doc="start points of horizontal planes (cm, {W})"),
-    "vertical": Field((None, 3), "f", doc="start points of vertical planes (cm, {W})"),
-}
-"""Schema of ``startpoints.h5`` (written by :func:`deepdraw.dataset.stage.run_startpoints`)."""
 
 WORKSPACE_BOUNDS_CM = {"x": (0.0, 60.0), "y": (-60.0, 30.0), "z": (-60.0, 30.0)}
 """Search box of the original (cm, {W})."""

@@ -23,11 +23,12 @@ import numpy as np
 
 from .. import store
 from ..config import Config
+from ..contracts import JOINTS, KIND_ENCODED, MUSCLES
 from ..dataset import arm, proprio
-from ..dataset.assemble import MUSCLES, PCRT_ATTRS, fill_opensim_gaps
+from ..dataset.assemble import PCRT_ATTRS, fill_opensim_gaps
 from ..errors import DeepDrawError
 from . import prepare
-from .io import JOINTS, Recording, read_movements
+from .io import Recording, read_movements
 
 log = logging.getLogger(__name__)
 
@@ -165,22 +166,6 @@ def cut_windows(movs: list[Movement], cfg: Config) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=dtypes.get(k, np.float32)) for k, v in rows.items()}
 
 
-ENCODED_SCHEMA = {
-    "spindle_info": store.Field(("n", 25, None, 2), "f", doc="network input: length mm, velocity mm/s"),
-    "muscle_coords": store.Field(("n", 25, None), "f", doc="fiber length, mm"),
-    "joint_coords": store.Field(("n", 4, None), "f", doc="deg; NaN for muscle-length input"),
-    "endeffector_coords": store.Field(("n", 3, None), "f", doc="cm, world frame; NaN for muscle input"),
-    "movement": store.Field(("n",), "iu", doc="index into attrs movement_names"),
-    "first_frame": store.Field(("n",), "iu", doc="movement frame at window frame start_id"),
-    "start_id": store.Field(("n",), "iu", doc="window frame of the movement's first frame in it"),
-    "end_id": store.Field(("n",), "iu", doc="window frame after its last"),
-    "jump": store.Field(("n",), "iu", doc="1: the window holds a muscle-length jump"),
-    "masked": store.Field(("n",), "iu", doc="1: jump with encode.jumps = 'mask' (predict leaves it out)"),
-    "movement_frames": store.Field(("m",), "iu", doc="frames of each movement on the 15 ms grid"),
-    "movement_t0": store.Field(("m",), "f", doc="time of each movement's first sample, s (file clock)"),
-}
-"""Keys of ``encoded.h5`` (``jumps/movement``, ``jumps/muscle``, ``jumps/frame``, ``jumps/step_mm`` too)."""
-
 KEYS = (
     "spindle_info", "muscle_coords", "joint_coords", "endeffector_coords",
     "movement", "first_frame", "start_id", "end_id", "jump", "masked",
@@ -219,6 +204,8 @@ def encode_files(files: list[str | os.PathLike], cfg: Config, out: Path, overwri
     }
     inputs = {str(f): store.file_sha256(f) for f in files}
     conf = cfg.to_dict(["encode", "muscles", "assembly"])
-    store.write_artifact(out, arrays, "encoded", config=conf, inputs=inputs, attrs=attrs, overwrite=overwrite)
+    store.write_artifact(
+        out, arrays, KIND_ENCODED, config=conf, inputs=inputs, attrs=attrs, overwrite=overwrite
+    )
     log.info("encoded %d movement(s) into %d window(s): %s", len(movs), len(arrays["movement"]), out)
     return Path(out)

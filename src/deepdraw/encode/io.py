@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dataset.assemble import MUSCLES
+from ..contracts import JOINTS, MUSCLES
 from ..errors import DeepDrawError
 
 
@@ -39,8 +39,6 @@ def pynwb_reader(p):
     return NWBHDF5IO
 
 
-JOINTS = ("elv_angle", "shoulder_elv", "shoulder_rot", "elbow_flexion")
-"""Joint-angle columns (deg), in the order of ``joint_coords``."""
 KINDS = {"hand": ("x", "y", "z"), "joints": JOINTS, "muscles": tuple(MUSCLES)}
 """What a movement holds -> its columns. ``hand``: position (file units); ``joints``: deg; ``muscles``: mm."""
 UNITS_CM = {"cm": 1.0, "centimeter": 1.0, "centimeters": 1.0, "mm": 0.1, "millimeter": 0.1,

@@ -5,22 +5,21 @@ rebuilt from its seed and checked against the card). A checkpoint path (``models
 ``deepdraw train`` run) takes its untrained control from ``untrained.pt`` beside it.
 
 Each model's activations on every window of ``encoded.h5`` go to ``activations/<name>.h5`` (untrained:
-``activations/<name>_untrained.h5``) in the layout of :func:`deepdraw.nn.activations.extract_activations`,
-plus the provenance attributes of :func:`deepdraw.store.provenance` (kind ``encode_activations``,
+``activations/<name>_untrained.h5``), written by :func:`deepdraw.nn.activations.extract_activations`
+with the provenance attributes of :func:`deepdraw.store.provenance` (kind ``encode_activations``,
 ``inputs`` = the encoded file and the checkpoint with their sha256).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from .. import store
 from ..config import Config
+from ..contracts import ENCODED_SCHEMA, KIND_ENCODE_ACTIVATIONS, KIND_ENCODED, schema_subset
 from ..errors import DeepDrawError
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ def run_models(encoded: Path, cfg: Config, out_dir: Path, overwrite: bool = Fals
         raise DeepDrawError(
             "encode.models is empty and the zoo has no model; expected a name or a checkpoint"
         )
-    with h5py.File(encoded, "r") as f:
+    with store.open_artifact(encoded, KIND_ENCODED, schema_subset(ENCODED_SCHEMA, ("spindle_info",))) as f:
         n = int(f["spindle_info"].shape[0])
     inputs = {encoded.name: store.file_sha256(encoded)}
     written = []
@@ -77,22 +76,12 @@ def run_models(encoded: Path, cfg: Config, out_dir: Path, overwrite: bool = Fals
             dest = out_dir / f"{name}{'' if trained else '_untrained'}.h5"
             if dest.exists() and not overwrite:
                 raise DeepDrawError(f"{dest}: output exists; refusing to overwrite it (use --overwrite)")
-            partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
-            try:
-                extract_activations(
-                    model, encoded, np.arange(n), partial, batch=cfg.encode.batch_size,
-                    device=None, overwrite=True, quiet=cfg.run.quiet,
-                )  # fmt: skip
-                ins = {**inputs, Path(ck_path).name: store.file_sha256(ck_path)}
-                prov = store.provenance("encode_activations", cfg.to_dict(["encode"]), {}, ins)
-                with h5py.File(partial, "r+") as f:
-                    for k, v in prov.items():
-                        f.attrs[k] = v
-                    f.attrs["model_entry"] = entry
-                    f.attrs["trained"] = bool(trained)
-                store.atomic_replace(partial, dest)
-            finally:
-                partial.unlink(missing_ok=True)
+            extract_activations(
+                model, encoded, np.arange(n), dest, batch=cfg.encode.batch_size, device=None,
+                overwrite=True, quiet=cfg.run.quiet, kind=KIND_ENCODE_ACTIVATIONS,
+                config=cfg.to_dict(["encode"]), inputs={**inputs, Path(ck_path).name: store.file_sha256(ck_path)},
+                attrs={"model_entry": entry, "trained": bool(trained)},
+            )  # fmt: skip
             log.info("activations of %s (%s): %s", name, "trained" if trained else "untrained", dest)
             written.append(dest)
     return written

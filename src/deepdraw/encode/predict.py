@@ -28,7 +28,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import store
+from ..activation_files import open_activations
 from ..config import Config
+from ..contracts import ENCODED_SCHEMA, KIND_ENCODED, KIND_PREDICT, schema_subset
 from ..errors import DeepDrawError
 from .neural import read_neurons, read_repeats, split_half_ceiling
 from .ridge import block_folds, cv_explained_variance
@@ -85,11 +87,9 @@ def run_predict(encode_dir: str | os.PathLike, neural: str | os.PathLike, cfg: C
     pc = cfg.predict
     folder = Path(encode_dir)
     enc_path = folder / "encoded.h5"
-    from .encode import ENCODED_SCHEMA
-
-    schema = {k: ENCODED_SCHEMA[k] for k in ("movement", "first_frame", "start_id", "end_id", "masked",
-                                               "movement_frames", "movement_t0")}  # fmt: skip
-    with store.open_artifact(enc_path, kind="encoded", schema=schema) as enc:
+    schema = schema_subset(ENCODED_SCHEMA, ("movement", "first_frame", "start_id", "end_id", "masked",
+                                            "movement_frames", "movement_t0"))  # fmt: skip
+    with store.open_artifact(enc_path, kind=KIND_ENCODED, schema=schema) as enc:
         names = json.loads(enc.attrs["movement_names"])
         frames, t0, dt = enc["movement_frames"][()], enc["movement_t0"][()], float(enc.attrs["dt"])
         win, pos, mov, fr = frame_map(enc)
@@ -104,7 +104,7 @@ def run_predict(encode_dir: str | os.PathLike, neural: str | os.PathLike, cfg: C
     results = []  # (model, trained, layer, ev, alpha)
     models = {}  # file stem -> what the report shows of the model
     for path in activation_files(folder):
-        with h5py.File(path, "r") as f:
+        with open_activations(path, ()) as f:
             model, trained = str(f.attrs["model_name"]), bool(f.attrs["trained"])
             models[path.stem] = _model_info(f, model, trained)
             layers = [str(s) for s in f.attrs["layer_names"]]
@@ -177,7 +177,7 @@ def write_results(
              "trained": json.dumps([bool(next(r[2] for r in results if r[0] == k)) for k in keys]),
              "model_names": json.dumps([str(next(r[1] for r in results if r[0] == k)) for k in keys]),
              **(meta or {})}  # fmt: skip
-    h5 = store.write_artifact(out / "predict.h5", {"ev": ev, "alpha": alpha, "noise_ceiling": ceiling}, "predict",
+    h5 = store.write_artifact(out / "predict.h5", {"ev": ev, "alpha": alpha, "noise_ceiling": ceiling}, KIND_PREDICT,
                               config=cfg.to_dict(["predict"]), inputs=inputs, attrs=attrs, overwrite=overwrite)  # fmt: skip
     for name, table in (("predict.csv", df), ("summary.csv", summary), ("best_layers.csv", best)):
         tmp = store.tmp_path_for(out / name)

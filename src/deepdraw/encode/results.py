@@ -1,7 +1,7 @@
 """The results of ``deepdraw predict``, read back from ``predict.h5``: tables per model and layer.
 
 :func:`load_results` reads and checks ``<folder>/predict.h5`` (kind ``predict``, the datasets of
-:data:`PREDICT_SCHEMA`, the attributes ``models``, ``layers``, ``neurons``, ``trained``) into a
+:data:`deepdraw.contracts.PREDICT_SCHEMA`, the attributes ``models``, ``layers``, ``neurons``, ``trained``) into a
 :class:`PredictResults`; its methods give the tables the figures (:mod:`.figures`) and the HTML
 report (:mod:`deepdraw.report.predict`) show. Every failure is one
 :class:`~deepdraw.errors.DeepDrawError` naming the file and the dataset or attribute.
@@ -19,14 +19,8 @@ import numpy as np
 import pandas as pd
 
 from .. import store
+from ..contracts import KIND_PREDICT, PREDICT_SCHEMA
 from ..errors import DeepDrawError
-
-PREDICT_SCHEMA = {
-    "ev": store.Field(("models", "layers", "neurons"), "f", doc="cross-validated explained variance"),
-    "alpha": store.Field(("models", "layers", "neurons"), "f", doc="median chosen relative ridge penalty"),
-    "noise_ceiling": store.Field(("neurons",), "f", doc="split-half noise ceiling; NaN without repeats"),
-}
-"""Datasets of ``predict.h5`` (docs/formats.md, "predict/")."""
 
 _ATTRS = ("models", "layers", "neurons", "trained")
 
@@ -136,7 +130,7 @@ def load_results(folder: str | os.PathLike) -> PredictResults:
         raise _bad(
             path, "file not found; expected the output folder of `deepdraw predict` (predict.h5, CSVs)"
         )
-    with store.open_artifact(path, kind="predict", schema=PREDICT_SCHEMA) as f:
+    with store.open_artifact(path, kind=KIND_PREDICT, schema=PREDICT_SCHEMA) as f:
         try:
             ev, alpha, ceiling = (f[k][()] for k in ("ev", "alpha", "noise_ceiling"))
         except OSError as e:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from deepdraw.contracts import N_CLASSES
 from deepdraw.errors import DeepDrawError
 from deepdraw.nn.models import INPUT_SHAPE
 from deepdraw.nn.targets import TargetSpec
@@ -34,7 +35,6 @@ __all__ = ["INPUT_KEY", "open_pcrt", "check_pcrt", "epoch_plan", "BatchStream", 
 logger = logging.getLogger(__name__)
 
 INPUT_KEY = "spindle_info"
-N_CLASSES = 20
 
 
 def open_pcrt(path: str | os.PathLike) -> h5py.File:

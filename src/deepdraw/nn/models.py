@@ -40,6 +40,7 @@ from typing import cast
 import torch
 from torch import nn
 
+from deepdraw.contracts import N_FRAMES, N_MUSCLES
 from deepdraw.errors import DeepDrawError
 from deepdraw.names import NAME_RULES, split_model_name
 from deepdraw.nn.layers import ConvBlock, glorot_uniform_, same_output_size
@@ -63,7 +64,7 @@ __all__ = [
     "conv_weight_count",
 ]
 
-INPUT_SHAPE: tuple[int, int, int] = (25, 320, 2)
+INPUT_SHAPE: tuple[int, int, int] = (N_MUSCLES, N_FRAMES, 2)
 """(muscles, frames, channels) of the network input; channel 0 length (mm), 1 velocity (mm/s)."""
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from deepdraw.config import Config
+from deepdraw.contracts import SEED_STREAM_SEARCH
 from deepdraw.errors import DeepDrawError
 from deepdraw.parallel import executor
 from deepdraw.paths import RunPaths
@@ -55,8 +56,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-SEED_STREAM_SEARCH = 7
 
 SEARCH_COLUMNS = [
     "name",

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from deepdraw import store
 from deepdraw.config import Config
+from deepdraw.contracts import SEED_STREAM_ACTIVATIONS
 from deepdraw.errors import DeepDrawError
 from deepdraw.nn.runio import check_device_name, read_json, require_data, train_device, write_csv, write_json
 from deepdraw.parallel import executor
@@ -54,8 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-SEED_STREAM_ACTIVATIONS = 6
 
 SUMMARY_COLUMNS = [
     "model",
@@ -688,6 +687,8 @@ def run_activations(cfg: Config, table: pd.DataFrame | None = None) -> list[Path
                 overwrite=True,
                 quiet=True,
                 expected=name,
+                config=cfg.to_dict(["activations"]),
+                seeds={"seed": cfg.run.seed, "spawn_key": [SEED_STREAM_ACTIVATIONS]},
             )
         out.append(path)
     return out

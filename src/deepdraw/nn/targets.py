@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepdraw.contracts import N_FRAMES
 from deepdraw.nn.layers import same_output_size, same_padding
 
 __all__ = [
@@ -75,7 +76,7 @@ def layer_centres(model_or_ops, n_frames: int | None = None) -> OrderedDict[str,
     """
     if isinstance(model_or_ops, Mapping):
         ops = model_or_ops
-        n = int(n_frames if n_frames is not None else 320)
+        n = int(n_frames if n_frames is not None else N_FRAMES)
     else:
         ops = model_or_ops.layer_time_ops()
         n = int(n_frames if n_frames is not None else model_or_ops.input_shape[1])
@@ -88,7 +89,7 @@ def output_centres(model) -> np.ndarray:
     return next(reversed(layer_centres(model).values()))
 
 
-def original_frames(n_out: int, n_frames: int = 320) -> np.ndarray:
+def original_frames(n_out: int, n_frames: int = N_FRAMES) -> np.ndarray:
     """The original's ``set_kin_dimensions`` frames ``::(n_frames // (n_out − 1))`` (first ``n_out``)."""
     if n_out <= 1:
         return np.zeros(max(n_out, 0), dtype=np.int64)

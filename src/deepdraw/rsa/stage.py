@@ -30,7 +30,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import store
+from ..activation_files import open_activations
 from ..config import Config, RsaConfig
+from ..contracts import KIND_RSA, SEED_STREAM_RSA_RDM, SEED_STREAM_RSA_SPLIT, SEED_STREAM_RSA_TSNE
 from ..errors import DeepDrawError
 from ..names import identify
 from . import cka as ckam
@@ -48,8 +50,6 @@ INPUT_NAMES = {
     "spindle_info": "spindle_info",
     "spindle_firing": "spindle_firing",
 }
-# seed streams: np.random.default_rng([run.seed, STREAM])
-STREAM_RDM, STREAM_TSNE, STREAM_SPLIT = 101, 102, 103
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -115,28 +115,16 @@ def _str_list(v: Any) -> list[str]:
     return [x.decode() if isinstance(x, bytes) else str(x) for x in np.atleast_1d(v)]
 
 
-def activations_schema(decoding: bool) -> dict[str, store.Field]:
-    """Keys of an activations file that the RSA stage reads (layers are checked separately)."""
-    s = {
-        "sample_index": store.Field(("n",), "iu", doc="test-file index of every sample"),
-        "label": store.Field(("n",), "iu", doc="character 0..19"),
-    }
-    if decoding:
-        s.update(
-            {
-                "kinematics/endeffector_coords": store.Field(("n", 3, "T"), "f", doc="hand position (cm)"),
-                "plane": store.Field(("n",), "SOU", doc="b'horizontal' / b'vertical'"),
-                "start_id": store.Field(("n",), "iu", doc="movement onset frame"),
-                "end_id": store.Field(("n",), "iu", doc="movement offset frame"),
-            }
-        )
-    return s
+RSA_KEYS = ("sample_index", "label")
+"""Keys of :data:`deepdraw.contracts.ACTIVATIONS_SCHEMA` the RSA stage reads (layers are checked separately)."""
+DECODING_KEYS = ("kinematics/endeffector_coords", "plane", "start_id", "end_id")
+"""Keys it reads too when population decoding is on."""
 
 
 def read_model_info(path: str | os.PathLike, layers: Sequence[str], decoding: bool) -> ModelInfo:
     """Identity of an activations file; checks that every requested layer (all if empty) is present."""
     p = Path(path)
-    with store.open_artifact(p, schema=activations_schema(decoding)) as f:
+    with open_activations(p, RSA_KEYS + DECODING_KEYS if decoding else RSA_KEYS) as f:
         name = str(_attr(f, p, "model_name"))
         task = str(_attr(f, p, "task"))
         trained = bool(_attr(f, p, "trained"))
@@ -421,14 +409,14 @@ def run_rsa(
         inputs[Path(test_path).name] = store.file_sha256(test_path)
     seeds = {
         "run": seed,
-        "rdm_subset": [seed, STREAM_RDM],
-        "tsne_subset": [seed, STREAM_TSNE],
-        "decoding_split": [seed, STREAM_SPLIT],
+        "rdm_subset": [seed, SEED_STREAM_RSA_RDM],
+        "tsne_subset": [seed, SEED_STREAM_RSA_TSNE],
+        "decoding_split": [seed, SEED_STREAM_RSA_SPLIT],
         "tsne_random_state": seed,
     }
     with store.ArtifactWriter(
         out / RESULTS_NAME,
-        kind="rsa",
+        kind=KIND_RSA,
         config=cfg_dict,
         seeds=seeds,
         inputs=inputs,
@@ -507,9 +495,11 @@ def _plan_rsa(
     models: list[ModelInfo], sample_index: np.ndarray, labels: np.ndarray, rc: RsaConfig, seed: int, dt: float
 ) -> _RsaPlan:
     n = sample_index.size
-    sub = rdmm.balanced_subset(labels, rc.per_class, _rng(seed, STREAM_RDM))
+    sub = rdmm.balanced_subset(labels, rc.per_class, _rng(seed, SEED_STREAM_RSA_RDM))
     sub_labels = labels[sub]
-    tsne_sub = rdmm.balanced_subset(labels, rc.tsne_per_class, _rng(seed, STREAM_TSNE)) if rc.tsne else None
+    tsne_sub = (
+        rdmm.balanced_subset(labels, rc.tsne_per_class, _rng(seed, SEED_STREAM_RSA_TSNE)) if rc.tsne else None
+    )
     pairs = pair_models(models)
     plan = _RsaPlan(
         rc, seed, n, sample_index, labels, sub, sub_labels, rdmm.oracle_rdm(sub_labels), tsne_sub, pairs,
@@ -528,7 +518,7 @@ def _plan_rsa(
             plan.kin = dec.kinematic_targets(
                 f["kinematics/endeffector_coords"][()], f["plane"][()], f["start_id"][()], f["end_id"][()], dt
             )
-        plan.test_mask = dec.trajectory_split(n, rc.decoding_test_fraction, _rng(seed, STREAM_SPLIT))
+        plan.test_mask = dec.trajectory_split(n, rc.decoding_test_fraction, _rng(seed, SEED_STREAM_RSA_SPLIT))
     return plan
 
 

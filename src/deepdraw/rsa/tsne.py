@@ -68,7 +68,7 @@ def plot_tsne_grid(embeddings: dict[str, np.ndarray], labels: np.ndarray, title:
     """One scatter per layer (name -> (k, 2)), coloured by character (tab20), saved as PNG."""
     from matplotlib.figure import Figure
 
-    from .. import LETTERS
+    from ..contracts import LETTERS
 
     names = list(embeddings)
     ncol = min(5, len(names))

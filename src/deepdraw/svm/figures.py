@@ -11,11 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import LETTERS
+from ..contracts import LETTERS, N_CLASSES
 
 __all__ = ["pairwise_figure", "multiclass_figure", "tdt_figure"]
-
-N_CLASSES = len(LETTERS)
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kw: Any):

@@ -32,11 +32,11 @@ from typing import Any, TypedDict
 import h5py
 import numpy as np
 
-from .. import LETTERS
 from ..config import PLANES, Config
+from ..contracts import KIND_PCRT, KIND_SVM, LETTERS, N_CLASSES, N_FRAMES, SVM_SCHEMA
 from ..errors import DeepDrawError
 from ..parallel import executor
-from ..store import ArtifactWriter, Field, file_sha256, iter_chunks, open_artifact
+from ..store import ArtifactWriter, file_sha256, iter_chunks, open_artifact
 from .figures import multiclass_figure, pairwise_figure, tdt_figure
 from .solver import LinearDecoder, fit_pair, ovo_pairs, ovo_predict, split_train_val
 
@@ -52,9 +52,6 @@ __all__ = [
     "run_svm",
     "select_subset",
 ]
-
-N_CLASSES = len(LETTERS)
-N_FRAMES = 320
 
 LATENTS: dict[str, type] = {
     "plane": str,
@@ -78,29 +75,6 @@ ALL_SUBSETS: tuple[str, ...] = (
 )
 """``svm.subsets = ["all"]``: full variability and the original's 15 augmentation-suppressed subsets
 (svm_horizontal/vertical, svm_size1-3, svm_speed1-4, svm_sp1-6), in the original's order."""
-
-SVM_SCHEMA = {
-    "inputs": Field(("i",), "S", doc="input keys"),
-    "subsets": Field(("s",), "S", doc="subset names"),
-    "c_grid": Field(("c",), "f", doc="C values"),
-    "pair_i": Field(("p",), "iu", doc="first class of each pair (negative class)"),
-    "pair_j": Field(("p",), "iu", doc="second class of each pair (positive class)"),
-    "val_acc": Field(("i", "s", "p", "c"), "f", doc="validation accuracy per C (NaN: pair not fitted)"),
-    "train_acc": Field(("i", "s", "p", "c"), "f"),
-    "converged": Field(("i", "s", "p", "c"), "b"),
-    "n_iter": Field(("i", "s", "p", "c"), "iu"),
-    "best_c": Field(("i", "s", "p"), "f", doc="C of the chosen model"),
-    "pair_test_acc": Field(("i", "s", "p"), "f", doc="binary test accuracy of the chosen model"),
-    "n_train": Field(("i", "s", "p"), "iu"),
-    "n_val": Field(("i", "s", "p"), "iu"),
-    "val_acc_matrix": Field(("i", "s", N_CLASSES, N_CLASSES), "f", doc="best validation accuracy"),
-    "test_acc_matrix": Field(("i", "s", N_CLASSES, N_CLASSES), "f"),
-    "multiclass_acc": Field(("i", "s"), "f", doc="one-vs-one test accuracy"),
-    "confusion": Field(("i", "s", N_CLASSES, N_CLASSES), "iu", doc="rows: true, columns: predicted"),
-    "n_test": Field(("s",), "iu", doc="test samples per subset"),
-}
-"""Datasets of ``svm_results.h5`` (kind ``"svm"``); see ``docs/svm.md`` for the optional ones."""
-
 
 # ----------------------------------------------------------------------------------------------------
 # Subsets ("full" and augmentation-suppressed)
@@ -541,7 +515,7 @@ class _SvmRun:
         latent_keys = sorted({k for s in self.subsets for k in s.keys})
         meta: dict[str, dict[str, Any]] = {}
         for role, path in (("train", self.train_path), ("test", self.test_path)):
-            with open_artifact(path, kind="pcrt") as f:
+            with open_artifact(path, kind=KIND_PCRT) as f:
                 labels = _read_labels(f, path)
                 n = labels.size
                 if n == 0:
@@ -864,7 +838,7 @@ class _SvmRun:
         }
         with ArtifactWriter(
             self.paths["results_h5"],
-            "svm",
+            KIND_SVM,
             config=self.cfg.to_dict(),
             inputs=_input_hashes(self.train_path, self.test_path),
             attrs=attrs,
@@ -937,7 +911,7 @@ def _test_decisions(
     need = np.logical_or.reduce(masks)
     out = [np.zeros((int(m.sum()), W.shape[1])) for m in masks]
     pos = [np.cumsum(m) - 1 for m in masks]  # row -> position in the subset's output
-    with open_artifact(test_path, kind="pcrt") as f:
+    with open_artifact(test_path, kind=KIND_PCRT) as f:
         ds = f[key]
         n = ds.shape[0]
         for sl in tqdm(
@@ -989,7 +963,7 @@ def _fit_decoder(cfg: Config, train_path: Path, test_path: Path, n_use: int, qui
     key, win = sc.decode_input, sc.decode_window
     dec = LinearDecoder()
     chunk = max(1, sc.read_chunk)
-    with open_artifact(train_path, kind="pcrt") as f:
+    with open_artifact(train_path, kind=KIND_PCRT) as f:
         xs, ys = f[key], f["endeffector_coords"]
         for sl in tqdm(list(iter_chunks(n_use, chunk)), desc="tdt linear fit", disable=quiet, leave=False):
             X = frame_features(xs[sl], win)
@@ -1012,7 +986,7 @@ def _fit_decoder(cfg: Config, train_path: Path, test_path: Path, n_use: int, qui
     hist = np.zeros(60, np.int64)  # 0.1 cm bins up to 6 cm (last bin: beyond)
     per_frame = np.zeros(N_FRAMES)
     per_frame_n = 0
-    with open_artifact(test_path, kind="pcrt") as f:
+    with open_artifact(test_path, kind=KIND_PCRT) as f:
         xs, ys = f[key], f["endeffector_coords"]
         n = xs.shape[0]
         for sl in tqdm(list(iter_chunks(n, chunk)), desc="tdt linear test", disable=quiet, leave=False):

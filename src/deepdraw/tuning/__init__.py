@@ -4,6 +4,7 @@ preferred directions, uniformity, invariance across planes and statistics over s
 Entry point: :func:`run_tuning`. See ``docs/tuning.md``.
 """
 
+from ..contracts import ACTIVATIONS_SCHEMA
 from .features import COLUMNS, FSETS, frame_mask, master_columns, plane_levels, plane_vectors, polar, project
 from .models import (
     MODEL_NAMES,
@@ -24,7 +25,6 @@ from .models import (
     split_by_trajectory,
 )
 from .stage import (
-    ACTIVATIONS_SCHEMA,
     RESULTS_NAME,
     Activations,
     ActivationsFile,

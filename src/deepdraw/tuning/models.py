@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
+from ..contracts import N_CLASSES
 from ..errors import DeepDrawError
 from .features import COLUMNS, FSETS
 
@@ -292,7 +293,7 @@ def label_selectivity(
     y_train: np.ndarray,
     x_test: np.ndarray,
     y_test: np.ndarray,
-    n_classes: int = 20,
+    n_classes: int = N_CLASSES,
     unit_block: int = 64,
 ) -> dict[str, np.ndarray]:
     """Label selectivity of single units: one-vs-rest, 1-D linear read-out, index 2 (AUC - 0.5).

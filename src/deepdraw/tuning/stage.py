@@ -1,6 +1,6 @@
 """Stage 5: single-unit tuning of every model's activations (original: single_cell/).
 
-:func:`run_tuning` reads one activations file per model (see :data:`ACTIVATIONS_SCHEMA`), fits every
+:func:`run_tuning` reads one activations file per model (see :data:`deepdraw.contracts.ACTIVATIONS_SCHEMA`), fits every
 tuning model of :mod:`deepdraw.tuning.models` to every unit of every layer, summarises (fractions of
 tuned units, quantiles, preferred directions, uniformity, invariance across planes, paired t-tests over
 seeds) and writes ``tuning_results.h5`` (per-unit arrays), tidy CSV tables and PNG figures to
@@ -30,16 +30,15 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..activation_files import open_activations
 from ..config import Config, TuningConfig
+from ..contracts import KIND_TUNING
 from ..errors import DeepDrawError
 from ..store import (
     ArtifactWriter,
-    Field,
-    Schema,
     atomic_replace,
     file_sha256,
     iter_chunks,
-    open_artifact,
     tmp_path_for,
 )
 from .features import (
@@ -79,23 +78,15 @@ from .summary import (
 
 log = logging.getLogger(__name__)
 
-KIND = "tuning"
 RESULTS_NAME = "tuning_results.h5"
 TABLES = ("units", "summary", "directions", "planes", "metrics", "stats", "groups")
 """Tidy CSV tables written as ``tuning_{name}.csv``."""
 METRICS = ("rmse", "r2", "pcc")
 SPLITS = ("train", "test")
 
-ACTIVATIONS_SCHEMA: Schema = {
-    "kinematics/endeffector_coords": Field(("n", 3, "t"), "f", doc="hand position (n, 3, frames), cm in {W}"),
-    "label": Field(("n",), "iu", doc="character label 0..19 per sample"),
-    "plane": Field(("n",), "SOU", doc="b'horizontal' or b'vertical' per sample"),
-    "start_id": Field(("n",), "iu", doc="movement onset frame per sample"),
-    "end_id": Field(("n",), "iu", doc="movement offset frame per sample"),
-    "sample_index": Field(("n",), "iu", required=False, doc="index of the sample in the dataset"),
-}
-"""Keys of an activations file read by this stage (``layers/{name}`` and ``centres/{name}`` are checked
-per layer named in the root attribute ``layer_names``)."""
+TUNING_KEYS = ("kinematics/endeffector_coords", "label", "plane", "start_id", "end_id", "sample_index")
+"""Keys of :data:`deepdraw.contracts.ACTIVATIONS_SCHEMA` this stage reads (``layers/{name}`` and
+``centres/{name}`` are checked per layer named in the root attribute ``layer_names``)."""
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -205,7 +196,7 @@ class ActivationsFile(Activations):
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.where = str(self.path)
-        self.f: h5py.File = open_artifact(self.path, schema=ACTIVATIONS_SCHEMA)
+        self.f: h5py.File = open_activations(self.path, TUNING_KEYS)
         try:
             self._load()
         except BaseException:
@@ -215,11 +206,10 @@ class ActivationsFile(Activations):
     def _load(self) -> None:
         f, w = self.f, self.where
         a = f.attrs
-        for key in ("model_name", "layer_names"):
-            if key not in a:
-                raise DeepDrawError(
-                    f"{w}: root attribute '{key}' is missing; expected it on every activations file"
-                )
+        if "layer_names" not in a:
+            raise DeepDrawError(
+                f"{w}: root attribute 'layer_names' is missing; expected it on every activations file"
+            )
         self.model_name = _text(a["model_name"])
         self.task = _text(a.get("task", "art")).lower()
         self.trained = _as_bool(a.get("trained", not self.model_name.endswith("r")))
@@ -235,10 +225,7 @@ class ActivationsFile(Activations):
         self.plane = np.array([_text(p) for p in f["plane"][()]])
         self.start_id = np.asarray(f["start_id"][()], dtype=np.int64)
         self.end_id = np.asarray(f["end_id"][()], dtype=np.int64)
-        if "sample_index" in f:
-            self.sample_index = np.asarray(f["sample_index"][()], dtype=np.int64)
-        else:
-            self.sample_index = np.arange(self.n)
+        self.sample_index = np.asarray(f["sample_index"][()], dtype=np.int64)
         for name in self.layer_names:
             if f"layers/{name}" not in f:
                 raise DeepDrawError(
@@ -801,7 +788,7 @@ def _write_results(
     }
     with ArtifactWriter(
         path,
-        KIND,
+        KIND_TUNING,
         config=cfg,
         seeds={"split_seed": t.split_seed},
         inputs=inputs,

@@ -38,48 +38,6 @@ ELBOW_REF_DEG = 90.0  # elbow flexion at which the shoulder parts are tabulated
 _FIBER_DL = 0.05  # mm: spacing of the path -> fiber map
 
 
-def engine_schema() -> dict:
-    """The fields of the fast-engine artifact (``kind`` muscle_fast_engine), level 2 optional."""
-    from ...store import Field
-
-    return {
-        "muscles": Field((25,), "S", doc="muscle names, dataset order"),
-        "coupling": Field((25,), "iu", doc="bit 0: depends on the shoulder, bit 1: on the elbow"),
-        "offset": Field((25,), "f", doc="mm subtracted from shoulder part + elbow part"),
-        "shoulder_index": Field(("ms",), "iu", doc="muscles with a shoulder table"),
-        "shoulder_grid": Field((2, 3), "f", doc="origin (deg) and step (deg) per axis"),
-        "shoulder_table_diff": Field(
-            ("ms", None, None, None),
-            "i",
-            doc="path length at the nodes in 1e-4 mm, differenced along the last axis",
-        ),
-        "shoulder_table_nan": Field(("ms", None, None, None), "b", doc="nodes not computed"),
-        "shoulder_code": Field(("ms", None, None, None), "u", doc="stencil code per cell (255: exact)"),
-        "elbow_index": Field(("me",), "iu", doc="muscles with an elbow table"),
-        "elbow_grid": Field((2,), "f", doc="origin and step, deg"),
-        "elbow_table": Field(("me", None), "f", doc="path length at the nodes, mm"),
-        "elbow_code": Field(("me", None), "u", doc="stencil code per cell (255: exact)"),
-        "fiber_map_path": Field((None,), "f", doc="path lengths, mm, sorted per muscle"),
-        "fiber_map_fiber": Field((None,), "f", doc="fiber lengths at those path lengths, mm"),
-        "fiber_map_start": Field((26,), "iu", doc="start of each muscle's map in the two arrays"),
-        # level 2 (optional): finer tables for (cell, muscle) pairs without a trusted stencil
-        "refine_ratio": Field((1,), "iu", required=False, doc="fine steps per shoulder cell (r)"),
-        "refine_key": Field(
-            ("P",), "iu", required=False, doc="sorted pair keys: shoulder muscle * cells + flat cell"
-        ),
-        "refine_table_diff": Field(
-            ("P", None, None, None),
-            "i",
-            required=False,
-            doc="path length at the r+3 fine nodes per axis (-1..r+1) of each pair, 1e-4 mm, differenced",
-        ),
-        "refine_table_nan": Field(("P", None, None, None), "b", required=False, doc="nodes not computed"),
-        "refine_code": Field(
-            ("P", None, None, None), "u", required=False, doc="stencil code per fine cell (255: exact)"
-        ),
-    }
-
-
 def _region_cells(
     post3: np.ndarray, origin: np.ndarray, step: float, n: np.ndarray, margin: int
 ) -> np.ndarray:
@@ -490,7 +448,7 @@ def _engine_arrays(
     path_fs: np.ndarray,
     fib_fs: np.ndarray,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The engine's arrays (:func:`engine_schema`): the shoulder table and codes, the elbow table and
+    """The engine's arrays (:data:`deepdraw.contracts.ENGINE_SCHEMA`): the shoulder table and codes, the elbow table and
     its stencils (from :func:`_opensim_values`' elbow values), the offsets and the path -> fiber maps.
     Also returns the fiber maps' largest interpolation error per muscle (mm)."""
     chk_vals = path_el[eg.n : eg.n + 2 * len(eg.cells)][:, el_idx].reshape(len(eg.cells), 2, len(el_idx))

@@ -11,8 +11,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ...errors import DeepDrawError
-from .build import engine_schema, pair_keys
-from .constants import ENGINE_KIND, MUSCLES, default_engine_path, default_model_path
+from .build import pair_keys
+from .constants import ENGINE_KIND, ENGINE_SCHEMA, MUSCLES, default_engine_path, default_model_path
 from .exact import ExactEngine, as_joints
 from .tables import FALLBACK, REFINE_KEYS, decode_table, grid_cells, lagrange4, tricubic, tricubic_nodes
 
@@ -120,7 +120,7 @@ class FastEngine:
         from ...store import read_arrays, read_attrs
 
         p = Path(path) if path is not None else default_engine_path()
-        arrays = read_arrays(p, kind=ENGINE_KIND, schema=engine_schema())
+        arrays = read_arrays(p, kind=ENGINE_KIND, schema=ENGINE_SCHEMA)
         if not level2:
             arrays = {k: v for k, v in arrays.items() if k not in REFINE_KEYS}
         eng = cls(arrays, p, read_attrs(p))

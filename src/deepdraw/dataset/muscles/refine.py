@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import DeepDrawError
-from .build import ELBOW_REF_DEG, engine_schema, pair_keys, region_postures, write_engine
-from .constants import ENGINE_KIND, MUSCLES, default_engine_path, default_model_path
+from .build import ELBOW_REF_DEG, pair_keys, region_postures, write_engine
+from .constants import ENGINE_KIND, ENGINE_SCHEMA, MUSCLES, default_engine_path, default_model_path
 from .exact import evaluate_postures
 from .fast import FastEngine
 from .tables import (
@@ -163,7 +163,7 @@ def _level1_engine(src: Path) -> tuple[dict[str, np.ndarray], dict[str, Any], Fa
     """The arrays (level 2 dropped), attributes, level-1 engine and build config (``refine`` dropped) of ``src``."""
     from ...store import read_arrays, read_attrs
 
-    arrays = read_arrays(src, kind=ENGINE_KIND, schema=engine_schema())
+    arrays = read_arrays(src, kind=ENGINE_KIND, schema=ENGINE_SCHEMA)
     attrs = read_attrs(src)
     for k in REFINE_KEYS:
         arrays.pop(k, None)
