@@ -394,3 +394,35 @@ def test_stamp_without_output_record_checks_hdf5_files_open(tmp_path, toy_stages
     with h5py.File(RunPaths(cfg.out_dir).pcrt_train, "w"), h5py.File(RunPaths(cfg.out_dir).pcrt_test, "w"):
         pass  # readable HDF5 files (the svm stage's inputs changed, so it is stale now)
     assert pipeline.status(cfg) == {"assemble": "done", "svm": "stale"}
+
+
+def test_keys_that_only_select_outputs_extend_instead_of_refusing(tmp_path, monkeypatch):
+    """Adding a seed to [train] trains that seed: the keys that choose which runs exist (Stage.selects)
+    are not in the digest, so the finished runs are not put at stake; other keys still are."""
+    written: list[str] = []
+
+    def run(cfg):
+        for c in cfg.svm.c_grid:
+            p = RunPaths(cfg.out_dir).svm / f"c_{c:g}.json"
+            if not p.exists():
+                written.append(p.name)
+                _write(p, json.dumps({"c": c, "max_iter": cfg.svm.max_iter}))
+
+    stage = pipeline.Stage(
+        "svm",
+        ["svm"],
+        run,
+        lambda c: [RunPaths(c.out_dir).svm / f"c_{x:g}.json" for x in c.svm.c_grid],
+        adopts=True,
+        selects=("svm.c_grid",),
+    )
+    monkeypatch.setattr(pipeline, "STAGES", {"svm": stage})
+    pipeline.run_pipeline(_cfg(tmp_path, svm={"c_grid": [1.0]}))
+    more = _cfg(tmp_path, svm={"c_grid": [1.0, 2.0]})
+    assert pipeline.status(more) == {"svm": "partial"}
+    pipeline.run_pipeline(more)
+    assert written == ["c_1.json", "c_2.json"] and pipeline.status(more) == {"svm": "done"}
+    assert pipeline.status(_cfg(tmp_path, svm={"c_grid": [1.0]})) == {"svm": "done"}  # fewer: still done
+    other = _cfg(tmp_path, svm={"c_grid": [1.0, 2.0], "max_iter": 7})
+    with pytest.raises(DeepDrawError, match=r"stage 'svm': config changed: svm.max_iter: 100 -> 7"):
+        pipeline.run_pipeline(other)

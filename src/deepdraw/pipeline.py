@@ -85,7 +85,7 @@ def stage_digest(cfg: Config, name: str, memo: dict[str, str] | None = None) -> 
     parts = {
         "stage": name,
         "seed": cfg.run.seed,
-        "config": cfg.to_dict(st.sections),
+        "config": _covered(cfg, st),
         "after": {a: stage_digest(cfg, a, memo) for a in upstream(cfg, st)},
     }
     if st.keys is not None:  # absent otherwise: the digests of stages without extra keys are unchanged
@@ -95,10 +95,20 @@ def stage_digest(cfg: Config, name: str, memo: dict[str, str] | None = None) -> 
     return d
 
 
+def _covered(cfg: Config, st: Stage) -> dict:
+    """The stage's config sections, less the keys that only choose which outputs exist
+    (:attr:`Stage.selects`)."""
+    out = cfg.to_dict(st.sections)
+    for dotted in st.selects:
+        sec, key = dotted.split(".", 1)
+        out.get(sec, {}).pop(key, None)
+    return out
+
+
 def _stage_config(cfg: Config, st: Stage) -> dict:
     """The settings a stage's digest covers, flat (``section.key`` -> value), as JSON data."""
     flat = {"run.seed": cfg.run.seed}
-    for sec, values in cfg.to_dict(st.sections).items():
+    for sec, values in _covered(cfg, st).items():
         for k, v in values.items():
             flat[f"{sec}.{k}"] = v
     if st.keys is not None:

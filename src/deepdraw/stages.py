@@ -39,6 +39,10 @@ class Stage:
     needs: Callable[[Config], list[str]] | None = None
     """Upstream stages that only some configs depend on (added to ``after`` for the digest, the inputs
     and the stamps; e.g. ``train`` needs ``search`` when ``[train] models = "search"``)."""
+    selects: tuple[str, ...] = ()
+    """Keys of ``sections`` (``"section.key"``) that only choose *which* outputs exist, for a stage that
+    adopts and checks each output by itself: left out of the digest, so that adding a seed trains that
+    seed instead of putting every finished run at stake (the missing outputs make the stage resume)."""
     keys: Callable[[Config], dict] | None = None
     """Settings outside ``sections`` that the stage's outputs depend on, as ``{"section.key": value}``
     (covered by the digest and recorded in the stamps)."""
@@ -284,6 +288,7 @@ STAGES: dict[str, Stage] = {
             doc="networks: ART and TDT, seeds, untrained controls",
             adopts=True,  # finished runs are kept, run folders of other settings refused (nn.stage)
             needs=_uses_search,
+            selects=("train.models", "train.tasks", "train.seeds", "train.source"),
         ),
         Stage(
             "activations",
