@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepdraw.config import Config
 from deepdraw.contracts import SEED_STREAM_SEARCH
 from deepdraw.errors import DeepDrawError
 from deepdraw.parallel import executor
 from deepdraw.paths import RunPaths
+from deepdraw.settings import Config
 
 __all__ = [
     "SEARCH_COLUMNS",

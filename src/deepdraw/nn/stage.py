@@ -34,12 +34,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from deepdraw import store
-from deepdraw.config import Config
 from deepdraw.contracts import SEED_STREAM_ACTIVATIONS
 from deepdraw.errors import DeepDrawError
 from deepdraw.nn.runio import check_device_name, read_json, require_data, train_device, write_csv, write_json
 from deepdraw.parallel import executor
 from deepdraw.paths import RunPaths
+from deepdraw.settings import Config
 
 __all__ = [
     "PlannedRun",
