@@ -349,6 +349,7 @@ SECTIONS: dict[str, type] = {
     "encode": EncodeConfig,
     "predict": PredictConfig,
 }
+"""Every section of the TOML file and its dataclass, in the order of ``docs/config.md``."""
 
 
 @dataclass
