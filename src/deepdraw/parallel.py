@@ -34,8 +34,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .config import ParallelConfig
 from .errors import DeepDrawError
+from .settings import ParallelConfig
 
 log = logging.getLogger(__name__)
 

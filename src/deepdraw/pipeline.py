@@ -37,9 +37,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import DATASET_SECTION_NAMES, Config
 from .errors import DeepDrawError
 from .paths import RunPaths
+from .settings import DATASET_SECTION_NAMES, Config
 from .stages import DATASET_STAGES, STAGES, Stage
 
 __all__ = ["STAGES", "Stage", "plan", "run_pipeline", "run_stage", "stage_digest", "status"]

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Config
 from .paths import RunPaths
+from .settings import Config
 
 
 @dataclass

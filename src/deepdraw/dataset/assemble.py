@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import store
-from ..config import Config
 from ..contracts import (
     KIND_CANDIDATES,
     KIND_JERK_CHUNK,
@@ -53,6 +52,7 @@ from ..contracts import (
 from ..errors import DeepDrawError
 from ..parallel import Executor, executor
 from ..paths import RunPaths
+from ..settings import Config
 from . import arm, proprio
 from .augment import Latents, transform
 from .kinematics import load_characters, load_startpoints

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import store
-from ..config import Config
 from ..contracts import JOINTS, KIND_CANDIDATES, KIND_PCRT, LETTERS, MUSCLES, PCRT_SCHEMA
 from ..errors import DeepDrawError
 from ..paths import RunPaths
+from ..settings import Config
 from .kinematics import load_characters, load_startpoints
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import store
-from ..config import Config
 from ..contracts import KIND_CHARACTERS, KIND_STARTPOINTS, LETTERS, STARTPOINTS_SCHEMA
 from ..errors import DeepDrawError
 from ..parallel import executor
 from ..paths import RunPaths, original_startpoints
+from ..settings import Config
 from . import characters as ch
 
 log = logging.getLogger(__name__)

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import store
-from ..config import Config
 from ..contracts import JOINTS, KIND_ENCODED, MUSCLES
 from ..dataset import arm, proprio
 from ..dataset.assemble import PCRT_ATTRS, fill_opensim_gaps
 from ..errors import DeepDrawError
+from ..settings import Config
 from . import prepare
 from .io import Recording, read_movements
 

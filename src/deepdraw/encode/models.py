@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import store
-from ..config import Config
 from ..contracts import ENCODED_SCHEMA, KIND_ENCODE_ACTIVATIONS, KIND_ENCODED, schema_subset
 from ..errors import DeepDrawError
+from ..settings import Config
 
 log = logging.getLogger(__name__)
 

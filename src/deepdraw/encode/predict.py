@@ -29,9 +29,9 @@ from tqdm.auto import tqdm
 
 from .. import store
 from ..activation_files import open_activations
-from ..config import Config
 from ..contracts import ENCODED_SCHEMA, KIND_ENCODED, KIND_PREDICT, schema_subset
 from ..errors import DeepDrawError
+from ..settings import Config
 from .neural import read_neurons, read_repeats, split_half_ceiling
 from .ridge import block_folds, cv_explained_variance
 

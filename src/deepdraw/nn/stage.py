@@ -9,7 +9,7 @@ Functions (see ``docs/training.md``):
   is the untrained control of that seed; it is evaluated too (cached in ``untrained_metrics.json``).
   The table of all runs goes to ``models/summary.csv``.
 - the architecture search is :mod:`deepdraw.nn.search_stage`; ``[train] models = "search"`` trains
-  its winners (:func:`resolve_models`).
+  its winners (:func:`resolve_models`, read by :mod:`deepdraw.nn.search_results`).
 - :func:`run_activations`: every trained model (``best.pt``) and untrained control (``untrained.pt``) of
   the train table run on one seeded subset of the test file, ``activations/<name>.h5`` (untrained names
   end in ``r``; TDT-PV files in ``activations/tdt_pv/``).
@@ -34,12 +34,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from deepdraw import store
-from deepdraw.config import Config
 from deepdraw.contracts import SEED_STREAM_ACTIVATIONS
 from deepdraw.errors import DeepDrawError
 from deepdraw.nn.runio import check_device_name, read_json, require_data, train_device, write_csv, write_json
+from deepdraw.nn.search_results import search_winners
 from deepdraw.parallel import executor
 from deepdraw.paths import RunPaths
+from deepdraw.settings import Config
 
 __all__ = [
     "PlannedRun",
@@ -196,12 +197,10 @@ def _task_dir(root: Path, task: str) -> Path:
 def resolve_models(cfg: Config, models: Sequence[str] | None = None) -> list[str]:
     """The architectures to train: ``models`` when given, else ``[train] models``; ``"search"`` there
     stands for the winners of the architecture search
-    (:func:`~deepdraw.nn.search_stage.search_winners`, an error naming the missing table)."""
+    (:func:`~deepdraw.nn.search_results.search_winners`, an error naming the missing table)."""
     if models is not None:
         return list(models)
     if isinstance(cfg.train.models, str):
-        from deepdraw.nn.search_stage import search_winners
-
         return search_winners(cfg)
     return list(cfg.train.models)
 

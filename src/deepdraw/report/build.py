@@ -32,9 +32,9 @@ import os
 import shutil
 from pathlib import Path
 
-from ..config import Config
 from ..errors import DeepDrawError
 from ..paths import RunPaths
+from ..settings import Config
 from .common import FigureItem, RunView, describe_model, parse_model
 from .figures import (
     RSA_CAPTIONS,

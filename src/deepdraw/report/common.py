@@ -16,9 +16,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
 from ..names import identify
 from ..paths import RunPaths
+from ..settings import Config
 from .facts import FACTS, FAMILIES
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
+from ..settings import Config
 from .common import FigureGroup, FigureItem, RunView, esc, fmt_num, is_num
 from .values import span
 

@@ -8,7 +8,7 @@ import json
 import logging
 from typing import Any
 
-from ..config import Config
+from ..settings import Config
 from .common import RunView, h5_attrs, read_json
 
 log = logging.getLogger(__name__)

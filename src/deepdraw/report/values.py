@@ -8,8 +8,8 @@ import logging
 import math
 from collections.abc import Sequence
 
-from ..config import Config
 from ..paths import RunPaths
+from ..settings import Config
 from .common import family_of, flatten, fmt_num, h5_rows, is_num, parse_model, read_csv, read_json, truthy
 
 log = logging.getLogger(__name__)

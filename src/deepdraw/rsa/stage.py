@@ -31,10 +31,10 @@ from tqdm.auto import tqdm
 
 from .. import store
 from ..activation_files import open_activations
-from ..config import Config, RsaConfig
 from ..contracts import KIND_RSA, SEED_STREAM_RSA_RDM, SEED_STREAM_RSA_SPLIT, SEED_STREAM_RSA_TSNE
 from ..errors import DeepDrawError
 from ..names import identify
+from ..settings import Config, RsaConfig
 from . import cka as ckam
 from . import decoding as dec
 from . import rdm as rdmm

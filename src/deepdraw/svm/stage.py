@@ -32,10 +32,10 @@ from typing import Any, TypedDict
 import h5py
 import numpy as np
 
-from ..config import PLANES, Config
 from ..contracts import KIND_PCRT, KIND_SVM, LETTERS, N_CLASSES, N_FRAMES, SVM_SCHEMA
 from ..errors import DeepDrawError
 from ..parallel import executor
+from ..settings import PLANES, Config
 from ..store import ArtifactWriter, file_sha256, iter_chunks, open_artifact
 from .figures import multiclass_figure, pairwise_figure, tdt_figure
 from .solver import LinearDecoder, fit_pair, ovo_pairs, ovo_predict, split_train_val

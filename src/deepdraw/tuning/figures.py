@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..config import TuningConfig
+from ..settings import TuningConfig
 from ..store import atomic_replace, tmp_path_for
 from .models import MODEL_NAMES, TUNING_TYPES, TYPE_NAMES
 from .summary import direction_summary, layer_scores, pd_histogram

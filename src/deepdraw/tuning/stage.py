@@ -31,9 +31,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..activation_files import open_activations
-from ..config import Config, TuningConfig
 from ..contracts import KIND_TUNING
 from ..errors import DeepDrawError
+from ..settings import Config, TuningConfig
 from ..store import (
     ArtifactWriter,
     atomic_replace,

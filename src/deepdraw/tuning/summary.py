@@ -17,7 +17,7 @@ from ..errors import DeepDrawError
 from ..names import identify
 
 if TYPE_CHECKING:
-    from ..config import TuningConfig
+    from ..settings import TuningConfig
     from .stage import LayerFit
 
 
