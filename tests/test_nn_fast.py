@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from nn_toy import TINY, make_pcrt
 from nn_toy import train_config as cfg
 
-import deepdraw.nn.train as train_mod
+import deepdraw.nn.trainer as train_mod
 from deepdraw.config import config_from_dict
 from deepdraw.errors import DeepDrawError
 from deepdraw.nn.group import train_group
@@ -220,7 +220,7 @@ def test_group_equals_models_trained_alone(files, tmp_path, precision, threads):
 
 def test_group_schedules_follow_their_own_curves(files, tmp_path, monkeypatch):
     """Scripted validation losses per model: one model stops at epoch 3, the other runs to the cap."""
-    real = train_mod._evaluate_stream
+    real = train_mod.evaluate_stream
     script = {"1": iter([1.0, 2.0, 2.0, 2.0, 2.0, 2.0]), "2": iter([1.0, 0.9, 0.8, 0.7, 0.6, 0.5])}
 
     def fake(model, stream, targets, quiet, desc, **kw):
@@ -229,7 +229,7 @@ def test_group_schedules_follow_their_own_curves(files, tmp_path, monkeypatch):
             r["loss"] = next(script[str(model.spec.seed)])
         return r
 
-    monkeypatch.setattr(train_mod, "_evaluate_stream", fake)
+    monkeypatch.setattr(train_mod, "evaluate_stream", fake)
     res = train_group([cfg(files, tmp_path / f"s{s}", seed=s, patience=1, max_epochs=5) for s in (1, 2)])
     acts = [[r["action"] for r in m.metrics["epochs"]] for m in res]
     assert acts[0] == ["improved", "decay", "stop"]

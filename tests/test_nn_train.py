@@ -13,7 +13,7 @@ from nn_toy import N_CLASSES, TINY
 from nn_toy import make_pcrt as _make_pcrt
 from nn_toy import train_config as cfg
 
-import deepdraw.nn.train as train_mod
+import deepdraw.nn.trainer as train_mod
 from deepdraw.errors import DeepDrawError
 from deepdraw.nn.data import BatchStream, check_pcrt
 from deepdraw.nn.models import build_model, parse_model_name
@@ -123,7 +123,7 @@ def test_schedule_min_epochs():
 
 
 def test_training_drops_lr_and_reloads_best(files, tmp_path, monkeypatch):
-    real = train_mod._evaluate_stream
+    real = train_mod.evaluate_stream
     scripted = iter([1.0, 2.0, 2.0, 2.0, 2.0])
 
     def fake(model, stream, targets, quiet, desc, **kw):
@@ -132,7 +132,7 @@ def test_training_drops_lr_and_reloads_best(files, tmp_path, monkeypatch):
             r["loss"] = next(scripted)
         return r
 
-    monkeypatch.setattr(train_mod, "_evaluate_stream", fake)
+    monkeypatch.setattr(train_mod, "evaluate_stream", fake)
     # epoch 1 best; epoch 2 plateau (patience 1): lr / 4 and the epoch-1 weights are reloaded
     train_model(cfg(files, tmp_path / "a", max_epochs=2, patience=1))
     last = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
