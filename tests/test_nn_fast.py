@@ -167,6 +167,28 @@ def test_fast_and_reference_first_steps_agree(files):
     assert losses["bf16"][-1] < losses["bf16"][0]  # it learns
 
 
+def test_fast_path_uses_fused_adam_with_the_same_updates(files, tmp_path):
+    """The fast paths step Adam in one fused kernel, the fp32 reference with torch's default loop; the
+    two give the same weights (float32 rounding) from the same gradients."""
+    from deepdraw.nn.train import Trainer
+
+    assert Trainer(cfg(files, tmp_path / "fast", precision="auto")).optimizer.defaults["fused"] is True
+    assert not Trainer(cfg(files, tmp_path / "ref", precision="fp32")).optimizer.defaults["fused"]
+    weights = {}
+    for fused in (None, True):
+        model = build_model(TINY, "art", seed=3)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8, fused=fused)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(5):
+            for p in model.parameters():
+                p.grad = torch.randn(p.shape, generator=gen)
+            opt.step()
+        weights[fused] = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    start = torch.cat([p.detach().reshape(-1) for p in build_model(TINY, "art", seed=3).parameters()])
+    assert (weights[None] - start).abs().max() > 1e-3  # the steps moved the weights
+    torch.testing.assert_close(weights[True], weights[None], rtol=1e-6, atol=1e-7)
+
+
 def test_fast_path_trains_deterministically_and_resumes(files, tmp_path):
     import shutil
 
