@@ -7,13 +7,15 @@ Representational analyses of every layer of every model:
 * :mod:`.cka` — linear CKA between trained and untrained, ART and TDT models;
 * :mod:`.tsne` — PCA + t-SNE embeddings;
 * :mod:`.decoding` — ridge decoding of hand position, direction and speed, split by trajectory;
-* :mod:`.stage` — :func:`run_rsa`, which runs them all and writes ``rsa_results.h5``, CSVs and figures.
+* :mod:`.stage` — :func:`run_rsa`, which runs them all and writes ``rsa_results.h5``, CSVs and figures
+  (with :mod:`.checks`, :mod:`.modelinfo`, :mod:`.plan`, :mod:`.layers`, :mod:`.tables`, :mod:`.figures`).
 
 See ``docs/rsa.md``.
 """
 
 from .cka import check_same_samples, cka_normalised, linear_cka, normalised_gram
 from .decoding import Kinematics, decode_layer, kinematic_targets, trajectory_split
+from .modelinfo import ModelInfo, pair_models, parse_model_name, read_model_info
 from .rdm import (
     LayerGram,
     balanced_subset,
@@ -26,7 +28,7 @@ from .rdm import (
     percentile_image,
     to_rsatoolbox,
 )
-from .stage import RESULTS_NAME, ModelInfo, pair_models, parse_model_name, read_model_info, run_rsa
+from .stage import RESULTS_NAME, run_rsa
 from .tsne import tsne_embedding
 
 __all__ = [

@@ -5,6 +5,8 @@ Entry point: :func:`run_tuning`. See ``docs/tuning.md``.
 """
 
 from ..contracts import ACTIVATIONS_SCHEMA
+from .activations import Activations, ActivationsFile, ArrayActivations
+from .analysis import analyse_model
 from .features import COLUMNS, FSETS, frame_mask, master_columns, plane_levels, plane_vectors, polar, project
 from .models import (
     MODEL_NAMES,
@@ -24,17 +26,8 @@ from .models import (
     solve_normal,
     split_by_trajectory,
 )
-from .stage import (
-    RESULTS_NAME,
-    Activations,
-    ActivationsFile,
-    ArrayActivations,
-    ModelResult,
-    analyse_model,
-    build_tables,
-    headline,
-    run_tuning,
-)
+from .results import ModelResult
+from .stage import RESULTS_NAME, run_tuning
 from .summary import (
     mean_ci,
     paired_tests,
@@ -45,6 +38,7 @@ from .summary import (
     score_stats,
     wrap_angle,
 )
+from .tables import build_tables, headline
 
 __all__ = [
     "ACTIVATIONS_SCHEMA", "COLUMNS", "FSETS", "MODELS", "MODEL_NAMES", "RESULTS_NAME", "TUNING_TYPES", "TYPE_NAMES",

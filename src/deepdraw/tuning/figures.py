@@ -23,7 +23,7 @@ from .models import MODEL_NAMES, TUNING_TYPES, TYPE_NAMES
 from .summary import direction_summary, layer_scores, pd_histogram
 
 if TYPE_CHECKING:
-    from .stage import LayerFit, ModelResult
+    from .results import LayerFit, ModelResult
 
 __all__ = ["write_figures", "safe_name"]
 

@@ -18,7 +18,7 @@ from ..names import identify
 
 if TYPE_CHECKING:
     from ..settings import TuningConfig
-    from .stage import LayerFit
+    from .results import LayerFit
 
 
 def wrap_angle(a: np.ndarray) -> np.ndarray:
