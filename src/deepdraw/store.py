@@ -10,6 +10,12 @@ Every file a stage writes goes through :class:`ArtifactWriter`:
   ``versions`` (library versions, JSON). There is deliberately no timestamp: the same config and seeds
   give byte-identical files (times and peak memory of a stage are in the run's stamp files).
 
+Every other file (JSON, CSV, figures, checkpoints, the report folder) is written the same way through
+one of :func:`atomic_path` (any writer that takes a file name), :func:`write_text_atomic`,
+:func:`write_json_atomic`, :func:`write_bytes_atomic`, :func:`save_figure_atomic` or
+:func:`atomic_folder`: the temporary file is removed on any error and a full disk is reported by
+:func:`disk_full_error`. They are the package's only renames (``tests/test_store.py`` checks it).
+
 Reading goes through :func:`open_artifact`, which checks that the file exists, is readable HDF5, is of
 the expected ``kind`` and holds the keys of a :data:`Schema` with the expected shapes and dtypes. Every
 failure is a :class:`~deepdraw.errors.DeepDrawError` naming the file, the key, what was expected and
