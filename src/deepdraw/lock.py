@@ -35,8 +35,9 @@ LOCK_NAME = ".lock"
 _HELD: dict[Path, int] = {}  # lock path -> nesting depth, in this process
 
 TEMP_RE = re.compile(r"^\.?.+\.tmp-?(?P<pid>\d+)(?:\.\w+)?$")
-"""Temporary names the package writes: ``.name.tmp-<pid>`` (store), ``name.tmp<pid>`` (JSON, CSV,
-checkpoints), ``.stem.tmp-<pid>.png`` (figures), ``.report.tmp-<pid>`` (report folder)."""
+"""Temporary names the package writes: ``.name.tmp-<pid>`` (:func:`deepdraw.store.tmp_path_for`: every
+atomic write, the ``.report.tmp-<pid>`` folder included); earlier versions also wrote ``name.tmp<pid>``
+(JSON, CSV, checkpoints) and ``.stem.tmp-<pid>.png`` (figures)."""
 
 RUN_SUBFOLDERS = ("dataset", "figures", "svm", "models", "search", "activations", "rsa", "tuning", ".stamps")
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import resource
 import shutil
 import time
@@ -41,6 +40,7 @@ from .errors import DeepDrawError
 from .paths import RunPaths
 from .settings import DATASET_SECTION_NAMES, Config
 from .stages import DATASET_STAGES, STAGES, Stage
+from .store import write_json_atomic
 
 __all__ = ["STAGES", "Stage", "plan", "run_pipeline", "run_stage", "stage_digest", "status"]
 
@@ -128,10 +128,7 @@ def _read(p: Path) -> dict:
 
 
 def _write(p: Path, data: dict) -> None:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f"{p.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    tmp.replace(p)
+    write_json_atomic(p, data, indent=1, sort_keys=True)
 
 
 def _remove(paths: list[Path]) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .paths import RunPaths
 from .settings import Config
+from .store import write_json_atomic
 
 
 @dataclass
@@ -109,13 +110,7 @@ def _json_safe(v):
 
 
 def _write_summary(folder: Path, summary: dict) -> None:
-    import json
-    import os
-
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".summary.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(_json_safe(summary), indent=1, sort_keys=True))
-    tmp.replace(folder / "summary.json")
+    write_json_atomic(folder / "summary.json", _json_safe(summary), indent=1, sort_keys=True)
 
 
 def _svm(cfg: Config) -> None:

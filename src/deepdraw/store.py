@@ -10,6 +10,12 @@ Every file a stage writes goes through :class:`ArtifactWriter`:
   ``versions`` (library versions, JSON). There is deliberately no timestamp: the same config and seeds
   give byte-identical files (times and peak memory of a stage are in the run's stamp files).
 
+Every other file (JSON, CSV, figures, checkpoints, the report folder) is written the same way through
+one of :func:`atomic_path` (any writer that takes a file name), :func:`write_text_atomic`,
+:func:`write_json_atomic`, :func:`write_bytes_atomic`, :func:`save_figure_atomic` or
+:func:`atomic_folder`: the temporary file is removed on any error and a full disk is reported by
+:func:`disk_full_error`. They are the package's only renames (``tests/test_store.py`` checks it).
+
 Reading goes through :func:`open_artifact`, which checks that the file exists, is readable HDF5, is of
 the expected ``kind`` and holds the keys of a :data:`Schema` with the expected shapes and dtypes. Every
 failure is a :class:`~deepdraw.errors.DeepDrawError` naming the file, the key, what was expected and
@@ -182,6 +188,108 @@ def atomic_replace(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, final)
+
+
+def _cleanup_and_reraise(exc: BaseException, tmp: Path, final: Path) -> None:
+    """Remove ``tmp`` (a file or a folder) and raise: a disk-full error as :func:`disk_full_error`
+    naming ``final``'s folder, anything else as it is."""
+    if tmp.is_dir() and not tmp.is_symlink():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    if is_disk_full(exc):
+        raise disk_full_error(final) from exc
+    raise exc
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Write ``path`` atomically through any writer that takes a file name.
+
+    >>> with atomic_path(run / "best.pt") as tmp:   # doctest: +SKIP
+    ...     torch.save(state, tmp)
+
+    Yields :func:`tmp_path_for` ``(path)`` (its folder is created). When the block ends without error
+    the temporary file is flushed and renamed to ``path`` (:func:`atomic_replace`), replacing an
+    existing file; on any exception it is removed, ``path`` is left as it was and the exception
+    propagates, a full disk as :func:`disk_full_error` naming the folder.
+    """
+    final = Path(path)
+    tmp = tmp_path_for(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        atomic_replace(tmp, final)
+    except BaseException as e:
+        _cleanup_and_reraise(e, tmp, final)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`); returns ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`); returns ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
+    return Path(path)
+
+
+def write_json_atomic(
+    path: str | os.PathLike, data: Any, *, newline: bool = False, **json_kwargs: Any
+) -> Path:
+    """Write ``json.dumps(data, **json_kwargs)`` (plus a final newline when ``newline``) to ``path``
+    atomically (see :func:`atomic_path`); returns ``path``."""
+    return write_text_atomic(path, json.dumps(data, **json_kwargs) + ("\n" if newline else ""))
+
+
+def save_figure_atomic(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:
+    """``fig.savefig`` to ``path`` atomically (see :func:`atomic_path`); returns ``path``.
+
+    The temporary name does not end in the final suffix, so the format is taken from ``path``'s
+    suffix (png when it has none) unless ``format`` is given."""
+    final = Path(path)
+    savefig_kwargs.setdefault("format", final.suffix[1:].lower() or "png")
+    with atomic_path(final) as tmp:
+        fig.savefig(tmp, **savefig_kwargs)
+    return final
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Build the folder ``path`` atomically: yields an empty temporary folder next to it
+    (:func:`tmp_path_for`; one left by this pid before is removed first).
+
+    When the block ends without error an existing ``path`` is moved aside (``.NAME.old-<pid>``), the
+    temporary folder renamed to ``path`` and the old one deleted, so ``path`` is at every moment
+    either the old folder or the new one (never half of it). On any exception the temporary folder
+    is removed, ``path`` is left as it was and the exception propagates, a full disk as
+    :func:`disk_full_error`. A folder cannot be renamed over a non-empty one, hence the move aside.
+    """
+    final = Path(path)
+    tmp = tmp_path_for(final)
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        yield tmp
+        if final.exists():
+            final.rename(old)
+        try:
+            tmp.rename(final)
+        except BaseException:
+            if old.exists() and not final.exists():
+                old.rename(final)  # put the old folder back
+            raise
+    except BaseException as e:
+        _cleanup_and_reraise(e, tmp, final)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class _ArtifactFile(h5py.File):

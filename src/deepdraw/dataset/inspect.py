@@ -26,11 +26,7 @@ def _figure(figsize: tuple[float, float]):
 def _save(fig, out: Path, dpi: int) -> Path:
     """Lay out, write atomically (temporary name, then rename) and close a figure."""
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(".tmp-" + out.name)
-    fig.savefig(tmp, dpi=dpi, format="png")
-    tmp.replace(out)
-    return out
+    return store.save_figure_atomic(fig, out, dpi=dpi, format="png")
 
 
 def _candidate(rp: RunPaths, cid: int) -> dict:

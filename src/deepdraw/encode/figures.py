@@ -26,10 +26,7 @@ def _subplots(figsize: tuple[float, float]):
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = store.tmp_path_for(path)
-    fig.savefig(tmp, dpi=120, format="png")
-    store.atomic_replace(tmp, path)
-    return path
+    return store.save_figure_atomic(fig, path, dpi=120, format="png")
 
 
 def heatmap_figure(summary: pd.DataFrame, path: Path) -> Path:

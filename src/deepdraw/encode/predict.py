@@ -180,9 +180,8 @@ def write_results(
     h5 = store.write_artifact(out / "predict.h5", {"ev": ev, "alpha": alpha, "noise_ceiling": ceiling}, KIND_PREDICT,
                               config=cfg.to_dict(["predict"]), inputs=inputs, attrs=attrs, overwrite=overwrite)  # fmt: skip
     for name, table in (("predict.csv", df), ("summary.csv", summary), ("best_layers.csv", best)):
-        tmp = store.tmp_path_for(out / name)
-        table.to_csv(tmp, index=False)
-        store.atomic_replace(tmp, out / name)
+        with store.atomic_path(out / name) as tmp:
+            table.to_csv(tmp, index=False)
     from ..report.predict import build_predict_report
 
     if cfg.predict.figures:

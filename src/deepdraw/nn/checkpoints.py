@@ -14,7 +14,6 @@ Checkpoint layout (``torch.save`` of a dict, loadable with ``weights_only=True``
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import deepdraw
 from deepdraw.errors import DeepDrawError
 from deepdraw.nn.models import DeepDrawNet, ModelSpec, build_model, parse_model_name
 from deepdraw.nn.targets import TargetSpec
+from deepdraw.store import atomic_path, write_json_atomic
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -61,23 +61,9 @@ def versions() -> dict:
     }
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_json(path: Path, obj: dict) -> None:
-    def write(tmp):
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=1, default=str)
-
-    _atomic(path, write)
+    """Write ``obj`` as JSON to ``path`` atomically (temporary name, then rename)."""
+    write_json_atomic(path, obj, indent=1, default=str)
 
 
 def save_checkpoint(
@@ -110,7 +96,8 @@ def save_checkpoint(
         "versions": versions(),
     }
     ck.update(extra or {})
-    _atomic(path, lambda tmp: torch.save(ck, tmp))
+    with atomic_path(path) as tmp:
+        torch.save(ck, tmp)
     return path
 
 

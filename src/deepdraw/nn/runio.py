@@ -7,12 +7,12 @@ one), the ``[train] device`` check and the check that the PCRT files exist.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepdraw.errors import DeepDrawError
 from deepdraw.paths import RunPaths
+from deepdraw.store import atomic_path, write_json_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,18 +30,13 @@ def read_json(path: Path) -> dict:
 
 def write_json(path: Path, obj: dict) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, indent=1, default=str)
 
 
 def write_csv(path: Path, table: pd.DataFrame) -> None:
     """Write ``table`` as CSV (no index) to ``path`` atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
 
 
 def check_device_name(key: str, name: str) -> None:

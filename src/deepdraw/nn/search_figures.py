@@ -13,7 +13,6 @@ can make and returns ``(path, caption)`` pairs for the report.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from deepdraw.report.common import FAM_COLOR, FAM_LABEL, TASK_LABEL
+from deepdraw.store import save_figure_atomic
 
 __all__ = ["FAMILY_LABELS", "spearman", "art_vs_tdt", "art_vs_tdt_figure", "depth_figure", "search_figures"]
 
@@ -41,12 +41,7 @@ def _figure(w: float, h: float):
 
 def _save(fig: Any, path: Path) -> Path:
     """Write ``fig`` to ``path`` atomically (a temporary name, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
-    return path
+    return save_figure_atomic(fig, path)
 
 
 def _families(table: pd.DataFrame) -> list[str]:

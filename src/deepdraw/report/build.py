@@ -28,13 +28,12 @@ of section 3), :mod:`.figures` (section 2), :mod:`.paper` (the paper-vs-run tabl
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from pathlib import Path
 
 from ..errors import DeepDrawError
 from ..paths import RunPaths
 from ..settings import Config
+from ..store import atomic_folder
 from .common import FigureItem, RunView, describe_model, parse_model
 from .figures import (
     RSA_CAPTIONS,
@@ -67,11 +66,8 @@ def build_report(cfg: Config) -> Path:
         raise DeepDrawError(
             f"{rp.root}: run folder not found; run the pipeline first (deepdraw pipeline CONFIG)"
         )
-    tmp = rp.root / f".report.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    final = rp.report
+    with atomic_folder(final) as tmp:
         run = RunView(cfg, tmp)
         stage_rows = read_stage_rows(run)
         values, scale = collect_values(cfg)
@@ -117,15 +113,5 @@ def build_report(cfg: Config) -> Path:
         data_html = data_links(run)
         text = render(run, values, scale, df, groups, stage_rows, data_html)
         (tmp / "index.html").write_text(text, encoding="utf-8")
-        final = rp.report
-        old = rp.root / f".report.old-{os.getpid()}"
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        if old.exists():
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("report: %s", final / "index.html")
     return final / "index.html"

@@ -373,9 +373,7 @@ def build_predict_report(
         draw_figures(res, folder)
     text = render(res, folder, _threshold(res, threshold))
     index = folder / "index.html"
-    tmp = store.tmp_path_for(index)
-    tmp.write_text(text, encoding="utf-8")
-    store.atomic_replace(tmp, index)
+    store.write_text_atomic(index, text)
     log.info("predict report: %s", index)
     return index
 

@@ -16,6 +16,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..errors import DeepDrawError
+from ..store import save_figure_atomic
 
 log = logging.getLogger(__name__)
 
@@ -91,4 +92,4 @@ def plot_tsne_grid(embeddings: dict[str, np.ndarray], labels: np.ndarray, title:
     cb = fig.colorbar(sc, ax=axes.ravel().tolist(), ticks=range(20), fraction=0.02)
     cb.ax.set_yticklabels(list(LETTERS), fontsize=6)
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)

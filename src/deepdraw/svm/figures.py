@@ -4,7 +4,6 @@ TDT baseline."""
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..contracts import LETTERS, N_CLASSES
+from ..store import save_figure_atomic
 
 __all__ = ["pairwise_figure", "multiclass_figure", "tdt_figure"]
 
@@ -26,9 +26,7 @@ def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], *
 
 
 def _save(fig: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=130, bbox_inches="tight")
-    os.replace(tmp, path)
+    save_figure_atomic(fig, path, dpi=130, bbox_inches="tight")
 
 
 def pairwise_figure(path: Path, inputs: Sequence[str], mats: np.ndarray, subset: str) -> None:

@@ -82,7 +82,7 @@ def add_to_zoo(
     import torch
 
     from deepdraw.nn.checkpoints import read_checkpoint, versions
-    from deepdraw.store import file_sha256, git_commit
+    from deepdraw.store import atomic_path, file_sha256, git_commit, write_json_atomic
 
     run = Path(run_dir)
     metrics = _read_json(run / "metrics.json")
@@ -110,12 +110,8 @@ def add_to_zoo(
     shipped = {k: v for k, v in best.items() if k not in ("optimizer", "config")}
     shipped["config"] = {k: tc[k] for k in _train_keys() if k in tc}
     zoo.mkdir(parents=True, exist_ok=True)
-    tmp = ck_path.with_name(f".{ck_path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(ck_path) as tmp:
         torch.save(shipped, tmp)
-        os.replace(tmp, ck_path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
     card = {
         "format": CARD_FORMAT,
@@ -158,12 +154,7 @@ def add_to_zoo(
         "licence": {"model": "MIT (deepdraw)", "data": DATA_LICENCES},
         "created": _dt.date.today().isoformat(),
     }
-    tmp = card_path.with_name(f".{card_path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(card, indent=1, default=str) + "\n")
-        os.replace(tmp, card_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_json_atomic(card_path, card, newline=True, indent=1, default=str)
     return card_path
 
 
