@@ -20,9 +20,8 @@ _CKA_COLUMNS = [
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> Path:
-    tmp = store.tmp_path_for(path)
-    df.to_csv(tmp, index=False, float_format="%.6g")
-    store.atomic_replace(tmp, path)
+    with store.atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
     return path
 
 

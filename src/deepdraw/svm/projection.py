@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..store import atomic_replace, iter_chunks, tmp_path_for
+from ..store import atomic_path, iter_chunks
 from .rows import read_rows, require_finite
 
 __all__ = ["project_rows", "shared_basis"]
@@ -45,18 +45,12 @@ def project_rows(path: Path, key: str, n_use: int, V: np.ndarray, dst: Path, chu
     """Write ``X[:n_use] @ V`` of ``path[key]`` to ``dst[key]`` (``(n_use, k)`` float64), atomically."""
     from tqdm.auto import tqdm
 
-    tmp = tmp_path_for(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with h5py.File(path, "r") as f, h5py.File(tmp, "w") as g:
-            ds = f[key]
-            out = g.create_dataset(key, shape=(n_use, V.shape[1]), dtype=np.float64)
-            for sl in tqdm(
-                list(iter_chunks(n_use, chunk)), desc=f"svm project {key}", disable=quiet, leave=False
-            ):
-                X = ds[sl].reshape(sl.stop - sl.start, -1).astype(np.float64)
-                require_finite(X, path, key, np.arange(sl.start, sl.stop))
-                out[sl] = X @ V
-        atomic_replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(dst) as tmp, h5py.File(path, "r") as f, h5py.File(tmp, "w") as g:
+        ds = f[key]
+        out = g.create_dataset(key, shape=(n_use, V.shape[1]), dtype=np.float64)
+        for sl in tqdm(
+            list(iter_chunks(n_use, chunk)), desc=f"svm project {key}", disable=quiet, leave=False
+        ):
+            X = ds[sl].reshape(sl.stop - sl.start, -1).astype(np.float64)
+            require_finite(X, path, key, np.arange(sl.start, sl.stop))
+            out[sl] = X @ V

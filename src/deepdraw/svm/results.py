@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 
 from ..contracts import KIND_SVM, LETTERS
-from ..store import ArtifactWriter, atomic_replace, file_sha256, tmp_path_for
+from ..store import ArtifactWriter, file_sha256, write_text_atomic
 from .figures import multiclass_figure, pairwise_figure, tdt_figure
 from .fitting import SvmRun
 from .subsets import SubsetFit
 
-__all__ = ["results_tables", "run_summary", "write_results", "write_text_atomic"]
+__all__ = ["results_tables", "run_summary", "write_results"]
 
 
 def results_tables(run: SvmRun) -> tuple[Any, Any]:
@@ -169,10 +169,3 @@ def input_hashes(train: Path, test: Path) -> dict[str, str]:
     """SHA-256 of the two input files, by file name (by full path when the names are the same)."""
     names = (train.name, test.name) if train.name != test.name else (str(train), str(test))
     return {names[0]: file_sha256(train), names[1]: file_sha256(test)}
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary name next to ``path``, then rename it to ``path``."""
-    tmp = tmp_path_for(path)
-    tmp.write_text(text)
-    atomic_replace(tmp, path)

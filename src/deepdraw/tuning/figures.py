@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..settings import TuningConfig
-from ..store import atomic_replace, tmp_path_for
+from ..store import save_figure_atomic
 from .models import MODEL_NAMES, TUNING_TYPES, TYPE_NAMES
 from .summary import direction_summary, layer_scores, pd_histogram
 
@@ -46,11 +46,7 @@ def _new_figure(w: float, h: float, **adjust: float) -> Any:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path_for(path)
-    fig.savefig(tmp, format="png")
-    atomic_replace(tmp, path)
-    return path
+    return save_figure_atomic(fig, path, format="png")
 
 
 def _main_orientation(lf: LayerFit) -> str:

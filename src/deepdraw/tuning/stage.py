@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..contracts import KIND_TUNING
 from ..errors import DeepDrawError
 from ..settings import Config, TuningConfig
-from ..store import ArtifactWriter, atomic_replace, file_sha256, tmp_path_for
+from ..store import ArtifactWriter, atomic_path, file_sha256
 from .activations import TUNING_KEYS, Activations, ActivationsFile, ArrayActivations
 from .analysis import analyse_model
 from .checks import check_tuning_config, tuning_config
@@ -111,9 +111,8 @@ def _write_csv(df: pd.DataFrame, path: Path, overwrite: bool) -> Path:
         raise DeepDrawError(
             f"{path}: output exists; refusing to overwrite it (delete it first, or pass overwrite=True)"
         )
-    tmp = tmp_path_for(path)
-    df.to_csv(tmp, index=False)
-    atomic_replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
     return path
 
 
