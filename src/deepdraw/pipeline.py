@@ -307,14 +307,19 @@ def _plan(cfg: Config, name: str, memo: dict[str, str], upstream_runs: set[str])
         reasons = ["its outputs exist but no pipeline run recorded them (a single-stage command?)"]
     else:
         reasons = []
-        if stamp.get("config") != config:
-            reasons.append("config changed: " + _changed_keys(stamp.get("config"), config))
+        old_config = stamp.get("config")
+        if old_config is not None:  # keys an older deepdraw covered and this stage no longer does
+            old_config = {k: v for k, v in old_config.items() if k not in st.selects}
+        if old_config != config:
+            reasons.append("config changed: " + _changed_keys(old_config, config))
         old_after = stamp.get("after") or {}
         ups = [a for a in upstream(cfg, st) if old_after.get(a) != stage_digest(cfg, a, memo)]
         if ups and "after" in stamp:
             reasons.append(f"upstream stage(s) {', '.join(ups)} changed")
         if not reasons:
-            reasons.append("its digest changed")
+            reasons.append(
+                "its digest changed (a stamp of an older deepdraw: the same settings, digested otherwise)"
+            )
     return _Plan("redo", d, reasons, at_stake)
 
 
