@@ -213,8 +213,12 @@ def test_train_source_zoo_installs_shipped_models_on_another_runs_dataset(
         row = table[(table.model == r.name)].iloc[0]
         if c["task"] == "art":
             assert row.test_accuracy >= 0.95
-    untrained = table[table.state == "untrained"]
-    assert (untrained.test_accuracy < 0.3).all()
+        else:  # a TDT model: a fraction of a cm on the fresh test set, its control tens of cm
+            assert row.test_error_cm <= 0.6
+            control = table[(table.state == "untrained") & (table.task == c["task"])]
+            assert (control.test_error_cm > 10).all()
+    untrained = table[(table.state == "untrained") & (table.task == "art")]
+    assert len(untrained) and (untrained.test_accuracy < 0.3).all()
     # installed again: reused, not rewritten
     m = {r.name: (r.directory / "metrics.json").stat().st_mtime_ns for r in runs}
     run_train(cfg)
