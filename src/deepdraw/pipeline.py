@@ -186,11 +186,6 @@ def _output_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def _output_sizes(cfg: Config, paths: list[Path]) -> dict[str, int]:
-    """``{path relative to out_dir: size}`` of a stage's output files, recorded in its ``done`` stamp."""
-    return {k: v[0] for k, v in _fingerprint(cfg, _output_files(paths)).items()}
-
-
 def _h5_unreadable(p: Path) -> str | None:
     import h5py
 
@@ -201,9 +196,14 @@ def _h5_unreadable(p: Path) -> str | None:
         return f"not a readable HDF5 file ({str(e).splitlines()[0][:80]})"
 
 
-def _readable_hdf5(cfg: Config, paths: list[Path]) -> list[str]:
-    """The ``.h5`` files among a stage's output files that open (recorded in its ``done`` stamp)."""
-    return [_rel(cfg, p) for p in _output_files(paths) if p.suffix == ".h5" and _h5_unreadable(p) is None]
+def _output_record(cfg: Config, paths: list[Path]) -> dict:
+    """What a ``done`` stamp records of a stage's outputs: ``outputs`` (file relative to out_dir -> size)
+    and ``outputs_hdf5`` (the ``.h5`` files among them that open)."""
+    files = _output_files(paths)
+    return {
+        "outputs": {k: v[0] for k, v in _fingerprint(cfg, files).items()},
+        "outputs_hdf5": [_rel(cfg, f) for f in files if f.suffix == ".h5" and _h5_unreadable(f) is None],
+    }
 
 
 def _damaged(cfg: Config, done: dict, outputs: list[Path]) -> dict[Path, str]:
@@ -500,8 +500,7 @@ def _run(cfg: Config, names: list[str], force: bool, command: str = "pipeline") 
             "after": after,
             "layers": cfg.layers,
             "inputs": _fingerprint(cfg, _inputs(cfg, st)),
-            "outputs": _output_sizes(cfg, st.outputs(cfg)),
-            "outputs_hdf5": _readable_hdf5(cfg, st.outputs(cfg)),
+            **_output_record(cfg, st.outputs(cfg)),
             "wall_s": round(time.perf_counter() - t0, 3),
             "peak_rss_mb": round(_peak_mb(), 1),
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),

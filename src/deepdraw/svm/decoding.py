@@ -43,6 +43,21 @@ def frame_features(x: np.ndarray, window: int = 1) -> np.ndarray:
     return per_frame[:, idx, :].reshape(m * T, window * D * ch)
 
 
+def _frame_rows(
+    xs: Any, ys: Any, sl: slice, window: int, path: Path, key: str, check: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Design rows and hand positions (cm) of the samples ``sl``; with ``check``, NaN/inf is an error
+    naming the file, the keys and the samples."""
+    X = frame_features(xs[sl], window)
+    Y = np.transpose(ys[sl], (0, 2, 1)).reshape(-1, 3)
+    if check and not (np.isfinite(X).all() and np.isfinite(Y).all()):
+        raise DeepDrawError(
+            f"{path}: keys '{key}' / 'endeffector_coords' hold NaN/inf in samples "
+            f"{sl.start}..{sl.stop - 1}; expected finite values"
+        )
+    return X, Y
+
+
 def fit_linear_decoder(
     cfg: Config, train_path: Path, test_path: Path, n_use: int, quiet: bool
 ) -> dict[str, Any]:
@@ -55,19 +70,11 @@ def fit_linear_decoder(
     with open_artifact(train_path, kind=KIND_PCRT) as f:
         xs, ys = f[key], f["endeffector_coords"]
         for sl in tqdm(list(iter_chunks(n_use, chunk)), desc="tdt linear fit", disable=quiet, leave=False):
-            X = frame_features(xs[sl], win)
-            Y = np.transpose(ys[sl], (0, 2, 1)).reshape(-1, 3)
-            if not (np.isfinite(X).all() and np.isfinite(Y).all()):
-                raise DeepDrawError(
-                    f"{train_path}: keys '{key}' / 'endeffector_coords' hold NaN/inf in samples "
-                    f"{sl.start}..{sl.stop - 1}; expected finite values"
-                )
-            dec.partial_fit(X, Y)
+            dec.partial_fit(*_frame_rows(xs, ys, sl, win, train_path, key))
         dec.solve(sc.decode_alpha)
         err_tr, n_tr = 0.0, 0
         for sl in iter_chunks(n_use, chunk):
-            X = frame_features(xs[sl], win)
-            Y = np.transpose(ys[sl], (0, 2, 1)).reshape(-1, 3)
+            X, Y = _frame_rows(xs, ys, sl, win, train_path, key, check=False)  # checked above
             e = np.linalg.norm(dec.predict(X) - Y, axis=1)
             err_tr += float(e.sum())
             n_tr += e.size
@@ -79,13 +86,7 @@ def fit_linear_decoder(
         xs, ys = f[key], f["endeffector_coords"]
         n = xs.shape[0]
         for sl in tqdm(list(iter_chunks(n, chunk)), desc="tdt linear test", disable=quiet, leave=False):
-            X = frame_features(xs[sl], win)
-            Y = np.transpose(ys[sl], (0, 2, 1)).reshape(-1, 3)
-            if not (np.isfinite(X).all() and np.isfinite(Y).all()):
-                raise DeepDrawError(
-                    f"{test_path}: keys '{key}' / 'endeffector_coords' hold NaN/inf in samples "
-                    f"{sl.start}..{sl.stop - 1}; expected finite values"
-                )
+            X, Y = _frame_rows(xs, ys, sl, win, test_path, key)
             diff = dec.predict(X) - Y
             e = np.linalg.norm(diff, axis=1)
             err_sum += float(e.sum())
