@@ -20,6 +20,10 @@ The LSTM is timed with half the batch (128 of 256, its training batch size).
 does by default) against the same 5 models stepped one at a time; ``group_speedup_threaded``: side
 by side in threads of one torch thread each. Samples/s of all models together.
 
+On the CPU both paths run with freed memory reused by the allocator, as training does
+(:mod:`deepdraw.nn.hostmem`; ``host_allocator`` in the JSON); ``DEEPDRAW_MALLOC=system python
+benchmarks/train.py`` measures glibc's defaults instead (every large buffer mapped afresh each step).
+
 ``--quick``: batches of 64 on the CPU, 1 warm-up and 2 rounds of 1 step (under a minute). The last
 printed line is a JSON object (keys: ``train_speedup_spatial_temporal``,
 ``train_speedup_spatiotemporal``, ``train_speedup_lstm``, ``group_speedup``, ``samples_per_s_<family>``
@@ -49,6 +53,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from deepdraw.nn.checkpoints import resolve_device
 from deepdraw.nn.group import Member, step_together
+from deepdraw.nn.hostmem import reuse_freed_memory
 from deepdraw.nn.models import build_model
 from deepdraw.nn.precision import resolve_precision
 from deepdraw.nn.train import TrainConfig, Trainer
@@ -211,7 +216,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.batch is None:
         args.batch = 64 if args.quick and device.type == "cpu" else 256
     precision = resolve_precision(args.precision, device)
-    result: dict = {"precision": precision}
+    # as the trainers do on the CPU (deepdraw.nn.hostmem), for both paths and the matmul peak alike;
+    # DEEPDRAW_MALLOC=system measures glibc's defaults
+    reused = device.type == "cpu" and reuse_freed_memory()
+    result: dict = {"precision": precision, "host_allocator": "reuse" if reused else "system"}
     peak = {
         "fp32": matmul_gflops(torch.float32, device),
         "bf16": matmul_gflops(torch.bfloat16, device),

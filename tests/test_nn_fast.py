@@ -124,6 +124,30 @@ def test_lowered_dropout_from_its_own_generator():
     assert torch.allclose(fast(x), model(x), atol=1e-5) and not torch.allclose(fast(x), a)
 
 
+def test_lowered_dropout_keeps_the_right_fraction_scaled():
+    """The fast path's dropout mask: each unit kept with probability 1 - p, kept units scaled by 1 / (1 - p)."""
+    model = build_model(TINY, "art", seed=1)
+    seen: list[torch.Tensor] = []
+    model.readout.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    fast = LoweredForward(model)
+    x = _inputs(64)
+    model.eval()
+    fast(x)
+    model.train()
+    fast.generator = torch.Generator().manual_seed(3)
+    fast(x)
+    clean, dropped = seen
+    keep = 1.0 - model.dropout.p
+    live = clean != 0
+    kept = dropped[live] != 0
+    n = int(live.sum())
+    assert n > 5_000
+    # binomial: the kept fraction within 5 standard deviations of keep
+    assert abs(kept.float().mean().item() - keep) < 5 * (keep * (1 - keep) / n) ** 0.5
+    torch.testing.assert_close(dropped[live][kept], clean[live][kept] / keep, rtol=1e-6, atol=0)
+    assert torch.all(dropped[~live] == 0)
+
+
 # ------------------------------------------------------------------------------ fast vs reference
 def test_precision_resolution_and_bad_values(files, tmp_path):
     cpu = torch.device("cpu")

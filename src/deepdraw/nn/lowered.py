@@ -92,6 +92,30 @@ def band_index(block: ConvBlock, rows_in: int) -> tuple[torch.Tensor, int]:
     return idx.reshape(q * s * rows_in * cin, rows_out * cout), rows_out
 
 
+class _Gather(torch.autograd.Function):
+    """``cat([w.flatten(), 0])[index]`` (a layer's banded matrix) with a scatter-add backward.
+
+    Autograd's backward of an advanced index is an accumulating ``index_put_``, which sorts the index
+    every step (2 ms for a 1,024 x 128 band on 2 cores); ``index_add_`` of the same sum is ~7x faster
+    and, on one CPU tensor, adds in index order (deterministic).
+    """
+
+    @staticmethod
+    def forward(ctx, w: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.shape = w.shape
+        return torch.cat([w.reshape(-1), w.new_zeros(1)])[index]
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (index,) = ctx.saved_tensors
+        n = 1
+        for d in ctx.shape:
+            n *= int(d)
+        flat = g.new_zeros(n + 1).index_add_(0, index.reshape(-1), g.reshape(-1))
+        return flat[:n].view(ctx.shape), None
+
+
 class _TapSum(torch.autograd.Function):
     """``[B, n + q - 1, q, C] -> [B, n, C]``: ``y[:, t] = sum_j z[:, t + j, j]``.
 
@@ -180,9 +204,7 @@ class LoweredForward:
 
     @staticmethod
     def _weight(layer: _Layer, dtype: torch.dtype) -> torch.Tensor:
-        w = layer.block.conv.weight
-        flat = torch.cat([w.reshape(-1), w.new_zeros(1)])
-        return flat[layer.index].to(dtype)
+        return _Gather.apply(layer.block.conv.weight, layer.index).to(dtype)
 
     def _conv(self, layer: _Layer, h: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """One block's conv on ``h`` [B, frames, rows, channels] -> [B, frames', rows', channels'].
@@ -221,7 +243,12 @@ class LoweredForward:
             return y.view(b, layer.rows_in, fo, -1).transpose(1, 2)  # strided; the layer norm copies it once
         return y.view(b, fo, layer.rows_out, -1)
 
-    def _norm_relu(self, layer: _Layer, y: torch.Tensor) -> torch.Tensor:
+    def _norm_relu(self, layer: _Layer, y: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Layer norm (statistics of ``y``'s dtype), cast to ``dtype`` (default: ``y``'s), in-place ReLU.
+
+        The ReLU after the cast computes the same values (rounding keeps signs and zeros) with its
+        backward in ``dtype``: for the float32 first layer, bfloat16's mask is ~8x cheaper.
+        """
         norm = layer.block.norm
         b = y.shape[0]
         reps = y.shape[1] * y.shape[2]
@@ -230,7 +257,9 @@ class LoweredForward:
         if y.dtype != weight.dtype:
             weight, bias = weight.to(y.dtype), bias.to(y.dtype)
         z = F.layer_norm(y.reshape(b, -1), (weight.numel(),), weight, bias, norm.eps)
-        return torch.relu_(z).view_as(y)
+        if dtype is not None:
+            z = z.to(dtype)
+        return torch.relu_(z).view(y.shape)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         """Hidden state after the last block, ``[B, frames', rows', channels']`` in ``dtype``."""
@@ -244,7 +273,7 @@ class LoweredForward:
             y = first.block.conv(x.permute(0, 3, 1, 2).float()).permute(0, 3, 2, 1)
         else:
             y = self._conv(first, x.permute(0, 2, 1, 3).float(), torch.float32)
-        h = self._norm_relu(first, y).to(self.dtype)
+        h = self._norm_relu(first, y, self.dtype)
         for layer in self.plan[1:]:
             h = self._norm_relu(layer, self._conv(layer, h, self.dtype))
         return h
@@ -255,8 +284,9 @@ class LoweredForward:
         if drop is None or not drop.training or drop.p == 0 or self.generator is None:
             return h if drop is None else drop(h)
         keep = 1.0 - drop.p
-        mask = torch.empty_like(h).bernoulli_(keep, generator=self.generator)
-        return h * mask.div_(keep)
+        # a uniform draw below `keep` (3x faster than bernoulli_ on the CPU; the same distribution)
+        mask = torch.rand(h.shape, generator=self.generator, device=h.device, dtype=h.dtype) < keep
+        return (h * mask).mul_(1.0 / keep)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         m = self.model

@@ -24,6 +24,7 @@ from deepdraw.nn.checkpoints import (
 )
 from deepdraw.nn.data import BatchStream, check_pcrt, open_pcrt
 from deepdraw.nn.evaluation import Meter, evaluate, evaluate_stream, task_loss
+from deepdraw.nn.hostmem import release_free_memory, reuse_freed_memory
 from deepdraw.nn.lowered import LoweredForward
 from deepdraw.nn.models import build_model, conv_weight_count, get_family
 from deepdraw.nn.precision import resolve_precision, training_forward
@@ -64,6 +65,8 @@ class Trainer:
                 torch.backends.cudnn.allow_tf32 = True
         if cfg.num_threads is not None:
             torch.set_num_threads(int(cfg.num_threads))
+        if device.type == "cpu":  # every step's buffers reused, not mapped afresh (deepdraw.nn.hostmem)
+            reuse_freed_memory()
         out = self.out = Path(cfg.out_dir)
         self.paths = {k: out / f"{k}.pt" for k in ("untrained", "best", "last")}
         self.metrics_path = out / "metrics.json"
@@ -296,6 +299,7 @@ class Trainer:
     def finish(self) -> TrainResult:
         """Best weights back in the model, test metrics (reference float32 forward), ``metrics.json``."""
         cfg, paths, model = self.cfg, self.paths, self.model
+        release_free_memory()
         best_ck = load_into(model, paths["best"]) if paths["best"].exists() else None
         metrics = {
             **self.base,
