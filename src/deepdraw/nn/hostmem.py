@@ -32,35 +32,39 @@ _M_MMAP_MAX = -4
 _KEEP_BYTES = 1 << 30
 ENV = "DEEPDRAW_MALLOC"
 
-_state: dict[str, object] = {"libc": None, "applied": False}
+_libc: ctypes.CDLL | None = None  # loaded on first use
+_probed = False  # whether the C library was looked at (None after probing: not glibc)
+_applied = False
 
 
 def _glibc() -> ctypes.CDLL | None:
     """The process's glibc, or None (another C library, or the opt-out)."""
+    global _libc, _probed
     if os.environ.get(ENV, "").strip().lower() == "system" or not sys.platform.startswith("linux"):
         return None
-    if _state["libc"] is None:
+    if not _probed:
+        _probed = True
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
             libc.gnu_get_libc_version  # noqa: B018  (raises AttributeError where libc is not glibc)
             libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
         except (OSError, AttributeError):
-            _state["libc"] = False
+            _libc = None
         else:
-            _state["libc"] = libc
-    libc = _state["libc"]
-    return libc if isinstance(libc, ctypes.CDLL) else None
+            _libc = libc
+    return _libc
 
 
 def reuse_freed_memory() -> bool:
     """Serve large blocks from the heap and keep freed memory for reuse; True where it applied."""
-    if _state["applied"]:
+    global _applied
+    if _applied:
         return True
     libc = _glibc()
     if libc is None:
         return False
     ok = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
-    _state["applied"] = ok
+    _applied = ok
     if not ok:  # pragma: no cover - mallopt refuses only invalid parameters
         logger.debug("mallopt refused the settings; the default allocator behaviour stays")
     return ok
