@@ -28,7 +28,8 @@ import sklearn.svm
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from deepdraw.svm.solver import fit_pair, ovo_pairs, split_train_val
+from deepdraw.svm.hinge import fit_pair, split_train_val
+from deepdraw.svm.ovo import ovo_pairs
 
 log = logging.getLogger("bench.svm")
 

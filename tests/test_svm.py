@@ -185,6 +185,32 @@ def test_ovo_pairs_order():
     assert len(ovo_pairs(20)) == 190
 
 
+def test_solver_names_stay_importable_from_solver():
+    """The pair solver's former module re-exports every public name from its new home (the same objects)."""
+    import deepdraw.svm as svm
+    from deepdraw.svm import hinge, linear_decoder, ovo, solver
+
+    homes = {m.__name__: m for m in (hinge, linear_decoder, ovo)}
+    expected = {
+        "HingeFit",
+        "PairFit",
+        "LinearDecoder",
+        "fit_hinge_path",
+        "fit_pair",
+        "hinge_objective",
+        "ovo_pairs",
+        "ovo_decision_function",
+        "ovo_predict",
+        "split_train_val",
+    }
+    assert set(solver.__all__) == expected
+    for name in solver.__all__:
+        obj = getattr(solver, name)
+        assert obj.__module__ in homes and getattr(homes[obj.__module__], name) is obj, name
+        if name in svm.__all__:
+            assert getattr(svm, name) is obj, name
+
+
 # ----------------------------------------------------------------------------------------------------
 # subsets
 # ----------------------------------------------------------------------------------------------------

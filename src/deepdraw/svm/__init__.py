@@ -1,16 +1,8 @@
 """Stage 2 (``svm-analysis/``): pairwise and one-vs-one linear SVMs, linear TDT decoding baseline."""
 
-from .solver import (
-    HingeFit,
-    LinearDecoder,
-    PairFit,
-    fit_hinge_path,
-    fit_pair,
-    hinge_objective,
-    ovo_decision_function,
-    ovo_pairs,
-    ovo_predict,
-)
+from .hinge import HingeFit, PairFit, fit_hinge_path, fit_pair, hinge_objective
+from .linear_decoder import LinearDecoder
+from .ovo import ovo_decision_function, ovo_pairs, ovo_predict
 from .stage import ALL_SUBSETS, Subset, parse_subsets, run_svm, select_subset
 
 __all__ = [

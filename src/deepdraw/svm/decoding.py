@@ -17,7 +17,7 @@ from ..contracts import KIND_PCRT, N_FRAMES
 from ..errors import DeepDrawError
 from ..settings import Config
 from ..store import iter_chunks, open_artifact
-from .solver import LinearDecoder
+from .linear_decoder import LinearDecoder
 
 log = logging.getLogger("deepdraw.svm.stage")  # the stage's one logger name, as before the split
 

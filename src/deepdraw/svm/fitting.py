@@ -14,10 +14,10 @@ from ..contracts import KIND_PCRT, LETTERS, N_CLASSES
 from ..errors import DeepDrawError
 from ..settings import Config
 from ..store import open_artifact
+from .ovo import ovo_pairs, ovo_predict
 from .pairs import PairTask, fit_pair_task, pair_decisions
 from .projection import project_rows, shared_basis
 from .rows import check_input, read_labels, read_latents
-from .solver import ovo_pairs, ovo_predict
 from .subsets import SubsetFit, parse_subsets, select_subset
 
 log = logging.getLogger("deepdraw.svm.stage")  # the stage's one logger name, as before the split

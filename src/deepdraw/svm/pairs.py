@@ -13,8 +13,8 @@ import numpy as np
 from ..contracts import KIND_PCRT, LETTERS
 from ..errors import DeepDrawError
 from ..store import iter_chunks, open_artifact
+from .hinge import fit_pair, split_train_val
 from .rows import read_rows, require_finite
-from .solver import fit_pair, split_train_val
 from .subsets import SubsetFit
 
 __all__ = ["PairTask", "fit_pair_task", "pair_decisions"]
