@@ -4,7 +4,7 @@ Default path, as the pipeline runs it: batched swivel IK for all candidates at o
 frame's swivel angle, as the kinematics shards do); muscle-jerk screening (the fast engine's tables
 only, a lower bound of every accepted candidate's muscle jerk); the exact jerks the selection needs
 at the paper's ratio (keep 1 in 5 per plane, lowest jerk:
-:func:`deepdraw.dataset.assemble.screen_jerks`), each re-generated as the assembly does (joints in
+:func:`deepdraw.dataset.assemble.screening.screen_jerks`), each re-generated as the assembly does (joints in
 closed form from the stored swivel angles, bit for bit the IK's; fast engine with its OpenSim
 fallback, asking first for the frames with the largest estimated jerk share, stopping once the jerk
 certainly exceeds the threshold); and the re-generation of the kept samples (joints from the swivel
@@ -103,7 +103,7 @@ MUSCLES_CFG = {"engine": "fast", "model": "", "table": ""}
 
 
 def run_default(paths: list[np.ndarray], fast: FastEngine, screen: bool = True, keep: float = 0.2) -> dict:
-    from deepdraw.dataset.assemble import screen_jerks
+    from deepdraw.dataset.assemble.screening import screen_jerks
     from deepdraw.dataset.engines import muscle_jerk_progressive, muscle_jerk_scores
 
     t0 = time.perf_counter()

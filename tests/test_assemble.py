@@ -224,20 +224,19 @@ def test_screened_dataset_equals_the_exactly_scored_one(tmp_path, monkeypatch):
     import h5py
 
     from deepdraw.config import config_from_dict
-    from deepdraw.dataset import assemble
-    from deepdraw.dataset.assemble import run_assemble
+    from deepdraw.dataset.assemble import run_assemble, samples
     from deepdraw.dataset.stage import run_characters, run_kinematics, run_startpoints
 
     reused = {"screen": 0, "exact": 0}
     mode_now = ["screen"]
-    materialise = assemble.materialise
+    materialise = samples.materialise  # run_chunk's materialise
 
     def recording(*args, **kw):
         known = args[7] if len(args) > 7 else kw.get("known")
         reused[mode_now[0]] += 0 if known is None else len(known[0])
         return materialise(*args, **kw)
 
-    monkeypatch.setattr(assemble, "materialise", recording)
+    monkeypatch.setattr(samples, "materialise", recording)
 
     out, shards = {}, {}
     for mode in ("screen", "exact"):
@@ -403,12 +402,36 @@ def test_assembly_rebuilds_the_joints_from_the_stored_swivel(tmp_path, monkeypat
     "n, chunk, workers", [(760, 500, 2), (55, 500, 2), (1, 500, 2), (50000, 2000, 2), (10, 4, 1)]
 )
 def test_screening_tasks_are_equal_and_fill_the_workers(n, chunk, workers):
-    from deepdraw.dataset.assemble import _balanced_tasks
+    from deepdraw.dataset.assemble.jerk_rounds import balanced_tasks
 
-    tasks = _balanced_tasks(n, chunk, workers)
+    tasks = balanced_tasks(n, chunk, workers)
     sizes = np.array([e - s for s, e in tasks])
     assert tasks[0][0] == 0 and tasks[-1][1] == n  # contiguous, complete
     assert all(a[1] == b[0] for a, b in zip(tasks, tasks[1:]))
     assert sizes.max() <= chunk and sizes.max() - sizes.min() <= 1
     if n >= workers:
         assert len(tasks) % workers == 0
+
+
+def test_former_module_names_stay_importable_from_the_package():
+    """The assembly was one module; every public name it defined is still importable from
+    ``deepdraw.dataset.assemble`` and is the object of its new home (no copy)."""
+    import importlib
+
+    from deepdraw.dataset import assemble
+
+    homes = {
+        "selection": ["SCORE_KEYS", "SCREEN_KEYS", "read_scores", "select", "split"],
+        "screening": ["screen_jerks"],
+        "regeneration": ["SwivelRef", "swivel_refs", "load_swivel", "regenerate"],
+        "samples": ["ChunkTask", "materialise", "fill_opensim_gaps", "run_chunk"],
+        "jerk_rounds": ["JerkTask", "run_jerk_chunk", "FILLED_KEYS"],
+        "pcrt_files": ["PCRT_ATTRS"],
+        "stage": ["run_assemble"],
+    }
+    for mod, names in homes.items():
+        home = importlib.import_module(f"deepdraw.dataset.assemble.{mod}")
+        for name in names:
+            assert getattr(assemble, name) is getattr(home, name), (mod, name)
+            assert name in assemble.__all__, name
+    assert all(hasattr(assemble, name) for name in assemble.__all__)

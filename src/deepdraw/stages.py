@@ -86,7 +86,7 @@ def _kinematics_outputs(cfg: Config) -> list[Path]:
 
 
 def _assemble(cfg: Config) -> None:
-    from .dataset.assemble import run_assemble
+    from .dataset.assemble.stage import run_assemble
     from .dataset.inspect import inspect_sample, summary_figure
 
     run_assemble(cfg)

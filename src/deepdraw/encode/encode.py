@@ -3,7 +3,7 @@
 The steps are the dataset stage's own functions, not copies: :func:`deepdraw.dataset.arm.ik_batch`
 (from the dataset's start posture), :func:`deepdraw.dataset.engines.muscle_lengths` (the fast engine
 with its OpenSim fallback, or ``muscles.engine = "exact"``) and
-:func:`~deepdraw.dataset.assemble.fill_opensim_gaps`, :func:`deepdraw.dataset.proprio.place` and
+:func:`~deepdraw.dataset.assemble.samples.fill_opensim_gaps`, :func:`deepdraw.dataset.proprio.place` and
 :func:`~deepdraw.dataset.proprio.spindle_info` on each 320-frame window, as the PCRT samples, and
 :func:`deepdraw.dataset.checks.find_jumps` for the wrapping discontinuities. The activations are
 :func:`deepdraw.nn.activations.extract_activations` on the encoded file.
@@ -24,7 +24,8 @@ import numpy as np
 from .. import store
 from ..contracts import JOINTS, KIND_ENCODED, MUSCLES
 from ..dataset import arm, proprio
-from ..dataset.assemble import PCRT_ATTRS, fill_opensim_gaps
+from ..dataset.assemble.pcrt_files import PCRT_ATTRS
+from ..dataset.assemble.samples import fill_opensim_gaps
 from ..errors import DeepDrawError
 from ..settings import Config
 from . import prepare
