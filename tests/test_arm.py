@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from deepdraw.dataset import arm
+from deepdraw.dataset.arm.swivel import Swivel
 from deepdraw.dataset.startpoints import load_original_startpoints
 from deepdraw.errors import DeepDrawError
 
@@ -261,7 +262,7 @@ def test_joints_from_swivel_is_the_ik_bit_for_bit(letters, monkeypatch):
     q0 = (30.0, 0.0, -20.0, 60.0)
     joints, err, sv = arm.ik_batch(t, q0=q0, return_swivel=True)
     seen = []
-    orig = arm._Swivel.joints
+    orig = Swivel.joints
 
     def recording(self, phi, a_prev, deriv=False):
         out = orig(self, phi, a_prev, deriv)
@@ -269,7 +270,7 @@ def test_joints_from_swivel_is_the_ik_bit_for_bit(letters, monkeypatch):
             seen.append(int(self.poles[-1].sum()))
         return out
 
-    monkeypatch.setattr(arm._Swivel, "joints", recording)
+    monkeypatch.setattr(Swivel, "joints", recording)
     j2, e2 = arm.joints_from_swivel(t, sv, q0=q0)
     assert seen and seen[0] >= 2  # the pole branch ran
     np.testing.assert_array_equal(j2, joints)
