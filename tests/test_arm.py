@@ -80,6 +80,19 @@ def pack(trajs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------------------
 # forward kinematics and frames
 # --------------------------------------------------------------------------------------------------
+def test_package_names_are_the_submodules_objects():
+    """deepdraw.dataset.arm is a package: every public name it offers is its home module's object."""
+    from deepdraw import contracts
+    from deepdraw.dataset.arm import batch, geometry, measures, reference
+
+    homes = {name: m for m in (geometry, reference, batch, measures) for name in m.__all__}
+    assert set(arm.__all__) <= set(homes), set(arm.__all__) - set(homes)
+    for name in arm.__all__:
+        assert getattr(arm, name) is getattr(homes[name], name), name
+    assert arm.third_difference is measures.third_difference  # public, outside __all__
+    assert arm.Q_MIN is contracts.Q_MIN and arm.Q_MAX is contracts.Q_MAX
+
+
 @pytest.mark.parametrize(
     "q, hand, elbow",
     [
