@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from deepdraw.dataset import arm
+from deepdraw.dataset.arm.swivel import Swivel
 from deepdraw.dataset.startpoints import load_original_startpoints
 from deepdraw.errors import DeepDrawError
 
@@ -79,6 +80,19 @@ def pack(trajs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------------------
 # forward kinematics and frames
 # --------------------------------------------------------------------------------------------------
+def test_package_names_are_the_submodules_objects():
+    """deepdraw.dataset.arm is a package: every public name it offers is its home module's object."""
+    from deepdraw import contracts
+    from deepdraw.dataset.arm import batch, geometry, measures, reference
+
+    homes = {name: m for m in (geometry, reference, batch, measures) for name in m.__all__}
+    assert set(arm.__all__) <= set(homes), set(arm.__all__) - set(homes)
+    for name in arm.__all__:
+        assert getattr(arm, name) is getattr(homes[name], name), name
+    assert arm.third_difference is measures.third_difference  # public, outside __all__
+    assert arm.Q_MIN is contracts.Q_MIN and arm.Q_MAX is contracts.Q_MAX
+
+
 @pytest.mark.parametrize(
     "q, hand, elbow",
     [
@@ -261,7 +275,7 @@ def test_joints_from_swivel_is_the_ik_bit_for_bit(letters, monkeypatch):
     q0 = (30.0, 0.0, -20.0, 60.0)
     joints, err, sv = arm.ik_batch(t, q0=q0, return_swivel=True)
     seen = []
-    orig = arm._Swivel.joints
+    orig = Swivel.joints
 
     def recording(self, phi, a_prev, deriv=False):
         out = orig(self, phi, a_prev, deriv)
@@ -269,7 +283,7 @@ def test_joints_from_swivel_is_the_ik_bit_for_bit(letters, monkeypatch):
             seen.append(int(self.poles[-1].sum()))
         return out
 
-    monkeypatch.setattr(arm._Swivel, "joints", recording)
+    monkeypatch.setattr(Swivel, "joints", recording)
     j2, e2 = arm.joints_from_swivel(t, sv, q0=q0)
     assert seen and seen[0] >= 2  # the pole branch ran
     np.testing.assert_array_equal(j2, joints)

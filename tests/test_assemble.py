@@ -369,7 +369,7 @@ def test_assembly_rebuilds_the_joints_from_the_stored_swivel(tmp_path, monkeypat
         calls.append(len(targets))
         return ik_batch(targets, *a, **kw)
 
-    monkeypatch.setattr(arm, "ik_batch", counting)
+    monkeypatch.setattr(arm.batch, "ik_batch", counting)  # ik_from_swivel looks it up there
     keys = ("candidate_id", "joint_coords", "muscle_coords", "spindle_info", "spindle_firing", "muscle_jerk")
     out = {}
     for variant in ("swivel", "ik"):

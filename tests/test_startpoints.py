@@ -8,6 +8,7 @@ import pytest
 
 from deepdraw.dataset import arm
 from deepdraw.dataset import startpoints as sp
+from deepdraw.dataset.arm import reference
 from deepdraw.errors import DeepDrawError
 
 
@@ -116,7 +117,7 @@ def test_original_reach_test_false_negatives():
     assert arm.reach_error(p)[0] < 1e-9
     joints, err = arm.ik_batch(p[:, None])
     assert err[0, 0] < 1e-9 and np.all(joints >= arm.Q_MIN) and np.all(joints <= arm.Q_MAX)
-    q = arm._slsqp_point(arm.world_to_shoulder(p[0]), np.array(arm.Q_START))
+    q = reference._slsqp_point(arm.world_to_shoulder(p[0]), np.array(arm.Q_START))
     assert q[1] < 0.1 and abs(q[0] - 50.0) < 0.5  # stuck at b = 0, a never moved from q0's 50°
     assert arm.reach_error_reference(p)[0] == pytest.approx(3.1527, abs=1e-3)
     # a tolerance edge case: a corner 0.0068 cm outside the workspace counts as reachable (< 1e-2)

@@ -108,7 +108,7 @@ def _fallback_order(estimate: np.ndarray, frames: np.ndarray) -> np.ndarray:
     squared estimated ``∇³`` over that window (terms an entry without estimate spoils count 0); the
     largest first (stable: ties stay in time order).
     """
-    from .arm import third_difference
+    from .arm.measures import third_difference
 
     x = third_difference(np.where(np.isfinite(estimate), estimate, np.nan))
     x = np.nan_to_num(x, nan=0.0)  # terms without an estimate count as no information
@@ -119,7 +119,7 @@ def _fallback_order(estimate: np.ndarray, frames: np.ndarray) -> np.ndarray:
 def _bound(L: np.ndarray) -> float:
     """Lower bound of the muscle jerk of one trajectory L (T, 25) with NaN for the unknown entries:
     :func:`deepdraw.dataset.arm.joint_jerk` with ``omit_nan``, without its batching set-up."""
-    from .arm import third_difference
+    from .arm.measures import third_difference
 
     if len(L) < 2:
         return float("nan")
