@@ -137,7 +137,7 @@ def test_worker_gpu_from_the_worker_name(monkeypatch):
 
 
 def test_training_task_takes_its_workers_gpu():
-    from deepdraw.nn.stage import _on_task_device
+    from deepdraw.nn.train_stage import _on_task_device
     from deepdraw.nn.train import TrainConfig
 
     tc = TrainConfig(model="m", train_path="a", test_path="b", out_dir="o", device=None)
