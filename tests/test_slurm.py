@@ -137,8 +137,8 @@ def test_worker_gpu_from_the_worker_name(monkeypatch):
 
 
 def test_training_task_takes_its_workers_gpu():
-    from deepdraw.nn.stage import _on_task_device
     from deepdraw.nn.train import TrainConfig
+    from deepdraw.nn.train_stage import _on_task_device
 
     tc = TrainConfig(model="m", train_path="a", test_path="b", out_dir="o", device=None)
     assert _on_task_device(tc) is tc  # outside a GPU task: unchanged

@@ -232,7 +232,8 @@ def test_train_source_zoo_installs_shipped_models_on_another_runs_dataset(
 def test_train_source_auto_installs_what_ships_and_trains_the_rest(fresh_dataset, tmp_path, one_torch_thread):
     """train.source = "auto" (how configs/paper-zoo.toml resumes on a machine without runs/): the shipped
     seed is installed, the other one trained; a started run of this run folder is never replaced."""
-    from deepdraw.nn.stage import _from_zoo, planned_runs, run_train
+    from deepdraw.nn.stage import planned_runs, run_train
+    from deepdraw.nn.train_stage import _from_zoo
 
     dataset = fresh_dataset[0].parent
     cfg = _zoo_cfg(tmp_path / "auto", dataset, source="auto", tasks=["art"], max_epochs=1, min_epochs=0)

@@ -431,7 +431,7 @@ def section_checks() -> list[Callable[[Config], object]]:
     that reads them (imported on call: the train check needs the model registry, hence torch).
     """
     from .nn.search_stage import check_search_section
-    from .nn.stage import check_activations_section, check_train_section
+    from .nn.section import check_activations_section, check_train_section
     from .rsa.stage import check_rsa_config
     from .svm.stage import check_svm_section
     from .tuning.stage import check_tuning_config

@@ -7,8 +7,11 @@
 - :mod:`deepdraw.nn.data`: streaming mini-batches from PCRT HDF5 files.
 - :mod:`deepdraw.nn.train`: training loop, schedule, checkpoints, evaluation, activation extraction.
 - :mod:`deepdraw.nn.search`: random samples from the architecture grid.
-- :mod:`deepdraw.nn.stage`: the train and activations stages; :mod:`deepdraw.nn.search_stage`: the
-  architecture search stage; :mod:`deepdraw.nn.search_figures`: its figures (Fig. 3D, Fig. 3—S1).
+- :mod:`deepdraw.nn.stage`: the train, activations and evaluate entry points, re-exported from
+  :mod:`deepdraw.nn.section` (config checks), :mod:`deepdraw.nn.plan` (the planned runs),
+  :mod:`deepdraw.nn.train_stage`, :mod:`deepdraw.nn.summary` (``models/summary.csv``) and
+  :mod:`deepdraw.nn.activations_stage`; :mod:`deepdraw.nn.search_stage`: the architecture search stage;
+  :mod:`deepdraw.nn.search_figures`: its figures (Fig. 3D, Fig. 3—S1).
 """
 
 from deepdraw.nn.models import (

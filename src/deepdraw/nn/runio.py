@@ -1,4 +1,5 @@
-"""Small run-folder helpers of the training stages (:mod:`deepdraw.nn.stage`, :mod:`deepdraw.nn.search_stage`).
+"""Small run-folder helpers of the training stages (:mod:`deepdraw.nn.train_stage`,
+:mod:`deepdraw.nn.search_stage`).
 
 JSON and CSV files written to a temporary name and renamed (a killed job never leaves a half-written
 one), the ``[train] device`` check and the check that the PCRT files exist.

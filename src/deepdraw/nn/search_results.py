@@ -2,7 +2,7 @@
 and the winners of each family (what ``[train] models = "search"`` trains).
 
 The search itself (training the candidates, writing the tables) is :mod:`deepdraw.nn.search_stage`; this
-module only reads and ranks, so the train stage (:mod:`deepdraw.nn.stage`) can ask for the winners
+module only reads and ranks, so the train stage (:mod:`deepdraw.nn.plan`) can ask for the winners
 without importing the search stage.
 
 Selection: ART by accuracy (highest first), TDT and TDT-PV by the mean hand-position error in cm (lowest

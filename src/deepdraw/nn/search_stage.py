@@ -178,8 +178,8 @@ def _search_task(job: _SearchJob) -> dict:
 
     from deepdraw.nn.models import build_model
     from deepdraw.nn.runio import read_json, write_json
-    from deepdraw.nn.stage import check_settings
     from deepdraw.nn.train import TrainConfig, evaluate, train_model
+    from deepdraw.nn.train_stage import check_settings
 
     out = Path(job.out_dir)
     device = job.device
@@ -246,8 +246,8 @@ def _search_task(job: _SearchJob) -> dict:
 
 
 def _jobs(cfg: Config) -> list[_SearchJob]:
+    from deepdraw.nn.plan import lr_batch
     from deepdraw.nn.runio import train_device
-    from deepdraw.nn.stage import lr_batch
 
     rp = RunPaths.of(cfg)
     device = train_device(cfg.train.device)
@@ -284,10 +284,10 @@ def _jobs(cfg: Config) -> list[_SearchJob]:
 # ------------------------------------------------------------------------------------------- the stage
 def run_search(cfg: Config, seeds: bool = True) -> pd.DataFrame:
     """The search (see the module docstring); then, with ``seeds``, every seed and task of ``[train]`` of
-    the winners (:func:`~deepdraw.nn.stage.run_train`, ``search/seeds_summary.csv``). Returns the results
-    table (:data:`SEARCH_COLUMNS` + ``best``)."""
+    the winners (:func:`~deepdraw.nn.train_stage.run_train`, ``search/seeds_summary.csv``). Returns the
+    results table (:data:`SEARCH_COLUMNS` + ``best``)."""
     from deepdraw.nn.runio import require_data, write_csv
-    from deepdraw.nn.stage import check_train_section
+    from deepdraw.nn.section import check_train_section
 
     families = check_search_section(cfg)
     if not search_enabled(cfg):
@@ -325,7 +325,7 @@ def train_winners(cfg: Config) -> pd.DataFrame:
     """Every seed and task of ``[train]`` of the search's winners (``search/best_per_family.csv``) into
     ``models/``, summary in ``search/seeds_summary.csv``: what ``deepdraw search`` does after the search
     stage unless ``--no-seeds`` (in the pipeline, ``[train] models = "search"`` does it instead)."""
-    from deepdraw.nn.stage import run_train
+    from deepdraw.nn.train_stage import run_train
 
     sdir = search_dir(cfg)
     best = pd.read_csv(sdir / "best_per_family.csv")

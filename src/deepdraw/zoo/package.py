@@ -22,7 +22,7 @@ __all__ = ["add_to_zoo", "dataset_identity"]
 
 def _train_keys() -> tuple[str, ...]:
     """The schedule settings a card records: those a run folder must share to be resumed, and the precision."""
-    from deepdraw.nn.stage import RUN_SETTINGS
+    from deepdraw.nn.train_stage import RUN_SETTINGS
 
     return (*RUN_SETTINGS, "precision")
 
