@@ -274,6 +274,21 @@ def test_fast_engine_model_check(fast, tmp_path):
 # --------------------------------------------------------------------------------------------------
 # builder (a tiny table)
 # --------------------------------------------------------------------------------------------------
+def test_former_build_names_stay_importable_from_build():
+    """build.py was one module; the public names it defined are still importable from it and are the
+    objects of their new home (no copy)."""
+    from deepdraw.dataset.muscles import build, coupling, grids, stencils
+
+    for name in ("ELBOW_REF_DEG", "region_postures", "pair_keys"):
+        assert getattr(build, name) is getattr(grids, name), name
+        assert name in build.__all__, name
+    assert M.build_fast_engine is build.build_fast_engine
+    assert callable(build.write_engine) and "write_engine" in build.__all__
+    assert all(hasattr(build, name) for name in build.__all__)
+    assert build.muscle_split is coupling.muscle_split
+    assert build.checked_shoulder_table is stencils.checked_shoulder_table
+
+
 def test_build_tiny_engine(tmp_path, exact):
     joints, lens = M.synthetic_trajectories(2, seed=3)
     region = joints[0, : min(lens[0], 40)]

@@ -13,8 +13,10 @@ The design, its validation figures and the model's discontinuities are described
 
 Modules: :mod:`.constants` (muscle and joint names, joint limits, file names), :mod:`.exact` (OpenSim),
 :mod:`.trajectories` (postures for building and validating), :mod:`.tables` (interpolation and table
-encoding), :mod:`.build` (level 1 from OpenSim), :mod:`.refine` (level 2), :mod:`.fast` (the fast
-engine), :mod:`.validate` (fast vs exact).
+encoding), :mod:`.build` (level 1 from OpenSim: the steps, the engine's arrays, the artifact) with
+:mod:`.grids` (its shoulder and elbow grids and region), :mod:`.coupling` (which muscle depends on which
+joints) and :mod:`.stencils` (its stencil choice and checks against OpenSim), :mod:`.refine` (level 2),
+:mod:`.fast` (the fast engine), :mod:`.validate` (fast vs exact).
 """
 
 from .build import build_fast_engine

@@ -11,9 +11,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ...errors import DeepDrawError
-from .build import pair_keys
 from .constants import ENGINE_KIND, ENGINE_SCHEMA, MUSCLES, default_engine_path, default_model_path
 from .exact import ExactEngine, as_joints
+from .grids import pair_keys
 from .tables import FALLBACK, REFINE_KEYS, decode_table, grid_cells, lagrange4, tricubic, tricubic_nodes
 
 log = logging.getLogger(__name__)

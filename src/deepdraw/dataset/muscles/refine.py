@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from ...errors import DeepDrawError
-from .build import ELBOW_REF_DEG, pair_keys, region_postures, write_engine
+from .build import write_engine
 from .constants import ENGINE_KIND, ENGINE_SCHEMA, MUSCLES, default_engine_path, default_model_path
 from .exact import evaluate_postures
 from .fast import FastEngine
+from .grids import ELBOW_REF_DEG, pair_keys, region_postures
 from .tables import (
     CHECK_POINTS,
     FALLBACK,
