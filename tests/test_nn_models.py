@@ -262,6 +262,27 @@ def test_bad_names():
         build_model(S_NAME)(torch.zeros(2, 25, 320))
 
 
+def test_package_names_are_the_submodules_objects():
+    """deepdraw.nn.models is a package: every public name it offers is its home module's object, and
+    importing it registers the paper's four families, each built by its network class."""
+    import deepdraw.nn.models as models
+    from deepdraw.nn.models import build, families, name_fields, networks, spec, tasks
+
+    homes = {name: m for m in (tasks, families, spec, name_fields, networks, build) for name in m.__all__}
+    assert set(models.__all__) <= set(homes), set(models.__all__) - set(homes)
+    for name in models.__all__:
+        assert getattr(models, name) is getattr(homes[name], name), name
+    assert models.LSTM_DEFAULT_SPATIAL is name_fields.LSTM_DEFAULT_SPATIAL  # public, outside __all__
+    assert families.FAMILIES is models.FAMILIES
+    built = {name: fam.build for name, fam in families.FAMILIES.items()}
+    assert built == {
+        "spatial_temporal": networks.ConvNet,
+        "temporal_spatial": networks.ConvNet,
+        "spatiotemporal": networks.ConvNet,
+        "lstm": networks.RecurrentNet,
+    }
+
+
 # ---------------------------------------------------------------------------------------- centres
 def test_centres_s7293():
     m = build_model(S_NAME, "tdt")

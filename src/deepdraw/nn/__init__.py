@@ -2,7 +2,8 @@
 
 - :mod:`deepdraw.nn.layers`: TF-slim-equivalent blocks ('SAME' conv, layer norm over (rows, frames,
   channels), Glorot init).
-- :mod:`deepdraw.nn.models`: family registry, model-name grammar, networks and task heads.
+- :mod:`deepdraw.nn.models`: family registry, model-name grammar, networks and task heads (a package,
+  one module each).
 - :mod:`deepdraw.nn.targets`: receptive-field centres and TDT / TDT-PV targets.
 - :mod:`deepdraw.nn.data`: streaming mini-batches from PCRT HDF5 files.
 - :mod:`deepdraw.nn.train`: training loop, schedule, checkpoints, evaluation, activation extraction.

@@ -31,7 +31,7 @@ from deepdraw.contracts import KIND_ACTIVATIONS
 from deepdraw.errors import DeepDrawError
 from deepdraw.nn.checkpoints import load_checkpoint, resolve_device
 from deepdraw.nn.data import INPUT_KEY, check_pcrt, open_pcrt
-from deepdraw.nn.models import DeepDrawNet
+from deepdraw.nn.models.networks import DeepDrawNet
 from deepdraw.nn.targets import layer_centres
 from deepdraw.store import ArtifactWriter, file_sha256
 

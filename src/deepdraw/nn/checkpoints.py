@@ -23,7 +23,9 @@ import torch
 
 import deepdraw
 from deepdraw.errors import DeepDrawError
-from deepdraw.nn.models import DeepDrawNet, ModelSpec, build_model, parse_model_name
+from deepdraw.nn.models.build import build_model
+from deepdraw.nn.models.networks import DeepDrawNet
+from deepdraw.nn.models.spec import ModelSpec, parse_model_name
 from deepdraw.nn.targets import TargetSpec
 from deepdraw.store import atomic_path, write_json_atomic
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from deepdraw.contracts import N_CLASSES
 from deepdraw.errors import DeepDrawError
-from deepdraw.nn.models import INPUT_SHAPE
+from deepdraw.nn.models.networks import INPUT_SHAPE
 from deepdraw.nn.targets import TargetSpec
 
 __all__ = ["INPUT_KEY", "open_pcrt", "check_pcrt", "epoch_plan", "BatchStream", "read_rows"]

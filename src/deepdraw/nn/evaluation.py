@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from deepdraw.errors import DeepDrawError
 from deepdraw.nn.checkpoints import load_checkpoint, resolve_device
 from deepdraw.nn.data import BatchStream, check_pcrt
-from deepdraw.nn.models import DeepDrawNet
+from deepdraw.nn.models.networks import DeepDrawNet
 from deepdraw.nn.targets import TargetSpec
 
 __all__ = ["Meter", "evaluate", "evaluate_stream", "task_loss"]

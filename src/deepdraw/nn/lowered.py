@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from deepdraw.nn.layers import ConvBlock, same_output_size, same_padding
-from deepdraw.nn.models import ConvNet, DeepDrawNet, RecurrentNet
+from deepdraw.nn.models.networks import ConvNet, DeepDrawNet, RecurrentNet
 
 __all__ = ["LoweredForward", "band_index", "supports_lowering"]
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepdraw.errors import DeepDrawError
-from deepdraw.nn.models import FAMILIES, ModelSpec, get_family
+from deepdraw.nn.models.families import FAMILIES, get_family
+from deepdraw.nn.models.spec import ModelSpec
 
 __all__ = ["Grid", "GRIDS", "sample_architecture", "sample_architectures"]
 

@@ -76,7 +76,8 @@ def search_enabled(cfg: Config) -> bool:
 def check_search_section(cfg: Config) -> list[str]:
     """Checks of ``[search]`` (run by :func:`deepdraw.config.load_config`); returns the families searched,
     each once. ``n_per_family`` 0 is the default (no search); the other keys are checked either way."""
-    from deepdraw.nn.models import FAMILIES, TASKS
+    from deepdraw.nn.models.families import FAMILIES
+    from deepdraw.nn.models.tasks import TASKS
     from deepdraw.nn.search import GRIDS
 
     s = cfg.search
@@ -131,7 +132,7 @@ def search_candidates(cfg: Config) -> list:
 
 
 def _candidate_dir(cfg: Config, spec, task: str) -> Path:
-    from deepdraw.nn.models import get_task
+    from deepdraw.nn.models.tasks import get_task
 
     name = spec.replace(regression=get_task(task).regression).name
     root = search_dir(cfg)
@@ -176,7 +177,7 @@ def _search_task(job: _SearchJob) -> dict:
     """Train one candidate for one task with single-threaded torch; its results row. A Dask task."""
     import torch
 
-    from deepdraw.nn.models import build_model
+    from deepdraw.nn.models.build import build_model
     from deepdraw.nn.runio import read_json, write_json
     from deepdraw.nn.train import TrainConfig, evaluate, train_model
     from deepdraw.nn.train_stage import check_settings

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepdraw.errors import DeepDrawError
-from deepdraw.nn.models import ModelSpec, get_family, get_task, parse_model_name
+from deepdraw.nn.models.families import get_family
+from deepdraw.nn.models.spec import ModelSpec, parse_model_name
+from deepdraw.nn.models.tasks import get_task
 from deepdraw.nn.precision import check_precision
 
 __all__ = ["TrainConfig", "TrainResult", "check_train_config", "resolve_batch_size"]

@@ -26,7 +26,9 @@ from deepdraw.nn.data import BatchStream, check_pcrt, open_pcrt
 from deepdraw.nn.evaluation import Meter, evaluate, evaluate_stream, task_loss
 from deepdraw.nn.hostmem import release_free_memory, reuse_freed_memory
 from deepdraw.nn.lowered import LoweredForward
-from deepdraw.nn.models import build_model, conv_weight_count, get_family
+from deepdraw.nn.models.build import build_model
+from deepdraw.nn.models.families import get_family
+from deepdraw.nn.models.networks import conv_weight_count
 from deepdraw.nn.precision import resolve_precision, training_forward
 from deepdraw.nn.schedule import PlateauSchedule
 from deepdraw.nn.targets import TargetSpec

@@ -162,7 +162,8 @@ def load(
     model's untrained control is rebuilt from its seed and checked against the card's weight digest.
     """
     from deepdraw.nn.checkpoints import load_checkpoint, resolve_device
-    from deepdraw.nn.models import build_model, parse_model_name
+    from deepdraw.nn.models.build import build_model
+    from deepdraw.nn.models.spec import parse_model_name
 
     c = card(name, zoo_dir)
     path = verify(name, zoo_dir)

@@ -159,6 +159,6 @@ def add_to_zoo(
 
 
 def _architecture(name: str) -> str:
-    from deepdraw.nn.models import parse_model_name
+    from deepdraw.nn.models.spec import parse_model_name
 
     return parse_model_name(name).architecture.name
