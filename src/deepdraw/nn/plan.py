@@ -69,7 +69,8 @@ def planned_runs(cfg: Config, models: Sequence[str] | None = None) -> list[Plann
     Unknown families, malformed names and unknown tasks raise :class:`DeepDrawError`. With ``[train]
     source = "zoo"`` only the runs the zoo ships are planned (an error when it ships none of them).
     """
-    from deepdraw.nn.models import get_task, parse_model_name
+    from deepdraw.nn.models.spec import parse_model_name
+    from deepdraw.nn.models.tasks import get_task
 
     check_train_section(cfg)
     names = resolve_models(cfg, models)
@@ -105,7 +106,7 @@ def planned_runs(cfg: Config, models: Sequence[str] | None = None) -> list[Plann
 
 def lr_batch(cfg: Config, family: str) -> tuple[float, int]:
     """Learning rate and batch size of a ``family`` from ``[train]`` (the LSTM has its own)."""
-    from deepdraw.nn.models import get_family
+    from deepdraw.nn.models.families import get_family
 
     if get_family(family).recurrent:
         return float(cfg.train.lstm_lr), int(cfg.train.lstm_batch_size)

@@ -21,7 +21,8 @@ def _check_choice(key: str, value: str, options: Sequence[str]) -> None:
 def check_train_section(cfg: Config) -> None:
     """Checks of ``[train]`` (run by :func:`deepdraw.config.load_config`): choices, ranges, the device
     name (whether CUDA exists is checked when training starts), tasks, seeds and model names."""
-    from deepdraw.nn.models import TASKS, parse_model_name
+    from deepdraw.nn.models.spec import parse_model_name
+    from deepdraw.nn.models.tasks import TASKS
     from deepdraw.nn.precision import check_precision
 
     t = cfg.train
