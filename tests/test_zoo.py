@@ -103,7 +103,7 @@ def test_tampered_or_truncated_checkpoint_is_refused(tmp_path):
 
 def test_unknown_name_suggests_the_closest_shipped_one():
     name = SHIPPED[0]
-    with pytest.raises(DeepDrawError, match="did you mean " + name):
+    with pytest.raises(DeepDrawError, match=f"did you mean '{name}'"):
         zoo.card(name[:-1] + "9")
 
 

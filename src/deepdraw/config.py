@@ -20,7 +20,6 @@ Example (``configs/demo.toml``)::
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import re
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .contracts import N_FRAMES
-from .errors import DeepDrawError
+from .errors import DeepDrawError, did_you_mean
 from .settings import (
     DATASET_SECTION_NAMES,
     PLANES,
@@ -94,11 +93,6 @@ __all__ = [
 ]
 
 
-def _suggest(name: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
-    return f"; did you mean '{close[0]}'?" if close else f"; valid: {', '.join(sorted(options))}"
-
-
 def _check_type(value: Any, tp: Any) -> Any:
     """Return ``value`` coerced to ``tp`` or raise TypeError."""
     origin = typing.get_origin(tp)
@@ -141,7 +135,7 @@ def build_section(name: str, values: dict[str, Any], where: str) -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in valid:
-            raise DeepDrawError(f"{where}: unknown key '{name}.{key}'{_suggest(key, valid)}")
+            raise DeepDrawError(f"{where}: unknown key '{name}.{key}'{did_you_mean(key, valid)}")
         try:
             kwargs[key] = _check_type(value, hints[key])
         except TypeError as e:
@@ -154,7 +148,7 @@ def config_from_dict(data: dict[str, Any], where: str = "<config>") -> Config:
     kwargs: dict[str, Any] = {}
     for sec, values in data.items():
         if sec not in SECTIONS:
-            raise DeepDrawError(f"{where}: unknown section '[{sec}]'{_suggest(sec, list(SECTIONS))}")
+            raise DeepDrawError(f"{where}: unknown section '[{sec}]'{did_you_mean(sec, list(SECTIONS))}")
         if not isinstance(values, dict):
             raise DeepDrawError(f"{where}: '{sec}' must be a [section] table")
         kwargs[sec] = build_section(sec, values, where)
@@ -200,7 +194,9 @@ def read_config_chain(path: str | Path) -> tuple[dict[str, Any], list[str]]:
         base = data.pop(BASE_KEY, None)
         for sec, values in data.items():
             if sec not in SECTIONS:
-                raise DeepDrawError(f"{p}: unknown section '[{sec}]'{_suggest(sec, [*SECTIONS, BASE_KEY])}")
+                raise DeepDrawError(
+                    f"{p}: unknown section '[{sec}]'{did_you_mean(sec, [*SECTIONS, BASE_KEY])}"
+                )
             if not isinstance(values, dict):
                 raise DeepDrawError(f"{p}: '{sec}' must be a [section] table")
             build_section(sec, values, str(p))
@@ -232,10 +228,10 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     if not eq or not dot or not key or "." in key:
         raise DeepDrawError(f"{where}: expected SECTION.KEY=VALUE, e.g. train.seeds=[1,2]")
     if sec not in SECTIONS:
-        raise DeepDrawError(f"{where}: unknown section '[{sec}]'{_suggest(sec, list(SECTIONS))}")
+        raise DeepDrawError(f"{where}: unknown section '[{sec}]'{did_you_mean(sec, list(SECTIONS))}")
     valid = [f.name for f in dataclasses.fields(SECTIONS[sec])]
     if key not in valid:
-        raise DeepDrawError(f"{where}: unknown key '{sec}.{key}'{_suggest(key, valid)}")
+        raise DeepDrawError(f"{where}: unknown key '{sec}.{key}'{did_you_mean(key, valid)}")
     raw = raw.strip()
     try:
         value = tomllib.loads(f"v = {raw}")["v"]

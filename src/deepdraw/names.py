@@ -21,11 +21,10 @@ fields into a :class:`~deepdraw.nn.models.ModelSpec`.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 
-from deepdraw.errors import DeepDrawError
+from deepdraw.errors import DeepDrawError, did_you_mean
 
 __all__ = ["NameParts", "NAME_RULES", "register_name_rule", "split_model_name", "identify"]
 
@@ -85,12 +84,7 @@ def split_model_name(name: str) -> NameParts:
     family = _family_of(name)
     if family is None:
         guess = re.split(r"_(?:r_)?\d", name, maxsplit=1)[0]
-        close = difflib.get_close_matches(guess, sorted(NAME_RULES), n=1, cutoff=0.4)
-        hint = (
-            f"; did you mean '{close[0]}'?"
-            if close
-            else f"; expected one of {', '.join(sorted(NAME_RULES))}."
-        )
+        hint = did_you_mean(guess, NAME_RULES)
         raise DeepDrawError(f"Unknown model family '{guess}' in model name '{name}'{hint}")
     rule = NAME_RULES[family]
     tokens = name[len(family) + 1 :].split("_")

@@ -27,14 +27,13 @@ a finished training run into the zoo; see ``docs/zoo.md``).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from deepdraw.errors import DeepDrawError
+from deepdraw.errors import DeepDrawError, did_you_mean
 
 __all__ = [
     "CARD_FORMAT",
@@ -87,8 +86,7 @@ def card(name: str, zoo_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     path = d / f"{name}.json"
     if not path.is_file():
         names = available(d)
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, names, n=3, cutoff=0.6, list_all=False)
         raise DeepDrawError(
             f"model '{name}' is not in the zoo ({d}); {len(names)} shipped models (`deepdraw zoo list`){hint}"
         )

@@ -11,10 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from deepdraw.errors import DeepDrawError
+from deepdraw.errors import DeepDrawError, did_you_mean
 from deepdraw.names import NAME_RULES
-
-from .tasks import suggest
 
 if TYPE_CHECKING:
     from .networks import DeepDrawNet
@@ -80,5 +78,5 @@ def register_family(family: Family) -> Family:
 def get_family(name: str) -> Family:
     """The registered :class:`Family` called ``name``; unknown names raise with a suggestion."""
     if name not in FAMILIES:
-        raise DeepDrawError(f"Unknown model family '{name}'{suggest(str(name), sorted(FAMILIES))}")
+        raise DeepDrawError(f"Unknown model family '{name}'{did_you_mean(name, FAMILIES)}")
     return FAMILIES[name]
