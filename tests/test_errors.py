@@ -18,7 +18,10 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "deepdraw"
 def test_closest_names_all_names_or_nothing():
     assert did_you_mean("atr", ["art", "tdt", "tdt_pv"]) == "; did you mean 'art'?"
     # several close names, best first (difflib ratio), quoted
-    assert did_you_mean("model_1", ["model_2", "model_12", "other"], n=2) == "; did you mean 'model_12', 'model_2'?"
+    assert (
+        did_you_mean("model_1", ["model_2", "model_12", "other"], n=2)
+        == "; did you mean 'model_12', 'model_2'?"
+    )
     # nothing close: every option, sorted, once
     assert did_you_mean("zzz", ["b", "a", "b"]) == "; expected one of a, b."
     assert did_you_mean("zzz", ["b", "a"], list_all=False) == ""
