@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import sys
@@ -32,27 +33,26 @@ _M_MMAP_MAX = -4
 _KEEP_BYTES = 1 << 30
 ENV = "DEEPDRAW_MALLOC"
 
-_libc: ctypes.CDLL | None = None  # loaded on first use
-_probed = False  # whether the C library was looked at (None after probing: not glibc)
 _applied = False
+
+
+@functools.cache
+def _load_glibc() -> ctypes.CDLL | None:
+    """The process's C library if it is glibc (loaded once), else None."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018  (raises AttributeError where libc is not glibc)
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    except (OSError, AttributeError):
+        return None
+    return libc
 
 
 def _glibc() -> ctypes.CDLL | None:
     """The process's glibc, or None (another C library, or the opt-out)."""
-    global _libc, _probed
     if os.environ.get(ENV, "").strip().lower() == "system" or not sys.platform.startswith("linux"):
         return None
-    if not _probed:
-        _probed = True
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            libc.gnu_get_libc_version  # noqa: B018  (raises AttributeError where libc is not glibc)
-            libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-        except (OSError, AttributeError):
-            _libc = None
-        else:
-            _libc = libc
-    return _libc
+    return _load_glibc()
 
 
 def reuse_freed_memory() -> bool:

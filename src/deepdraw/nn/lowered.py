@@ -103,15 +103,13 @@ class _Gather(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(index)
-        ctx.shape = w.shape
+        ctx.shape, ctx.numel = w.shape, w.numel()
         return torch.cat([w.reshape(-1), w.new_zeros(1)])[index]
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         (index,) = ctx.saved_tensors
-        n = 1
-        for d in ctx.shape:
-            n *= int(d)
+        n = ctx.numel
         flat = g.new_zeros(n + 1).index_add_(0, index.reshape(-1), g.reshape(-1))
         return flat[:n].view(ctx.shape), None
 
