@@ -359,6 +359,29 @@ def test_paired_tests_bonferroni():
     assert r0.p_bonferroni == pytest.approx(min(1, 3 * ttest_rel(va, vb).pvalue))
 
 
+def test_paired_tests_constant_differences_are_undefined_not_significant():
+    """Differences equal in every seed up to rounding (a metric with few discrete values): scipy's t
+    would be ~1e15 from the float noise; the test is undefined instead and leaves the Bonferroni count."""
+    rows = []
+    for seed in (1, 2, 3):
+        for li, (a, b) in enumerate([(11 / 6, 23 / 18), (0.4 + 0.1 * seed, 0.1 * seed * 1.5)]):
+            if li == 0:  # the same difference 5/9, reached through different sums per seed (float noise)
+                a, b = a + 0.3 * seed, b + 0.3 * seed
+            for trained, v in ((True, a), (False, b)):
+                rows.append({"arch": "a", "task": "art", "trained": trained, "seed": seed, "layer": f"l{li}",
+                             "layer_index": li, "orientation": "horizontal", "tuning_type": "dir",
+                             "metric": "uniformity", "value": v})  # fmt: skip
+    d = [(11 / 6 + 0.3 * s) - (23 / 18 + 0.3 * s) for s in (1, 2, 3)]
+    assert np.std(d) > 0  # the noise that made t explode
+    df = paired_tests(pd.DataFrame(rows)).set_index("layer_index")
+    assert np.isnan(df.loc[0, "t"]) and np.isnan(df.loc[0, "p"]) and not df.loc[0, "significant"]
+    from scipy.stats import ttest_rel
+
+    ref = ttest_rel([0.4 + 0.1 * s for s in (1, 2, 3)], [0.15 * s for s in (1, 2, 3)])
+    assert df.loc[1, "t"] == pytest.approx(ref.statistic)
+    assert df.loc[1, "p_bonferroni"] == pytest.approx(ref.pvalue)  # one finite test: no correction
+
+
 # ----------------------------------------------------------------------------- stage
 
 

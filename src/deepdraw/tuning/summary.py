@@ -205,6 +205,13 @@ def parse_model_name(name: str) -> ModelIdent:
     }
 
 
+def _constant(d: np.ndarray) -> bool:
+    """Whether paired differences are the same up to rounding: their t statistic is undefined (a zero
+    standard deviation; with float noise ``ttest_rel`` would give t ~ 1e15), e.g. a metric that takes
+    few discrete values equal in every seed."""
+    return bool(np.std(d) <= 1e-9 * max(1.0, float(np.max(np.abs(d)))))
+
+
 def paired_tests(
     df: pd.DataFrame,
     comparisons: Sequence[tuple[str, dict, dict]] | None = None,
@@ -223,7 +230,8 @@ def paired_tests(
     Returns:
         one row per comparison, group, metric and layer: ``n_pairs, mean_a, mean_b, t, p,
         p_bonferroni, significant`` (two-sided; the Bonferroni factor is the number of layers with a
-        finite t in that family).
+        finite t in that family). Where the differences are the same in every pair (up to rounding) t
+        and p are NaN: the test is undefined, not significant.
     """
     cols = [
         "comparison", "arch", "task", "orientation", "tuning_type", "metric", "layer", "layer_index",
@@ -262,7 +270,7 @@ def paired_tests(
                 ok = np.isfinite(va) & np.isfinite(vb)
                 va, vb = va[ok], vb[ok]
                 t = p = np.nan
-                if va.size >= 2:
+                if va.size >= 2 and not _constant(va - vb):
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)
                         res = st.ttest_rel(va, vb)
