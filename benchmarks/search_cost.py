@@ -42,22 +42,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.train` from a checkout
 
-from benchmarks.train import _batch, _toy_file, flops_per_sample  # noqa: E402
+from benchmarks.train import _batch, _toy_file, _trainer, flops_per_sample  # noqa: E402
 from deepdraw.config import load_config  # noqa: E402
-from deepdraw.nn.train import TrainConfig, Trainer  # noqa: E402
 
 logger = logging.getLogger("benchmarks.search_cost")
 
 
 def candidate_rate(name: str, precision: str, batch: int, min_time: float, tmp: Path) -> float:
     """Training samples/s of ``name`` on one torch thread: 1 warm-up step, then >= 2 steps and
-    ``min_time`` seconds."""
-    cfg = TrainConfig(
-        model=name, train_path=tmp / "toy.h5", out_dir=tmp / name, seed=1, precision=precision,
-        device="cpu", quiet=True, cache_gb=0.0, num_threads=1,
-    )  # fmt: skip
-    t = Trainer(cfg)
-    t.begin_epoch()
+    ``min_time`` seconds (``tmp`` holds ``toy.h5``, which the trainer is built on)."""
+    torch.set_num_threads(1)
+    t = _trainer(name, precision, 1, tmp, torch.device("cpu"))
     x, y = _batch(batch, torch.device("cpu"))
     t.step(x, y)
     n, t0 = 0, time.perf_counter()
@@ -77,7 +72,7 @@ def estimate(rows: list[dict], n_train: int, n_val: int, n_tasks: int, epochs: i
         out[f"core_hours_per_epoch_{fam}"] = round(s, 3)
         out[f"core_hours_{fam}"] = round(s * epochs, 1)
         total += s
-    flop = sum(r["gflop_per_sample"] for r in rows) * 1e9 * (n_train * 3 + n_val) / 3 * n_tasks * epochs
+    flop = sum(r["gflop_per_sample"] for r in rows) * 1e9 * per_pass * n_tasks * epochs
     out.update(
         core_hours_per_epoch=round(total, 3),
         core_hours=round(total * epochs, 1),
