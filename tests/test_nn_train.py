@@ -71,12 +71,18 @@ def test_untrained_snapshot_is_initial_weights(trained):
     assert not torch.equal(best.readout.weight, model.readout.weight)
 
 
-def test_resume_equals_uninterrupted(files, tmp_path):
-    full = train_model(cfg(files, tmp_path / "full", max_epochs=3, chunk_rows=10))
+def test_resume_equals_uninterrupted(files, tmp_path, caplog):
+    with caplog.at_level("INFO", logger="deepdraw.nn.train"):
+        full = train_model(cfg(files, tmp_path / "full", max_epochs=3, chunk_rows=10))
+    assert "streaming" not in caplog.text  # the toy file fits the default budget: cached
     # "killed" after one epoch, then resumed; this run streams from HDF5 (no cache) with 10-row blocks,
     # the uninterrupted one trains from the cached tensor: the batches must be identical too
     part = dict(cache_gb=0.0, chunk_rows=10)
-    train_model(cfg(files, tmp_path / "part", max_epochs=1, **part))
+    with caplog.at_level("INFO", logger="deepdraw.nn.train"):
+        train_model(cfg(files, tmp_path / "part", max_epochs=1, **part))
+    # a run that cannot cache says so, with the size it needs and the budget
+    assert f"streaming {files[0]} from disk every epoch" in caplog.text
+    assert "the budget is 0.0 GiB" in caplog.text
     resumed = train_model(cfg(files, tmp_path / "part", max_epochs=3, **part))
     for name in ("last.pt", "best.pt", "untrained.pt"):
         a = torch.load(tmp_path / "full" / name, weights_only=True)

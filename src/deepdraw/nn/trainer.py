@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from pathlib import Path
@@ -190,7 +191,14 @@ class Trainer:
         cfg = self.cfg
         per_row = int(np.prod(self.model.input_shape)) * 4
         budget = _cache_budget(cfg.cache_gb, self.device)
-        cache = budget if self.n_total * per_row <= budget else 0
+        need = self.n_total * per_row
+        cache = budget if need <= budget else 0
+        if not cache:
+            logger.info(
+                "%s: streaming %s from disk every epoch: caching it needs %.1f GiB, the budget is %.1f GiB "
+                "(train.cache_gb; default half the free memory)",
+                self.spec.name, cfg.train_path, need / 2**30, budget / 2**30,
+            )  # fmt: skip
         common: dict[str, Any] = dict(
             device=self.device, chunk_rows=cfg.chunk_rows, cache_bytes=cache, quiet=True
         )
@@ -340,9 +348,18 @@ class Trainer:
 
 
 def _cache_budget(cache_gb: float | None, device: torch.device) -> int:
-    """Bytes a data file may take when cached on ``device``."""
+    """Bytes a data file may take when cached on ``device``: ``cache_gb``, else half the free memory.
+
+    On the CPU the memory that earlier runs of this process freed is handed back to the kernel first
+    (:func:`~deepdraw.nn.hostmem.release_free_memory`): glibc keeps a freed cache in the heap, where it
+    does not count as available, and a second run would then stream its data from disk (measured at
+    paper scale: ~18 % slower epochs, with the first run's 9 GB cache held but unused).
+    """
     if cache_gb is not None:
         return int(cache_gb * 2**30)
+    if device.type == "cpu":
+        gc.collect()
+        release_free_memory()
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free // 2)
