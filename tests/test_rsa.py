@@ -242,6 +242,38 @@ def test_tsne_embedding_seeded():
     assert a.shape == (40, 2) and np.array_equal(a, b)
 
 
+# a fresh process (scikit-learn not yet imported): the thread pools that the embedding's gradient runs on
+_CHILD_TSNE_THREADS = """
+import json, sys
+import numpy as np
+from threadpoolctl import threadpool_info
+from deepdraw.rsa import tsne
+assert "sklearn" not in sys.modules
+seen = []
+inner = tsne._embed
+def spy(*a, **k):
+    seen.extend((i["user_api"], i["filepath"], i["num_threads"]) for i in threadpool_info())
+    return inner(*a, **k)
+tsne._embed = spy
+tsne.tsne_embedding(np.random.default_rng(0).standard_normal((30, 6)), pca_components=3, n_iter=250)
+print(json.dumps(seen))
+"""
+
+
+def test_tsne_small_embedding_runs_on_one_thread_from_the_first_call():
+    # the OpenMP runtime that scikit-learn's t-SNE gradient uses is loaded by its import: imported inside
+    # the thread limit, the first embedding of a process ran on every core (10x slower on a busy machine)
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD_TSNE_THREADS], capture_output=True, text=True, check=True
+    )
+    pools = json.loads(out.stdout.strip().splitlines()[-1])
+    assert any(api == "openmp" and "scikit_learn" in path for api, path, _ in pools), pools
+    assert all(n == 1 for _, _, n in pools), pools
+
+
 # --------------------------------------------------------------------------- synthetic run inputs
 N_TEST = 90
 LAYERS = {"input": (5, T, 2), "spatial0": (3, T, 4), "temporal0": (3, 10, 4)}

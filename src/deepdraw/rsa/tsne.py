@@ -41,15 +41,26 @@ def tsne_embedding(
     if np.allclose(X, X[:1]):
         log.warning("t-SNE: representation is constant over the subset; embedding is degenerate")
         return np.zeros((k, 2), dtype=np.float32)
-    # threads only pay off for large embeddings; on a busy machine they make small ones 10x slower
+    # threads only pay off for large embeddings; on a busy machine they make small ones 10x slower.
+    # scikit-learn is imported before the limit is set: threadpoolctl limits only the thread pools
+    # already loaded, and scikit-learn brings its own OpenMP runtime (imported inside the block, the first
+    # embedding of a process ran its gradient on every core: 46 s instead of 4.8 s beside a training)
+    PCA, TSNE = _sklearn()
     with threadpool_limits(limits=1 if k < SERIAL_BELOW else None):
-        return _embed(X, nc, d, perplexity, n_iter, seed)
+        return _embed(X, nc, d, perplexity, n_iter, seed, PCA, TSNE)
 
 
-def _embed(X: np.ndarray, nc: int, d: int, perplexity: float, n_iter: int, seed: int) -> np.ndarray:
+def _sklearn():
+    """scikit-learn's PCA and TSNE (imported on first use: the import takes seconds)."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
+    return PCA, TSNE
+
+
+def _embed(
+    X: np.ndarray, nc: int, d: int, perplexity: float, n_iter: int, seed: int, PCA, TSNE
+) -> np.ndarray:
     k = X.shape[0]
     Z = PCA(n_components=nc, random_state=seed).fit_transform(X) if nc < d else X - X.mean(0)
     perp = min(perplexity, (k - 1) / 3.0)
