@@ -92,3 +92,22 @@ def test_cache_budget_counts_memory_freed_by_earlier_runs():
     out = subprocess.run([sys.executable, "-c", _CHILD_BUDGET], capture_output=True, text=True, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["released_mb"] > 200
+
+
+def test_cuda_cache_budget_counts_memory_freed_by_earlier_runs(monkeypatch):
+    # on CUDA the first run's freed cache stays reserved by torch's caching allocator, outside what
+    # mem_get_info reports free: the budget empties that cache before it measures (no GPU needed here)
+    import torch
+
+    from deepdraw.nn.trainer import _cache_budget
+
+    state = {"reserved": 6 * 2**30, "free": 2 * 2**30}
+
+    def empty_cache():
+        state["free"] += state["reserved"]
+        state["reserved"] = 0
+
+    monkeypatch.setattr(torch.cuda, "empty_cache", empty_cache)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (state["free"], 80 * 2**30))
+    assert _cache_budget(None, torch.device("cuda:0")) == 4 * 2**30  # half of 2 + 6 GiB
+    assert _cache_budget(1.5, torch.device("cuda:0")) == int(1.5 * 2**30)  # an explicit budget wins

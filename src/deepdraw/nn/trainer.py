@@ -350,17 +350,19 @@ class Trainer:
 def _cache_budget(cache_gb: float | None, device: torch.device) -> int:
     """Bytes a data file may take when cached on ``device``: ``cache_gb``, else half the free memory.
 
-    On the CPU the memory that earlier runs of this process freed is handed back to the kernel first
-    (:func:`~deepdraw.nn.hostmem.release_free_memory`): glibc keeps a freed cache in the heap, where it
-    does not count as available, and a second run would then stream its data from disk (measured at
-    paper scale: ~18 % slower epochs, with the first run's 9 GB cache held but unused).
+    The memory that earlier runs of this process freed is handed back first: on the CPU glibc keeps a
+    freed cache in the heap (:func:`~deepdraw.nn.hostmem.release_free_memory` returns it), on CUDA
+    torch's caching allocator keeps it reserved (``empty_cache``); either way it does not count as
+    free, and a second run would stream its data from disk (measured on the CPU at paper scale: ~18 %
+    slower epochs, with the first run's 9 GB cache held but unused).
     """
     if cache_gb is not None:
         return int(cache_gb * 2**30)
+    gc.collect()
     if device.type == "cpu":
-        gc.collect()
         release_free_memory()
     if device.type == "cuda":
+        torch.cuda.empty_cache()
         free, _ = torch.cuda.mem_get_info(device)
         return int(free // 2)
     try:
