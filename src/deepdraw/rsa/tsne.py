@@ -44,7 +44,8 @@ def tsne_embedding(
     # threads only pay off for large embeddings; on a busy machine they make small ones 10x slower.
     # scikit-learn is imported before the limit is set: threadpoolctl limits only the thread pools
     # already loaded, and scikit-learn brings its own OpenMP runtime (imported inside the block, the first
-    # embedding of a process ran its gradient on every core: 46 s instead of 4.8 s beside a training)
+    # embedding of a process ran its gradient on every core: 46 s instead of 10 s, import included,
+    # beside a training)
     PCA, TSNE = _sklearn()
     with threadpool_limits(limits=1 if k < SERIAL_BELOW else None):
         return _embed(X, nc, d, perplexity, n_iter, seed, PCA, TSNE)
