@@ -13,15 +13,21 @@ from deepdraw.nn import hostmem
 
 # a child process: allocate, touch and free a 64 MB buffer, then measure how much resident memory a
 # second allocation of the same size adds (a fresh mapping: its 64 MB, zeroed by the kernel; reused heap
-# memory: nothing), and how much the final release gives back
-_CHILD = """
+# memory: nothing), and how much the final release gives back (rss_mb: the child's resident memory)
+_RSS = """
+import os
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+"""
+
+_CHILD = (
+    _RSS
+    + """
 import json, os, sys
 import numpy as np
 from deepdraw.nn import hostmem
 applied = hostmem.reuse_freed_memory() if sys.argv[1] == "reuse" else False
-def rss_mb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 a = np.ones(16 * 1024 * 1024, dtype=np.float32); del a
 before = rss_mb()
 b = np.ones(16 * 1024 * 1024, dtype=np.float32)
@@ -31,6 +37,7 @@ held = rss_mb()
 hostmem.release_free_memory()
 print(json.dumps({"applied": applied, "grown_mb": grown, "released_mb": held - rss_mb()}))
 """
+)
 
 
 def _child(mode: str, env: dict | None = None) -> dict:
@@ -67,15 +74,14 @@ def test_opt_out_and_idempotence(monkeypatch):
 
 # a child process: a 256 MB "cache" in the heap with a small block after it (so that freeing it leaves
 # a hole glibc keeps resident), then the cache budget of the next run
-_CHILD_BUDGET = """
+_CHILD_BUDGET = (
+    _RSS
+    + """
 import json, os
 import torch
 from deepdraw.nn import hostmem
 from deepdraw.nn.trainer import _cache_budget
 hostmem.reuse_freed_memory()
-def rss_mb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 cache = torch.ones(64 * 1024 * 1024)
 after = torch.ones(1024 * 1024)
 del cache
@@ -83,6 +89,7 @@ held = rss_mb()
 _cache_budget(None, torch.device("cpu"))
 print(json.dumps({"released_mb": held - rss_mb()}))
 """
+)
 
 
 @pytest.mark.skipif(hostmem._glibc() is None, reason="glibc only")

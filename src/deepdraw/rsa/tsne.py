@@ -46,22 +46,16 @@ def tsne_embedding(
     # already loaded, and scikit-learn brings its own OpenMP runtime (imported inside the block, the first
     # embedding of a process ran its gradient on every core: 46 s instead of 10 s, import included,
     # beside a training)
-    PCA, TSNE = _sklearn()
+    import sklearn.manifold  # noqa: F401  (loads scikit-learn and its OpenMP runtime)
+
     with threadpool_limits(limits=1 if k < SERIAL_BELOW else None):
-        return _embed(X, nc, d, perplexity, n_iter, seed, PCA, TSNE)
+        return _embed(X, nc, d, perplexity, n_iter, seed)
 
 
-def _sklearn():
-    """scikit-learn's PCA and TSNE (imported on first use: the import takes seconds)."""
+def _embed(X: np.ndarray, nc: int, d: int, perplexity: float, n_iter: int, seed: int) -> np.ndarray:
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
-    return PCA, TSNE
-
-
-def _embed(
-    X: np.ndarray, nc: int, d: int, perplexity: float, n_iter: int, seed: int, PCA, TSNE
-) -> np.ndarray:
     k = X.shape[0]
     Z = PCA(n_components=nc, random_state=seed).fit_transform(X) if nc < d else X - X.mean(0)
     perp = min(perplexity, (k - 1) / 3.0)
