@@ -293,7 +293,9 @@ def test_disk_full_in_an_artifact_is_one_error(tmp_path, monkeypatch):
     assert list((tmp_path / "out").iterdir()) == []  # neither the output nor its temporary file
     h5_message = "Can't write data (file write failed: errno = 28, error message = 'No space left on device')"
     monkeypatch.setattr(
-        store._ArtifactFile, "create_dataset", lambda *a, **k: (_ for _ in ()).throw(OSError(h5_message))
+        store.artifacts._ArtifactFile,
+        "create_dataset",
+        lambda *a, **k: (_ for _ in ()).throw(OSError(h5_message)),
     )
     with pytest.raises(DeepDrawError, match="disk full"):
         store.write_artifact(out, {"x": np.ones(3)}, kind="demo")
@@ -316,7 +318,7 @@ def test_cli_disk_full_names_the_folder(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     toml = tmp_path / "c.toml"
     toml.write_text(f'[run]\nout_dir = "{run}"\n[characters]\n')
-    monkeypatch.setattr(store._ArtifactFile, "create_dataset", _enospc)
+    monkeypatch.setattr(store.artifacts._ArtifactFile, "create_dataset", _enospc)
     assert main(["-q", "dataset", "characters", str(toml)]) == 2
     err = capsys.readouterr().err
     assert f"deepdraw: error: {run / 'dataset'}: disk full" in err and "Traceback" not in err
