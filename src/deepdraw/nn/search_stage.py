@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deepdraw.config_checks import check_choice, check_positive
 from deepdraw.contracts import SEED_STREAM_SEARCH
 from deepdraw.errors import DeepDrawError
 from deepdraw.nn.search_results import (
@@ -92,15 +93,13 @@ def check_search_section(cfg: Config) -> list[str]:
         raise DeepDrawError(
             f"key 'search.n_per_family' is {s.n_per_family}; expected 0 (no search) or a positive integer"
         )
-    if s.max_epochs < 1:
-        raise DeepDrawError(f"key 'search.max_epochs' is {s.max_epochs}; expected a positive integer")
+    check_positive("search.max_epochs", s.max_epochs)
     if not s.tasks:
         raise DeepDrawError(f"key 'search.tasks' is empty; expected some of {', '.join(TASKS)}")
     for task in s.tasks:
         if task not in TASKS:
             raise DeepDrawError(f"key 'search.tasks' holds '{task}'; expected some of {', '.join(TASKS)}")
-    if s.grid not in GRIDS:
-        raise DeepDrawError(f"key 'search.grid' is '{s.grid}'; expected one of {', '.join(GRIDS)}")
+    check_choice("search.grid", s.grid, tuple(GRIDS))
     if s.select_by not in ("validation", "test"):
         raise DeepDrawError(
             f"key 'search.select_by' is '{s.select_by}'; expected 'validation' (default) or 'test' (the "

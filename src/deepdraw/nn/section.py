@@ -3,19 +3,12 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
+from deepdraw.config_checks import check_choice, check_fraction, check_positive
 from deepdraw.errors import DeepDrawError
 from deepdraw.nn.runio import check_device_name
 from deepdraw.settings import Config
 
 __all__ = ["check_train_section", "check_activations_section"]
-
-
-def _check_choice(key: str, value: str, options: Sequence[str]) -> None:
-    if value not in options:
-        raise DeepDrawError(f"key '{key}' is '{value}'; expected one of {', '.join(options)}")
 
 
 def check_train_section(cfg: Config) -> None:
@@ -26,10 +19,10 @@ def check_train_section(cfg: Config) -> None:
     from deepdraw.nn.precision import check_precision
 
     t = cfg.train
-    _check_choice("train.schedule", t.schedule, ("paper", "constant"))
-    _check_choice("train.target_alignment", t.target_alignment, ("centre", "original"))
-    _check_choice("train.group", t.group, ("none", "seeds"))
-    _check_choice("train.source", t.source, ("train", "zoo", "auto"))
+    check_choice("train.schedule", t.schedule, ("paper", "constant"))
+    check_choice("train.target_alignment", t.target_alignment, ("centre", "original"))
+    check_choice("train.group", t.group, ("none", "seeds"))
+    check_choice("train.source", t.source, ("train", "zoo", "auto"))
     check_precision(t.precision, "key 'train.precision'")
     for key, v in (
         ("train.max_epochs", t.max_epochs),
@@ -37,15 +30,12 @@ def check_train_section(cfg: Config) -> None:
         ("train.batch_size", t.batch_size),
         ("train.lstm_batch_size", t.lstm_batch_size),
     ):
-        if v < 1:
-            raise DeepDrawError(f"key '{key}' is {v}; expected a positive integer")
+        check_positive(key, v)
     if t.min_epochs < 0:
         raise DeepDrawError(f"key 'train.min_epochs' is {t.min_epochs}; expected 0 (off) or more")
     for key, rate in (("train.lr", t.lr), ("train.lstm_lr", t.lstm_lr)):
-        if not (math.isfinite(rate) and rate > 0):
-            raise DeepDrawError(f"key '{key}' is {rate}; expected a positive learning rate")
-    if not 0 < t.val_fraction < 1:
-        raise DeepDrawError(f"key 'train.val_fraction' is {t.val_fraction}; expected 0 < x < 1")
+        check_positive(key, rate, "a positive learning rate")
+    check_fraction("train.val_fraction", t.val_fraction)
     if t.num_threads < 0:
         raise DeepDrawError(
             f"key 'train.num_threads' is {t.num_threads}; expected 0 (default) or a positive integer"
@@ -84,6 +74,4 @@ def check_train_section(cfg: Config) -> None:
 def check_activations_section(cfg: Config) -> None:
     """Checks of ``[activations]``."""
     for key in ("n_samples", "batch_size"):
-        v = getattr(cfg.activations, key)
-        if v < 1:
-            raise DeepDrawError(f"key 'activations.{key}' is {v}; expected a positive integer")
+        check_positive(f"activations.{key}", getattr(cfg.activations, key))

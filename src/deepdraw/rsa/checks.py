@@ -3,6 +3,7 @@ the input representations it may name."""
 
 from __future__ import annotations
 
+from ..config_checks import check_fraction, check_positive
 from ..errors import DeepDrawError
 from ..settings import RsaConfig
 
@@ -18,16 +19,12 @@ INPUT_NAMES = {
 def check_rsa_config(c: RsaConfig) -> None:
     """Range and choice checks of the [rsa] section (run by :func:`deepdraw.config.load_config`)."""
     for key in ("per_class", "pca_components", "tsne_per_class"):
-        if getattr(c, key) < 1:
-            raise DeepDrawError(f"key 'rsa.{key}' is {getattr(c, key)}; expected a positive integer")
+        check_positive(f"rsa.{key}", getattr(c, key))
     if c.gram_dtype not in ("float32", "float64"):
         raise DeepDrawError(f"key 'rsa.gram_dtype' is '{c.gram_dtype}'; expected float32 or float64")
     if c.device not in ("cpu", "cuda", "auto"):
         raise DeepDrawError(f"key 'rsa.device' is '{c.device}'; expected cpu, cuda or auto")
-    if not 0 < c.decoding_test_fraction < 1:
-        raise DeepDrawError(
-            f"key 'rsa.decoding_test_fraction' is {c.decoding_test_fraction}; expected 0 < x < 1"
-        )
+    check_fraction("rsa.decoding_test_fraction", c.decoding_test_fraction)
     if c.tsne_perplexity <= 0 or c.ridge_alpha < 0:
         raise DeepDrawError(
             f"key 'rsa.tsne_perplexity' is {c.tsne_perplexity} and 'rsa.ridge_alpha' {c.ridge_alpha}; "

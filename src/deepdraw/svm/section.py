@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ..config_checks import check_fraction, check_positive
 from ..errors import DeepDrawError
 from ..settings import Config
 from .subsets import parse_subsets
@@ -23,8 +24,7 @@ def check_svm_section(cfg: Config) -> None:
         raise DeepDrawError("key 'svm.inputs' is empty; expected at least one input key")
     if len(set(s.inputs)) != len(s.inputs):
         raise DeepDrawError(f"key 'svm.inputs' lists a key twice ({s.inputs}); expected each once")
-    if not 0 < s.val_fraction < 1:
-        raise DeepDrawError(f"key 'svm.val_fraction' is {s.val_fraction}; expected 0 < x < 1")
+    check_fraction("svm.val_fraction", s.val_fraction)
     if s.max_train < 0:
         raise DeepDrawError(f"key 'svm.max_train' is {s.max_train}; expected 0 (all) or a positive count")
     if s.rank < 0:
@@ -41,10 +41,8 @@ def check_svm_section(cfg: Config) -> None:
     if s.decode_window < 1 or s.decode_window % 2 == 0:
         raise DeepDrawError(f"key 'svm.decode_window' is {s.decode_window}; expected an odd count >= 1")
     for key in ("project_sample", "max_iter", "read_chunk"):
-        if getattr(s, key) < 1:
-            raise DeepDrawError(f"key 'svm.{key}' is {getattr(s, key)}; expected a positive integer")
-    if not (math.isfinite(s.tol) and s.tol > 0):
-        raise DeepDrawError(f"key 'svm.tol' is {s.tol}; expected a positive tolerance")
+        check_positive(f"svm.{key}", getattr(s, key))
+    check_positive("svm.tol", s.tol, "a positive tolerance")
     parse_subsets(s.subsets)
     if s.decode_alpha < 0:
         raise DeepDrawError(f"key 'svm.decode_alpha' is {s.decode_alpha}; expected >= 0")

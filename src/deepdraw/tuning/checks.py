@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..config_checks import check_choice, check_fraction, check_positive
 from ..errors import DeepDrawError
 from ..settings import Config, TuningConfig
 from .features import ORIENTATIONS
@@ -25,15 +26,12 @@ def check_tuning_config(t: TuningConfig) -> None:
         "label_samples": (t.label_samples, ("trajectory", "frames")),
     }
     for key, (v, opts) in choices.items():
-        if v not in opts:
-            raise DeepDrawError(f"key 'tuning.{key}' is '{v}'; expected one of {', '.join(opts)}")
+        check_choice(f"tuning.{key}", v, opts)
     for o in t.orientations:
         if o not in ORIENTATIONS:
             raise DeepDrawError(f"key 'tuning.orientations' holds '{o}'; expected horizontal or vertical")
-    if not 0 < t.test_fraction < 1:
-        raise DeepDrawError(f"key 'tuning.test_fraction' is {t.test_fraction}; expected 0 < x < 1")
+    check_fraction("tuning.test_fraction", t.test_fraction)
     for key in ("chunk", "pd_bins", "min_plane_units", "label_max_points"):
-        if getattr(t, key) < 1:
-            raise DeepDrawError(f"key 'tuning.{key}' is {getattr(t, key)}; expected a positive integer")
+        check_positive(f"tuning.{key}", getattr(t, key))
     if t.plane_tol_cm <= 0:
         raise DeepDrawError(f"key 'tuning.plane_tol_cm' is {t.plane_tol_cm}; expected > 0")
