@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import resource
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -40,7 +39,18 @@ from .errors import DeepDrawError
 from .paths import RunPaths
 from .settings import DATASET_SECTION_NAMES, Config
 from .stages import DATASET_STAGES, STAGES, Stage
-from .store import write_json_atomic
+from .stamps import (
+    changed_inputs,
+    damaged_outputs,
+    fingerprint,
+    output_record,
+    peak_mb,
+    read_stamp,
+    rel,
+    stamp_file,
+    stamp_path,
+    write_stamp,
+)
 
 __all__ = ["STAGES", "Stage", "plan", "run_pipeline", "run_stage", "stage_digest", "status"]
 
@@ -77,8 +87,8 @@ def stage_digest(cfg: Config, name: str, memo: dict[str, str] | None = None) -> 
     st = STAGES[name]
     if name in DATASET_STAGES and external_dataset(cfg):
         stamps = Path(cfg.run.dataset_dir).parent / ".stamps" if cfg.run.dataset_dir else None
-        recorded = _read(
-            stamps / f"{name}.done.json" if stamps is not None else _stamp(cfg, name, "done")
+        recorded = read_stamp(
+            stamp_file(stamps, name, "done") if stamps is not None else stamp_path(cfg, name, "done")
         ).get("digest")
         memo[name] = recorded or hashlib.sha256(f"external {name}".encode()).hexdigest()
         return memo[name]
@@ -116,33 +126,12 @@ def _stage_config(cfg: Config, st: Stage) -> dict:
     return json.loads(json.dumps(flat, default=str))
 
 
-def _stamp(cfg: Config, name: str, which: str) -> Path:
-    return RunPaths.of(cfg).stamps / f"{name}.{which}.json"
-
-
-def _read(p: Path) -> dict:
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _write(p: Path, data: dict) -> None:
-    write_json_atomic(p, data, indent=1, sort_keys=True)
-
-
 def _remove(paths: list[Path]) -> None:
     for p in paths:
         if p.is_dir():
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
-
-
-def _peak_mb() -> float:
-    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(me, kids) / 1024.0
 
 
 def _inputs(cfg: Config, st: Stage) -> list[Path]:
@@ -152,75 +141,6 @@ def _inputs(cfg: Config, st: Stage) -> list[Path]:
     for a in upstream(cfg, st):
         out += [p for p in STAGES[a].outputs(cfg) if p.suffix != ".png" and p.is_file()]
     return out
-
-
-def _fingerprint(cfg: Config, paths: list[Path]) -> dict[str, list[int]]:
-    """``{path relative to out_dir: [size, mtime_ns]}`` of existing files."""
-    out = {}
-    for p in paths:
-        try:
-            info = p.stat()
-        except OSError:
-            continue
-        try:
-            key = str(p.relative_to(cfg.out_dir))
-        except ValueError:
-            key = str(p)
-        out[key] = [info.st_size, info.st_mtime_ns]
-    return out
-
-
-def _changed_inputs(recorded: dict, now: dict) -> list[str]:
-    return sorted(k for k in set(recorded) | set(now) if recorded.get(k) != now.get(k))
-
-
-def _output_files(paths: list[Path]) -> list[Path]:
-    """The files among a stage's outputs, and the files directly inside its output folders (a model
-    folder's checkpoints), hidden and temporary files left out."""
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files += sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith("."))
-        elif p.is_file():
-            files.append(p)
-    return files
-
-
-def _h5_unreadable(p: Path) -> str | None:
-    import h5py
-
-    try:
-        with h5py.File(p, "r"):
-            return None
-    except OSError as e:
-        return f"not a readable HDF5 file ({str(e).splitlines()[0][:80]})"
-
-
-def _output_record(cfg: Config, paths: list[Path]) -> dict:
-    """What a ``done`` stamp records of a stage's outputs: ``outputs`` (file relative to out_dir -> size)
-    and ``outputs_hdf5`` (the ``.h5`` files among them that open)."""
-    files = _output_files(paths)
-    return {
-        "outputs": {k: v[0] for k, v in _fingerprint(cfg, files).items()},
-        "outputs_hdf5": [_rel(cfg, f) for f in files if f.suffix == ".h5" and _h5_unreadable(f) is None],
-    }
-
-
-def _damaged(cfg: Config, done: dict, outputs: list[Path]) -> dict[Path, str]:
-    """Outputs of a finished stage that are not what it wrote: a size other than the one recorded in
-    its ``done`` stamp (truncated, replaced), or an HDF5 file that opened then and does not now. Stamps
-    of an older deepdraw (no ``outputs`` record) get the HDF5 check for every ``.h5`` output."""
-    recorded: dict[str, int] = done.get("outputs") or {}
-    hdf5 = set(done.get("outputs_hdf5") or [])
-    bad: dict[Path, str] = {}
-    for p in _output_files(outputs):
-        key = _rel(cfg, p)
-        size = p.stat().st_size
-        if key in recorded and recorded[key] != size:
-            bad[p] = f"{key}: {size} bytes, {recorded[key]} when the stage finished"
-        elif p.suffix == ".h5" and (key in hdf5 or "outputs" not in done) and (why := _h5_unreadable(p)):
-            bad[p] = f"{key}: {why}"
-    return bad
 
 
 def _changed_keys(old: dict | None, new: dict, limit: int = 8) -> str:
@@ -272,11 +192,11 @@ def _plan(cfg: Config, name: str, memo: dict[str, str], upstream_runs: set[str])
             )
         return _Plan("external", d)
     outputs = st.outputs(cfg)
-    done = _read(_stamp(cfg, name, "done"))
-    started = _read(_stamp(cfg, name, "started"))
+    done = read_stamp(stamp_path(cfg, name, "done"))
+    started = read_stamp(stamp_path(cfg, name, "started"))
     config = _stage_config(cfg, st)
     if done.get("digest") == d and all(p.exists() for p in outputs):
-        damaged = _damaged(cfg, done, outputs)
+        damaged = damaged_outputs(cfg, done, outputs)
         if damaged:
             shown = "; ".join(list(damaged.values())[:3]) + (
                 f" (+{len(damaged) - 3} more)" if len(damaged) > 3 else ""
@@ -286,7 +206,7 @@ def _plan(cfg: Config, name: str, memo: dict[str, str], upstream_runs: set[str])
             )
         reasons = []
         if "inputs" in done:
-            changed = _changed_inputs(done["inputs"], _fingerprint(cfg, _inputs(cfg, st)))
+            changed = changed_inputs(done["inputs"], fingerprint(cfg, _inputs(cfg, st)))
             if changed:
                 reasons.append("input files changed since it ran: " + ", ".join(changed[:5]))
         ups = sorted(upstream_runs & set(upstream(cfg, st)))
@@ -323,20 +243,13 @@ def _plan(cfg: Config, name: str, memo: dict[str, str], upstream_runs: set[str])
     return _Plan("redo", d, reasons, at_stake)
 
 
-def _rel(cfg: Config, p: Path) -> str:
-    try:
-        return str(p.relative_to(cfg.out_dir))
-    except ValueError:
-        return str(p)
-
-
 def _refusal(cfg: Config, plans: dict[str, _Plan], command: str = "pipeline") -> DeepDrawError:
     lines = [
         f"{cfg.out_dir}: this run folder holds results that the pipeline would delete, so it stopped "
         "(nothing was changed):"
     ]
     for name, pl in plans.items():
-        shown = ", ".join(_rel(cfg, p) for p in pl.at_stake[:4])
+        shown = ", ".join(rel(cfg, p) for p in pl.at_stake[:4])
         more = f" (+{len(pl.at_stake) - 4} more)" if len(pl.at_stake) > 4 else ""
         lines.append(f"  stage '{name}': {'; '.join(pl.reasons)}; outputs at stake: {shown}{more}")
     src = cfg.source if cfg.given is not None else "CONFIG"
@@ -399,7 +312,7 @@ def status_details(cfg: Config) -> dict[str, tuple[str, list[str]]]:
         except DeepDrawError as e:
             out[name] = ("missing", [str(e)])
             continue
-        stamped = _stamp(cfg, name, "done").exists() or _stamp(cfg, name, "started").exists()
+        stamped = stamp_path(cfg, name, "done").exists() or stamp_path(cfg, name, "started").exists()
         if pl.action == "external":
             state = "external"
         elif pl.action == "skip":
@@ -452,7 +365,7 @@ def write_stage_table(cfg: Config) -> None:
         for name, st in STAGES.items()
         if is_enabled(cfg, name)
     }
-    _write(RunPaths.of(cfg).stage_table, {"stages": table})
+    write_stamp(RunPaths.of(cfg).stage_table, {"stages": table})
 
 
 def _run(cfg: Config, names: list[str], force: bool, command: str = "pipeline") -> dict[str, dict]:
@@ -468,7 +381,7 @@ def _run(cfg: Config, names: list[str], force: bool, command: str = "pipeline") 
                 "[%s] %s", name, "up to date, skipped" if pl.action == "skip" else "uses the existing dataset"
             )
             records[name] = {
-                **_read(_stamp(cfg, name, "done")),
+                **read_stamp(stamp_path(cfg, name, "done")),
                 "skipped": True,
                 "external": pl.action == "external",
             }
@@ -485,10 +398,10 @@ def _run(cfg: Config, names: list[str], force: bool, command: str = "pipeline") 
             _remove(pl.at_stake)
         elif pl.action == "resume":
             log.info("[%s] resuming an interrupted run", name)
-        done_p, started_p = _stamp(cfg, name, "done"), _stamp(cfg, name, "started")
+        done_p, started_p = stamp_path(cfg, name, "done"), stamp_path(cfg, name, "started")
         config = _stage_config(cfg, st)
         after = {a: stage_digest(cfg, a, memo) for a in upstream(cfg, st)}
-        _write(started_p, {"digest": d, "config": config, "after": after, "layers": cfg.layers})
+        write_stamp(started_p, {"digest": d, "config": config, "after": after, "layers": cfg.layers})
         if done_p.exists():
             done_p.unlink()
         log.info("[%s] running", name)
@@ -499,13 +412,13 @@ def _run(cfg: Config, names: list[str], force: bool, command: str = "pipeline") 
             "config": config,
             "after": after,
             "layers": cfg.layers,
-            "inputs": _fingerprint(cfg, _inputs(cfg, st)),
-            **_output_record(cfg, st.outputs(cfg)),
+            "inputs": fingerprint(cfg, _inputs(cfg, st)),
+            **output_record(cfg, st.outputs(cfg)),
             "wall_s": round(time.perf_counter() - t0, 3),
-            "peak_rss_mb": round(_peak_mb(), 1),
+            "peak_rss_mb": round(peak_mb(), 1),
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        _write(done_p, rec)
+        write_stamp(done_p, rec)
         ran.add(name)
         records[name] = {**rec, "skipped": False}
         log.info("[%s] done in %.1f s", name, rec["wall_s"])

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from ..settings import Config
+from ..stamps import stamp_file, stamped_stages
 from .common import RunView, h5_attrs, read_json
 
 log = logging.getLogger(__name__)
@@ -24,15 +25,11 @@ def read_stage_rows(run: RunView) -> list[dict[str, Any]]:
     names: list[str] = list(table)
     docs = {n: str(v.get("doc", "")) for n, v in table.items()}
     digests = {n: v["digest"] for n, v in table.items() if v.get("digest")}
-    if stamps.is_dir():
-        for p in sorted(stamps.glob("*.*.json")):
-            n = p.name.split(".")[0]
-            if n not in names:
-                names.append(n)
+    names += [n for n in stamped_stages(stamps) if n not in names]
     rows = []
     for n in names:
-        done = read_json(stamps / f"{n}.done.json") or {}
-        started = read_json(stamps / f"{n}.started.json") or {}
+        done = read_json(stamp_file(stamps, n, "done")) or {}
+        started = read_json(stamp_file(stamps, n, "started")) or {}
         if n == "report":
             status = "this report"
         elif done and (n not in digests or done.get("digest") == digests[n]):
