@@ -415,6 +415,29 @@ def test_run_rsa_minimal_options(tmp_path, run_inputs):
     assert not (tmp_path / "m" / "rsa_decoding.csv").exists()
 
 
+def test_tsne_seeds_embed_only_the_models_of_those_seeds(tmp_path, run_inputs):
+    """rsa.tsne_seeds = [2]: the seed-2 model's layers are embedded (as they are with every seed on),
+    the seed-1 models' are not; RDMs and everything else cover every model."""
+    test_path, paths, test, idx = run_inputs
+    paths = [*paths, _write_activations(tmp_path / "d.h5", f"{S_NAME}_2", "art", True, test, idx, 4)]
+    figs = stage.run_rsa(_cfg(tmp_path, tsne_seeds=[2]), paths, test_path, tmp_path / "two", quiet=True)
+    stage.run_rsa(_cfg(tmp_path), paths, test_path, tmp_path / "all", quiet=True)
+    assert {k for k in figs if k.startswith("tsne/")} == {"tsne/inputs", f"tsne/{S_NAME}_2"}
+    assert {k for k in figs if k.startswith("rdms/")} >= {f"rdms/{S_NAME}_1", f"rdms/{S_NAME}_2"}
+    with (
+        h5py.File(tmp_path / "two" / stage.RESULTS_NAME) as two,
+        h5py.File(tmp_path / "all" / stage.RESULTS_NAME) as a,
+    ):
+        assert set(two["tsne"]) == {"input", "label", "positions", f"{S_NAME}_2"}
+        assert f"{S_NAME}_1" in a["tsne"] and f"{S_NAME}_1r" in a["tsne"]
+        for layer in two[f"tsne/{S_NAME}_2"]:
+            np.testing.assert_array_equal(
+                two[f"tsne/{S_NAME}_2/{layer}"][()], a[f"tsne/{S_NAME}_2/{layer}"][()]
+            )
+    with pytest.raises(DeepDrawError, match="rsa.tsne_seeds"):
+        _cfg(tmp_path, tsne_seeds=[-1])
+
+
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 def test_gram_on_cuda_matches_cpu():
     X = np.random.default_rng(0).standard_normal((300, 500)).astype(np.float32)

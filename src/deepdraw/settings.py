@@ -254,6 +254,7 @@ class RsaConfig:
     tsne: bool = True  # compute t-SNE embeddings per layer
     tsne_per_class: int = 50  # t-SNE subset per character (paper Fig. 4B: 50)
     tsne_iter: int = 300  # t-SNE iterations (paper: 300; at least 250)
+    tsne_seeds: list[int] = field(default_factory=list)  # seeds of the models embedded; [] = every model
     decoding: bool = True  # population decoding of position, direction and speed per layer
     decoding_test_fraction: float = 0.2  # test trajectories (split by trajectory, never by frame)
 

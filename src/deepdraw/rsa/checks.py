@@ -30,6 +30,9 @@ def check_rsa_config(c: RsaConfig) -> None:
             f"key 'rsa.tsne_perplexity' is {c.tsne_perplexity} and 'rsa.ridge_alpha' {c.ridge_alpha}; "
             "expected a perplexity > 0 and an alpha >= 0"
         )
+    for s in c.tsne_seeds:
+        if s < 0:
+            raise DeepDrawError(f"key 'rsa.tsne_seeds' holds {s}; expected seeds >= 0 ([] = every model)")
     for k in c.inputs:
         if k not in INPUT_NAMES:
             raise DeepDrawError(f"key 'rsa.inputs' holds '{k}'; expected some of {', '.join(INPUT_NAMES)}")

@@ -19,7 +19,7 @@ from . import rdm as rdmm
 from .checks import INPUT_NAMES
 from .modelinfo import ModelInfo, load_layer
 from .plan import Results, RsaPlan
-from .tsne import tsne_embedding
+from .tsne import tsne_embedding, tsne_wanted
 
 
 def _read_rows(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
@@ -141,7 +141,7 @@ def _model_layer(
         res = dec.decode_layer(X, centres, kin, plan.test_mask, rc.ridge_alpha)
         res.pop("weights")
         acc.dec_rows.append({**ident, **res})
-    if plan.tsne_sub is not None:
+    if plan.tsne_sub is not None and tsne_wanted(rc, m.seed):
         e = tsne_embedding(X[plan.tsne_sub], rc.pca_components, rc.tsne_perplexity, rc.tsne_iter, plan.seed)
         acc.tsne_embs[m.name][layer] = e
         h5.create_dataset(f"tsne/{m.name}/{layer}", data=e)

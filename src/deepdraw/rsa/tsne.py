@@ -16,13 +16,20 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..errors import DeepDrawError
+from ..settings import RsaConfig
 from ..store import save_figure_atomic
 
 log = logging.getLogger(__name__)
 
-__all__ = ["plot_tsne_grid", "tsne_embedding"]
+__all__ = ["plot_tsne_grid", "tsne_embedding", "tsne_wanted"]
 
 SERIAL_BELOW = 2000  # samples under which t-SNE runs on one thread
+
+
+def tsne_wanted(rc: RsaConfig, seed: str) -> bool:
+    """Whether the layers of a model of ``seed`` (as a model name writes it; ``""`` when it has none) are
+    embedded: every model when ``rsa.tsne_seeds`` is empty, else those of the listed seeds."""
+    return rc.tsne and (not rc.tsne_seeds or seed in {str(s) for s in rc.tsne_seeds})
 
 
 def tsne_embedding(
