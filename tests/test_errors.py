@@ -51,3 +51,26 @@ def test_no_other_module_words_its_own_hint():
             if isinstance(node, ast.Attribute) and node.attr == "get_close_matches":
                 users.append(path.relative_to(SRC).as_posix())
     assert users == ["errors.py"]
+
+
+@pytest.mark.parametrize("bad", [0, -3, 0.5, 2.5, float("nan"), True, "4"])
+def test_a_count_is_a_positive_integer_in_every_section(bad):
+    """Counts are checked as integers >= 1, also in sections built in Python (no TOML type check)."""
+    from deepdraw.rsa.checks import check_rsa_config
+    from deepdraw.settings import RsaConfig, TuningConfig
+    from deepdraw.tuning.checks import check_tuning_config
+
+    for check, section in (
+        (check_tuning_config, TuningConfig(chunk=bad)),
+        (check_rsa_config, RsaConfig(per_class=bad)),
+    ):
+        with pytest.raises(
+            DeepDrawError, match=r"key '(tuning\.chunk|rsa\.per_class)' is .*; expected a positive integer"
+        ):
+            check(section)
+    check_tuning_config(TuningConfig(chunk=1))  # the smallest count passes
+    from deepdraw.value_checks import check_count, check_positive
+
+    check_count("x.n", 1)
+    with pytest.raises(DeepDrawError, match=r"key 'x.lr' is nan; expected a positive learning rate"):
+        check_positive("x.lr", float("nan"), "a positive learning rate")

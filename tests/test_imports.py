@@ -110,6 +110,10 @@ def test_config_names_stay_importable_from_config():
 
     for name in settings.__all__:
         assert getattr(config, name) is getattr(settings, name), name
+    import deepdraw.config_checks as config_checks  # the value checks moved out of deepdraw.config
+
+    for name in config_checks.__all__:
+        assert getattr(config, name) is getattr(config_checks, name), name
     from deepdraw.nn import search_results, search_stage
 
     for name in search_results.__all__:

@@ -466,3 +466,25 @@ def test_parse_model_names():
     assert parse_model("lstm_3_8-16-16_256_5")["seed"] == 5
     assert parse_model("oracle_similarity") is None
     assert describe_model(f"{FAMS['spatiotemporal']}_1") == "spatiotemporal, ART, seed 1, trained"
+
+
+def test_stage_figures_are_those_its_summary_lists(tmp_path):
+    """A figure an earlier run left in a stage folder (a model since removed, a seed no longer
+    embedded) is not shown as this run's when the stage's summary lists its figures."""
+    from deepdraw.report.common import RunView
+
+    root = tmp_path / "run"
+    cfg = _cfg(root)
+    rsa = root / "rsa"
+    for name in ("oracle_similarity.png", "tsne_m_1.png", "tsne_m_2.png"):
+        _png(rsa / name)
+    view = RunView(cfg, tmp_path / "dest")
+    assert [p.name for p in view.pngs(rsa)] == ["oracle_similarity.png", "tsne_m_1.png", "tsne_m_2.png"]
+    listed = {
+        "figures": {"oracle_similarity": str(rsa / "oracle_similarity.png")},
+        "tsne": [f"x/{rsa.name}/tsne_m_1.png"],
+    }
+    (rsa / "summary.json").write_text(json.dumps(listed))
+    assert [p.name for p in view.pngs(rsa)] == ["oracle_similarity.png", "tsne_m_1.png"]
+    (rsa / "summary.json").write_text(json.dumps({"n_models": 2}))  # a summary naming no figure
+    assert len(view.pngs(rsa)) == 3

@@ -415,7 +415,7 @@ def test_run_rsa_minimal_options(tmp_path, run_inputs):
     assert not (tmp_path / "m" / "rsa_decoding.csv").exists()
 
 
-def test_tsne_seeds_embed_only_the_models_of_those_seeds(tmp_path, run_inputs):
+def test_tsne_seeds_embed_only_the_models_of_those_seeds(tmp_path, run_inputs, caplog):
     """rsa.tsne_seeds = [2]: the seed-2 model's layers are embedded (as they are with every seed on),
     the seed-1 models' are not; RDMs and everything else cover every model."""
     test_path, paths, test, idx = run_inputs
@@ -436,6 +436,10 @@ def test_tsne_seeds_embed_only_the_models_of_those_seeds(tmp_path, run_inputs):
             )
     with pytest.raises(DeepDrawError, match="rsa.tsne_seeds"):
         _cfg(tmp_path, tsne_seeds=[-1])
+    with caplog.at_level("WARNING", logger="deepdraw.rsa.stage"):
+        figs = stage.run_rsa(_cfg(tmp_path, tsne_seeds=[7]), paths, test_path, tmp_path / "none", quiet=True)
+    assert "matches no model's seed (1, 2)" in caplog.text
+    assert {k for k in figs if k.startswith("tsne/")} == {"tsne/inputs"}
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")

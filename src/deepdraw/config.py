@@ -28,7 +28,13 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from .config_checks import validate_config
+from .config_checks import (
+    check_dataset_sections,
+    check_parallel_section,
+    check_run_section,
+    section_checks,
+    validate_config,
+)
 from .errors import DeepDrawError, did_you_mean
 from .settings import (
     DATASET_SECTION_NAMES,
@@ -75,7 +81,7 @@ __all__ = [
     "ReportConfig",
     "SECTIONS",
     "Config",
-    # reading and composing (the value checks: deepdraw.config_checks)
+    # reading and composing
     "BASE_KEY",
     "build_section",
     "config_from_dict",
@@ -83,6 +89,12 @@ __all__ = [
     "parse_override",
     "load_config",
     "reference_markdown",
+    # the value checks, re-exported from deepdraw.config_checks
+    "check_run_section",
+    "check_parallel_section",
+    "check_dataset_sections",
+    "section_checks",
+    "validate_config",
 ]
 
 

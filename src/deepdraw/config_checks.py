@@ -2,67 +2,27 @@
 
 Each section has one check; :func:`section_checks` lists them in the order of
 :data:`~deepdraw.settings.SECTIONS`. The run, parallel and dataset sections are checked here, the others
-next to the stage that reads them. The helpers :func:`check_choice`, :func:`check_positive`,
-:func:`check_fraction` and :func:`check_size` are the one wording of the common errors ("key 'x.y' is
-..., expected ..."), for every section's check.
+next to the stage that reads them; all of them word their errors with :mod:`deepdraw.value_checks`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from .contracts import N_FRAMES
 from .errors import DeepDrawError
 from .settings import DATASET_SECTION_NAMES, PLANES, Config, ParallelConfig
+from .value_checks import check_choice, check_count, check_fraction, check_positive, check_size
 
 __all__ = [
-    "check_choice",
-    "check_positive",
-    "check_fraction",
-    "check_size",
     "check_run_section",
     "check_parallel_section",
     "check_dataset_sections",
     "section_checks",
     "validate_config",
 ]
-
-
-def check_choice(key: str, value: str, options: Sequence[str]) -> None:
-    """Raise unless ``value`` is one of ``options`` (``key`` names the config key)."""
-    if value not in options:
-        raise DeepDrawError(f"key '{key}' is '{value}'; expected one of {', '.join(options)}")
-
-
-def check_positive(key: str, value: float, what: str = "a positive integer") -> None:
-    """Raise unless ``value`` is finite and above 0 (``what`` says what was expected)."""
-    if not (math.isfinite(value) and value > 0):
-        raise DeepDrawError(f"key '{key}' is {value}; expected {what}")
-
-
-def check_fraction(key: str, value: float) -> None:
-    """Raise unless 0 < ``value`` < 1."""
-    if not 0 < value < 1:
-        raise DeepDrawError(f"key '{key}' is {value}; expected 0 < x < 1")
-
-
-def check_size(key: str, value: str, auto: bool = False) -> None:
-    """Raise unless ``value`` is a size as Dask reads it ("2GB", "512MiB", bytes; "auto" when ``auto``)."""
-    if auto and value == "auto":
-        return
-    from dask.utils import parse_bytes
-
-    try:
-        ok = parse_bytes(value) >= (0 if auto else 1)  # memory_limit 0: no limit, as Dask reads it
-    except (ValueError, TypeError):
-        ok = False
-    if not ok:
-        raise DeepDrawError(
-            f"key '{key}' is {value!r}; expected a size such as '2GB', '512MiB', a number of bytes"
-            + (", or 'auto'" if auto else "")
-        )
 
 
 def check_run_section(cfg: Config) -> None:
@@ -103,7 +63,7 @@ _WALLTIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
 def _check_slurm(p: ParallelConfig) -> None:
     """The SLURM keys of ``[parallel]`` (mode "slurm"): sizes, the time limit, one worker per GPU."""
     for key in ("cores", "jobs"):
-        check_positive(f"parallel.{key}", getattr(p, key))
+        check_count(f"parallel.{key}", getattr(p, key))
     check_size("parallel.memory", p.memory)
     if not _WALLTIME.match(p.walltime):
         raise DeepDrawError(
@@ -139,7 +99,7 @@ def check_dataset_sections(cfg: Config) -> None:
     check_choice("startpoints.source", s.source, ("original", "search"))
     for key in ("grid_step_cm", "square_cm", "tol_cm"):
         check_positive(f"startpoints.{key}", getattr(s, key), "a positive length in cm")
-    check_positive("startpoints.fine", s.fine)
+    check_count("startpoints.fine", s.fine)
     k = cfg.kinematics
     check_choice("kinematics.ik", k.ik, ("batched", "reference"))
     check_choice("kinematics.acceptance", k.acceptance, ("and", "original"))
@@ -150,7 +110,7 @@ def check_dataset_sections(cfg: Config) -> None:
     if not k.planes:
         raise DeepDrawError(f"key 'kinematics.planes' is empty; expected at least one of {', '.join(PLANES)}")
     for key in ("n_candidates", "shard_size", "max_attempts"):
-        check_positive(f"kinematics.{key}", getattr(k, key))
+        check_count(f"kinematics.{key}", getattr(k, key))
     for key in ("max_tracing_error_cm", "max_joint_jerk"):
         check_positive(f"kinematics.{key}", getattr(k, key), "a positive bound")
     for key in ("sizes", "speeds", "angles", "noises"):
@@ -164,7 +124,7 @@ def check_dataset_sections(cfg: Config) -> None:
                 raise DeepDrawError(f"key 'kinematics.{key}' holds {v}; expected finite values")
     a = cfg.assembly
     for key in ("n_samples", "chunk"):
-        check_positive(f"assembly.{key}", getattr(a, key))
+        check_count(f"assembly.{key}", getattr(a, key))
     if a.n_frames != N_FRAMES:
         raise DeepDrawError(
             f"key 'assembly.n_frames' is {a.n_frames}; expected {N_FRAMES} (the frame count of the "
@@ -189,7 +149,7 @@ def check_dataset_sections(cfg: Config) -> None:
 
 
 def section_checks() -> list[Callable[[Config], object]]:
-    """The checks of every section, in the order of :data:`SECTIONS`.
+    """The checks of every section, in the order of :data:`deepdraw.settings.SECTIONS`.
 
     The run, parallel and dataset sections are checked here; the other sections next to the stage
     that reads them (imported on call: the train check needs the model registry, hence torch).

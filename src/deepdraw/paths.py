@@ -38,6 +38,16 @@ def original_startpoints() -> Path:
     return data_dir() / "reference_model" / "pcr_startingpoints.hdf5"
 
 
+SUMMARY_NAME = "summary.json"
+"""The summary a stage with a results folder (svm, rsa, tuning) writes last: its headline values and
+every figure it wrote (paths), so the report shows exactly that run's figures."""
+
+
+def stage_summary(folder: Path) -> Path:
+    """The :data:`SUMMARY_NAME` file of a stage's results folder."""
+    return Path(folder) / SUMMARY_NAME
+
+
 class RunPaths:
     """File names of one run's outputs, all under ``root``; the dataset under ``root/dataset`` unless
     ``dataset`` names another folder (``[run] dataset_dir``: a run that analyses another run's dataset)."""

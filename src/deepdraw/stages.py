@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .paths import RunPaths
+from .paths import RunPaths, stage_summary
 from .settings import Config
 from .store import write_json_atomic
 
@@ -110,7 +110,7 @@ def _json_safe(v):
 
 
 def _write_summary(folder: Path, summary: dict) -> None:
-    write_json_atomic(folder / "summary.json", _json_safe(summary), indent=1, sort_keys=True)
+    write_json_atomic(stage_summary(folder), _json_safe(summary), indent=1, sort_keys=True)
 
 
 def _svm(cfg: Config) -> None:
@@ -257,7 +257,7 @@ STAGES: dict[str, Stage] = {
             "svm",
             ["svm"],
             _svm,
-            lambda c: [_rp(c).svm / "summary.json"],
+            lambda c: [stage_summary(_rp(c).svm)],
             after=["assemble"],
             doc="pairwise and one-vs-one SVMs, linear TDT decoding",
         ),
@@ -297,7 +297,7 @@ STAGES: dict[str, Stage] = {
             "rsa",
             ["rsa"],
             _rsa,
-            lambda c: [_rp(c).rsa / "summary.json"],
+            lambda c: [stage_summary(_rp(c).rsa)],
             after=["activations"],
             doc="RDMs, CKA, t-SNE, population decoding",
         ),
@@ -305,7 +305,7 @@ STAGES: dict[str, Stage] = {
             "tuning",
             ["tuning"],
             _tuning,
-            lambda c: [_rp(c).tuning / "summary.json"],
+            lambda c: [stage_summary(_rp(c).tuning)],
             after=["activations"],
             doc="single-unit tuning analyses",
         ),

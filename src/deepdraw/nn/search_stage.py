@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepdraw.config_checks import check_choice, check_positive
 from deepdraw.contracts import SEED_STREAM_SEARCH
 from deepdraw.errors import DeepDrawError
 from deepdraw.nn.search_results import (
@@ -46,6 +45,7 @@ from deepdraw.nn.search_results import (
 from deepdraw.parallel import executor
 from deepdraw.paths import RunPaths
 from deepdraw.settings import Config
+from deepdraw.value_checks import check_choice, check_count
 
 __all__ = [
     "SEARCH_COLUMNS",
@@ -93,7 +93,7 @@ def check_search_section(cfg: Config) -> list[str]:
         raise DeepDrawError(
             f"key 'search.n_per_family' is {s.n_per_family}; expected 0 (no search) or a positive integer"
         )
-    check_positive("search.max_epochs", s.max_epochs)
+    check_count("search.max_epochs", s.max_epochs)
     if not s.tasks:
         raise DeepDrawError(f"key 'search.tasks' is empty; expected some of {', '.join(TASKS)}")
     for task in s.tasks:

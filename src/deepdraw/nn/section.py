@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from deepdraw.config_checks import check_choice, check_fraction, check_positive
 from deepdraw.errors import DeepDrawError
 from deepdraw.nn.runio import check_device_name
 from deepdraw.settings import Config
+from deepdraw.value_checks import check_choice, check_count, check_fraction, check_positive
 
 __all__ = ["check_train_section", "check_activations_section"]
 
@@ -30,7 +30,7 @@ def check_train_section(cfg: Config) -> None:
         ("train.batch_size", t.batch_size),
         ("train.lstm_batch_size", t.lstm_batch_size),
     ):
-        check_positive(key, v)
+        check_count(key, v)
     if t.min_epochs < 0:
         raise DeepDrawError(f"key 'train.min_epochs' is {t.min_epochs}; expected 0 (off) or more")
     for key, rate in (("train.lr", t.lr), ("train.lstm_lr", t.lstm_lr)):
@@ -74,4 +74,4 @@ def check_train_section(cfg: Config) -> None:
 def check_activations_section(cfg: Config) -> None:
     """Checks of ``[activations]``."""
     for key in ("n_samples", "batch_size"):
-        check_positive(f"activations.{key}", getattr(cfg.activations, key))
+        check_count(f"activations.{key}", getattr(cfg.activations, key))

@@ -31,7 +31,7 @@ import logging
 from pathlib import Path
 
 from ..errors import DeepDrawError
-from ..paths import RunPaths
+from ..paths import RunPaths, stage_summary
 from ..settings import Config
 from ..store import atomic_folder
 from .common import FigureItem, RunView, describe_model, parse_model
@@ -81,7 +81,7 @@ def build_report(cfg: Config) -> Path:
         if search_group is not None:
             groups.append(search_group)
         groups.append(figures_models(run, df))
-        if not (rp.svm / "summary.json").exists():
+        if not stage_summary(rp.svm).exists():
             run.miss("svm/summary.json", "not found (stage svm)")
         groups.append(
             figures_from(
@@ -108,7 +108,7 @@ def build_report(cfg: Config) -> Path:
                 "no tuning figures (stage tuning)",
             )
         )
-        if not (rp.tuning / "summary.json").exists():
+        if not stage_summary(rp.tuning).exists():
             run.miss("tuning/summary.json", "not found (stage tuning)")
         data_html = data_links(run)
         text = render(run, values, scale, df, groups, stage_rows, data_html)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..names import identify
-from ..paths import RunPaths
+from ..paths import RunPaths, stage_summary
 from ..settings import Config
 from .facts import FACTS, FAMILIES
 
@@ -282,6 +282,30 @@ class RunView:
             return False
 
     def pngs(self, folder: Path) -> list[Path]:
+        """The figures under ``folder``; for a stage folder with a summary (svm, rsa, tuning), only those
+        its last run lists there, so figures an earlier run left (a model since removed, a seed no
+        longer embedded) are not shown as this run's."""
         if not folder.is_dir():
             return []
-        return sorted(p for p in folder.rglob("*.png") if p.is_file() and not p.name.startswith("."))
+        found = sorted(p for p in folder.rglob("*.png") if p.is_file() and not p.name.startswith("."))
+        listed = _listed_pngs(stage_summary(folder))
+        return found if listed is None else [p for p in found if p.name in listed]
+
+
+def _listed_pngs(summary: Path) -> set[str] | None:
+    """File names of the figures a stage summary lists (anywhere in it); None when it has none (no
+    readable summary, or one from a run that made no figures: then every figure in the folder is shown)."""
+    data = read_json(summary)
+    if not data:
+        return None
+    names: set[str] = set()
+    todo: list[Any] = [data]
+    while todo:
+        o = todo.pop()
+        if isinstance(o, dict):
+            todo += o.values()
+        elif isinstance(o, list):
+            todo += o
+        elif isinstance(o, str) and o.endswith(".png"):
+            names.add(Path(o).name)
+    return names or None

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..paths import SUMMARY_NAME
 from ..settings import Config
 from .common import FigureGroup, FigureItem, RunView, esc, fmt_num, is_num
 from .values import span
@@ -188,7 +189,7 @@ def data_links(run: RunView) -> str:
     ):
         if folder.is_dir():
             srcs += [(stage, p) for p in sorted(folder.glob("*.csv"))]
-            srcs += [(stage, p) for p in sorted(folder.glob("summary.json"))]
+            srcs += [(stage, p) for p in sorted(folder.glob(SUMMARY_NAME))]
     if (rp.models / "summary.csv").exists():
         srcs.append(("models", rp.models / "summary.csv"))
     items = []

@@ -8,7 +8,7 @@ import logging
 import math
 from collections.abc import Sequence
 
-from ..paths import RunPaths
+from ..paths import RunPaths, stage_summary
 from ..settings import Config
 from .common import family_of, flatten, fmt_num, h5_rows, is_num, parse_model, read_csv, read_json, truthy
 
@@ -193,7 +193,7 @@ def collect_values(cfg: Config) -> tuple[dict[str, float], dict[str, str]]:
         )
         scale["dataset.short"] = f"{fmt_num(n_tr + n_te, 0)} samples"
     # svm
-    s = read_json(rp.svm / "summary.json")
+    s = read_json(stage_summary(rp.svm))
     if s is not None:
         flatten(s, "svm", v)
     if n_tr is not None and n_te is not None:
@@ -218,7 +218,7 @@ def collect_values(cfg: Config) -> tuple[dict[str, float], dict[str, str]]:
         scale["models"] = ", ".join(bits)
         scale["models.short"] = f"{len(seeds)} seeds · {span(ep)} ep." if ep else bits[0]
     # rsa
-    rs = read_json(rp.rsa / "summary.json")
+    rs = read_json(stage_summary(rp.rsa))
     if rs is not None:
         flatten(rs, "rsa", v)
     _rsa_values(read_csv(rp.rsa / "rsa_oracle.csv"), v)
@@ -227,7 +227,7 @@ def collect_values(cfg: Config) -> tuple[dict[str, float], dict[str, str]]:
         scale["rsa"] = f"{fmt_num(n_act, 0)} test samples ({cfg.rsa.per_class} per class for RDMs)"
         scale["rsa.short"] = f"{fmt_num(n_act, 0)} samples"
     # tuning
-    ts = read_json(rp.tuning / "summary.json")
+    ts = read_json(stage_summary(rp.tuning))
     if ts is not None:
         flatten(ts, "tuning", v)
     _label_values(ts, read_csv(rp.tuning / "tuning_summary.csv"), v)

@@ -3,9 +3,9 @@ the input representations it may name."""
 
 from __future__ import annotations
 
-from ..config_checks import check_fraction, check_positive
 from ..errors import DeepDrawError
 from ..settings import RsaConfig
+from ..value_checks import check_count, check_fraction
 
 INPUT_NAMES = {
     "endeffector_coords": "hand",
@@ -19,7 +19,7 @@ INPUT_NAMES = {
 def check_rsa_config(c: RsaConfig) -> None:
     """Range and choice checks of the [rsa] section (run by :func:`deepdraw.config.load_config`)."""
     for key in ("per_class", "pca_components", "tsne_per_class"):
-        check_positive(f"rsa.{key}", getattr(c, key))
+        check_count(f"rsa.{key}", getattr(c, key))
     if c.gram_dtype not in ("float32", "float64"):
         raise DeepDrawError(f"key 'rsa.gram_dtype' is '{c.gram_dtype}'; expected float32 or float64")
     if c.device not in ("cpu", "cuda", "auto"):

@@ -1,7 +1,7 @@
 """The analyses of an RSA run, one representation at a time: RDM and oracle similarity, the Gram matrices
-of the CKA pairs and their CKA, population decoding and t-SNE of every layer of every model
-(:func:`analyse_layers`), and RDMs, oracle similarity and t-SNE of the input representations of the test
-file (:func:`input_representations`)."""
+of the CKA pairs and their CKA, population decoding of every layer of every model, and its t-SNE for the
+models of ``rsa.tsne_seeds`` (:func:`analyse_layers`); RDMs, oracle similarity and t-SNE of the input
+representations of the test file (:func:`input_representations`)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ from .modelinfo import (
 )
 from .plan import Results, plan_rsa, write_plan
 from .tables import write_tables
-from .tsne import tsne_embedding
+from .tsne import tsne_embedding, tsne_wanted
 
 __all__ = [
     "DECODING_KEYS", "INPUT_NAMES", "RESULTS_NAME", "RSA_KEYS", "ModelInfo", "check_rsa_config", "pair_models",
@@ -78,8 +78,8 @@ def run_rsa(
     overwrite : replace an existing ``rsa_results.h5``.
 
     Returns the figures written, name -> PNG path: ``oracle_similarity``, ``cka_{kind}`` per comparison
-    kind, ``decoding``, ``rdms/{model}`` and ``tsne/{model}`` per model (and ``rdms/inputs``,
-    ``tsne/inputs``).
+    kind, ``decoding``, ``rdms/{model}`` per model, ``tsne/{model}`` per model of ``rsa.tsne_seeds``
+    (every model when it is empty), and ``rdms/inputs``, ``tsne/inputs``.
     """
     if isinstance(cfg, RsaConfig):
         rc, seed, dt, cfg_dict = cfg, 0, 0.015, {"rsa": vars(cfg)}
@@ -96,6 +96,12 @@ def run_rsa(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     models, sample_index, labels = load_models(activation_paths, rc)
+    if rc.tsne and rc.tsne_seeds and not any(tsne_wanted(rc, m.seed) for m in models):
+        log.warning(
+            "rsa.tsne_seeds = %s matches no model's seed (%s): no layer is embedded",
+            rc.tsne_seeds,
+            ", ".join(sorted({m.seed or "none" for m in models})),
+        )
     plan = plan_rsa(models, sample_index, labels, rc, seed, dt)
     inputs = {m.path.name: store.file_sha256(m.path) for m in models}
     if test_path is not None:

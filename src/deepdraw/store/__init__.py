@@ -21,7 +21,7 @@ the expected ``kind`` and holds the keys of a :data:`Schema` with the expected s
 failure is a :class:`~deepdraw.errors.DeepDrawError` naming the file, the key, what was expected and
 what was found. Schemas of all artifacts are documented in ``docs/formats.md``.
 
-The package has three modules: :mod:`.provenance` (digests, commit, versions), :mod:`.atomic` (the
+The package has three modules: :mod:`.origin` (digests, commit, versions: the provenance), :mod:`.atomic` (the
 atomic writes and the disk-full error) and :mod:`.artifacts` (schemas, the HDF5 writer and reader).
 Import from ``deepdraw.store``.
 """
@@ -52,7 +52,7 @@ from .atomic import (
     write_json_atomic,
     write_text_atomic,
 )
-from .provenance import file_sha256, git_commit, library_versions, provenance
+from .origin import file_sha256, git_commit, library_versions, provenance
 
 __all__ = [
     "ArtifactWriter",

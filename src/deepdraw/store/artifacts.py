@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import DeepDrawError
 from .atomic import atomic_replace, disk_full_error, is_disk_full, tmp_path_for
-from .provenance import provenance
+from .origin import provenance
 
 Dim = int | str | None
 """One dimension of an expected shape: an int (exact), a str (a named size that must agree across

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from ..config_checks import check_fraction, check_positive
 from ..errors import DeepDrawError
 from ..settings import Config
+from ..value_checks import check_count, check_fraction, check_positive
 from .subsets import parse_subsets
 
 __all__ = ["check_svm_section"]
@@ -41,7 +41,7 @@ def check_svm_section(cfg: Config) -> None:
     if s.decode_window < 1 or s.decode_window % 2 == 0:
         raise DeepDrawError(f"key 'svm.decode_window' is {s.decode_window}; expected an odd count >= 1")
     for key in ("project_sample", "max_iter", "read_chunk"):
-        check_positive(f"svm.{key}", getattr(s, key))
+        check_count(f"svm.{key}", getattr(s, key))
     check_positive("svm.tol", s.tol, "a positive tolerance")
     parse_subsets(s.subsets)
     if s.decode_alpha < 0:

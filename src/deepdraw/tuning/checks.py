@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..config_checks import check_choice, check_fraction, check_positive
 from ..errors import DeepDrawError
 from ..settings import Config, TuningConfig
+from ..value_checks import check_choice, check_count, check_fraction
 from .features import ORIENTATIONS
 
 
@@ -32,6 +32,6 @@ def check_tuning_config(t: TuningConfig) -> None:
             raise DeepDrawError(f"key 'tuning.orientations' holds '{o}'; expected horizontal or vertical")
     check_fraction("tuning.test_fraction", t.test_fraction)
     for key in ("chunk", "pd_bins", "min_plane_units", "label_max_points"):
-        check_positive(f"tuning.{key}", getattr(t, key))
+        check_count(f"tuning.{key}", getattr(t, key))
     if t.plane_tol_cm <= 0:
         raise DeepDrawError(f"key 'tuning.plane_tol_cm' is {t.plane_tol_cm}; expected > 0")
