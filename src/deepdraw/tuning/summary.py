@@ -265,16 +265,6 @@ def paired_tests(
             task = fam.get("task", f"{fa.get('task', '')}/{fb.get('task', '')}")
             fam_rows = []
             for (layer, li), gl in g.groupby(["layer", "layer_index"], sort=False):
-                va = gl["value_a"].to_numpy(float)
-                vb = gl["value_b"].to_numpy(float)
-                ok = np.isfinite(va) & np.isfinite(vb)
-                va, vb = va[ok], vb[ok]
-                t = p = np.nan
-                if va.size >= 2 and not _constant(va - vb):
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                        res = st.ttest_rel(va, vb)
-                    t, p = float(res.statistic), float(res.pvalue)
                 fam_rows.append(
                     {
                         "comparison": name,
@@ -285,22 +275,43 @@ def paired_tests(
                         "metric": fam["metric"],
                         "layer": layer,
                         "layer_index": int(li),
-                        "n_pairs": int(va.size),
-                        "mean_a": float(va.mean()) if va.size else np.nan,
-                        "mean_b": float(vb.mean()) if vb.size else np.nan,
-                        "t": t,
-                        "p": p,
+                        **_paired_test(gl["value_a"].to_numpy(float), gl["value_b"].to_numpy(float)),
                     }  # fmt: skip
                 )
-            n_tests = sum(np.isfinite(r["p"]) for r in fam_rows)
-            for r in fam_rows:
-                r["p_bonferroni"] = min(1.0, r["p"] * n_tests) if np.isfinite(r["p"]) else np.nan
-                r["significant"] = bool(np.isfinite(r["p_bonferroni"]) and r["p_bonferroni"] < alpha)
-            rows.extend(fam_rows)
+            rows.extend(_bonferroni(fam_rows, alpha))
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values(
         ["comparison", "arch", "task", "orientation", "metric", "tuning_type", "layer_index"]
     )
+
+
+def _paired_test(va: np.ndarray, vb: np.ndarray) -> dict:
+    """``n_pairs, mean_a, mean_b, t, p`` of a two-sided paired t-test over the pairs where both values
+    are finite; t and p are NaN with fewer than 2 pairs or when every difference is the same."""
+    ok = np.isfinite(va) & np.isfinite(vb)
+    va, vb = va[ok], vb[ok]
+    t = p = np.nan
+    if va.size >= 2 and not _constant(va - vb):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = st.ttest_rel(va, vb)
+        t, p = float(res.statistic), float(res.pvalue)
+    return {
+        "n_pairs": int(va.size),
+        "mean_a": float(va.mean()) if va.size else np.nan,
+        "mean_b": float(vb.mean()) if vb.size else np.nan,
+        "t": t,
+        "p": p,
+    }
+
+
+def _bonferroni(rows: list[dict], alpha: float) -> list[dict]:
+    """Adds ``p_bonferroni`` (p times the number of finite p in ``rows``, at most 1) and ``significant``."""
+    n_tests = sum(np.isfinite(r["p"]) for r in rows)
+    for r in rows:
+        r["p_bonferroni"] = min(1.0, r["p"] * n_tests) if np.isfinite(r["p"]) else np.nan
+        r["significant"] = bool(np.isfinite(r["p_bonferroni"]) and r["p_bonferroni"] < alpha)
+    return rows
 
 
 def group_summary(df: pd.DataFrame, conf: float = 0.95) -> pd.DataFrame:
