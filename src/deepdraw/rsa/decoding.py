@@ -212,22 +212,22 @@ def decode_layer(
         return _decode_layer(act, centres, kin, test_mask, alpha)
 
 
-def _decode_layer(
-    act: np.ndarray, centres: np.ndarray, kin: Kinematics, test_mask: np.ndarray, alpha: float
-) -> dict[str, Any]:
-    if act.ndim != 4:
-        raise DeepDrawError(
-            f"decoding: activations of shape {act.shape}; expected (n, rows, frames, channels)"
-        )
-    n, rows, T, ch = act.shape
-    centres = np.asarray(centres, dtype=np.int64)
-    if centres.shape != (T,):
-        raise DeepDrawError(
-            f"decoding: {centres.size} centre frames for {T} output frames; expected one per frame"
-        )
-    d = rows * ch
-    train = np.flatnonzero(~np.asarray(test_mask))
-    test = np.flatnonzero(test_mask)
+@dataclass
+class _Decoders:
+    """The ridge decoders of one layer, fitted on features shifted by ``shift`` (a feature mean)."""
+
+    W_pos: np.ndarray
+    b_pos: np.ndarray
+    W_mov: np.ndarray | None  # cos, sin, speed; None with fewer than 2 moving training points
+    b_mov: np.ndarray | None
+    shift: np.ndarray
+    n_train: int
+
+
+def _fit_decoders(
+    act: np.ndarray, centres: np.ndarray, kin: Kinematics, train: np.ndarray, T: int, d: int, alpha: float
+) -> _Decoders:
+    """Position from every training point; direction (cos, sin) and speed from the moving ones."""
     # columns: x, y, z | cos, sin, speed; moving and still points kept apart, summed for position
     mov_stats = RidgeStats(d, 6)
     still_stats = RidgeStats(d, 6)
@@ -244,12 +244,20 @@ def _decode_layer(
         Y[mov, 5] = spd[mov]
         mov_stats.add(X[mov], Y[mov])
         still_stats.add(X[~mov], Y[~mov])
+    if shift is None:
+        raise DeepDrawError("decoding: no training trajectories; expected some outside the test split")
     all_stats = RidgeStats(d, 6)
     all_stats += mov_stats
     all_stats += still_stats
     W_pos, b_pos = all_stats.solve(alpha, slice(0, 3))
     W_mov, b_mov = mov_stats.solve(alpha, slice(3, 6)) if mov_stats.n >= 2 else (None, None)
+    return _Decoders(W_pos, b_pos, W_mov, b_mov, shift, int(all_stats.n))
 
+
+def _score_decoders(
+    act: np.ndarray, centres: np.ndarray, kin: Kinematics, test: np.ndarray, T: int, d: int, fit: _Decoders
+) -> dict[str, Any]:
+    """Test errors and R² of the decoders on the test points (streamed in blocks)."""
     sse_pos = 0.0
     eucl = 0.0
     n_pos = 0
@@ -261,16 +269,16 @@ def _decode_layer(
     yy_spd = 0.0
     n_mov = 0
     for blk in _blocks(test, T, d):
-        X = _block_points(act, blk, shift)
+        X = _block_points(act, blk, fit.shift)
         pos, ang, spd, mov = _block_targets(kin, blk, centres)
-        res = X @ W_pos + b_pos - pos
+        res = X @ fit.W_pos + fit.b_pos - pos
         sse_pos += float(np.sum(res**2))
         eucl += float(np.sum(np.linalg.norm(res, axis=1)))
         n_pos += X.shape[0]
         ys_pos += pos.sum(axis=0)
         yy_pos += float(np.sum(pos**2))
-        if W_mov is not None and mov.any():
-            P = X[mov] @ W_mov + b_mov
+        if fit.W_mov is not None and mov.any():
+            P = X[mov] @ fit.W_mov + fit.b_mov
             err = np.angle(np.exp(1j * (np.arctan2(P[:, 1], P[:, 0]) - ang[mov])))
             ang_err += float(np.sum(np.abs(err)))
             sse_spd += float(np.sum((P[:, 2] - spd[mov]) ** 2))
@@ -284,15 +292,36 @@ def _decode_layer(
         "direction_error_deg": float(np.degrees(ang_err / n_mov)) if n_mov else float("nan"),
         "speed_rmse": float(np.sqrt(sse_spd / n_mov)) if n_mov else float("nan"),
         "speed_r2": float("nan"),
-        "n_train_points": int(all_stats.n),
+        "n_train_points": fit.n_train,
         "n_test_points": int(n_pos),
     }
     if n_mov:
         sst_spd = yy_spd - ys_spd**2 / n_mov
         out["speed_r2"] = 1.0 - sse_spd / sst_spd if sst_spd > 0 else float("nan")
+    return out
+
+
+def _decode_layer(
+    act: np.ndarray, centres: np.ndarray, kin: Kinematics, test_mask: np.ndarray, alpha: float
+) -> dict[str, Any]:
+    if act.ndim != 4:
+        raise DeepDrawError(
+            f"decoding: activations of shape {act.shape}; expected (n, rows, frames, channels)"
+        )
+    n, rows, T, ch = act.shape
+    centres = np.asarray(centres, dtype=np.int64)
+    if centres.shape != (T,):
+        raise DeepDrawError(
+            f"decoding: {centres.size} centre frames for {T} output frames; expected one per frame"
+        )
+    d = rows * ch
+    train = np.flatnonzero(~np.asarray(test_mask))
+    test = np.flatnonzero(test_mask)
+    fit = _fit_decoders(act, centres, kin, train, T, d, alpha)
+    out = _score_decoders(act, centres, kin, test, T, d, fit)
     # weights on the raw (unshifted) features
     out["weights"] = {
-        "position": (W_pos, b_pos - shift @ W_pos),
-        "movement": (W_mov, None if W_mov is None else b_mov - shift @ W_mov),
+        "position": (fit.W_pos, fit.b_pos - fit.shift @ fit.W_pos),
+        "movement": (fit.W_mov, None if fit.W_mov is None else fit.b_mov - fit.shift @ fit.W_mov),
     }
     return out
