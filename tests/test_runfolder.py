@@ -428,3 +428,43 @@ def test_keys_that_only_select_outputs_extend_instead_of_refusing(tmp_path, monk
     other = _cfg(tmp_path, svm={"c_grid": [1.0, 2.0], "max_iter": 7})
     with pytest.raises(DeepDrawError, match=r"stage 'svm': config changed: svm.max_iter: 100 -> 7"):
         pipeline.run_pipeline(other)
+
+
+def test_a_stage_whose_outputs_change_during_the_run_stops_the_next(tmp_path, monkeypatch):
+    """A stage run earlier in the same pipeline run that is no longer complete when the next stage
+    starts (its planned outputs grew: a model added to the zoo meanwhile) stops the pipeline with an
+    error naming it, before the next stage runs; a rerun completes it, then runs the next."""
+    planned = ["a"]
+    ran: list[str] = []
+
+    def train(cfg):
+        for n in planned:
+            _write(RunPaths(cfg.out_dir).models / f"{n}.pt", n)
+        if planned == ["a"]:
+            planned.append("b")  # the zoo ships one more model while the pipeline runs
+
+    def activations(cfg):
+        ran.append("activations")
+        _write(RunPaths(cfg.out_dir).activations / "done.json", "{}")
+
+    stages = {
+        "train": pipeline.Stage(
+            "train", ["train"], train, lambda c: [RunPaths(c.out_dir).models / f"{n}.pt" for n in planned]
+        ),
+        "activations": pipeline.Stage(
+            "activations",
+            ["activations"],
+            activations,
+            lambda c: [RunPaths(c.out_dir).activations / "done.json"],
+            after=["train"],
+        ),
+    }
+    monkeypatch.setattr(pipeline, "STAGES", stages)
+    cfg = _cfg(tmp_path)
+    with pytest.raises(
+        DeepDrawError, match=r"stage\(s\) train ran in this pipeline run but are no longer complete"
+    ):
+        pipeline.run_pipeline(cfg)
+    assert ran == [] and pipeline.status(cfg)["train"] == "partial"
+    pipeline.run_pipeline(cfg)
+    assert ran == ["activations"] and (RunPaths(cfg.out_dir).models / "b.pt").is_file()

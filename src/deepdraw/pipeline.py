@@ -368,6 +368,21 @@ def write_stage_table(cfg: Config) -> None:
     write_stamp(RunPaths.of(cfg).stage_table, {"stages": table})
 
 
+def _check_upstream_complete(cfg: Config, name: str, memo: dict[str, str], ran: set[str]) -> None:
+    """Refuse to run ``name`` when a stage it reads, run earlier in this pipeline run, is no longer
+    complete: its outputs changed while the pipeline ran (e.g. ``deepdraw zoo add`` of a model that a
+    ``[train] source = "zoo"`` run plans, so the train stage now misses that model)."""
+    stale = [
+        a for a in upstream(cfg, STAGES[name]) if a in ran and _plan(cfg, a, memo, set()).action != "skip"
+    ]
+    if stale:
+        raise DeepDrawError(
+            f"{cfg.out_dir}: stage(s) {', '.join(stale)} ran in this pipeline run but are no longer complete "
+            f"(their planned outputs changed while it ran, e.g. a model added to the zoo), so stage '{name}' "
+            "was not started. Rerun the same command: it completes them first, and keeps what is done."
+        )
+
+
 def _run(cfg: Config, names: list[str], force: bool, command: str = "pipeline") -> dict[str, dict]:
     memo: dict[str, str] = {}
     records: dict[str, dict] = {}
@@ -375,6 +390,7 @@ def _run(cfg: Config, names: list[str], force: bool, command: str = "pipeline") 
     for name in names:
         st = STAGES[name]
         pl = _plan(cfg, name, memo, ran)  # again: an upstream stage that ran may have changed inputs
+        _check_upstream_complete(cfg, name, memo, ran)
         d = pl.digest
         if pl.action in ("skip", "external"):
             log.info(
