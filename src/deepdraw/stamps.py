@@ -52,7 +52,7 @@ def stamped_stages(folder: Path) -> list[str]:
     """The stages with a stamp in ``folder`` (sorted; none when it does not exist)."""
     if not folder.is_dir():
         return []
-    return sorted({p.name.split(".")[0] for p in folder.glob("*.*.json") if p.name.split(".")[1] in WHICH})
+    return sorted({p.name.split(".")[0] for which in WHICH for p in folder.glob(f"*.{which}.json")})
 
 
 def read_stamp(p: Path) -> dict:
