@@ -138,6 +138,12 @@ def test_a_finished_run_round_trips_through_the_zoo(tmp_path, one_torch_thread):
     (d / f"{name}.json").write_text(json.dumps(c))
     with pytest.raises(DeepDrawError, match="initialises differently"):
         zoo.load(name, untrained=True, zoo_dir=d)
+    # a run whose dataset is gone is refused before anything is written to the zoo
+    files[1].unlink()
+    other = tmp_path / "zoo2"
+    with pytest.raises(DeepDrawError, match="te.h5: the test file of the run's dataset is missing"):
+        add_to_zoo(run, other)
+    assert not other.exists() or not any(other.iterdir())
 
 
 def test_unfinished_run_is_not_packaged(tmp_path):

@@ -11,6 +11,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,44 @@ def add_to_zoo(
     """Write ``<zoo>/<name>.pt`` (weights only) and ``<zoo>/<name>.json`` (card) for a finished run."""
     import torch
 
-    from deepdraw.nn.checkpoints import read_checkpoint, versions
-    from deepdraw.store import atomic_path, file_sha256, git_commit, write_json_atomic
+    from deepdraw.store import atomic_path, write_json_atomic
 
-    run = Path(run_dir)
+    run = _read_finished_run(Path(run_dir))
+    name = run.name
+    tc = run.metrics.get("config") or {}
+    zoo = resolve_zoo_dir(zoo_dir)
+    ck_path, card_path = zoo / f"{name}.pt", zoo / f"{name}.json"
+    if not overwrite and (ck_path.exists() or card_path.exists()):
+        raise DeepDrawError(
+            f"{card_path}: model '{name}' is already in the zoo; pass --overwrite to replace it"
+        )
+
+    shipped = {k: v for k, v in run.best.items() if k not in ("optimizer", "config")}
+    shipped["config"] = {k: tc[k] for k in _train_keys() if k in tc}
+    # the card is built (dataset files read) before anything is written: a missing dataset leaves no .pt
+    dataset = dataset_identity(train_path or tc.get("train_path", ""), test_path or tc.get("test_path", ""))
+    zoo.mkdir(parents=True, exist_ok=True)
+    with atomic_path(ck_path) as tmp:
+        torch.save(shipped, tmp)
+    card = _model_card(run, ck_path, shipped["config"], dataset)
+    write_json_atomic(card_path, card, newline=True, indent=1, default=str)
+    return card_path
+
+
+@dataclass(frozen=True)
+class _FinishedRun:
+    """What a finished ``models/<name>/`` folder holds, read and checked."""
+
+    name: str
+    metrics: dict  # metrics.json
+    best: dict  # best.pt
+    untrained: dict  # untrained.pt
+    untrained_metrics: dict  # untrained_metrics.json
+
+
+def _read_finished_run(run: Path) -> _FinishedRun:
+    from deepdraw.nn.checkpoints import read_checkpoint
+
     metrics = _read_json(run / "metrics.json")
     if not metrics.get("finished"):
         raise DeepDrawError(f"{run / 'metrics.json'}: the run is not finished; expected 'finished': true")
@@ -95,29 +130,26 @@ def add_to_zoo(
             f"{run / 'best.pt'}: holds '{best.get('model_name')}' ({best.get('kind')}); expected the best "
             f"checkpoint of '{name}'"
         )
-    untrained = read_checkpoint(run / "untrained.pt")
-    un_metrics = _read_json(run / "untrained_metrics.json")
-    tc = metrics.get("config") or {}
-    train_p = Path(train_path or tc.get("train_path", ""))
-    test_p = Path(test_path or tc.get("test_path", ""))
-    zoo = resolve_zoo_dir(zoo_dir)
-    ck_path, card_path = zoo / f"{name}.pt", zoo / f"{name}.json"
-    if not overwrite and (ck_path.exists() or card_path.exists()):
-        raise DeepDrawError(
-            f"{card_path}: model '{name}' is already in the zoo; pass --overwrite to replace it"
-        )
+    return _FinishedRun(
+        name=name,
+        metrics=metrics,
+        best=best,
+        untrained=read_checkpoint(run / "untrained.pt"),
+        untrained_metrics=_read_json(run / "untrained_metrics.json"),
+    )
 
-    shipped = {k: v for k, v in best.items() if k not in ("optimizer", "config")}
-    shipped["config"] = {k: tc[k] for k in _train_keys() if k in tc}
-    zoo.mkdir(parents=True, exist_ok=True)
-    with atomic_path(ck_path) as tmp:
-        torch.save(shipped, tmp)
 
-    card = {
+def _model_card(run: _FinishedRun, ck_path: Path, settings: dict, dataset: dict) -> dict[str, Any]:
+    """The card of a shipped checkpoint (docs/zoo.md, *What a card holds*)."""
+    from deepdraw.nn.checkpoints import versions
+    from deepdraw.store import file_sha256, git_commit
+
+    metrics, best = run.metrics, run.best
+    return {
         "format": CARD_FORMAT,
         "version": CARD_VERSION,
-        "name": name,
-        "architecture": _architecture(name),
+        "name": run.name,
+        "architecture": _architecture(run.name),
         "family": metrics.get("family"),
         "task": metrics.get("task"),
         "seed": int(metrics["seed"]),
@@ -131,10 +163,10 @@ def add_to_zoo(
             "validation": _metric_block(metrics.get("best_validation")),
         },
         "untrained": {
-            "name": untrained.get("model_name"),
-            "state_sha256": state_digest(untrained["state_dict"]),
-            "test": _metric_block(un_metrics.get("test")),
-            "validation": _metric_block(un_metrics.get("validation")),
+            "name": run.untrained.get("model_name"),
+            "state_sha256": state_digest(run.untrained["state_dict"]),
+            "test": _metric_block(run.untrained_metrics.get("test")),
+            "validation": _metric_block(run.untrained_metrics.get("validation")),
         },
         "training": {
             "epochs": metrics.get("epochs_run"),
@@ -147,15 +179,13 @@ def add_to_zoo(
             "n_train": metrics.get("n_train"),
             "n_val": metrics.get("n_val"),
             "n_test": metrics.get("n_test"),
-            "settings": shipped["config"],
+            "settings": settings,
         },
-        "dataset": dataset_identity(train_p, test_p),
+        "dataset": dataset,
         "code": {"training": metrics.get("versions"), "packaged": {**versions(), "git_commit": git_commit()}},
         "licence": {"model": "MIT (deepdraw)", "data": DATA_LICENCES},
         "created": _dt.date.today().isoformat(),
     }
-    write_json_atomic(card_path, card, newline=True, indent=1, default=str)
-    return card_path
 
 
 def _architecture(name: str) -> str:
