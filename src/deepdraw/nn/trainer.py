@@ -60,16 +60,7 @@ class Trainer:
         self.batch_size = resolve_batch_size(cfg)
         self.device = device = resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, device)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = not cfg.deterministic
-            torch.backends.cudnn.deterministic = cfg.deterministic
-            if self.precision != "fp32":  # TF32 for the float32 parts of the fast paths
-                torch.backends.cuda.matmul.allow_tf32 = True
-                torch.backends.cudnn.allow_tf32 = True
-        if cfg.num_threads is not None:
-            torch.set_num_threads(int(cfg.num_threads))
-        if device.type == "cpu":  # every step's buffers reused, not mapped afresh (deepdraw.nn.hostmem)
-            reuse_freed_memory()
+        _configure_torch(cfg, device, self.precision)
         out = self.out = Path(cfg.out_dir)
         self.paths = {k: out / f"{k}.pt" for k in ("untrained", "best", "last")}
         self.metrics_path = out / "metrics.json"
@@ -111,29 +102,34 @@ class Trainer:
         else:
             self._start()
         self.train_stream, self.val_stream = streams if streams is not None else self.make_streams()
-        self.base = {
-            "model_name": spec.name,
-            "task": task,
-            "family": spec.family,
-            "seed": seed,
-            "data_seed": self.data_seed,
-            "device": str(device),
-            "precision": self.precision,
-            "lr_initial": lr,
-            "batch_size": self.batch_size,
-            "n_train": n_train,
-            "n_val": n_val,
-            "n_test": n_test,
-            "n_parameters": sum(p.numel() for p in model.parameters()),
-            "conv_weights": conv_weight_count(model),
-            "target_frames": None if self.targets.frames is None else [int(f) for f in self.targets.frames],
-            "config": cfg.to_dict(),
-            "versions": versions(),
-        }
+        self.base = self._base_metrics(lr, n_test)
         self._meter: Meter | None = None
         self._t0 = 0.0
 
     # ---- set-up
+    def _base_metrics(self, lr: float, n_test: int) -> dict:
+        """The fields every ``metrics.json`` of this run starts with: what was trained, on what, how."""
+        model = self.model
+        return {
+            "model_name": self.spec.name,
+            "task": self.task,
+            "family": self.spec.family,
+            "seed": self.seed,
+            "data_seed": self.data_seed,
+            "device": str(self.device),
+            "precision": self.precision,
+            "lr_initial": lr,
+            "batch_size": self.batch_size,
+            "n_train": self.n_train,
+            "n_val": self.n_val,
+            "n_test": n_test,
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+            "conv_weights": conv_weight_count(model),
+            "target_frames": None if self.targets.frames is None else [int(f) for f in self.targets.frames],
+            "config": self.cfg.to_dict(),
+            "versions": versions(),
+        }
+
     def _start(self) -> None:
         cfg, paths = self.cfg, self.paths
         if not cfg.resume and (paths["last"].exists() or paths["best"].exists()):
@@ -377,3 +373,17 @@ def _target_blocks(path, key: str, stop: int, chunk_rows: int):
     with open_pcrt(path) as f:
         for a in range(0, stop, chunk_rows):
             yield f[key][a : min(a + chunk_rows, stop)]
+
+
+def _configure_torch(cfg: TrainConfig, device: torch.device, precision: str) -> None:
+    """Process-wide torch settings of a run: cuDNN and TF32 on a GPU, thread count, host-memory reuse."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not cfg.deterministic
+        torch.backends.cudnn.deterministic = cfg.deterministic
+        if precision != "fp32":  # TF32 for the float32 parts of the fast paths
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+    if cfg.num_threads is not None:
+        torch.set_num_threads(int(cfg.num_threads))
+    if device.type == "cpu":  # every step's buffers reused, not mapped afresh (deepdraw.nn.hostmem)
+        reuse_freed_memory()
