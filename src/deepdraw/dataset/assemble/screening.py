@@ -45,16 +45,7 @@ def screen_jerks(
     known = scores["muscle_jerk_known"].astype(bool).copy()
     out = np.zeros(len(jerk), dtype=bool)  # certified above the tau of their group
     eligible = (scores["accepted"] == 1) & np.isfinite(bound)
-    labels, planes = scores["label"], scores["plane"]
-    quota = np.full(n_labels, n_samples // n_labels)
-    quota[: n_samples % n_labels] += 1
-    groups = []
-    for lab in range(n_labels):
-        rows_l = np.flatnonzero(eligible & (labels == lab))
-        pls = np.unique(planes[rows_l])
-        k = int(np.ceil(quota[lab] / max(len(pls), 1)))
-        if k > 0:  # a character without quota (fewer samples than characters) needs no jerk
-            groups.append((lab, k, [rows_l[planes[rows_l] == p] for p in pls]))
+    groups = _groups(eligible, scores["label"], scores["plane"], n_samples, n_labels)
     stats = {
         "evaluated": 0, "stopped_early": 0, "rounds": 0, "unknown_at_start": int((eligible & ~known).sum())
     }  # fmt: skip
@@ -78,12 +69,13 @@ def screen_jerks(
     for _ in range(max_rounds):
         todo, taus = [], []
         for _lab, k, plane_rows in groups:
+            # a quarter of K per round (little work past the final tau), or the group's min_round share
+            take = max(1, -(-k // 4), -(-int(min_round) * k // max(k_total, 1)))
             for rows in plane_rows:
                 kn = rows[known[rows] & np.isfinite(jerk[rows])]
                 tau = np.partition(jerk[kn], k - 1)[k - 1] if len(kn) >= k else np.inf
                 unk = rows[~known[rows] & ~out[rows] & (bound[rows] <= tau * slack)]
-                if len(unk):  # a quarter of K per round: little work past the final tau
-                    take = max(1, -(-k // 4), -(-int(min_round) * k // max(k_total, 1)))
+                if len(unk):
                     todo.append(unk[np.argsort(bound[unk], kind="stable")[:take]])
                     taus.append(np.full(len(todo[-1]), tau))
         if not todo:
@@ -101,3 +93,19 @@ def screen_jerks(
         run(idx, np.full(len(idx), np.inf))
     scores["muscle_jerk_known"] = known.astype(np.int8)
     return stats
+
+
+def _groups(
+    eligible: np.ndarray, labels: np.ndarray, planes: np.ndarray, n_samples: int, n_labels: int
+) -> list[tuple[int, int, list[np.ndarray]]]:
+    """``(character, K, rows of each plane)`` for every character with a quota: K = ceil(quota / planes)."""
+    quota = np.full(n_labels, n_samples // n_labels)
+    quota[: n_samples % n_labels] += 1
+    groups = []
+    for lab in range(n_labels):
+        rows_l = np.flatnonzero(eligible & (labels == lab))
+        pls = np.unique(planes[rows_l])
+        k = int(np.ceil(quota[lab] / max(len(pls), 1)))
+        if k > 0:  # a character without quota (fewer samples than characters) needs no jerk
+            groups.append((lab, k, [rows_l[planes[rows_l] == p] for p in pls]))
+    return groups
