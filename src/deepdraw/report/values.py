@@ -162,36 +162,10 @@ def collect_values(cfg: Config) -> tuple[dict[str, float], dict[str, str]]:
     Returns ``(values, scale)``: ``values`` is a flat dict of floats, ``scale`` one phrase per group
     (dataset, svm, models, rsa, tuning) describing how big this run is.
     """
-    import numpy as np
-
     rp = RunPaths.of(cfg)
     v: dict[str, float] = {}
     scale: dict[str, str] = {}
-    # dataset
-    n_tr, c_tr = h5_rows(rp.pcrt_train)
-    n_te, c_te = h5_rows(rp.pcrt_test)
-    if n_tr is not None or n_te is not None:
-        v["dataset.n_candidates"] = float(cfg.kinematics.n_candidates)
-    if n_tr is not None:
-        v["dataset.n_train"] = n_tr
-    if n_te is not None:
-        v["dataset.n_test"] = n_te
-    if n_tr is not None and n_te is not None:
-        v["dataset.n_samples"] = n_tr + n_te
-        if n_tr + n_te:
-            v["dataset.test_percent"] = 100.0 * n_te / (n_tr + n_te)
-        labels = np.concatenate([c_tr.get("label", np.zeros(0)), c_te.get("label", np.zeros(0))])
-        if labels.size:
-            v["dataset.n_classes"] = float(np.unique(labels).size)
-        for plane, axis in (("horizontal", 2), ("vertical", 0)):
-            pts = [c["startpt"][c["plane"] == plane, axis] for c in (c_tr, c_te) if "plane" in c]
-            if pts:
-                lv = np.concatenate(pts)
-                v[f"dataset.n_{plane}_planes"] = float(np.unique(np.round(lv, 1)).size)
-        scale["dataset"] = (
-            f"{fmt_num(cfg.kinematics.n_candidates, 0)} candidates → {fmt_num(n_tr + n_te, 0)} samples"
-        )
-        scale["dataset.short"] = f"{fmt_num(n_tr + n_te, 0)} samples"
+    n_tr, n_te = _dataset_values(cfg, rp, v, scale)
     # svm
     s = read_json(stage_summary(rp.svm))
     if s is not None:
@@ -202,21 +176,7 @@ def collect_values(cfg: Config) -> tuple[dict[str, float], dict[str, str]]:
         pairs = f", {fmt_num(v['svm.n_pairs'], 0)} pairs" if "svm.n_pairs" in v else ""
         scale["svm"] = f"{fmt_num(used, 0)} train / {fmt_num(n_te, 0)} test samples{pairs}"
         scale["svm.short"] = f"{fmt_num(used, 0)} / {fmt_num(n_te, 0)} samples"
-    # models
-    df = models_table(rp)
-    if df is not None:
-        _model_values(df, v)
-        tr = df[df["_trained"]]
-        seeds = sorted({int(x) for x in tr["seed"] if is_num(x)}) if "seed" in tr.columns else []
-        ep = [float(x) for x in tr.get("epochs", []) if is_num(x)]
-        n_train = _first_metric(rp, "n_train")
-        bits = [f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"]
-        if ep:
-            bits.append(f"{span(ep)} epochs (max {cfg.train.max_epochs})")
-        if n_train:
-            bits.append(f"{fmt_num(n_train, 0)} train samples")
-        scale["models"] = ", ".join(bits)
-        scale["models.short"] = f"{len(seeds)} seeds · {span(ep)} ep." if ep else bits[0]
+    _models_scale(cfg, rp, v, scale)
     # rsa
     rs = read_json(stage_summary(rp.rsa))
     if rs is not None:
@@ -236,6 +196,59 @@ def collect_values(cfg: Config) -> tuple[dict[str, float], dict[str, str]]:
         scale["tuning"] = f"{fmt_num(n_act, 0)} test samples" + (f", {nm} models" if is_num(nm) else "")
         scale["tuning.short"] = f"{fmt_num(n_act, 0)} samples"
     return v, scale
+
+
+def _dataset_values(
+    cfg: Config, rp: RunPaths, v: dict[str, float], scale: dict[str, str]
+) -> tuple[float | None, float | None]:
+    """``dataset.*`` values and scale from the PCRT files; returns their row counts (None: no file)."""
+    import numpy as np
+
+    n_tr, c_tr = h5_rows(rp.pcrt_train)
+    n_te, c_te = h5_rows(rp.pcrt_test)
+    if n_tr is not None or n_te is not None:
+        v["dataset.n_candidates"] = float(cfg.kinematics.n_candidates)
+    if n_tr is not None:
+        v["dataset.n_train"] = n_tr
+    if n_te is not None:
+        v["dataset.n_test"] = n_te
+    if n_tr is None or n_te is None:
+        return n_tr, n_te
+    v["dataset.n_samples"] = n_tr + n_te
+    if n_tr + n_te:
+        v["dataset.test_percent"] = 100.0 * n_te / (n_tr + n_te)
+    labels = np.concatenate([c_tr.get("label", np.zeros(0)), c_te.get("label", np.zeros(0))])
+    if labels.size:
+        v["dataset.n_classes"] = float(np.unique(labels).size)
+    for plane, axis in (("horizontal", 2), ("vertical", 0)):
+        pts = [c["startpt"][c["plane"] == plane, axis] for c in (c_tr, c_te) if "plane" in c]
+        if pts:
+            lv = np.concatenate(pts)
+            v[f"dataset.n_{plane}_planes"] = float(np.unique(np.round(lv, 1)).size)
+    scale["dataset"] = (
+        f"{fmt_num(cfg.kinematics.n_candidates, 0)} candidates → {fmt_num(n_tr + n_te, 0)} samples"
+    )
+    scale["dataset.short"] = f"{fmt_num(n_tr + n_te, 0)} samples"
+    return n_tr, n_te
+
+
+def _models_scale(cfg: Config, rp: RunPaths, v: dict[str, float], scale: dict[str, str]) -> None:
+    """``models.*`` values (:func:`_model_values`) and the models' scale: seeds, epochs, train samples."""
+    df = models_table(rp)
+    if df is None:
+        return
+    _model_values(df, v)
+    tr = df[df["_trained"]]
+    seeds = sorted({int(x) for x in tr["seed"] if is_num(x)}) if "seed" in tr.columns else []
+    ep = [float(x) for x in tr.get("epochs", []) if is_num(x)]
+    n_train = _first_metric(rp, "n_train")
+    bits = [f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"]
+    if ep:
+        bits.append(f"{span(ep)} epochs (max {cfg.train.max_epochs})")
+    if n_train:
+        bits.append(f"{fmt_num(n_train, 0)} train samples")
+    scale["models"] = ", ".join(bits)
+    scale["models.short"] = f"{len(seeds)} seeds · {span(ep)} ep." if ep else bits[0]
 
 
 def span(xs: Sequence[float]) -> str:
