@@ -21,72 +21,23 @@ def build_tables(results: Sequence[ModelResult], t: TuningConfig) -> dict[str, p
     for r in results:
         ident = r.identity()
         for lf in r.layers:
-            U = lf.n_units
-            row_of = np.repeat(np.arange(lf.rows), lf.channels)
-            ch_of = np.tile(np.arange(lf.channels), lf.rows)
             for o in lf.orient:
                 for ttype in TYPE_NAMES:
                     if ttype == "labels" and o != next(iter(lf.orient)):
-                        continue
-                    oname = "all" if ttype == "labels" else o
-                    sc, dead = layer_scores(lf, o, ttype, t)
-                    units.append(
-                        pd.DataFrame(
-                            {
-                                **{k: [v] * U for k, v in ident.items()},
-                                "layer": lf.name,
-                                "layer_index": lf.index,
-                                "orientation": oname,
-                                "unit": np.arange(U),
-                                "row": row_of,
-                                "channel": ch_of,
-                                "tuning_type": ttype,
-                                "score": sc,
-                                "dead": dead,
-                                "tuned": tuned_mask(sc, dead, t.r2_threshold),
-                            }  # fmt: skip
-                        )
-                    )
-                    ss = score_stats(sc, dead, t.r2_threshold, t.exclude_below)
-                    base = {
-                        **ident,
-                        "layer": lf.name,
-                        "layer_index": lf.index,
-                        "orientation": oname,
-                        "tuning_type": ttype,
-                    }
-                    summ.append({**base, **ss})
-                    for mname in ("fraction_tuned", "median", "q90"):
-                        metrics.append({**base, "metric": mname, "value": ss[mname]})
-                ds = direction_summary(lf, o, t)
-                inv = ds["invariance"]
-                base = {**ident, "layer": lf.name, "layer_index": lf.index, "orientation": o}
-                dirs.append(
-                    {
-                        **base,
-                        "n_dir_tuned": int(ds["tuned"].sum()),
-                        "uniformity": ds["uniformity"],
-                        "invariance": inv.mad,
-                        "n_planes_used": int(np.isfinite(inv.per_plane).sum()),
-                        "reference_level": float(inv.levels[inv.reference]) if inv.reference >= 0 else np.nan,
-                    }  # fmt: skip
-                )
-                for mname, v in (("uniformity", ds["uniformity"]), ("invariance", inv.mad)):
-                    metrics.append({**base, "tuning_type": "dir", "metric": mname, "value": v})
-                of = lf.orient[o]
-                for k, lv in enumerate(inv.levels):
-                    planes.append(
-                        {
-                            **base,
-                            "level": float(lv),
-                            "is_reference": k == inv.reference,
-                            "n_train_points": int(of.plane_n[k, 0]),
-                            "n_test_points": int(of.plane_n[k, 1]),
-                            "n_tuned": int(tuned_mask(of.plane_r2[k], of.dead, t.r2_threshold).sum()),
-                            "n_units_compared": int(inv.n_units[k]),
-                            "mean_abs_deviation": float(inv.per_plane[k]),
-                        }  # fmt: skip
-                    )
+                        continue  # label tuning is one fit per layer, reported as orientation "all"
+                    u, base, stats = _type_rows(lf, o, ttype, ident, t)
+                    units.append(u)
+                    summ.append({**base, **stats})
+                    metrics += [
+                        {**base, "metric": m, "value": stats[m]} for m in ("fraction_tuned", "median", "q90")
+                    ]
+                base, d, p_rows = _direction_rows(lf, o, ident, t)
+                dirs.append(d)
+                metrics += [
+                    {**base, "tuning_type": "dir", "metric": m, "value": d[m]}
+                    for m in ("uniformity", "invariance")
+                ]
+                planes += p_rows
     return {
         "units": pd.concat(units, ignore_index=True) if units else pd.DataFrame(),
         "summary": pd.DataFrame(summ),
@@ -143,3 +94,59 @@ def headline(results: Sequence[ModelResult], t: TuningConfig) -> dict[str, Any]:
     out["label_selectivity_final"] = final
     out["label_selectivity_final_unit_max"] = final_max
     return out
+
+
+def _type_rows(lf, o: str, ttype: str, ident: dict, t: TuningConfig) -> tuple[pd.DataFrame, dict, dict]:
+    """One tuning type in one orientation of one layer: its per-unit table, the identity of its rows
+    (model, layer, orientation, tuning type) and its score statistics (:func:`score_stats`)."""
+    U = lf.n_units
+    oname = "all" if ttype == "labels" else o
+    sc, dead = layer_scores(lf, o, ttype, t)
+    base = {**ident, "layer": lf.name, "layer_index": lf.index, "orientation": oname, "tuning_type": ttype}
+    units = pd.DataFrame(
+        {
+            **{k: [v] * U for k, v in ident.items()},
+            "layer": lf.name,
+            "layer_index": lf.index,
+            "orientation": oname,
+            "unit": np.arange(U),
+            "row": np.repeat(np.arange(lf.rows), lf.channels),
+            "channel": np.tile(np.arange(lf.channels), lf.rows),
+            "tuning_type": ttype,
+            "score": sc,
+            "dead": dead,
+            "tuned": tuned_mask(sc, dead, t.r2_threshold),
+        }  # fmt: skip
+    )
+    return units, base, score_stats(sc, dead, t.r2_threshold, t.exclude_below)
+
+
+def _direction_rows(lf, o: str, ident: dict, t: TuningConfig) -> tuple[dict, dict, list[dict]]:
+    """One orientation of one layer: the identity of its rows (model, layer, orientation), its
+    ``directions`` row (uniformity, invariance) and its ``planes`` rows."""
+    ds = direction_summary(lf, o, t)
+    inv = ds["invariance"]
+    base = {**ident, "layer": lf.name, "layer_index": lf.index, "orientation": o}
+    row = {
+        **base,
+        "n_dir_tuned": int(ds["tuned"].sum()),
+        "uniformity": ds["uniformity"],
+        "invariance": inv.mad,
+        "n_planes_used": int(np.isfinite(inv.per_plane).sum()),
+        "reference_level": float(inv.levels[inv.reference]) if inv.reference >= 0 else np.nan,
+    }  # fmt: skip
+    of = lf.orient[o]
+    planes = [
+        {
+            **base,
+            "level": float(lv),
+            "is_reference": k == inv.reference,
+            "n_train_points": int(of.plane_n[k, 0]),
+            "n_test_points": int(of.plane_n[k, 1]),
+            "n_tuned": int(tuned_mask(of.plane_r2[k], of.dead, t.r2_threshold).sum()),
+            "n_units_compared": int(inv.n_units[k]),
+            "mean_abs_deviation": float(inv.per_plane[k]),
+        }  # fmt: skip
+        for k, lv in enumerate(inv.levels)
+    ]
+    return base, row, planes
