@@ -128,19 +128,8 @@ def search_startpoints(
     xs, ys, zs = grid_axes(grid_step)
     hz = _select_levels(zs, horizontal_levels)
     vx = _select_levels(xs, vertical_levels)
-    # 1. reach flags of the grid points on the planes needed
-    need = np.zeros((len(xs), len(ys), len(zs)), dtype=bool)
-    need[:, :, hz] = True
-    need[vx, :, :] = True
-    ix, iy, iz = np.nonzero(need)
-    pts = np.stack([xs[ix], ys[iy], zs[iz]], axis=1)
-    log.info(
-        "start points: reach test of %d grid points (%s)",
-        len(pts),
-        reach if isinstance(reach, str) else "custom",
-    )
-    ok = np.zeros(need.shape, dtype=bool)
-    ok[ix, iy, iz] = _run_chunks(err_fn, pts, progress, "grid") < tol
+    label = reach if isinstance(reach, str) else "custom"
+    ok = _grid_reach(err_fn, (xs, ys, zs), hz, vx, tol, progress, label)
     # 2. coarse search (corners at ±m grid steps in the plane)
     m = int(math.ceil(square / (2 * grid_step)))
     horiz = _coarse(ok, m, plane_axis=2, levels=hz)
@@ -154,7 +143,43 @@ def search_startpoints(
         len(cand["horizontal"]),
         len(cand["vertical"]),
     )
-    # 3. fine search: one reach test per distinct point of all the fine grids
+    out = _fine_check(err_fn, cand, fine, tol, progress)
+    log.info("start points: %d horizontal, %d vertical", len(out["horizontal"]), len(out["vertical"]))
+    return out
+
+
+def _grid_reach(
+    err_fn: Callable[[np.ndarray], np.ndarray],
+    axes: tuple[np.ndarray, np.ndarray, np.ndarray],
+    hz: np.ndarray,
+    vx: np.ndarray,
+    tol: float,
+    progress: bool,
+    label: str,
+) -> np.ndarray:
+    """Step 1: reach flags ``(len(xs), len(ys), len(zs))`` of the grid points on the planes searched
+    (horizontal levels ``hz``, vertical ``vx``; False elsewhere)."""
+    xs, ys, zs = axes
+    need = np.zeros((len(xs), len(ys), len(zs)), dtype=bool)
+    need[:, :, hz] = True
+    need[vx, :, :] = True
+    ix, iy, iz = np.nonzero(need)
+    pts = np.stack([xs[ix], ys[iy], zs[iz]], axis=1)
+    log.info("start points: reach test of %d grid points (%s)", len(pts), label)
+    ok = np.zeros(need.shape, dtype=bool)
+    ok[ix, iy, iz] = _run_chunks(err_fn, pts, progress, "grid") < tol
+    return ok
+
+
+def _fine_check(
+    err_fn: Callable[[np.ndarray], np.ndarray],
+    cand: dict[str, np.ndarray],
+    fine: int,
+    tol: float,
+    progress: bool,
+) -> dict[str, np.ndarray]:
+    """Step 3: the coarse candidates whose whole ``fine`` x ``fine`` grid (1 cm apart, in their plane)
+    is reachable; one reach test per distinct point of all the fine grids."""
     off = np.arange(fine) - fine // 2
     o1, o2 = (g.ravel() for g in np.meshgrid(off, off, indexing="ij"))
     zero = np.zeros_like(o1, dtype=float)
@@ -177,7 +202,6 @@ def search_startpoints(
         g = good[start : start + n * len(o1)].reshape(n, len(o1))
         start += n * len(o1)
         out[k] = cand[k][g.all(axis=1)].astype(np.float64)
-    log.info("start points: %d horizontal, %d vertical", len(out["horizontal"]), len(out["vertical"]))
     return out
 
 
