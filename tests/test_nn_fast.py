@@ -19,7 +19,7 @@ from deepdraw.nn.group import train_group
 from deepdraw.nn.layers import same_padding
 from deepdraw.nn.lowered import LoweredForward, band_index
 from deepdraw.nn.models import build_model
-from deepdraw.nn.precision import resolve_precision
+from deepdraw.nn.precision import bf16_native, resolve_precision
 from deepdraw.nn.train import train_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -153,6 +153,11 @@ def test_precision_resolution_and_bad_values(files, tmp_path):
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32"
     assert resolve_precision("auto", cpu) in ("bf16", "fast32")
+    assert resolve_precision("auto", cpu, "art") == ("bf16" if bf16_native(cpu) else "fast32")
+    # hand position is regressed in float32 (benchmarks/tdt_precision.py); an explicit bf16 is kept
+    assert resolve_precision("auto", cpu, "tdt") == resolve_precision("auto", cpu, "tdt_pv") == "fast32"
+    assert resolve_precision("bf16", cpu, "tdt") == "bf16"
+    assert train_model(cfg(files, tmp_path / "r", task="tdt", max_epochs=1)).metrics["precision"] == "fast32"
     with pytest.raises(DeepDrawError, match="train.precision.*'fp8'.*fp32"):
         config_from_dict({"train": {"precision": "fp8"}}, "bad.toml")
     with pytest.raises(DeepDrawError, match="train.group"):

@@ -206,9 +206,7 @@ class TrainConfig:
     min_epochs: int = 0  # no early stop before this epoch (original code: 40; 0 = off)
     target_alignment: str = "centre"  # TDT target frames: "centre" (receptive-field centres) or "original"
     num_threads: int = 0  # torch CPU threads for in-process training; 0 = torch's default
-    precision: str = (
-        "auto"  # "auto" (fast path, bf16 where native), "bf16", "fast32" or "fp32" (exact reference)
-    )
+    precision: str = "auto"  # "auto" (fast path: bf16 where native for ART, fast32 for TDT), "bf16", "fast32" or "fp32" (exact reference)
     group: str = "none"  # "seeds": the seeds of one architecture and task trained together on shared batches
     source: str = "train"  # "train" (trained in this run), "zoo" (the shipped paper-scale models installed, not trained) or "auto" (shipped runs installed, the others trained; docs/zoo.md)
 

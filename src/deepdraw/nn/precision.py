@@ -8,8 +8,11 @@
   (:class:`~deepdraw.nn.lowered.LoweredForward`) in float32: equal to the reference up to rounding.
 - ``"bf16"``: the matrix products and activations in bfloat16 (first layer, layer-norm statistics,
   head and weights in float32: mixed precision with float32 master weights).
-- ``"auto"`` (default): ``"bf16"`` where the device computes bfloat16 natively (a CPU with
-  AVX512-BF16 or AMX, a CUDA GPU with bfloat16 support), else ``"fast32"``.
+- ``"auto"`` (default): for ART, ``"bf16"`` where the device computes bfloat16 natively (a CPU with
+  AVX512-BF16 or AMX, a CUDA GPU with bfloat16 support), else ``"fast32"``; for the regression tasks
+  (TDT, TDT-PV) ``"fast32"``: bfloat16's rounding of the hidden units is ~0.1 cm of hand position, and
+  continuing the shipped TDT models in bfloat16 left their test error 7-8 % above the same continuation
+  in float32 (``benchmarks/tdt_precision.py``; docs/training.md, "Precision").
 
 On CUDA the fast paths also allow TF32 matrix products for their float32 parts.
 """
@@ -54,11 +57,15 @@ def bf16_native(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(value: str, device: torch.device) -> str:
-    """``value`` with ``"auto"`` replaced by what ``device`` supports (``"bf16"`` or ``"fast32"``)."""
+def resolve_precision(value: str, device: torch.device, task: str = "art") -> str:
+    """``value`` with ``"auto"`` replaced: ``"fast32"`` for a regression ``task`` (hand position in cm
+    needs more than bfloat16), else ``"bf16"`` where ``device`` computes bfloat16 natively and
+    ``"fast32"`` where not."""
+    from deepdraw.nn.models.tasks import get_task
+
     check_precision(value)
     if value == "auto":
-        return "bf16" if bf16_native(device) else "fast32"
+        return "bf16" if not get_task(task).regression and bf16_native(device) else "fast32"
     return value
 
 

@@ -59,7 +59,7 @@ class Trainer:
         lr = float(cfg.lr if cfg.lr is not None else fam.default_lr)
         self.batch_size = resolve_batch_size(cfg)
         self.device = device = resolve_device(cfg.device)
-        self.precision = resolve_precision(cfg.precision, device)
+        self.precision = resolve_precision(cfg.precision, device, task)
         _configure_torch(cfg, device, self.precision)
         out = self.out = Path(cfg.out_dir)
         self.paths = {k: out / f"{k}.pt" for k in ("untrained", "best", "last")}
