@@ -55,25 +55,15 @@ def install_run(
     from deepdraw.nn.checkpoints import read_checkpoint, save_checkpoint, write_json
     from deepdraw.nn.targets import TargetSpec
     from deepdraw.nn.train import evaluate
-    from deepdraw.store import file_sha256
 
     d = Path(directory)
     card = zoo.card(name, zoo_dir)
     src = zoo.verify(name, zoo_dir)
     key = {"checkpoint_sha256": card["checkpoint"]["sha256"], "test_path": str(test_path)}
     mpath = d / "metrics.json"
-    if mpath.is_file():
-        import json
-
-        held = json.loads(mpath.read_text())
-        if held.get("source") != "zoo":
-            raise DeepDrawError(
-                f"{d}: holds a model trained in this run, not the shipped '{name}'; use another run.out_dir "
-                "for the shipped models, or train.source = 'train'"
-            )
-        if held.get("zoo_key") == key and (d / "best.pt").is_file() and (d / "untrained.pt").is_file():
-            if file_sha256(d / "best.pt") == key["checkpoint_sha256"]:
-                return held
+    held = _held_install(d, name, key)
+    if held is not None:
+        return held
     d.mkdir(parents=True, exist_ok=True)
     _copy(src, d / "best.pt")
     control, _ = zoo.load(name, untrained=True, zoo_dir=zoo_dir)
@@ -83,8 +73,38 @@ def install_run(
     )
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     test = evaluate(d / "best.pt", test_path, device=dev, batch_size=batch_size)
+    metrics = _install_metrics(name, card, key, test, n_train)
+    write_json(mpath, metrics)
+    log.info("%s: shipped model installed in %s (test on this run: %s)", name, d, test)
+    return metrics
+
+
+def _held_install(d: Path, name: str, key: dict) -> dict | None:
+    """The metrics of ``d`` when it already holds shipped ``name`` evaluated on the same test file (None
+    when it holds nothing usable); a folder holding a model trained in the run is an error."""
+    import json
+
+    from deepdraw.store import file_sha256
+
+    mpath = d / "metrics.json"
+    if not mpath.is_file():
+        return None
+    held = json.loads(mpath.read_text())
+    if held.get("source") != "zoo":
+        raise DeepDrawError(
+            f"{d}: holds a model trained in this run, not the shipped '{name}'; use another run.out_dir "
+            "for the shipped models, or train.source = 'train'"
+        )
+    if held.get("zoo_key") == key and (d / "best.pt").is_file() and (d / "untrained.pt").is_file():
+        if file_sha256(d / "best.pt") == key["checkpoint_sha256"]:
+            return held
+    return None
+
+
+def _install_metrics(name: str, card: dict, key: dict, test: dict, n_train: int) -> dict:
+    """The ``metrics.json`` of an installed shipped model: its card's training record, this run's test."""
     tr = card.get("training") or {}
-    metrics = {
+    return {
         "model_name": name,
         "task": card["task"],
         "family": card["family"],
@@ -105,6 +125,3 @@ def install_run(
         "paper_scale_test": (card.get("metrics") or {}).get("test"),
         "card": card,
     }
-    write_json(mpath, metrics)
-    log.info("%s: shipped model installed in %s (test on this run: %s)", name, d, test)
-    return metrics
