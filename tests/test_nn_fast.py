@@ -242,6 +242,17 @@ def test_fast_path_trains_deterministically_and_resumes(files, tmp_path):
         train_model(cfg(files, tmp_path / "d", precision="bf16", max_epochs=2))
     with pytest.raises(DeepDrawError, match="precision 'bf16'.*resolves to 'fp32'"):
         train_model(cfg(files, tmp_path / "c", precision="fp32", max_epochs=4))
+    # "auto" resumes a fast-path run in the fast path it started with: a TDT run begun in bf16 (what
+    # "auto" chose before TDT went to float32) ends in bf16, the same as uninterrupted
+    whole = train_model(cfg(files, tmp_path / "t1", task="tdt", precision="bf16", max_epochs=2))
+    train_model(cfg(files, tmp_path / "t2", task="tdt", precision="bf16", max_epochs=1))
+    resumed = train_model(cfg(files, tmp_path / "t2", task="tdt", precision="auto", max_epochs=2))
+    assert resumed.metrics["precision"] == "bf16"
+    assert [r["train_loss"] for r in resumed.metrics["epochs"]] == [
+        r["train_loss"] for r in whole.metrics["epochs"]
+    ]
+    with pytest.raises(DeepDrawError, match="precision 'bf16'.*resolves to 'fp32'"):
+        train_model(cfg(files, tmp_path / "t2", task="tdt", precision="fp32", max_epochs=3))
 
 
 # ---------------------------------------------------------------------------------------- groups

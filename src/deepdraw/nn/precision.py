@@ -27,10 +27,19 @@ from deepdraw.errors import DeepDrawError
 if TYPE_CHECKING:  # torch-free at import: the config checks use this module
     import torch
 
-__all__ = ["PRECISIONS", "check_precision", "resolve_precision", "bf16_native", "training_forward"]
+__all__ = [
+    "PRECISIONS",
+    "FAST_PATHS",
+    "check_precision",
+    "resolve_precision",
+    "bf16_native",
+    "training_forward",
+]
 
 PRECISIONS = ("auto", "bf16", "fast32", "fp32")
 """Accepted values of ``[train] precision``."""
+FAST_PATHS = frozenset({"bf16", "fast32"})
+"""The resolved precisions of the fast path (:class:`~deepdraw.nn.lowered.LoweredForward`)."""
 
 
 def check_precision(value: str, where: str = "train.precision") -> str:

@@ -30,7 +30,7 @@ from deepdraw.nn.lowered import LoweredForward
 from deepdraw.nn.models.build import build_model
 from deepdraw.nn.models.families import get_family
 from deepdraw.nn.models.networks import conv_weight_count
-from deepdraw.nn.precision import resolve_precision, training_forward
+from deepdraw.nn.precision import FAST_PATHS, resolve_precision, training_forward
 from deepdraw.nn.schedule import PlateauSchedule
 from deepdraw.nn.targets import TargetSpec
 from deepdraw.nn.train_config import TrainConfig, TrainResult, check_train_config, resolve_batch_size
@@ -92,11 +92,7 @@ class Trainer:
             eps=1e-8,
             fused=True if self.precision != "fp32" else None,
         )
-        self.forward = training_forward(model, self.precision)
-        self.generator: torch.Generator | None = None
-        if isinstance(self.forward, LoweredForward):  # the fast path draws dropout from its own generator
-            self.generator = torch.Generator(device=device).manual_seed(seed)
-            self.forward.generator = self.generator
+        self._use_forward()
         if cfg.resume and self.paths["last"].exists():
             self._resume()
         else:
@@ -107,6 +103,14 @@ class Trainer:
         self._t0 = 0.0
 
     # ---- set-up
+    def _use_forward(self) -> None:
+        """The training forward of :attr:`precision`; the fast path draws dropout from its own generator."""
+        self.forward = training_forward(self.model, self.precision)
+        self.generator: torch.Generator | None = None
+        if isinstance(self.forward, LoweredForward):
+            self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
+            self.forward.generator = self.generator
+
     def _base_metrics(self, lr: float, n_test: int) -> dict:
         """The fields every ``metrics.json`` of this run starts with: what was trained, on what, how."""
         model = self.model
@@ -170,6 +174,13 @@ class Trainer:
         if held is None:  # written before the precision was recorded: the dropout stream tells the path
             fast = "dropout" in ck["rng"]
             held = self.precision if fast == (self.precision != "fp32") else ("bf16" if fast else "fp32")
+        if held != self.precision and self.cfg.precision == "auto" and {held, self.precision} <= FAST_PATHS:
+            # "auto" continues a run in the fast path it started with (an earlier version's "auto" chose
+            # bf16 for TDT too): a run keeps one precision from start to end
+            logger.info("%s: resumed in precision '%s', as it started ('auto' now gives '%s')",
+                        self.spec.name, held, self.precision)  # fmt: skip
+            self.precision = held
+            self._use_forward()
         if held != self.precision:
             raise DeepDrawError(
                 f"Checkpoint {last} was trained with precision '{held}', this run resolves to "
