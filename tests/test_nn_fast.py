@@ -167,6 +167,20 @@ def test_precision_resolution_and_bad_values(files, tmp_path):
     assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
+def test_tf32_only_for_the_bf16_path_on_cuda(files, tmp_path):
+    """The backend flags are process-wide: each run sets them (they can be set without a GPU)."""
+    from deepdraw.nn.trainer import configure_torch
+
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    cuda = torch.device("cuda")
+    try:
+        for precision, want in (("bf16", True), ("fast32", False), ("bf16", True), ("fp32", False)):
+            configure_torch(cfg(files, tmp_path / "x"), cuda, precision)
+            assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (want, want)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
 def test_fast_and_reference_first_steps_agree(files):
     """Same initial weights and batches: the losses of the first steps agree within bf16 tolerance."""
     from deepdraw.nn.data import BatchStream

@@ -14,7 +14,8 @@
   continuing the shipped TDT models in bfloat16 left their test error 7-8 % above the same continuation
   in float32 (``benchmarks/tdt_precision.py``; docs/training.md, "Precision").
 
-On CUDA the fast paths also allow TF32 matrix products for their float32 parts.
+On CUDA the bf16 path also allows TF32 matrix products for its float32 parts; ``fast32`` and ``fp32`` keep
+full float32 (TF32 off).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from deepdraw.nn.schedule import PlateauSchedule
 from deepdraw.nn.targets import TargetSpec
 from deepdraw.nn.train_config import TrainConfig, TrainResult, check_train_config, resolve_batch_size
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "configure_torch"]
 
 logger = logging.getLogger("deepdraw.nn.train")  # the training logger name, as before the split
 
@@ -60,7 +60,7 @@ class Trainer:
         self.batch_size = resolve_batch_size(cfg)
         self.device = device = resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, device, task)
-        _configure_torch(cfg, device, self.precision)
+        configure_torch(cfg, device, self.precision)
         out = self.out = Path(cfg.out_dir)
         self.paths = {k: out / f"{k}.pt" for k in ("untrained", "best", "last")}
         self.metrics_path = out / "metrics.json"
@@ -180,6 +180,7 @@ class Trainer:
             logger.info("%s: resumed in precision '%s', as it started ('auto' now gives '%s')",
                         self.spec.name, held, self.precision)  # fmt: skip
             self.precision = held
+            configure_torch(self.cfg, self.device, held)
             self._use_forward()
         if held != self.precision:
             raise DeepDrawError(
@@ -386,14 +387,16 @@ def _target_blocks(path, key: str, stop: int, chunk_rows: int):
             yield f[key][a : min(a + chunk_rows, stop)]
 
 
-def _configure_torch(cfg: TrainConfig, device: torch.device, precision: str) -> None:
+def configure_torch(cfg: TrainConfig, device: torch.device, precision: str) -> None:
     """Process-wide torch settings of a run: cuDNN and TF32 on a GPU, thread count, host-memory reuse."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not cfg.deterministic
         torch.backends.cudnn.deterministic = cfg.deterministic
-        if precision != "fp32":  # TF32 for the float32 parts of the fast paths
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        # TF32 (10-bit mantissa) for the float32 parts of the bf16 path only: fast32 exists for TDT's
+        # precision and fp32 is the reference; set either way, as the flags are process-wide
+        tf32 = precision == "bf16"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
     if cfg.num_threads is not None:
         torch.set_num_threads(int(cfg.num_threads))
     if device.type == "cpu":  # every step's buffers reused, not mapped afresh (deepdraw.nn.hostmem)
