@@ -52,6 +52,7 @@ FLAT = {
             "seeds": [1, 2, 3, 4, 5],
             "max_epochs": 50,
             "source": "auto",
+            "precision": "bf16",  # one protocol over the zoo's seeds (docs/training.md)
         },
     },
 }
