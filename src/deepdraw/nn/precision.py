@@ -12,7 +12,7 @@
   AVX512-BF16 or AMX, a CUDA GPU with bfloat16 support), else ``"fast32"``; for the regression tasks
   (TDT, TDT-PV) ``"fast32"``: bfloat16's rounding of the hidden units is ~0.1 cm of hand position, and
   continuing the shipped TDT models in bfloat16 left their test error 7-8 % above the same continuation
-  in float32 (``benchmarks/tdt_precision.py``; docs/training.md, "Precision").
+  in float32 (``benchmarks/tdt_precision.py``; docs/training.md, "Hand position needs float32").
 
 On CUDA the bf16 path also allows TF32 matrix products for its float32 parts; ``fast32`` and ``fp32`` keep
 full float32 (TF32 off).
