@@ -28,6 +28,7 @@ def make_pcrt(path, n, seed, n_classes=N_CLASSES, angles=True):
         f.attrs["kind"] = "pcrt"
         f["spindle_info"] = x
         f["label"] = label.astype(np.int64)
+        f["candidate_id"] = 100_000 * seed + np.arange(n, dtype=np.int64)
         f["endeffector_coords"] = ee.astype(np.float32)
         f["joint_coords"] = rng.normal(size=(n, 4, 320)).astype(np.float32)
         f["plane"] = np.array(

@@ -4,6 +4,7 @@ and models trained together (deepdraw.nn.group) against the same models trained 
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -149,7 +150,7 @@ def test_lowered_dropout_keeps_the_right_fraction_scaled():
 
 
 # ------------------------------------------------------------------------------ fast vs reference
-def test_precision_resolution_and_bad_values(files, tmp_path):
+def test_precision_resolution_and_bad_values(files, tmp_path, caplog, monkeypatch):
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32"
     assert resolve_precision("auto", cpu) in ("bf16", "fast32")
@@ -157,6 +158,16 @@ def test_precision_resolution_and_bad_values(files, tmp_path):
     # hand position is regressed in float32 (benchmarks/tdt_precision.py); an explicit bf16 is kept
     assert resolve_precision("auto", cpu, "tdt") == resolve_precision("auto", cpu, "tdt_pv") == "fast32"
     assert resolve_precision("bf16", cpu, "tdt") == "bf16"
+    with caplog.at_level(logging.WARNING, logger="deepdraw.nn.precision"):
+        resolve_precision("bf16", cpu)
+    # an explicit bf16 on a CPU that emulates bfloat16 (30-40x slower) is kept, with a warning
+    assert ("no native bfloat16" in caplog.text) == (not bf16_native(cpu))
+    caplog.clear()
+    with monkeypatch.context() as m, caplog.at_level(logging.WARNING, logger="deepdraw.nn.precision"):
+        m.setattr("deepdraw.nn.precision.bf16_native", lambda device: False)
+        assert resolve_precision("bf16", cpu) == "bf16"
+        assert resolve_precision("auto", cpu, "art") == "fast32"
+        assert caplog.text.count("no native bfloat16") == 1  # auto never warns
     assert train_model(cfg(files, tmp_path / "r", task="tdt", max_epochs=1)).metrics["precision"] == "fast32"
     with pytest.raises(DeepDrawError, match="train.precision.*'fp8'.*fp32"):
         config_from_dict({"train": {"precision": "fp8"}}, "bad.toml")

@@ -217,6 +217,9 @@ def test_train_source_zoo_installs_shipped_models_on_another_runs_dataset(
             zoo.state_digest(read_checkpoint(r.directory / "untrained.pt")["state_dict"])
             == c["untrained"]["state_sha256"]
         )
+        # the fresh dataset has another config than the paper's: the card's metrics do not apply
+        check = json.loads((r.directory / "metrics.json").read_text())["dataset_check"]
+        assert check["status"] == "another dataset"
         row = table[(table.model == r.name)].iloc[0]
         if c["task"] == "art":
             assert row.test_accuracy >= 0.95
@@ -296,3 +299,89 @@ def test_dataset_dir_excludes_dataset_sections_and_requires_the_dataset(tmp_path
     with pytest.raises(DeepDrawError, match="run.dataset_dir"):
         run_pipeline(load_config(good), only=["assemble", "svm"])
     assert not (tmp_path / "none").exists()
+
+
+def test_dataset_match_tells_same_samples_from_a_same_config_regeneration(tmp_path):
+    """A dataset of the card's config but other samples (another CPU kind: docs/zoo.md) is told apart,
+    by the candidate ids where the card has their digest, else by the test loss."""
+    import h5py
+
+    from deepdraw.zoo.dataset_match import compare_with_card, samples_digest
+
+    def files(tag, test_seed=2, config=None):
+        tr, te = (
+            make_pcrt(tmp_path / f"{tag}_tr.h5", 40, 1),
+            make_pcrt(tmp_path / f"{tag}_te.h5", 20, test_seed),
+        )
+        for p in (tr, te):
+            with h5py.File(p, "a") as f:
+                f.attrs["config"] = json.dumps(config or {"run": {"seed": 12}})
+                f.attrs["inputs"] = json.dumps({"characters.h5": "ab"})
+        return tr, te
+
+    tr, te = files("a")
+    digest = samples_digest(tr, te)
+    card = {
+        "dataset": {
+            "config": {"run": {"seed": 12}},
+            "inputs": {"characters.h5": "ab"},
+            "samples_sha256": digest,
+        },
+        "metrics": {"test": {"loss": 0.5, "n": 20}},
+    }
+    assert compare_with_card(card, te, {"loss": 0.9}, tr)[0] == "same samples"  # the ids decide
+    # one row moved from test to train (the same union of ids): another digest
+    tr2, te2 = files("b")
+    with h5py.File(tr2, "a") as ftr, h5py.File(te2, "a") as fte:
+        moved = int(fte["candidate_id"][0])
+        ftr["candidate_id"][0] = moved
+        fte["candidate_id"][0] = 100_000
+    assert samples_digest(tr2, te2) != digest
+    assert compare_with_card(card, te2, {"loss": 0.5}, tr2)[0] == "different samples"
+    # identical content in other files: the same digest
+    assert samples_digest(*files("c")) == digest
+    # a card without the digest (made before it existed): the test loss decides, 1 % tolerance
+    old = {k: v for k, v in card.items()}
+    old["dataset"] = {k: v for k, v in card["dataset"].items() if k != "samples_sha256"}
+    assert compare_with_card(old, te, {"loss": 0.5 * 1.009}, tr)[0] == "metrics match"
+    assert compare_with_card(old, te, {"loss": 0.25}, tr)[0] == "metrics differ"
+    # files without candidate ids (converted from the original): the loss decides too
+    with h5py.File(tr2, "a") as f:
+        del f["candidate_id"]
+    assert samples_digest(tr2, te2) is None
+    assert compare_with_card(card, te2, {"loss": 0.25}, tr2)[0] == "metrics differ"
+    # another dataset config (the demo's test set, say): the card's metrics do not apply
+    tr3, te3 = files("d", config={"run": {"seed": 1}})
+    assert compare_with_card(card, te3, {"loss": 0.25}, tr3)[0] == "another dataset"
+
+
+def test_install_warns_when_the_dataset_holds_other_samples_than_the_models(
+    tmp_path, caplog, one_torch_thread
+):
+    """The regenerated paper dataset on an AVX2-only CPU held many of the shipped models' training rows in
+    its test file: the install says so (metrics.json dataset_check, a warning)."""
+    import logging
+
+    from deepdraw.nn.train import train_model
+    from deepdraw.zoo.install import install_run
+
+    files = (make_pcrt(tmp_path / "tr.h5", 64, 1), make_pcrt(tmp_path / "te.h5", 32, 2))
+    run = tmp_path / "models" / "toy"
+    res = train_model(train_config([str(f) for f in files], str(run), max_epochs=1))
+    (run / "untrained_metrics.json").write_text(json.dumps({"test": {"accuracy": 0.25, "n": 32}}))
+    d = tmp_path / "zoo"
+    card = json.loads(add_to_zoo(run, d).read_text())
+    name = res.metrics["model_name"]
+    assert len(card["dataset"]["samples_sha256"]) == 64
+    with caplog.at_level(logging.WARNING, logger="deepdraw.zoo.install"):
+        m = install_run(name, tmp_path / "same", files[1], train_path=files[0], zoo_dir=d)
+    assert m["dataset_check"]["status"] == "same samples" and "not held out" not in caplog.text
+    # the same config, other samples: another test file of the same size
+    other = (make_pcrt(tmp_path / "tr2.h5", 64, 3), make_pcrt(tmp_path / "te2.h5", 32, 4))
+    with caplog.at_level(logging.WARNING, logger="deepdraw.zoo.install"):
+        m = install_run(name, tmp_path / "other", other[1], train_path=other[0], zoo_dir=d)
+    assert m["dataset_check"]["status"] == "different samples"
+    assert f"{name}: this run's dataset has the shipped model's config but not its samples" in caplog.text
+    assert (
+        json.loads((tmp_path / "other" / "metrics.json").read_text())["dataset_check"] == m["dataset_check"]
+    )

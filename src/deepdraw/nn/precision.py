@@ -20,6 +20,7 @@ full float32 (TF32 off).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,8 @@ __all__ = [
     "bf16_native",
     "training_forward",
 ]
+
+logger = logging.getLogger("deepdraw.nn.precision")
 
 PRECISIONS = ("auto", "bf16", "fast32", "fp32")
 """Accepted values of ``[train] precision``."""
@@ -70,12 +73,21 @@ def bf16_native(device: torch.device) -> bool:
 def resolve_precision(value: str, device: torch.device, task: str = "art") -> str:
     """``value`` with ``"auto"`` replaced: ``"fast32"`` for a regression ``task`` (hand position in cm
     needs more than bfloat16), else ``"bf16"`` where ``device`` computes bfloat16 natively and
-    ``"fast32"`` where not."""
+    ``"fast32"`` where not. An explicit ``"bf16"`` is kept, with a warning where the device emulates
+    bfloat16 (many times slower than ``"fast32"``)."""
     from deepdraw.nn.models.tasks import get_task
 
     check_precision(value)
     if value == "auto":
         return "bf16" if not get_task(task).regression and bf16_native(device) else "fast32"
+    if value == "bf16" and not bf16_native(device):
+        # an emulated bfloat16 product ran 30-40x slower than float32 on an AVX2-only EPYC
+        # (docs/training.md, "bfloat16 without hardware support")
+        logger.warning(
+            "precision 'bf16' on %s, which has no native bfloat16 matrix products (a CPU without "
+            "AVX512-BF16 or AMX): training runs many times slower than with 'fast32' or 'auto'",
+            device,
+        )
     return value
 
 

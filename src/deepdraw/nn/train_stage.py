@@ -161,7 +161,12 @@ def _zoo_job(jobs: list[tuple]) -> list[dict]:
     for run, tc, out_dir in jobs:
         tc = _on_task_device(tc)
         metrics = install_run(
-            run.name, run.directory, tc.test_path, device=tc.device, batch_size=tc.eval_batch_size
+            run.name,
+            run.directory,
+            tc.test_path,
+            train_path=tc.train_path,
+            device=tc.device,
+            batch_size=tc.eval_batch_size,
         )
         rows += summary_rows(run, tc, out_dir, metrics)
     return rows

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from deepdraw import zoo
 from deepdraw.errors import DeepDrawError
+from deepdraw.zoo.dataset_match import compare_with_card
 
 __all__ = ["install_run", "shipped"]
 
@@ -40,6 +41,7 @@ def install_run(
     directory: str | os.PathLike,
     test_path: str | os.PathLike,
     *,
+    train_path: str | os.PathLike | None = None,
     n_train: int = 0,
     device: str | None = None,
     batch_size: int = 512,
@@ -48,7 +50,9 @@ def install_run(
     """Install shipped model ``name`` into ``directory``; its ``metrics.json`` content.
 
     Reused as is when the folder already holds the same shipped checkpoint evaluated on the same test
-    file; a folder holding a model trained here is refused (never overwritten).
+    file; a folder holding a model trained here is refused (never overwritten). ``metrics.json``'s
+    ``dataset_check`` says whether the test file holds the samples the model was tested on
+    (:func:`~deepdraw.zoo.dataset_match.compare_with_card`; a warning where it does not).
     """
     import torch
 
@@ -74,8 +78,18 @@ def install_run(
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     test = evaluate(d / "best.pt", test_path, device=dev, batch_size=batch_size)
     metrics = _install_metrics(name, card, key, test, n_train)
+    status, why = compare_with_card(card, test_path, test, train_path)
+    metrics["dataset_check"] = {"status": status, "detail": why}
     write_json(mpath, metrics)
     log.info("%s: shipped model installed in %s (test on this run: %s)", name, d, test)
+    if status in ("different samples", "metrics differ"):
+        log.warning(
+            "%s: this run's dataset has the shipped model's config but not its samples (%s): its test "
+            "file may hold the model's training rows, so its test metrics here are not held out; use the "
+            "card's metrics (docs/zoo.md, 'A regenerated dataset')",
+            name,
+            why,
+        )
     return metrics
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from deepdraw.errors import DeepDrawError
 from deepdraw.zoo import CARD_FORMAT, CARD_VERSION, DATA_LICENCES, resolve_zoo_dir, state_digest
+from deepdraw.zoo.dataset_match import samples_digest
 
 __all__ = ["add_to_zoo", "dataset_identity"]
 
@@ -40,7 +41,9 @@ def _read_json(path: Path) -> dict:
 def dataset_identity(train_path: str | os.PathLike, test_path: str | os.PathLike) -> dict[str, Any]:
     """What identifies a PCRT dataset without hashing its gigabytes: the generating config, the input
     files' digests and the generator's commit (``provenance_sha256`` is the sha256 of those three as
-    canonical JSON; the same config and inputs regenerate the same files), plus row counts and sizes."""
+    canonical JSON), row counts and sizes, and ``samples_sha256``, the digest of the candidate ids of both
+    files: the same config and inputs regenerate the same files on the same CPU kind, not always on
+    another (:mod:`deepdraw.zoo.dataset_match`)."""
     from deepdraw.store import read_attrs
 
     out: dict[str, Any] = {"files": {}}
@@ -64,6 +67,8 @@ def dataset_identity(train_path: str | os.PathLike, test_path: str | os.PathLike
     out["git_commit"] = prov.get("git_commit")
     blob = json.dumps(prov, sort_keys=True, default=str).encode()
     out["provenance_sha256"] = hashlib.sha256(blob).hexdigest()
+    # the same config can give other samples on another CPU kind (deepdraw.zoo.dataset_match)
+    out["samples_sha256"] = samples_digest(train_path, test_path)
     return out
 
 
