@@ -376,6 +376,13 @@ def test_install_warns_when_the_dataset_holds_other_samples_than_the_models(
     with caplog.at_level(logging.WARNING, logger="deepdraw.zoo.install"):
         m = install_run(name, tmp_path / "same", files[1], train_path=files[0], zoo_dir=d)
     assert m["dataset_check"]["status"] == "same samples" and "not held out" not in caplog.text
+    # an install of an older deepdraw (no dataset_check) is evaluated and checked again, not reused
+    mpath = tmp_path / "same" / "metrics.json"
+    older = {k: v for k, v in json.loads(mpath.read_text()).items() if k != "dataset_check"}
+    mpath.write_text(json.dumps(older))
+    again = install_run(name, tmp_path / "same", files[1], train_path=files[0], zoo_dir=d)
+    assert again["dataset_check"]["status"] == "same samples"
+    assert "dataset_check" in json.loads(mpath.read_text())
     # the same config, other samples: another test file of the same size
     other = (make_pcrt(tmp_path / "tr2.h5", 64, 3), make_pcrt(tmp_path / "te2.h5", 32, 4))
     with caplog.at_level(logging.WARNING, logger="deepdraw.zoo.install"):

@@ -109,7 +109,13 @@ def _held_install(d: Path, name: str, key: dict) -> dict | None:
             f"{d}: holds a model trained in this run, not the shipped '{name}'; use another run.out_dir "
             "for the shipped models, or train.source = 'train'"
         )
-    if held.get("zoo_key") == key and (d / "best.pt").is_file() and (d / "untrained.pt").is_file():
+    checked = "dataset_check" in held  # installs of older deepdraw are evaluated (and checked) again
+    if (
+        held.get("zoo_key") == key
+        and checked
+        and (d / "best.pt").is_file()
+        and (d / "untrained.pt").is_file()
+    ):
         if file_sha256(d / "best.pt") == key["checkpoint_sha256"]:
             return held
     return None
