@@ -33,7 +33,9 @@ NAMES = [
     "temporal_spatial_2_8-16_16-8_3191",
     "spatial_temporal_2_4-4_4-4_1129",
     "spatiotemporal_3_4-4-8_2323",
-    "spatiotemporal_2_4-4_1515",
+    # stride 5 > kernel 3; not kernel 1: oneDNN's AVX2 1x1-convolution weight gradient (torch 2.13) hung
+    # or corrupted memory for kernel 1, stride 5 on an AVX2-only EPYC (kernels 3-9 are what the search draws)
+    "spatiotemporal_2_4-4_3535",
     "temporal_spatial_1_4_4_9929",
     "lstm_2_4-8_16",
     "lstm_1_4_8_k3s2",

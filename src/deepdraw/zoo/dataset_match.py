@@ -1,9 +1,9 @@
 """Whether a run's dataset holds the samples a shipped model was trained and tested on.
 
-The same dataset config does not always give the same samples: the generator's floating point differs
-between CPU kinds (measured: the paper dataset regenerated on an AVX2-only EPYC screened 730,369
-candidates without an exact muscle jerk where AVX-512 machines screened 730,351), a few candidates near
-the muscle-jerk cut change, and the seeded train/test split, a permutation of the sorted selection,
+The same dataset config does not always give the same samples on another machine (measured: the
+paper dataset regenerated on an AVX2-only EPYC screened 730,369 candidates without an exact muscle jerk
+where the AVX-512 machines screened 730,351; the cause was not pinned down), a few candidates near the
+muscle-jerk cut change, and the seeded train/test split, a permutation of the sorted selection,
 then moves most rows (:func:`deepdraw.dataset.assemble.selection.split`). Such a test file holds many
 of a shipped model's *training* rows: ST-7272 ART 1 scored 99.35 % on it against 98.62 % on its own
 (docs/zoo.md, "A regenerated dataset").

@@ -42,7 +42,7 @@ def dataset_identity(train_path: str | os.PathLike, test_path: str | os.PathLike
     """What identifies a PCRT dataset without hashing its gigabytes: the generating config, the input
     files' digests and the generator's commit (``provenance_sha256`` is the sha256 of those three as
     canonical JSON), row counts and sizes, and ``samples_sha256``, the digest of the candidate ids of both
-    files: the same config and inputs regenerate the same files on the same CPU kind, not always on
+    files: the same config and inputs regenerate the same files on the machines that made the zoo, not always on
     another (:mod:`deepdraw.zoo.dataset_match`)."""
     from deepdraw.store import read_attrs
 
@@ -67,7 +67,7 @@ def dataset_identity(train_path: str | os.PathLike, test_path: str | os.PathLike
     out["git_commit"] = prov.get("git_commit")
     blob = json.dumps(prov, sort_keys=True, default=str).encode()
     out["provenance_sha256"] = hashlib.sha256(blob).hexdigest()
-    # the same config can give other samples on another CPU kind (deepdraw.zoo.dataset_match)
+    # the same config can give other samples on another machine (deepdraw.zoo.dataset_match)
     out["samples_sha256"] = samples_digest(train_path, test_path)
     return out
 
