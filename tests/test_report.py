@@ -488,3 +488,28 @@ def test_stage_figures_are_those_its_summary_lists(tmp_path):
     assert [p.name for p in view.pngs(rsa)] == ["oracle_similarity.png", "tsne_m_1.png"]
     (rsa / "summary.json").write_text(json.dumps({"n_models": 2}))  # a summary naming no figure
     assert len(view.pngs(rsa)) == 3
+
+
+def test_models_table_flags_shipped_models_tested_on_their_training_rows():
+    """A shipped model installed on a same-config dataset with other samples (docs/zoo.md): the report
+    says its test metrics are not held out; on another dataset (the demo's) it says nothing of the kind."""
+    from deepdraw.report.html import models_table_html
+
+    def table(status):
+        rows = [
+            {"model": "m_1", "source": "zoo", "dataset_check": status, "state": s, "test_accuracy": a}
+            for s, a in (("trained", 0.99), ("untrained", 0.05))
+        ]
+        rows.append(
+            {"model": "t_1", "source": "run", "dataset_check": "", "state": "trained", "test_accuracy": 0.5}
+        )
+        return models_table_html(None, pd.DataFrame(rows))
+
+    flagged = table("different samples")
+    assert 'id="models-dataset-check">1 shipped models' in flagged  # the trained one, not its control
+    assert "metrics differ" in table("metrics differ") and 'id="models-dataset-check"' in table(
+        "metrics differ"
+    )
+    for ok in ("another dataset", "same samples", "metrics match"):
+        assert 'id="models-dataset-check"' not in table(ok)
+    assert "<td>another dataset</td>" in table("another dataset")  # the status is a column of the table

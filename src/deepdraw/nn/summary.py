@@ -38,9 +38,12 @@ SUMMARY_COLUMNS = [
     "val_rmse_scaled",
     "checkpoint",
     "source",
+    "dataset_check",
 ]
 """Columns of ``models/summary.csv`` (one row per trained model and one per untrained control); ``source``
-is ``run`` (trained in this run) or ``zoo`` (a shipped paper-scale model, ``[train] source = "zoo"``)."""
+is ``run`` (trained in this run) or ``zoo`` (a shipped paper-scale model, ``[train] source = "zoo"``);
+``dataset_check``: for a shipped model, how this run's dataset relates to the one it was trained on
+(:func:`deepdraw.zoo.dataset_match.compare_with_card`), empty for models trained in the run."""
 
 _METRIC_KEYS = ("loss", "accuracy", "error_cm", "rmse_scaled", "velocity_error_cm_s")
 
@@ -99,6 +102,7 @@ def summary_rows(run: PlannedRun, tc, out_dir: str, metrics: dict) -> list[dict]
 
     common = {
         "source": "zoo" if metrics.get("source") == "zoo" else "run",
+        "dataset_check": (metrics.get("dataset_check") or {}).get("status", math.nan),
         "architecture": run.architecture,
         "family": run.family,
         "task": run.task,

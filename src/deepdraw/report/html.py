@@ -13,6 +13,7 @@ from typing import Any
 
 from ..paths import SUMMARY_NAME
 from ..settings import Config
+from ..zoo.dataset_match import NOT_HELD_OUT
 from .common import FigureGroup, FigureItem, RunView, esc, fmt_num, is_num
 from .values import span
 
@@ -123,6 +124,7 @@ def models_table_html(run: RunView, df) -> str:
         for c in (
             "model",
             "source",
+            "dataset_check",
             "task",
             "seed",
             "state",
@@ -166,6 +168,15 @@ def models_table_html(run: RunView, df) -> str:
                 "200,000-sample dataset of configs/paper.toml, not in this run, and evaluated here on this run's "
                 f"test set (epochs and wall times are those of their paper-scale training); {n_run} were trained "
                 "in this run.</p>"
+            )
+    if "dataset_check" in df.columns:
+        held_in = df[df["dataset_check"].isin(NOT_HELD_OUT) & (df.get("state") != "untrained")]
+        if len(held_in):
+            note += (
+                f'<p class="warn" id="models-dataset-check">{len(held_in)} shipped models were evaluated on a '
+                "dataset of their own config but with other samples (a dataset regenerated on another "
+                "machine): its test file may hold their training rows, so their test metrics here are not "
+                "held out; their cards' metrics are (docs/zoo.md, <i>A regenerated dataset</i>).</p>"
             )
     return note + f"<details><summary>all {len(df)} model runs (models/summary.csv)</summary>{t}</details>"
 

@@ -26,7 +26,10 @@ from typing import Any
 
 from deepdraw.errors import DeepDrawError
 
-__all__ = ["LOSS_TOLERANCE", "compare_with_card", "samples_digest"]
+__all__ = ["LOSS_TOLERANCE", "NOT_HELD_OUT", "compare_with_card", "samples_digest"]
+
+NOT_HELD_OUT = ("different samples", "metrics differ")
+"""The statuses under which the run's test file may hold the shipped model's training rows."""
 
 LOSS_TOLERANCE = 0.01
 """Relative test-loss difference above which the same-config test file holds other samples (rounding

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from deepdraw import zoo
 from deepdraw.errors import DeepDrawError
-from deepdraw.zoo.dataset_match import compare_with_card
+from deepdraw.zoo.dataset_match import NOT_HELD_OUT, compare_with_card
 
 __all__ = ["install_run", "shipped"]
 
@@ -82,7 +82,7 @@ def install_run(
     metrics["dataset_check"] = {"status": status, "detail": why}
     write_json(mpath, metrics)
     log.info("%s: shipped model installed in %s (test on this run: %s)", name, d, test)
-    if status in ("different samples", "metrics differ"):
+    if status in NOT_HELD_OUT:
         log.warning(
             "%s: this run's dataset has the shipped model's config but not its samples (%s): its test "
             "file may hold the model's training rows, so its test metrics here are not held out; use the "
