@@ -2,9 +2,9 @@
 
 The same dataset config does not always give the same samples on another machine (measured: the
 paper dataset regenerated on an AVX2-only EPYC screened 730,369 candidates without an exact muscle jerk
-where the AVX-512 machines screened 730,351; the cause was not pinned down), a few candidates near the
-muscle-jerk cut change, and the seeded train/test split, a permutation of the sorted selection,
-then moves most rows (:func:`deepdraw.dataset.assemble.selection.split`). Such a test file holds many
+where the AVX-512 machines screened 730,351; the cause was not pinned down). When a few candidates near
+the muscle-jerk cut change, the seeded train/test split, a permutation of the sorted selection, moves
+most rows (:func:`deepdraw.dataset.assemble.selection.split`). Such a test file holds many
 of a shipped model's *training* rows: ST-7272 ART 1 scored 99.35 % on it against 98.62 % on its own
 (docs/zoo.md, "A regenerated dataset").
 
@@ -13,7 +13,8 @@ of a shipped model's *training* rows: ST-7272 ART 1 scored 99.35 % on it against
 - :func:`compare_with_card`: how a run's test file relates to a card's dataset: ``"another dataset"``
   (other config or inputs: the card's metrics do not apply), ``"same samples"`` / ``"different
   samples"`` (by the digest), or, for the older cards without one, ``"metrics match"`` / ``"metrics
-  differ"`` (the install's test loss against the card's, within :data:`LOSS_TOLERANCE`).
+  differ"`` (the install's test loss against the card's, within :data:`LOSS_TOLERANCE`); ``"not
+  checked"`` where the card records no test loss.
 """
 
 from __future__ import annotations
