@@ -345,6 +345,7 @@ def test_dataset_match_tells_same_samples_from_a_same_config_regeneration(tmp_pa
     old["dataset"] = {k: v for k, v in card["dataset"].items() if k != "samples_sha256"}
     assert compare_with_card(old, te, {"loss": 0.5 * 1.009}, tr)[0] == "metrics match"
     assert compare_with_card(old, te, {"loss": 0.25}, tr)[0] == "metrics differ"
+    assert compare_with_card(old, te, {"loss": float("nan")}, tr)[0] == "not checked"  # no false alarm
     # files without candidate ids (converted from the original): the loss decides too
     with h5py.File(tr2, "a") as f:
         del f["candidate_id"]
@@ -392,3 +393,8 @@ def test_install_warns_when_the_dataset_holds_other_samples_than_the_models(
     assert (
         json.loads((tmp_path / "other" / "metrics.json").read_text())["dataset_check"] == m["dataset_check"]
     )
+    # reused on the next run, and said again
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="deepdraw.zoo.install"):
+        again = install_run(name, tmp_path / "other", other[1], train_path=other[0], zoo_dir=d)
+    assert again == m and "not its samples" in caplog.text

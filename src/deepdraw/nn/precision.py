@@ -80,15 +80,22 @@ def resolve_precision(value: str, device: torch.device, task: str = "art") -> st
     check_precision(value)
     if value == "auto":
         return "bf16" if not get_task(task).regression and bf16_native(device) else "fast32"
-    if value == "bf16" and not bf16_native(device):
+    if value == "bf16" and device.type not in _WARNED and not bf16_native(device):
         # an emulated bfloat16 product ran 30-40x slower than float32 on an AVX2-only EPYC
-        # (docs/training.md, "bfloat16 without hardware support")
+        # (docs/training.md, "bfloat16 without hardware support"); said once per device type
+        _WARNED.add(device.type)
+        which = " (a CPU without AVX512-BF16 or AMX)" if device.type == "cpu" else ""
         logger.warning(
-            "precision 'bf16' on %s, which has no native bfloat16 matrix products (a CPU without "
-            "AVX512-BF16 or AMX): training runs many times slower than with 'fast32' or 'auto'",
+            "precision 'bf16' on %s, which has no native bfloat16 matrix products%s: training runs many "
+            "times slower than with 'fast32' or 'auto'",
             device,
+            which,
         )
     return value
+
+
+_WARNED: set[str] = set()
+"""Device types already warned about an emulated bf16 (once per process)."""
 
 
 def training_forward(model: torch.nn.Module, precision: str) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,9 @@ def compare_with_card(
             return "same samples", "the candidate ids of train and test equal the card's"
         return "different samples", "the candidate ids differ from the card's (samples_sha256)"
     shipped = (card.get("metrics") or {}).get("test") or {}
-    if "loss" not in shipped or "loss" not in test or not shipped["loss"]:
-        return "not checked", "the card records no test loss to compare"
+    losses = [d.get("loss") for d in (shipped, test)]
+    if not all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in losses):
+        return "not checked", "no finite test loss on the card or here to compare"
     rel = abs(float(test["loss"]) / float(shipped["loss"]) - 1.0)
     if rel <= LOSS_TOLERANCE:
         return "metrics match", f"test loss {test['loss']:.6g} as the card's {shipped['loss']:.6g}"
