@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("deepdraw.nn.precision")
+_WARNED: set[str] = set()
+"""Device types already warned about an emulated bf16 (once per process)."""
 
 PRECISIONS = ("auto", "bf16", "fast32", "fp32")
 """Accepted values of ``[train] precision``."""
@@ -92,10 +94,6 @@ def resolve_precision(value: str, device: torch.device, task: str = "art") -> st
             which,
         )
     return value
-
-
-_WARNED: set[str] = set()
-"""Device types already warned about an emulated bf16 (once per process)."""
 
 
 def training_forward(model: torch.nn.Module, precision: str) -> Callable[[torch.Tensor], torch.Tensor]:

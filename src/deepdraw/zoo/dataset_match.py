@@ -20,7 +20,6 @@ of a shipped model's *training* rows: ST-7272 ART 1 scored 99.35 % on it against
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from pathlib import Path
@@ -60,15 +59,11 @@ def samples_digest(train_path: str | os.PathLike, test_path: str | os.PathLike) 
 
 
 def _generator(test_path: Path) -> tuple[Any, Any]:
-    """The dataset config and input digests recorded in a PCRT file (parsed JSON)."""
+    """The dataset config and input digests recorded in a PCRT file (``read_attrs`` decodes the JSON)."""
     from deepdraw.store import read_attrs
 
     attrs = read_attrs(test_path)
-    out = []
-    for k in ("config", "inputs"):
-        v = attrs.get(k)
-        out.append(json.loads(v) if isinstance(v, str) else v)
-    return out[0], out[1]
+    return attrs.get("config"), attrs.get("inputs")
 
 
 def compare_with_card(
