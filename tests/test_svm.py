@@ -423,7 +423,10 @@ def test_solver_fallback_on_thin_ill_conditioned_pairs():
     inputs): the active-set method cycles at large C and the Huber-Newton fallback must still end
     near the optimum. Its duality gap certifies it (objective - gap bounds the optimum from below);
     the previous fallback (Newton started from the cycling point, 40 iterations) ended 7 % and 43 %
-    above the optimum at C = 100 and 1000."""
+    above the optimum at C = 100 and 1000. The weights are the fallback's best primal point and the
+    certificate its best dual point, tracked apart: when the weights came from the dual estimate of
+    the last Newton iterate (A^T beta), the gap stayed at 2e-4 and 1.2e-3 of the objective on an AVX2
+    machine (6e-7 now)."""
     rng = np.random.default_rng(1)
     n, d = 3000, 40
     y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
@@ -433,6 +436,6 @@ def test_solver_fallback_on_thin_ill_conditioned_pairs():
     cs = [1e-4, 1e-2, 1.0, 100.0, 1000.0]
     fits = fit_hinge_path(X[:2700], y[:2700], cs)
     for C, f in zip(cs, fits):
-        assert f.gap <= 1e-3 * f.objective, (C, f.gap / f.objective)
+        assert f.gap <= 1e-5 * f.objective, (C, f.gap / f.objective)
         acc = np.mean(np.sign(X[2700:] @ f.coef + f.intercept) == y[2700:])
         assert acc > 0.85, (C, acc)

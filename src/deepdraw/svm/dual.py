@@ -127,20 +127,27 @@ def _top_eig(M: np.ndarray, rank: int, rtol: float) -> tuple[np.ndarray, np.ndar
 
 def dual_operator(
     X: np.ndarray, ys: np.ndarray, rank: int, rtol: float, gram_max: int
-) -> tuple[DualQ, Callable[[np.ndarray], tuple[np.ndarray, float]]]:
+) -> tuple[
+    DualQ, Callable[[np.ndarray], tuple[np.ndarray, float]], Callable[[np.ndarray], tuple[np.ndarray, float]]
+]:
     """The dual matrix Q of ``X`` (n, d) and signed labels ``ys`` (explicit or factored, see the module
-    docs), and the map from dual variables to the weights and intercept in input space."""
+    docs), the map from dual variables to the weights and intercept in input space, and the map from a
+    primal point ``u`` of the factor's coordinates (``u = A^T a``; needs ``op.factor()``) to the same."""
     n, d = X.shape
     exact = rank <= 0 or rank >= min(n, d)
+    basis: dict[str, np.ndarray] = {}  # V: (d, r) orthonormal directions of the factor's coordinates
+
+    def from_factor(u: np.ndarray) -> tuple[np.ndarray, float]:
+        return basis["V"] @ u[:-1], float(u[-1])
 
     if n <= d:
         K = X @ X.T
-        holder: dict[str, np.ndarray] = {}
 
         def factor() -> np.ndarray:
             lam, U = _top_eig(K, 0 if exact else rank, rtol)
-            holder["U"], holder["s"] = U, np.sqrt(lam)
-            return np.hstack([U * holder["s"], np.ones((n, 1))]) * ys[:, None]
+            s = np.sqrt(lam)
+            basis["V"] = X.T @ (U / s)
+            return np.hstack([U * s, np.ones((n, 1))]) * ys[:, None]
 
         if exact:
             Q = (K + 1.0) * np.outer(ys, ys)
@@ -153,20 +160,17 @@ def dual_operator(
         else:
             A = factor()
             op = DualQ(A @ A.T if n <= gram_max and 2 * A.shape[1] >= n else None, A)
-            V = X.T @ (holder["U"] / holder["s"])  # (d, r) orthonormal directions
 
             def to_weights(a: np.ndarray) -> tuple[np.ndarray, float]:
-                u = A.T @ a
-                return V @ u[:-1], float(u[-1])
+                return from_factor(A.T @ a)
 
     else:
-        lam, V = _top_eig(X.T @ X, 0 if exact else rank, rtol)
-        A = np.hstack([X @ V, np.ones((n, 1))]) * ys[:, None]
+        lam, basis["V"] = _top_eig(X.T @ X, 0 if exact else rank, rtol)
+        A = np.hstack([X @ basis["V"], np.ones((n, 1))]) * ys[:, None]
         # the explicit (n, n) matrix only pays off when the factor is not much thinner than n
         op = DualQ(A @ A.T if n <= gram_max and 2 * A.shape[1] >= n else None, A)
 
         def to_weights(a: np.ndarray) -> tuple[np.ndarray, float]:
-            u = A.T @ a
-            return V @ u[:-1], float(u[-1])
+            return from_factor(A.T @ a)
 
-    return op, to_weights
+    return op, to_weights, from_factor

@@ -11,11 +11,13 @@ loss of width h, h driven from 1 to 1e-4, whose final split restarts the active-
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .dual import DualQ, chol_solve, primal_and_gap
 
-__all__ = ["solve_dual"]
+__all__ = ["DualSolution", "solve_dual"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -178,6 +180,30 @@ def _huber_newton(
     return u, C * np.clip(r / h, 0.0, 1.0), max_iter
 
 
+class DualSolution(NamedTuple):
+    """What :func:`solve_dual` found.
+
+    ``alpha`` is the feasible dual point with the highest dual value (it certifies the gap and warm
+    starts the next C), ``q = Q alpha``. ``u`` is ``None`` when the active-set method converged (the
+    weights are those of ``alpha``); after the fallback it is the point with the lowest primal
+    objective seen, in the factor's coordinates (``u = A^T a`` of a dual point, or a Huber-Newton
+    iterate). ``primal`` is the objective of the returned
+    weights, ``gap = primal - dual(alpha) >= 0``; ``ok`` means the active-set method converged.
+    """
+
+    alpha: np.ndarray
+    q: np.ndarray
+    iterations: int
+    ok: bool
+    u: np.ndarray | None
+    primal: float
+    gap: float
+
+
+def _dual_value(alpha: np.ndarray, q: np.ndarray) -> float:
+    return float(alpha.sum()) - 0.5 * float(alpha @ q)
+
+
 def solve_dual(
     op: DualQ,
     C: float,
@@ -186,15 +212,16 @@ def solve_dual(
     tol: float,
     max_iter: int,
     rel_reg: float = 1e-11,
-) -> tuple[np.ndarray, np.ndarray, int, bool]:
-    """Solve ``min 1/2 a^T Q a - 1^T a, 0 <= a <= C``; returns ``(alpha, Q alpha, iterations, ok)``.
+) -> DualSolution:
+    """Solve ``min 1/2 a^T Q a - 1^T a, 0 <= a <= C`` (see :class:`DualSolution`).
 
     Active-set method from the warm-start split; if it cycles, Huber-Newton continuation on the
     primal (h from >= 1 down to 1e-4), handing each band's split to the active-set method.
     """
     a1, q1, it1, ok = _pdas(op, C, alpha, partition, tol, max_iter, rel_reg)
     if ok:
-        return a1, q1, it1, True
+        p1, g1 = primal_and_gap(a1, q1, C)
+        return DualSolution(a1, q1, it1, True, None, p1, g1)
     A = op.factor()
 
     def primal(u: np.ndarray) -> float:
@@ -205,29 +232,40 @@ def solve_dual(
     starts = [A.T @ a1, A.T @ np.clip(alpha, 0.0, C), np.zeros(A.shape[1])]
     u = min(starts, key=primal)
     it_total = it1
-    # without convergence, the point returned is the one whose weights have the lowest primal
-    # objective (the weights are what is used; a lower dual value does not imply better weights)
-    best = (a1, q1)
-    best_p = primal_and_gap(a1, q1, C)[0]
+    # without convergence, the weights kept are those with the lowest primal objective, and the
+    # dual point kept is the one with the highest dual value: on ill-conditioned data a Newton
+    # iterate u is a much better primal point than A^T beta of its own dual estimate beta
+    # (u = A^T beta holds only at the exact smoothed optimum), so the two are tracked apart
+    best_a, best_q, best_d = a1, q1, _dual_value(a1, q1)
+    best_u, best_p = A.T @ a1, primal_and_gap(a1, q1, C)[0]
+
+    def consider(a: np.ndarray, qa: np.ndarray) -> None:
+        nonlocal best_a, best_q, best_d, best_u, best_p
+        p, g = primal_and_gap(a, qa, C)
+        if p - g > best_d:
+            best_a, best_q, best_d = a, qa, p - g
+        if p < best_p:
+            best_u, best_p = A.T @ a, p
+
     # start wide enough that most samples sit in the quadratic band, then narrow it; from h <= 1 on,
     # the band's split is handed to the active-set method, which finishes when the split is right
     h = max(1.0, 2.0 * float(np.max(1.0 - A @ u)))
     while True:
         u, beta, k = _huber_newton(A, C, u, h, 200)
         it_total += k
+        pu = primal(u)
+        if pu < best_p:
+            best_u, best_p = u, pu
+        consider(beta, op.matvec(beta))
         if h <= 1.0:
             r = 1.0 - A @ u
             a2, q2, it2, ok = _pdas(op, C, beta, (r >= h, r <= 0), tol, min(max_iter, 20), rel_reg)
             it_total += it2
             if ok:
-                return a2, q2, it_total, True
-            p2 = primal_and_gap(a2, q2, C)[0]
-            if p2 < best_p:
-                best, best_p = (a2, q2), p2
+                p2, g2 = primal_and_gap(a2, q2, C)
+                return DualSolution(a2, q2, it_total, True, None, p2, g2)
+            consider(a2, q2)
         if h <= 1e-4:
             break
         h = max(h / 10.0, 1e-4)
-    qb = op.matvec(beta)  # u = A^T beta at the smoothed optimum: beta carries the Newton solution
-    if primal_and_gap(beta, qb, C)[0] < best_p:
-        best = (beta, qb)
-    return best[0], best[1], it_total, False
+    return DualSolution(best_a, best_q, it_total, False, best_u, best_p, max(best_p - best_d, 0.0))

@@ -12,7 +12,9 @@ found (``docs/svm.md``); here, the C grid is walked upwards, each C starting fro
 split; once no ``a_i`` sits at its upper bound, the solution is the same for every larger C (the
 bound is inactive), so those fits are copied instead of solved.
 
-Accuracy: every fit reports its duality gap ``P - (-D)`` (>= 0, zero at the optimum).
+Accuracy: every fit reports its duality gap: the objective of its weights minus the best dual
+value found (>= 0, zero at the optimum). After the solver's fallback, the weights are the primal
+point with the lowest objective seen and the dual value the highest seen, tracked apart.
 
 One pair (:func:`fit_pair`): the C path is fitted on the leading rows (file order) and C is chosen
 on the rest (:func:`split_train_val`).
@@ -26,8 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .dual import dual_operator, primal_and_gap
-from .dual_solver import solve_dual
+from .dual import dual_operator
+from .dual_solver import DualSolution, solve_dual
 
 log = logging.getLogger("deepdraw.svm.solver")  # the solver's logger name, as before the split
 
@@ -107,19 +109,18 @@ def fit_hinge_path(
         raise ValueError(f"X must be 2-D (n, d), got shape {X.shape}")
     ys = _as_signed(y)
     n = X.shape[0]
-    op, to_weights = dual_operator(X, ys, rank, rtol, gram_max)
+    op, to_weights, from_factor = dual_operator(X, ys, rank, rtol, gram_max)
     order = np.argsort(c_grid, kind="stable")
     prev_C = c_grid[order[0]]
     fits: dict[int, HingeFit] = {}
     alpha: np.ndarray | None = None
     partition: tuple[np.ndarray, np.ndarray] | None = None
-    saturated: tuple[np.ndarray, np.ndarray, bool] | None = None
+    saturated: DualSolution | None = None
     for k in order:
         C = c_grid[k]
         if saturated is not None:
             # no a_i reached its bound at a smaller C: the same point is optimal for every larger C
-            alpha, q, ok = saturated
-            it = 0
+            sol = saturated._replace(iterations=0)
         else:
             if alpha is None:
                 alpha = np.full(n, C)
@@ -127,19 +128,21 @@ def fit_hinge_path(
             else:
                 partition = (alpha >= prev_C * (1 - 1e-12), alpha <= 0)
                 alpha = np.where(partition[0], C, alpha)
-            alpha, q, it, ok = solve_dual(op, C, alpha, partition, tol, max_iter)
-            primal, gap = primal_and_gap(alpha, q, C)
-            ok = ok or gap <= gap_tol * max(primal, 1e-300)
-            if ok and np.all(alpha < C * (1 - 1e-9)):
-                saturated = (alpha, q, ok)
+            sol = solve_dual(op, C, alpha, partition, tol, max_iter)
+            sol = sol._replace(ok=sol.ok or sol.gap <= gap_tol * max(sol.primal, 1e-300))
+            alpha = sol.alpha
+            if sol.ok and sol.u is None and np.all(alpha < C * (1 - 1e-9)):
+                saturated = sol
         prev_C = C
-        primal, gap = primal_and_gap(alpha, q, C)
-        if not ok:
+        if not sol.ok:
             log.debug(
-                "dual not solved to tol %.1e at C=%g (relative gap %.2e)", tol, C, gap / max(primal, 1e-300)
+                "dual not solved to tol %.1e at C=%g (relative gap %.2e)",
+                tol,
+                C,
+                sol.gap / max(sol.primal, 1e-300),
             )
-        w, b = to_weights(alpha)
-        fits[k] = HingeFit(C, w, b, it, ok, hinge_objective(w, b, X, ys, C), max(gap, 0.0))
+        w, b = to_weights(sol.alpha) if sol.u is None else from_factor(sol.u)
+        fits[k] = HingeFit(C, w, b, sol.iterations, sol.ok, hinge_objective(w, b, X, ys, C), sol.gap)
     return [fits[k] for k in range(len(c_grid))]
 
 
