@@ -14,7 +14,17 @@ writes its figures and ``summary.json`` there. The stored notebook then holds:
 * ``metadata.deepdraw.key_numbers``: the notebook's ``summary.json`` without its timings (keys ending
   in ``_s`` or ``seconds``), which ``tests/test_notebooks.py`` compares with a fresh run;
 * ``metadata.deepdraw.code_sha256``: a digest of the code cells, so that a notebook whose code was edited
-  after it was executed is caught by the tests.
+  after it was executed is caught by the tests;
+* ``metadata.deepdraw.cpu``: the CPU class of the machine that ran it (:func:`cpu_class`), and
+  ``metadata.deepdraw.key_numbers_by_cpu``: the key numbers of the same code measured on other CPU
+  classes. SLSQP paths and a few epochs of training differ in their last bits between CPU classes
+  (other SIMD kernels, bfloat16 only where native) and those bits grow; each class is compared with
+  its own numbers, and a class without numbers with :data:`CROSS_CPU_TOLERANCE`.
+
+``--numbers-only`` runs the notebooks and records this machine's class in ``key_numbers_by_cpu``
+without touching their outputs (the code must be the stored one). Re-executing a notebook keeps the
+other classes' numbers only when this class's numbers did not change (else they are dropped: they
+may be stale) and ``--drop-other-cpus`` drops them always.
 
 The notebooks seed every draw; re-running this script changes only the lines that print timings and
 temporary paths. The stored ``kernelspec`` stays the generic ``python3``.
@@ -30,6 +40,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -59,6 +70,124 @@ def is_timing(key: str) -> bool:
 def key_numbers(summary: dict) -> dict:
     """The summary without its timings."""
     return {k: v for k, v in summary.items() if not is_timing(k)}
+
+
+# (rtol, atol) per notebook and top-level summary key; DEFAULT_TOL otherwise; None: not compared.
+# Integers, strings and booleans must be equal. Looser where a number depends on floating-point details
+# that may differ between runs of one machine (an SLSQP path, float32 activations, discrete accuracies).
+DEFAULT_TOL = (1e-4, 1e-6)
+TOLERANCE: dict[str, dict[str, tuple[float, float] | None]] = {
+    "01_from_pen_to_proprioception": {
+        "ik_reference_err_max_cm": (0.0, 1e-4),
+        "ik_vs_reference_max_deg": (1e-2, 1e-3),
+        "fast_vs_exact_max_mm": (1e-2, 1e-4),
+        "velocity_vs_gradient_max": (0.0, 1e-9),
+    },
+    "02_tuning_curves_of_a_trained_model": {
+        key: (0.0, 0.02)
+        for key in ("r2", "r2_median", "top_r2", "median_r2_per_layer", "test_accuracy", "toy_interp_err_mm")
+    }
+    | {"lstsq_vs_per_unit_max": (0.0, 1e-10), "top_units": None},  # order of near-ties
+    "04_svm_baselines": {
+        "one_pair_objective_excess_liblinear": (0.0, 1e-5),
+        "stage_consistency_max": (0.0, 1e-12),
+    },
+    "05_rsa_cka_of_trained_models": {
+        "oracle_r": (0.0, 1e-4),
+        "oracle_r_last": (0.0, 1e-4),
+        "cka_trained_vs_untrained": (0.0, 1e-4),
+        "cka_art_vs_tdt": (0.0, 1e-4),
+        "cross_cka_trained": (0.0, 1e-4),
+        "cross_cka_untrained": (0.0, 1e-4),
+        "oracle_by_hand_diff": (0.0, 1e-5),
+        "cka_by_hand_diff": (0.0, 1e-5),
+    },
+}
+for _what in ("pairwise_mean_acc", "pairwise_std_acc", "pairwise_frac_below_70"):  # ~ a test sample of a pair
+    for _input in ("endeffector_coords", "joint_coords", "muscle_coords", "spindle_info"):
+        TOLERANCE["04_svm_baselines"][f"{_what}_{_input}"] = (0.0, 0.005)
+
+# Overrides of TOLERANCE where the machine is of a CPU class without stored numbers, set from the
+# differences measured between an AVX-512 (bf16) machine and an AVX2 machine: the IK's largest
+# deviation from the reference moved 6.22 -> 6.58 deg (another SLSQP path of a redundant arm); the
+# toy model of notebook 02 trains in bfloat16 on one and float32 on the other (precision "auto"), so its
+# per-unit R^2 moved up to 0.09 and the medians up to 0.03: per-unit lists are not compared there.
+CROSS_CPU_TOLERANCE: dict[str, dict[str, tuple[float, float] | None]] = {
+    "01_from_pen_to_proprioception": {"ik_vs_reference_max_deg": (0.0, 1.0)},
+    "02_tuning_curves_of_a_trained_model": {
+        "r2": None,
+        "top_r2": None,
+        "n_fitted": None,
+        "r2_median": (0.0, 0.08),
+        "median_r2_per_layer": (0.0, 0.08),
+        "test_accuracy": (0.0, 0.15),
+    },
+}
+
+
+def _differences(stored, fresh, tol: tuple[float, float], path: str) -> list[str]:
+    """Where ``fresh`` differs from ``stored`` beyond ``tol`` = (rtol, atol): 'path: stored vs fresh'."""
+    if isinstance(stored, dict) and isinstance(fresh, dict):
+        out = []
+        if set(stored) != set(fresh):
+            out.append(f"{path or '/'}: keys {sorted(set(stored) ^ set(fresh))} only in one of them")
+        for k in sorted(set(stored) & set(fresh)):
+            out += _differences(stored[k], fresh[k], tol, f"{path}/{k}" if path else k)
+        return out
+    if isinstance(stored, list) and isinstance(fresh, list):
+        if len(stored) != len(fresh):
+            return [f"{path}: {len(stored)} values stored, {len(fresh)} now"]
+        return [
+            d for i, (a, b) in enumerate(zip(stored, fresh)) for d in _differences(a, b, tol, f"{path}[{i}]")
+        ]
+    number = (int, float)
+    if isinstance(stored, number) and isinstance(fresh, number) and not isinstance(stored, bool):
+        if isinstance(stored, int) and isinstance(fresh, int) and not isinstance(fresh, bool):
+            return [] if stored == fresh else [f"{path}: {stored} stored, {fresh} now"]
+        a, b = float(stored), float(fresh)
+        if math.isnan(a) and math.isnan(b):
+            return []
+        rtol, atol = tol
+        return [] if abs(a - b) <= atol + rtol * abs(a) else [f"{path}: {a!r} stored, {b!r} now"]
+    return [] if stored == fresh else [f"{path}: {stored!r} stored, {fresh!r} now"]
+
+
+def compare_key_numbers(name: str, stored: dict, fresh: dict, cross_cpu: bool = False) -> list[str]:
+    """Differences between a notebook's stored key numbers and a fresh run's, with its tolerances
+    (``cross_cpu``: the numbers were stored on another CPU class, :data:`CROSS_CPU_TOLERANCE`)."""
+    tols = TOLERANCE.get(name, {}) | (CROSS_CPU_TOLERANCE.get(name, {}) if cross_cpu else {})
+    out = []
+    if set(stored) != set(fresh):
+        out.append(f"keys {sorted(set(stored) ^ set(fresh))} only in one of them")
+    for k in sorted(set(stored) & set(fresh)):
+        tol = tols.get(k, DEFAULT_TOL)
+        if tol is not None:
+            out += _differences(stored[k], fresh[k], tol, k)
+    return out
+
+
+def cpu_class() -> str:
+    """The numerics class of this machine: architecture, torch's CPU kernel level, native bfloat16
+    (e.g. ``"x86_64 AVX512 bf16"``, ``"x86_64 AVX2"``)."""
+    import platform
+
+    import torch
+
+    from deepdraw.nn.precision import bf16_native
+
+    bf16 = " bf16" if bf16_native(torch.device("cpu")) else ""
+    return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}{bf16}"
+
+
+def stored_numbers_for(meta: dict, cpu: str) -> tuple[dict, bool]:
+    """The key numbers to compare a run on ``cpu`` with: ``(numbers, cross_cpu)``; ``cross_cpu`` when
+    none were stored for that class (then the numbers of the stored outputs)."""
+    if meta.get("cpu") == cpu:
+        return meta["key_numbers"], False
+    by_cpu = meta.get("key_numbers_by_cpu", {})
+    if cpu in by_cpu:
+        return by_cpu[cpu], False
+    return meta["key_numbers"], True
 
 
 def code_digest(nb) -> str:
@@ -153,11 +282,8 @@ def execute(path: Path, workdir: Path, params: dict | None = None, timeout: int 
     return nb, time.perf_counter() - t0
 
 
-def store(path: Path, timeout: int = TIMEOUT_S) -> dict:
-    """Execute ``path`` and write it back with its outputs and key numbers; returns the key numbers."""
-    import nbformat
-
-    original = nbformat.read(path, as_version=4)
+def _run_for_numbers(path: Path, timeout: int):
+    """Execute ``path`` with its outputs going to a temporary folder: (executed notebook, key numbers)."""
     with tempfile.TemporaryDirectory(prefix="deepdraw_nbexec_") as tmp:
         tmp = Path(tmp)
         out, work = tmp / "out", tmp / "work"
@@ -184,15 +310,56 @@ def store(path: Path, timeout: int = TIMEOUT_S) -> dict:
                 raise RuntimeError(
                     f"{path}: a cell failed: {errors[0].get('ename')}: {errors[0].get('evalue')}"
                 )
-    nb.metadata = copy.deepcopy(original.metadata)  # generic kernelspec, no interpreter version
-    nb.metadata[META] = {
-        "key_numbers": numbers,
-        "code_sha256": code_digest(nb),
-        "figure_dpi": FIGURE_DPI,
-    }
+    print(f"{path.name}: executed in {dt:.1f} s", flush=True)
+    return nb, numbers
+
+
+def store(
+    path: Path, timeout: int = TIMEOUT_S, numbers_only: bool = False, drop_other_cpus: bool = False
+) -> dict:
+    """Execute ``path`` and write it back with its outputs and key numbers (``numbers_only``: record
+    this CPU class's key numbers only, outputs untouched); returns the key numbers."""
+    import nbformat
+
+    original = nbformat.read(path, as_version=4)
+    old = dict(original.metadata.get(META, {}))
+    cpu = cpu_class()
+    if numbers_only and (old.get("code_sha256") != code_digest(original) or "cpu" not in old):
+        raise ValueError(
+            f"{path}: --numbers-only needs the stored outputs of this code with their CPU class "
+            f"(metadata.{META}.code_sha256 and .cpu); run without --numbers-only first"
+        )
+    nb, numbers = _run_for_numbers(path, timeout)
+    if numbers_only:
+        nb = original
+        if cpu == old["cpu"]:
+            meta = old | {"key_numbers": numbers}
+        else:
+            meta = old | {"key_numbers_by_cpu": old.get("key_numbers_by_cpu", {}) | {cpu: numbers}}
+    else:
+        others = dict(old.get("key_numbers_by_cpu", {}))
+        if "cpu" in old and old["cpu"] != cpu:
+            others[old["cpu"]] = old["key_numbers"]
+        previous = old.get("key_numbers") if old.get("cpu") == cpu else others.pop(cpu, None)
+        changed = previous is not None and compare_key_numbers(path.stem, previous, numbers)
+        if others and (drop_other_cpus or changed or old.get("code_sha256") != code_digest(nb)):
+            why = (
+                "asked"
+                if drop_other_cpus
+                else "this CPU class's numbers changed"
+                if changed
+                else "code edited"
+            )
+            print(f"{path.name}: key numbers of {sorted(others)} dropped ({why})", flush=True)
+            others = {}
+        nb.metadata = copy.deepcopy(original.metadata)  # generic kernelspec, no interpreter version
+        meta = {"key_numbers": numbers, "cpu": cpu, "code_sha256": code_digest(nb), "figure_dpi": FIGURE_DPI}
+        if others:
+            meta["key_numbers_by_cpu"] = others
+    nb.metadata[META] = meta
     nbformat.validate(nb)
     nbformat.write(nb, path)
-    print(f"{path.name}: executed in {dt:.1f} s, {path.stat().st_size / 1e3:.0f} kB stored", flush=True)
+    print(f"{path.name}: {path.stat().st_size / 1e3:.0f} kB stored; key numbers of {cpu}", flush=True)
     return numbers
 
 
@@ -202,12 +369,20 @@ def main(argv: list[str] | None = None) -> int:
         "notebooks", nargs="*", type=Path, help="notebooks to execute (default: notebooks/*.ipynb)"
     )
     ap.add_argument("--timeout", type=int, default=TIMEOUT_S, help="seconds per cell (default %(default)s)")
+    ap.add_argument(
+        "--numbers-only",
+        action="store_true",
+        help="record this CPU class's key numbers beside the stored ones; outputs untouched",
+    )
+    ap.add_argument(
+        "--drop-other-cpus", action="store_true", help="drop the key numbers stored for other CPU classes"
+    )
     args = ap.parse_args(argv)
     paths = args.notebooks or sorted(NB_DIR.glob("*.ipynb"))
     for p in paths:
         if not p.is_file() or p.suffix != ".ipynb":
             ap.error(f"{p}: not a notebook file")
-        store(p.resolve(), args.timeout)
+        store(p.resolve(), args.timeout, args.numbers_only, args.drop_other_cpus)
     return 0
 
 
