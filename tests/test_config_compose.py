@@ -75,6 +75,31 @@ def test_paper_config_resolves_as_before():
     assert {"kinematics", "assembly", "run"} <= set(cfg.given)
 
 
+def test_held_out_configs_differ_from_the_paper_only_in_seed_size_and_folders():
+    """configs/paper-heldout.toml draws the paper's distribution (every other dataset key as
+    configs/paper.toml) with another seed, and its test file holds the analyses' 4,000 rows;
+    configs/paper-zoo-heldout.toml is the zoo analysis with only its folders (and title) changed."""
+    paper, held = load_config(CONFIGS / "paper.toml"), load_config(CONFIGS / "paper-heldout.toml")
+    a, b = paper.to_dict(), held.to_dict()
+    changed = {(sec, k) for sec in a for k in a[sec] if a[sec][k] != b[sec][k]}
+    assert changed == {
+        ("run", "out_dir"),
+        ("run", "seed"),
+        ("kinematics", "n_candidates"),
+        ("assembly", "n_samples"),
+        ("assembly", "test_fraction"),
+    }
+    assert held.run.seed != paper.run.seed
+    analysis = load_config(CONFIGS / "paper-zoo-analysis.toml")
+    zoo_held = load_config(CONFIGS / "paper-zoo-heldout.toml")
+    n_test = round(held.assembly.n_samples * held.assembly.test_fraction)
+    assert n_test == zoo_held.activations.n_samples == analysis.activations.n_samples
+    assert zoo_held.run.dataset_dir == held.run.out_dir + "/dataset"
+    c, d = analysis.to_dict(), zoo_held.to_dict()
+    changed = {(sec, k) for sec in c for k in c[sec] if c[sec][k] != d[sec][k]}
+    assert changed == {("run", "out_dir"), ("run", "dataset_dir"), ("report", "title")}
+
+
 def _write(tmp_path, name, text):
     p = tmp_path / name
     p.parent.mkdir(parents=True, exist_ok=True)
