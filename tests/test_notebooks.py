@@ -98,6 +98,36 @@ def test_key_numbers_are_chosen_by_cpu_class():
     assert EXEC.key_numbers({"a": 1, "ik_batch_s": 0.3, "seconds": 2.0, "solver_seconds": 1.0}) == {"a": 1}
 
 
+def test_merging_key_numbers_keeps_other_cpu_classes_only_when_nothing_changed():
+    merge, nb02 = EXEC.merge_key_numbers, "02_tuning_curves_of_a_trained_model"
+    a512, a2 = "x86_64 AVX512 bf16", "x86_64 AVX2"
+    n512 = {"r2_median": 0.23, "n_fitted": 92}
+    n2 = {"r2_median": 0.20, "n_fitted": 91}
+    old = {"key_numbers": n512, "cpu": a512, "code_sha256": "c", "key_numbers_by_cpu": {a2: n2}}
+    # re-executed on a class with numbers, unchanged: the other class is kept
+    meta, msgs = merge(nb02, old, a2, dict(n2), "c")
+    assert meta["cpu"] == a2 and meta["key_numbers"] == n2 and meta["key_numbers_by_cpu"] == {a512: n512}
+    assert not msgs
+    # its numbers changed (a package change): the other class may be stale and is dropped
+    meta, msgs = merge(nb02, old, a2, n2 | {"r2_median": 0.3}, "c")
+    assert "key_numbers_by_cpu" not in meta and "changed" in msgs[0]
+    # code edited, or asked: dropped
+    assert "key_numbers_by_cpu" not in merge(nb02, old, a2, n2, "d")[0]
+    assert "key_numbers_by_cpu" not in merge(nb02, old, a2, n2, "c", drop_other_cpus=True)[0]
+    # a class without numbers: compared with the stored outputs' within the cross-class tolerances
+    meta, _ = merge(nb02, old, "aarch64 DEFAULT", {"r2_median": 0.25, "n_fitted": 80}, "c")
+    assert set(meta["key_numbers_by_cpu"]) == {a512, a2}
+    meta, _ = merge(nb02, old, "aarch64 DEFAULT", {"r2_median": 0.4, "n_fitted": 80}, "c")
+    assert "key_numbers_by_cpu" not in meta
+    # --numbers-only: adds a class beside the stored ones, outputs' class unchanged
+    meta, _ = merge(nb02, old, "aarch64 DEFAULT", n2, "c", numbers_only=True)
+    assert meta["key_numbers"] == n512 and set(meta["key_numbers_by_cpu"]) == {a2, "aarch64 DEFAULT"}
+    with pytest.raises(ValueError, match="stale"):  # on the outputs' own class the numbers must not move
+        merge(nb02, old, a512, n512 | {"r2_median": 0.3}, "c", numbers_only=True)
+    with pytest.raises(ValueError, match="numbers-only"):  # the stored outputs are of other code
+        merge(nb02, old, a2, n2, "d", numbers_only=True)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_is_stored_executed_with_its_key_numbers(path):
     nb = nbformat.read(path, as_version=4)

@@ -439,3 +439,48 @@ def test_solver_fallback_on_thin_ill_conditioned_pairs():
         assert f.gap <= 1e-5 * f.objective, (C, f.gap / f.objective)
         acc = np.mean(np.sign(X[2700:] @ f.coef + f.intercept) == y[2700:])
         assert acc > 0.85, (C, acc)
+
+
+def test_copied_fits_of_larger_c_keep_a_valid_certificate():
+    """Separable data: once no a_i is at its bound the fit is copied to larger C; its gap is taken
+    at that C, so objective - gap is the same dual value D(alpha) for every copy (a gap carried over
+    from the smaller C made objective - gap exceed D)."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 5))
+    y = np.where(X @ rng.normal(size=5) > 0, 1.0, -1.0)
+    fits = fit_hinge_path(X, y, [1.0, 1e3, 1e6, 1e9], tol=1e-3)
+    copied = [i for i, f in enumerate(fits) if f.n_iter == 0]
+    assert len(copied) >= 2 and fits[copied[0] - 1].n_iter > 0  # solved once, then copied
+    same = [fits[copied[0] - 1], *(fits[i] for i in copied)]
+    lower = [f.objective - f.gap for f in same]
+    np.testing.assert_allclose(lower, lower[0], rtol=1e-12)
+    assert all(f.gap >= 0 for f in fits)
+
+
+@pytest.mark.parametrize("shape, rank", [((40, 120), 0), ((40, 120), 10), ((300, 12), 0)])
+def test_fallback_certificate_bounds_the_optimum_of_its_weights(monkeypatch, shape, rank):
+    """The active-set method made to fail every time, so that the Huber-Newton continuation alone
+    gives the weights (n <= d exact, rank-truncated, and n > d coordinates): their objective is near
+    the optimum the unforced solver reaches, and objective - gap never exceeds that optimum."""
+    import deepdraw.svm.dual_solver as ds
+
+    rng = np.random.default_rng(7)
+    n, d = shape
+    X = rng.normal(size=(n, d)) * np.logspace(1, -2, d) + 3.0
+    s = X @ rng.normal(size=d) + rng.normal(size=n)
+    y = np.where(s > np.median(s), 1.0, -1.0)
+    cs = [0.1, 10.0]
+    exact = fit_hinge_path(X, y, cs, rank=rank)
+    assert all(f.converged for f in exact)
+    pdas = ds._pdas
+
+    def failing(*args, **kw):
+        a, q, it, _ = pdas(*args, **kw)
+        return a, q, it, False
+
+    monkeypatch.setattr(ds, "_pdas", failing)
+    forced = fit_hinge_path(X, y, cs, rank=rank)
+    for f, e in zip(forced, exact):
+        assert not f.converged or f.gap <= 1e-6 * f.objective
+        assert f.objective - f.gap <= e.objective * (1 + 1e-9)  # a lower bound of the optimum
+        assert f.objective <= e.objective * (1 + 1e-3)  # near it

@@ -183,24 +183,24 @@ def _huber_newton(
 class DualSolution(NamedTuple):
     """What :func:`solve_dual` found.
 
-    ``alpha`` is the feasible dual point with the highest dual value (it certifies the gap and warm
-    starts the next C), ``q = Q alpha``. ``u`` is ``None`` when the active-set method converged (the
-    weights are those of ``alpha``); after the fallback it is the point with the lowest primal
-    objective seen, in the factor's coordinates (``u = A^T a`` of a dual point, or a Huber-Newton
-    iterate). ``primal`` is the objective of the returned
-    weights, ``gap = primal - dual(alpha) >= 0``; ``ok`` means the active-set method converged.
+    ``alpha`` is the feasible dual point with the highest dual value ``dual`` = ``D(alpha)`` (it
+    certifies the gap and warm starts the next C), ``q = Q alpha``. The weights to use are those of
+    ``point``: a dual point (``point_is_dual``: the weights ``w = sum_i a_i y_i x_i``) or a primal point
+    of the factor's coordinates (a Huber-Newton iterate of the fallback), whichever had the lowest
+    primal objective seen. ``ok`` means the active-set method converged (then ``point`` is ``alpha``).
     """
 
     alpha: np.ndarray
     q: np.ndarray
     iterations: int
     ok: bool
-    u: np.ndarray | None
-    primal: float
-    gap: float
+    dual: float
+    point: np.ndarray
+    point_is_dual: bool
 
 
 def _dual_value(alpha: np.ndarray, q: np.ndarray) -> float:
+    """``D(alpha) = 1^T alpha - 1/2 alpha^T Q alpha`` (a lower bound of the primal optimum)."""
     return float(alpha.sum()) - 0.5 * float(alpha @ q)
 
 
@@ -220,52 +220,55 @@ def solve_dual(
     """
     a1, q1, it1, ok = _pdas(op, C, alpha, partition, tol, max_iter, rel_reg)
     if ok:
-        p1, g1 = primal_and_gap(a1, q1, C)
-        return DualSolution(a1, q1, it1, True, None, p1, g1)
+        return DualSolution(a1, q1, it1, True, _dual_value(a1, q1), a1, True)
     A = op.factor()
 
     def primal(u: np.ndarray) -> float:
         return 0.5 * float(u @ u) + C * float(np.maximum(0.0, 1.0 - A @ u).sum())
 
+    # without convergence, the weights kept are those with the lowest primal objective, and the
+    # dual point kept is the one with the highest dual value: on ill-conditioned data a Newton
+    # iterate u is a much better primal point than A^T beta of its own dual estimate beta
+    # (u = A^T beta holds only at the exact smoothed optimum), so the two are tracked apart
+    best_a, best_q, best_d = a1, q1, -np.inf
+    best_point, best_is_dual, best_p = a1, True, np.inf
+
+    def consider(a: np.ndarray, qa: np.ndarray) -> None:
+        nonlocal best_a, best_q, best_d, best_point, best_is_dual, best_p
+        p, d = primal_and_gap(a, qa, C)[0], _dual_value(a, qa)
+        if d > best_d:
+            best_a, best_q, best_d = a, qa, d
+        if p < best_p:
+            best_point, best_is_dual, best_p = a, True, p
+
+    def consider_primal(u: np.ndarray) -> None:
+        nonlocal best_point, best_is_dual, best_p
+        p = primal(u)
+        if p < best_p:
+            best_point, best_is_dual, best_p = u, False, p
+
+    consider(a1, q1)
     # the smoothed primal starts from the best of: the active-set method's point, the warm start,
     # and zero (a cycling active-set run can end far from the optimum; Newton then needs long)
     starts = [A.T @ a1, A.T @ np.clip(alpha, 0.0, C), np.zeros(A.shape[1])]
     u = min(starts, key=primal)
     it_total = it1
-    # without convergence, the weights kept are those with the lowest primal objective, and the
-    # dual point kept is the one with the highest dual value: on ill-conditioned data a Newton
-    # iterate u is a much better primal point than A^T beta of its own dual estimate beta
-    # (u = A^T beta holds only at the exact smoothed optimum), so the two are tracked apart
-    best_a, best_q, best_d = a1, q1, _dual_value(a1, q1)
-    best_u, best_p = A.T @ a1, primal_and_gap(a1, q1, C)[0]
-
-    def consider(a: np.ndarray, qa: np.ndarray) -> None:
-        nonlocal best_a, best_q, best_d, best_u, best_p
-        p, g = primal_and_gap(a, qa, C)
-        if p - g > best_d:
-            best_a, best_q, best_d = a, qa, p - g
-        if p < best_p:
-            best_u, best_p = A.T @ a, p
-
     # start wide enough that most samples sit in the quadratic band, then narrow it; from h <= 1 on,
     # the band's split is handed to the active-set method, which finishes when the split is right
     h = max(1.0, 2.0 * float(np.max(1.0 - A @ u)))
     while True:
         u, beta, k = _huber_newton(A, C, u, h, 200)
         it_total += k
-        pu = primal(u)
-        if pu < best_p:
-            best_u, best_p = u, pu
+        consider_primal(u)
         consider(beta, op.matvec(beta))
         if h <= 1.0:
             r = 1.0 - A @ u
             a2, q2, it2, ok = _pdas(op, C, beta, (r >= h, r <= 0), tol, min(max_iter, 20), rel_reg)
             it_total += it2
             if ok:
-                p2, g2 = primal_and_gap(a2, q2, C)
-                return DualSolution(a2, q2, it_total, True, None, p2, g2)
+                return DualSolution(a2, q2, it_total, True, _dual_value(a2, q2), a2, True)
             consider(a2, q2)
         if h <= 1e-4:
             break
         h = max(h / 10.0, 1e-4)
-    return DualSolution(best_a, best_q, it_total, False, best_u, best_p, max(best_p - best_d, 0.0))
+    return DualSolution(best_a, best_q, it_total, False, best_d, best_point, best_is_dual)

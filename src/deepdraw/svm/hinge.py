@@ -51,7 +51,8 @@ class HingeFit:
     n_iter: int  # active-set (+ Newton) iterations; 0 when copied from a smaller C
     converged: bool
     objective: float  # primal objective on the training data
-    gap: float  # duality gap (>= 0); objective - gap is a lower bound of the optimum
+    gap: float  # duality gap (>= 0); objective - gap is a lower bound of the optimum (with rank > 0:
+    #             of the problem projected on the top directions)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         return X @ self.coef + self.intercept
@@ -120,6 +121,7 @@ def fit_hinge_path(
         C = c_grid[k]
         if saturated is not None:
             # no a_i reached its bound at a smaller C: the same point is optimal for every larger C
+            # (D does not depend on C; the objective and so the gap are evaluated at this C below)
             sol = saturated._replace(iterations=0)
         else:
             if alpha is None:
@@ -129,20 +131,22 @@ def fit_hinge_path(
                 partition = (alpha >= prev_C * (1 - 1e-12), alpha <= 0)
                 alpha = np.where(partition[0], C, alpha)
             sol = solve_dual(op, C, alpha, partition, tol, max_iter)
-            sol = sol._replace(ok=sol.ok or sol.gap <= gap_tol * max(sol.primal, 1e-300))
             alpha = sol.alpha
-            if sol.ok and sol.u is None and np.all(alpha < C * (1 - 1e-9)):
-                saturated = sol
         prev_C = C
-        if not sol.ok:
+        w, b = to_weights(sol.point) if sol.point_is_dual else from_factor(sol.point)
+        objective = hinge_objective(w, b, X, ys, C)
+        gap = max(objective - sol.dual, 0.0)  # weak duality: bounds objective - optimum
+        ok = sol.ok or gap <= gap_tol * max(objective, 1e-300)
+        if saturated is None and ok and sol.point is sol.alpha and np.all(alpha < C * (1 - 1e-9)):
+            saturated = sol._replace(ok=True)
+        if not ok:
             log.debug(
                 "dual not solved to tol %.1e at C=%g (relative gap %.2e)",
                 tol,
                 C,
-                sol.gap / max(sol.primal, 1e-300),
+                gap / max(objective, 1e-300),
             )
-        w, b = to_weights(sol.alpha) if sol.u is None else from_factor(sol.u)
-        fits[k] = HingeFit(C, w, b, sol.iterations, sol.ok, hinge_objective(w, b, X, ys, C), sol.gap)
+        fits[k] = HingeFit(C, w, b, sol.iterations, ok, objective, gap)
     return [fits[k] for k in range(len(c_grid))]
 
 
