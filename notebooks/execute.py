@@ -331,10 +331,11 @@ def merge_key_numbers(
     digest ``code_sha256``; ``old``: the stored metadata), and messages for the user.
 
     A full run stores its numbers as those of the outputs and keeps the other classes' numbers only
-    if the code is unchanged and this run's numbers equal what was stored for its class (for a class
-    without numbers: those of the stored outputs, within the cross-class tolerances); otherwise they
-    may be stale and are dropped. ``numbers_only`` adds this class's numbers beside the stored ones
-    (the code must be the stored one; on the stored outputs' own class the numbers must not change).
+    if the code is unchanged and this run's numbers equal (within :data:`TOLERANCE`) what was stored for
+    its class (for a class without numbers: those of the stored outputs, within the cross-class
+    tolerances); otherwise they may be stale and are dropped. ``numbers_only`` adds or confirms this
+    class's numbers beside the stored ones (the code must be the stored one; numbers already stored for
+    this class, the outputs' or another's, must not change: that would mean stale outputs).
     """
     if numbers_only:
         if old.get("code_sha256") != code_sha256 or "cpu" not in old:
@@ -350,6 +351,13 @@ def merge_key_numbers(
                     "stored outputs are stale; re-execute it without --numbers-only"
                 )
             return old, [f"{name}: key numbers of {cpu} unchanged"]
+        stored = old.get("key_numbers_by_cpu", {}).get(cpu)
+        diffs = compare_key_numbers(name, stored, numbers) if stored is not None else []
+        if diffs:
+            raise ValueError(
+                f"{name}: the key numbers stored for {cpu} changed ({'; '.join(diffs[:3])}): the stored "
+                "outputs may be stale too; re-execute it without --numbers-only"
+            )
         by_cpu = old.get("key_numbers_by_cpu", {}) | {cpu: numbers}
         return old | {"key_numbers_by_cpu": by_cpu}, [f"{name}: key numbers of {cpu} recorded"]
     others = dict(old.get("key_numbers_by_cpu", {}))

@@ -122,8 +122,11 @@ def test_merging_key_numbers_keeps_other_cpu_classes_only_when_nothing_changed()
     # --numbers-only: adds a class beside the stored ones, outputs' class unchanged
     meta, _ = merge(nb02, old, "aarch64 DEFAULT", n2, "c", numbers_only=True)
     assert meta["key_numbers"] == n512 and set(meta["key_numbers_by_cpu"]) == {a2, "aarch64 DEFAULT"}
-    with pytest.raises(ValueError, match="stale"):  # on the outputs' own class the numbers must not move
+    with pytest.raises(ValueError, match="changed"):  # on the outputs' own class the numbers must not move
         merge(nb02, old, a512, n512 | {"r2_median": 0.3}, "c", numbers_only=True)
+    with pytest.raises(ValueError, match="changed"):  # a class with numbers: they must not move either
+        merge(nb02, old, a2, n2 | {"r2_median": 0.3}, "c", numbers_only=True)
+    assert merge(nb02, old, a2, dict(n2), "c", numbers_only=True)[0] == old  # confirmed, unchanged
     with pytest.raises(ValueError, match="numbers-only"):  # the stored outputs are of other code
         merge(nb02, old, a2, n2, "d", numbers_only=True)
 

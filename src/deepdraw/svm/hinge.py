@@ -138,7 +138,7 @@ def fit_hinge_path(
         gap = max(objective - sol.dual, 0.0)  # weak duality: bounds objective - optimum
         ok = sol.ok or gap <= gap_tol * max(objective, 1e-300)
         if saturated is None and ok and sol.point is sol.alpha and np.all(alpha < C * (1 - 1e-9)):
-            saturated = sol._replace(ok=True)
+            saturated = sol  # copies count as converged by its KKT test (C-free) or their own gap
         if not ok:
             log.debug(
                 "dual not solved to tol %.1e at C=%g (relative gap %.2e)",
