@@ -318,6 +318,15 @@ def _run_for_numbers(path: Path, timeout: int):
     return nb, numbers
 
 
+def check_numbers_only(name: str, old: dict, code_sha256: str) -> None:
+    """``--numbers-only`` needs stored outputs of this very code, with their CPU class."""
+    if old.get("code_sha256") != code_sha256 or "cpu" not in old:
+        raise ValueError(
+            f"{name}: --numbers-only needs the stored outputs of this code with their CPU class "
+            f"(metadata.{META}.code_sha256 and .cpu); run without --numbers-only first"
+        )
+
+
 def merge_key_numbers(
     name: str,
     old: dict,
@@ -338,11 +347,7 @@ def merge_key_numbers(
     this class, the outputs' or another's, must not change: that would mean stale outputs).
     """
     if numbers_only:
-        if old.get("code_sha256") != code_sha256 or "cpu" not in old:
-            raise ValueError(
-                f"{name}: --numbers-only needs the stored outputs of this code with their CPU class "
-                f"(metadata.{META}.code_sha256 and .cpu); run without --numbers-only first"
-            )
+        check_numbers_only(name, old, code_sha256)
         if cpu == old["cpu"]:
             diffs = compare_key_numbers(name, old["key_numbers"], numbers)
             if diffs:
@@ -391,8 +396,8 @@ def store(
     original = nbformat.read(path, as_version=4)
     old = dict(original.metadata.get(META, {}))
     cpu = cpu_class()
-    if numbers_only and (old.get("code_sha256") != code_digest(original) or "cpu" not in old):
-        merge_key_numbers(path.stem, old, cpu, {}, code_digest(original), True)  # raises before the run
+    if numbers_only:
+        check_numbers_only(path.stem, old, code_digest(original))  # before the run, not after
     nb, numbers = _run_for_numbers(path, timeout)
     meta, messages = merge_key_numbers(
         path.stem, old, cpu, numbers, code_digest(nb), numbers_only, drop_other_cpus

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.linalg as sla
 
-__all__ = ["DualQ", "chol_solve", "dual_operator", "primal_and_gap"]
+__all__ = ["DualQ", "chol_solve", "dual_operator", "dual_value", "primal_value"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -100,15 +100,16 @@ class DualQ:
         return (r - AF @ t) / delta
 
 
-def primal_and_gap(alpha: np.ndarray, q: np.ndarray, C: float) -> tuple[float, float]:
-    """(primal objective, duality gap) of a feasible ``alpha`` with ``q = Q alpha``.
+def primal_value(alpha: np.ndarray, q: np.ndarray, C: float) -> float:
+    """Primal objective of the weights of a feasible ``alpha`` with ``q = Q alpha``: the margins of the
+    primal point ``u = A^T alpha`` are ``q``, and ``|u|^2 = alpha . q``."""
+    return 0.5 * float(alpha @ q) + C * float(np.maximum(0.0, 1.0 - q).sum())
 
-    Margins of the primal point ``u = A^T alpha`` are ``q``, and ``|u|^2 = alpha . q``.
-    """
-    aq = float(alpha @ q)
-    primal = 0.5 * aq + C * float(np.maximum(0.0, 1.0 - q).sum())
-    dual = float(alpha.sum()) - 0.5 * aq
-    return primal, primal - dual
+
+def dual_value(alpha: np.ndarray, q: np.ndarray) -> float:
+    """``D(alpha) = 1^T alpha - 1/2 alpha^T Q alpha`` (``q = Q alpha``): for a feasible ``alpha``, a
+    lower bound of the primal optimum whatever C (weak duality)."""
+    return float(alpha.sum()) - 0.5 * float(alpha @ q)
 
 
 # ----------------------------------------------------------------------------------------------------

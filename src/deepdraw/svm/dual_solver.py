@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .dual import DualQ, chol_solve, primal_and_gap
+from .dual import DualQ, chol_solve, dual_value, primal_value
 
 __all__ = ["DualSolution", "solve_dual"]
 
@@ -199,11 +199,6 @@ class DualSolution(NamedTuple):
     point_is_dual: bool
 
 
-def _dual_value(alpha: np.ndarray, q: np.ndarray) -> float:
-    """``D(alpha) = 1^T alpha - 1/2 alpha^T Q alpha`` (a lower bound of the primal optimum)."""
-    return float(alpha.sum()) - 0.5 * float(alpha @ q)
-
-
 def solve_dual(
     op: DualQ,
     C: float,
@@ -220,7 +215,7 @@ def solve_dual(
     """
     a1, q1, it1, ok = _pdas(op, C, alpha, partition, tol, max_iter, rel_reg)
     if ok:
-        return DualSolution(a1, q1, it1, True, _dual_value(a1, q1), a1, True)
+        return DualSolution(a1, q1, it1, True, dual_value(a1, q1), a1, True)
     A = op.factor()
 
     def primal(u: np.ndarray) -> float:
@@ -235,7 +230,7 @@ def solve_dual(
 
     def consider(a: np.ndarray, qa: np.ndarray) -> None:
         nonlocal best_a, best_q, best_d, best_point, best_is_dual, best_p
-        p, d = primal_and_gap(a, qa, C)[0], _dual_value(a, qa)
+        p, d = primal_value(a, qa, C), dual_value(a, qa)
         if d > best_d:
             best_a, best_q, best_d = a, qa, d
         if p < best_p:
@@ -266,7 +261,7 @@ def solve_dual(
             a2, q2, it2, ok = _pdas(op, C, beta, (r >= h, r <= 0), tol, min(max_iter, 20), rel_reg)
             it_total += it2
             if ok:
-                return DualSolution(a2, q2, it_total, True, _dual_value(a2, q2), a2, True)
+                return DualSolution(a2, q2, it_total, True, dual_value(a2, q2), a2, True)
             consider(a2, q2)
         if h <= 1e-4:
             break
